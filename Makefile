@@ -1,0 +1,44 @@
+# The README's two commands: `make demo` and `make test`. Both set up everything they need
+# on a fresh Debian machine (a virtualenv, the Python packages, the Debian tools the tests use).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEBIAN_TOOLS := bcftools samtools tabix
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: demo test venv debian-tools lint typecheck bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Debian packages the tests compare against (bcftools/samtools are the independent truth).
+debian-tools:
+	@missing=""; for t in bcftools samtools tabix; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_TOOLS); \
+	fi
+
+test: venv debian-tools
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check node tests bench conformance
+	$(BIN)/mypy
+
+demo: venv
+	$(BIN)/fednode demo --host $(HOST) --port $(PORT)
+
+bench: venv debian-tools
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
