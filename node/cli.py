@@ -1,0 +1,187 @@
+"""The `fednode` command.
+
+Every subcommand is one small function; errors of the node (`NodeError`) end the command
+with their message and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from node import __version__
+from node.config import CONFIG_FILE, config_schema, dump_settings, load_settings
+from node.errors import NodeError
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+CONFIG_TEMPLATE = """\
+# fednode node configuration. Layers: defaults -> this file -> FEDNODE_* environment
+# variables (nested with "__", e.g. FEDNODE_SERVER__PORT=9000). Print the effective
+# configuration with `fednode config print DIR`, its JSON schema with `--schema`.
+
+# Where the TileDB-VCF datasets live: a folder relative to this file, or any URI
+# TileDB's VFS accepts (s3://bucket/prefix). Dataset <id> is <store_uri>/<id>.
+store_uri = "datasets"
+
+[node]
+id = "org.example.fednode"
+name = "fednode"
+organization = "Example Organization"
+
+[server]
+host = "127.0.0.1"
+port = 8080
+
+# One table per dataset id; a dataset without a table gets the defaults
+# (CONTROLLED, boolean answers for anonymous requesters).
+# [datasets.my-cohort]
+# name = "My cohort"
+# assembly = "GRCh38"
+# security_level = "PUBLIC"
+# max_granularity = { PUBLIC = "count", REGISTERED = "count", CONTROLLED = "record" }
+"""
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    home: Path = args.dir
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / CONFIG_FILE
+    if config.exists() and not args.force:
+        raise NodeError(f"{config} exists; use --force to overwrite it")
+    config.write_text(CONFIG_TEMPLATE)
+    (home / "datasets").mkdir(exist_ok=True)
+    print(f"initialised node home {home} ({config})")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from node.store.tiledbvcf import TileDBVCFStore
+
+    settings = load_settings(args.dir)
+    _require_home(args.dir)
+    uri = settings.dataset_uri(args.dataset)
+    config = settings.tiledb_config
+    if TileDBVCFStore.exists(uri, tiledb_config=config):
+        store = TileDBVCFStore.open(uri, tiledb_config=config)
+    else:
+        store = TileDBVCFStore.create(
+            uri, assembly=args.assembly or settings.dataset(args.dataset).assembly,
+            tiledb_config=config,
+        )
+    try:
+        summary = store.ingest(
+            [Path(p) for p in args.files],
+            assembly=args.assembly,
+            replace=args.replace,
+            threads=args.threads,
+            progress=sys.stderr.isatty(),
+        )
+    finally:
+        store.close()
+    print(
+        f"dataset {args.dataset}: ingested {summary.records} records from {summary.files} "
+        f"file(s); samples added {len(summary.samples_added)}, replaced "
+        f"{len(summary.samples_replaced)}; assembly {summary.assembly}"
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from node.web.serve import serve
+
+    _require_home(args.dir)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = load_settings(args.dir)
+    settings = settings.model_copy(
+        update={"server": settings.server.model_copy(update=overrides)}
+    )
+    serve(settings)
+    return 0
+
+
+def cmd_config_print(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(json.dumps(config_schema(), indent=2, sort_keys=True))
+    else:
+        print(dump_settings(load_settings(args.dir)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from node.demo import build_demo
+
+    settings = build_demo(args.dir, rebuild=args.rebuild)
+    if args.no_serve:
+        return 0
+    from node.web.serve import serve
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    serve(settings.model_copy(update={"server": settings.server.model_copy(update=overrides)}))
+    return 0
+
+
+def _require_home(home: Path) -> None:
+    if not (home / CONFIG_FILE).is_file():
+        raise NodeError(f"{home} is not a node home (no {CONFIG_FILE}); run `fednode init {home}`")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fednode", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fednode {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="create a node home (config file and dataset folder)")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--force", action="store_true", help="overwrite an existing config file")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("ingest", help="ingest VCF/BCF files into a dataset (atomic)")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--dataset", required=True, help="dataset id (created if absent)")
+    p.add_argument("--assembly", help="assembly when the VCF header does not say (GRCh38)")
+    p.add_argument("--replace", action="store_true", help="replace samples already present")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("serve", help="serve the node over HTTP")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="build the embedded demo node and serve it")
+    p.add_argument("--dir", type=Path, default=Path("demo-node"))
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--rebuild", action="store_true", help="rebuild the demo node from scratch")
+    p.add_argument("--no-serve", action="store_true", help="build and summarise only")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("config", help="configuration")
+    config_sub = p.add_subparsers(dest="config_command", required=True)
+    q = config_sub.add_parser("print", help="print the effective configuration (or its schema)")
+    q.add_argument("dir", type=Path, nargs="?", default=Path("."))
+    q.add_argument("--schema", action="store_true", help="print the JSON schema instead")
+    q.set_defaults(func=cmd_config_print)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    func: Command = args.func
+    try:
+        return func(args)
+    except NodeError as exc:
+        print(f"fednode: error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fednode: interrupted", file=sys.stderr)
+        return 130

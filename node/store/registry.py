@@ -1,0 +1,67 @@
+"""The node's datasets: discovered under the store URI, opened lazily, closed together."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+from node.config import DatasetSettings, Settings
+from node.errors import NotFound
+from node.store.base import VariantStore
+
+__all__ = ["DatasetRegistry"]
+
+Opener = Callable[[str], VariantStore]
+Lister = Callable[[], Iterable[str]]
+
+
+class DatasetRegistry:
+    """Dataset id → (settings, store). Stores are opened on first use and cached.
+
+    `lister` yields the ids present in the store; `opener` opens one by id. Both are
+    injected so tests can run on the in-memory store.
+    """
+
+    def __init__(self, settings: Settings, *, opener: Opener, lister: Lister) -> None:
+        self._settings = settings
+        self._opener = opener
+        self._lister = lister
+        self._stores: dict[str, VariantStore] = {}
+        self._lock = threading.Lock()
+
+    def ids(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self._lister())))
+
+    def settings(self, dataset_id: str) -> DatasetSettings:
+        return self._settings.dataset(dataset_id)
+
+    def store(self, dataset_id: str) -> VariantStore:
+        with self._lock:
+            store = self._stores.get(dataset_id)
+            if store is None:
+                if dataset_id not in self.ids():
+                    raise NotFound(f"no dataset {dataset_id!r}")
+                store = self._opener(dataset_id)
+                self._stores[dataset_id] = store
+            return store
+
+    def close(self) -> None:
+        with self._lock:
+            for store in self._stores.values():
+                store.close()
+            self._stores.clear()
+
+
+def tiledb_registry(settings: Settings) -> DatasetRegistry:
+    """The registry of a node home: every TileDB-VCF dataset under `settings.store_uri`."""
+    from node.store.tiledbvcf import TileDBVCFStore, list_datasets
+
+    config = settings.tiledb_config
+
+    def opener(dataset_id: str) -> VariantStore:
+        return TileDBVCFStore.open(settings.dataset_uri(dataset_id), tiledb_config=config)
+
+    def lister() -> Iterable[str]:
+        return list_datasets(settings.dataset_uri(""), tiledb_config=config)
+
+    return DatasetRegistry(settings, opener=opener, lister=lister)

@@ -1,0 +1,1 @@
+"""The HTTP transport: one aiohttp application with a sub-app per protocol."""

@@ -1,0 +1,55 @@
+"""The application factory: `create_app(settings)`.
+
+Resources (the dataset registry) are opened and closed in one `cleanup_ctx`; each
+protocol is a sub-app with its own middleware and error format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from node import __version__
+from node.config import Settings
+from node.store.registry import DatasetRegistry, tiledb_registry
+from node.web.keys import DATASETS, METRICS, SETTINGS
+from node.web.metrics import Metrics
+from node.web.middleware import request_context
+
+__all__ = ["create_app"]
+
+RegistryFactory = Callable[[Settings], DatasetRegistry]
+
+
+def create_app(
+    settings: Settings, *, registry_factory: RegistryFactory = tiledb_registry
+) -> web.Application:
+    app = web.Application(
+        middlewares=[request_context], client_max_size=settings.server.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+
+    async def datasets_ctx(app: web.Application) -> AsyncIterator[None]:
+        registry = registry_factory(settings)
+        app[DATASETS] = registry
+        yield
+        await asyncio.to_thread(registry.close)
+
+    app.cleanup_ctx.append(datasets_ctx)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def health(request: web.Request) -> web.Response:
+    registry = request.config_dict[DATASETS]
+    ids = await asyncio.to_thread(registry.ids)
+    return web.json_response({"status": "ok", "version": __version__, "datasets": list(ids)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.config_dict[METRICS].render()
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")

@@ -1,0 +1,67 @@
+"""Middlewares of the root application: request ids, access log, metrics, last-resort errors.
+
+Each protocol sub-app renders its own errors (Beacon envelope, htsget JSON); this layer
+only guarantees that nothing unexpected ever reaches a client as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from aiohttp import web
+
+from node.errors import NodeError
+from node.web.keys import METRICS
+
+__all__ = ["REQUEST_ID", "request_context"]
+
+log = logging.getLogger("fednode.http")
+REQUEST_ID = "request_id"
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info
+    resource = info.route.resource if info.route is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except NodeError as exc:
+        status = exc.http_status
+        response = web.json_response({"error": exc.message}, status=status)
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": request_id})
+        response = web.json_response(
+            {"error": "internal error", "requestId": request_id}, status=500
+        )
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route_name(request)
+        metrics = request.config_dict[METRICS]
+        metrics.requests.labels(request.method, route, str(status)).inc()
+        metrics.latency.labels(route).observe(elapsed)
+        log.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "ms": round(elapsed * 1000, 2),
+            },
+        )
+    response.headers["X-Request-Id"] = request_id
+    return response
