@@ -17,6 +17,7 @@ __all__ = [
     "AlleleKey",
     "AlleleStats",
     "Call",
+    "Filter",
     "Record",
     "Region",
     "Variant",
@@ -151,3 +152,20 @@ class Record:
     info: Mapping[str, object]
     calls: tuple[Call, ...]
     source_contig: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """A Beacon v2 filter, protocol-independent.
+
+    Ontology filter: `id` is a CURIE, `operator` is None. Alphanumeric filter: `operator`
+    in =,<,>,!,>=,<= with a `value` (`%` is a wildcard). Custom filter: an id only, as
+    listed by the catalog's filtering terms.
+    """
+
+    id: str
+    operator: str | None = None
+    value: str | None = None
+    include_descendants: bool = True
+    similarity: str = "exact"
+    scope: str | None = None
