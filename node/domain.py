@@ -6,6 +6,7 @@ Coordinates are 0-based and half-open everywhere inside the node (VCF POS 100 wi
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ __all__ = [
     "AlleleStats",
     "Call",
     "Filter",
+    "Principal",
     "Record",
     "Region",
     "Variant",
@@ -169,3 +171,39 @@ class Filter:
     include_descendants: bool = True
     similarity: str = "exact"
     scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking, as established from a verified GA4GH Passport (or nobody).
+
+    `controlled_grants` holds dataset ids (not visa values) the passport grants;
+    `expires_at` is the earliest `exp` among the passport and the visas the decision relied
+    on (Passport v1 §Visa Expiry: the minimum across visas used). Anonymous: all empty.
+    """
+
+    subject: str | None
+    issuer: str | None
+    registered: bool
+    controlled_grants: frozenset[str]
+    expires_at: int | None
+
+    @classmethod
+    def anonymous(cls) -> Principal:
+        return cls(None, None, False, frozenset(), None)
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.subject is None
+
+    @property
+    def requester_id(self) -> str:
+        """A stable pseudonymous key for budgets and audit: never the raw subject.
+
+        Anonymous requesters share "anonymous"; transports may key them by client instead.
+        """
+        if self.subject is None or self.issuer is None:
+            return "anonymous"
+        # A NUL separator: neither iss nor sub can make two pairs collide.
+        raw = f"{self.issuer}\x00{self.subject}".encode()
+        return "sub:" + hashlib.sha256(raw).hexdigest()[:32]
