@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
@@ -23,7 +23,13 @@ from node.names import Granularity, SecurityLevel
 
 __all__ = [
     "CONFIG_FILE",
+    "AuditSettings",
+    "AuthSettings",
+    "BudgetSettings",
+    "DatasetGrantSettings",
     "DatasetSettings",
+    "IssuerSettings",
+    "PrivacySettings",
     "ServerSettings",
     "Settings",
     "config_schema",
@@ -71,6 +77,85 @@ class NodeInfo(_Section):
     contact_url: str = "mailto:beacon@example.org"
 
 
+REGISTERED_ACCESS_DOI = "https://doi.org/10.1038/s41431-018-0219-y"
+VisaBy = Literal["self", "peer", "system", "so", "dac"]
+
+
+class IssuerSettings(_Section):
+    """A trusted token or visa issuer. Keys come from `jwks_uri` or a static `jwks`.
+
+    Algorithms are pinned here and never taken from a token header (AAI profile
+    §Signing Algorithms: RS256 and ES256 only).
+    """
+
+    iss: str = Field(min_length=1, max_length=255)
+    jwks_uri: str | None = None
+    jwks: dict[str, Any] | None = Field(None, description="static JWKS ({'keys': [...]})")
+    algorithms: list[Literal["RS256", "ES256"]] = Field(
+        default_factory=lambda: ["RS256", "ES256"], min_length=1
+    )
+    # Accepted `aud` values; empty: tokens that carry an `aud` are rejected.
+    audience: list[str] = Field(default_factory=list)
+    # JWKS URLs a visa's `jku` header may name (Passport v1 §Visa Format); exact match.
+    jku_allowlist: list[str] = Field(default_factory=list)
+
+
+class DatasetGrantSettings(_Section):
+    """Which ControlledAccessGrants visas grant a dataset: exact `value`, accepted
+    `source` (the DAC) and `by` values (Passport v1 §ControlledAccessGrants)."""
+
+    value: str = Field(min_length=1, max_length=255)
+    sources: list[str] = Field(min_length=1)
+    by: list[VisaBy] = Field(default_factory=lambda: ["dac"], min_length=1)
+
+
+class AuthSettings(_Section):
+    # Brokers whose passports (bearer tokens) are accepted, and issuers whose visas are.
+    brokers: list[IssuerSettings] = Field(default_factory=list)
+    visa_issuers: list[IssuerSettings] = Field(default_factory=list)
+    # Dataset id -> the grant that gives CONTROLLED access to it.
+    grants: dict[str, DatasetGrantSettings] = Field(default_factory=dict)
+    registered_terms: list[str] = Field(default_factory=lambda: [REGISTERED_ACCESS_DOI])
+    registered_terms_by: list[VisaBy] = Field(
+        default_factory=lambda: ["self", "peer", "system", "so", "dac"], min_length=1
+    )
+    researcher_status: list[str] = Field(default_factory=lambda: [REGISTERED_ACCESS_DOI])
+    leeway_s: int = Field(30, ge=30, le=60, description="clock skew tolerated")
+    max_token_bytes: int = Field(16384, gt=0, le=1 << 20)
+    max_visas: int = Field(200, gt=0)
+    jwks_max_age_s: float = Field(3600.0, gt=0)
+    jwks_min_refresh_interval_s: float = Field(60.0, ge=0)
+    jwks_timeout_s: float = Field(5.0, gt=0)
+
+
+class BudgetSettings(_Section):
+    """Per-requester disclosure budget (see node/privacy/budget.py)."""
+
+    enabled: bool = True
+    path: str = Field("budget.sqlite3", description="SQLite file, relative to home")
+    # Shringarpure-Bustamante log-likelihood ratio (nats) a requester may accumulate.
+    max_llr: float = Field(25.0, gt=0)
+    max_epsilon: float = Field(10.0, gt=0)
+    window_s: int | None = Field(30 * 24 * 3600, gt=0, description="None: lifetime")
+    sequencing_error: float = Field(1e-6, gt=0, lt=1)
+
+
+class PrivacySettings(_Section):
+    min_count: int = Field(5, ge=1, description="counts 1..min_count-1 are never exact")
+    round_to: int | None = Field(None, gt=1, description="round counts up to a multiple")
+    epsilon: float | None = Field(None, gt=0, description="geometric noise on counts")
+    # A "yes" is membership-revealing when the allele is this rare in the dataset.
+    rare_allele_count: int = Field(4, ge=0)
+    rare_allele_frequency: float = Field(0.01, ge=0, le=1)
+    budget: BudgetSettings = BudgetSettings()
+
+
+class AuditSettings(_Section):
+    enabled: bool = True
+    path: str = Field("audit.jsonl", description="JSON-lines log, relative to home")
+    fsync: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         frozen=True, extra="forbid", env_prefix="FEDNODE_", env_nested_delimiter="__"
@@ -84,6 +169,9 @@ class Settings(BaseSettings):
     node: NodeInfo = NodeInfo()
     server: ServerSettings = ServerSettings()
     datasets: dict[str, DatasetSettings] = Field(default_factory=dict)
+    auth: AuthSettings = AuthSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    audit: AuditSettings = AuditSettings()
 
     @classmethod
     def settings_customise_sources(
