@@ -31,13 +31,13 @@ class Granularity(StrEnum):
 _GRANULARITY_RANK = {Granularity.BOOLEAN: 0, Granularity.COUNT: 1, Granularity.RECORD: 2}
 
 
-
 class CountPrecision(StrEnum):
     """Beacon v2.2 `countPrecision`: how a reported count relates to the true one."""
 
     EXACT = "exact"
     IMPRECISE = "imprecise"  # adjusted (small counts raised to the threshold) or noised
     ROUNDED = "rounded"  # rounded up to a multiple of `countAdjustedTo`
+
 
 class SecurityLevel(StrEnum):
     """Beacon v2 `securityAttributes.securityLevels`."""
