@@ -79,6 +79,19 @@ class NodeInfo(_Section):
 
 REGISTERED_ACCESS_DOI = "https://doi.org/10.1038/s41431-018-0219-y"
 VisaBy = Literal["self", "peer", "system", "so", "dac"]
+SigningAlg = Literal["RS256", "ES256"]
+
+
+def _all_algs() -> list[SigningAlg]:
+    return ["RS256", "ES256"]
+
+
+def _dac_only() -> list[VisaBy]:
+    return ["dac"]
+
+
+def _any_by() -> list[VisaBy]:
+    return ["self", "peer", "system", "so", "dac"]
 
 
 class IssuerSettings(_Section):
@@ -90,10 +103,8 @@ class IssuerSettings(_Section):
 
     iss: str = Field(min_length=1, max_length=255)
     jwks_uri: str | None = None
-    jwks: dict[str, Any] | None = Field(None, description="static JWKS ({'keys': [...]})")
-    algorithms: list[Literal["RS256", "ES256"]] = Field(
-        default_factory=lambda: ["RS256", "ES256"], min_length=1
-    )
+    jwks: dict[str, Any] | None = Field(default=None, description="static JWKS ({'keys': [...]})")
+    algorithms: list[SigningAlg] = Field(default_factory=_all_algs, min_length=1)
     # Accepted `aud` values; empty: tokens that carry an `aud` are rejected.
     audience: list[str] = Field(default_factory=list)
     # JWKS URLs a visa's `jku` header may name (Passport v1 §Visa Format); exact match.
@@ -106,7 +117,7 @@ class DatasetGrantSettings(_Section):
 
     value: str = Field(min_length=1, max_length=255)
     sources: list[str] = Field(min_length=1)
-    by: list[VisaBy] = Field(default_factory=lambda: ["dac"], min_length=1)
+    by: list[VisaBy] = Field(default_factory=_dac_only, min_length=1)
 
 
 class AuthSettings(_Section):
@@ -116,43 +127,41 @@ class AuthSettings(_Section):
     # Dataset id -> the grant that gives CONTROLLED access to it.
     grants: dict[str, DatasetGrantSettings] = Field(default_factory=dict)
     registered_terms: list[str] = Field(default_factory=lambda: [REGISTERED_ACCESS_DOI])
-    registered_terms_by: list[VisaBy] = Field(
-        default_factory=lambda: ["self", "peer", "system", "so", "dac"], min_length=1
-    )
+    registered_terms_by: list[VisaBy] = Field(default_factory=_any_by, min_length=1)
     researcher_status: list[str] = Field(default_factory=lambda: [REGISTERED_ACCESS_DOI])
-    leeway_s: int = Field(30, ge=30, le=60, description="clock skew tolerated")
-    max_token_bytes: int = Field(16384, gt=0, le=1 << 20)
-    max_visas: int = Field(200, gt=0)
-    jwks_max_age_s: float = Field(3600.0, gt=0)
-    jwks_min_refresh_interval_s: float = Field(60.0, ge=0)
-    jwks_timeout_s: float = Field(5.0, gt=0)
+    leeway_s: int = Field(default=30, ge=30, le=60, description="clock skew tolerated")
+    max_token_bytes: int = Field(default=16384, gt=0, le=1 << 20)
+    max_visas: int = Field(default=200, gt=0)
+    jwks_max_age_s: float = Field(default=3600.0, gt=0)
+    jwks_min_refresh_interval_s: float = Field(default=60.0, ge=0)
+    jwks_timeout_s: float = Field(default=5.0, gt=0)
 
 
 class BudgetSettings(_Section):
     """Per-requester disclosure budget (see node/privacy/budget.py)."""
 
     enabled: bool = True
-    path: str = Field("budget.sqlite3", description="SQLite file, relative to home")
+    path: str = Field(default="budget.sqlite3", description="SQLite file, relative to home")
     # Shringarpure-Bustamante log-likelihood ratio (nats) a requester may accumulate.
-    max_llr: float = Field(25.0, gt=0)
-    max_epsilon: float = Field(10.0, gt=0)
-    window_s: int | None = Field(30 * 24 * 3600, gt=0, description="None: lifetime")
-    sequencing_error: float = Field(1e-6, gt=0, lt=1)
+    max_llr: float = Field(default=25.0, gt=0)
+    max_epsilon: float = Field(default=10.0, gt=0)
+    window_s: int | None = Field(default=30 * 24 * 3600, gt=0, description="None: lifetime")
+    sequencing_error: float = Field(default=1e-6, gt=0, lt=1)
 
 
 class PrivacySettings(_Section):
-    min_count: int = Field(5, ge=1, description="counts 1..min_count-1 are never exact")
-    round_to: int | None = Field(None, gt=1, description="round counts up to a multiple")
-    epsilon: float | None = Field(None, gt=0, description="geometric noise on counts")
+    min_count: int = Field(default=5, ge=1, description="counts 1..min_count-1 are never exact")
+    round_to: int | None = Field(default=None, gt=1, description="round counts up to a multiple")
+    epsilon: float | None = Field(default=None, gt=0, description="geometric noise on counts")
     # A "yes" is membership-revealing when the allele is this rare in the dataset.
-    rare_allele_count: int = Field(4, ge=0)
-    rare_allele_frequency: float = Field(0.01, ge=0, le=1)
+    rare_allele_count: int = Field(default=4, ge=0)
+    rare_allele_frequency: float = Field(default=0.01, ge=0, le=1)
     budget: BudgetSettings = BudgetSettings()
 
 
 class AuditSettings(_Section):
     enabled: bool = True
-    path: str = Field("audit.jsonl", description="JSON-lines log, relative to home")
+    path: str = Field(default="audit.jsonl", description="JSON-lines log, relative to home")
     fsync: bool = True
 
 
