@@ -18,7 +18,7 @@ from node.web.keys import METRICS
 __all__ = ["REQUEST_ID", "request_context"]
 
 log = logging.getLogger("fednode.http")
-REQUEST_ID = "request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def _route_name(request: web.Request) -> str:

@@ -1,0 +1,61 @@
+"""The root application: health, Prometheus metrics, request ids, last-resort errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from node.config import Settings
+from node.store.memory import MemoryStore
+from node.store.registry import DatasetRegistry
+from node.synth import generate_cohort
+from node.web.app import create_app
+
+
+def _registry_with(stores: dict[str, MemoryStore]) -> DatasetRegistry:
+    settings = Settings(home=Path("."))
+
+    def lister() -> Iterable[str]:
+        return stores.keys()
+
+    return DatasetRegistry(settings, opener=stores.__getitem__, lister=lister)
+
+
+async def test_health_lists_datasets_and_metrics_count_requests(
+    aiohttp_client: object, tmp_path: Path
+) -> None:
+    cohort = generate_cohort(tmp_path / "c.vcf.gz", samples=5, length=5_000, seed=1)
+    store = MemoryStore()
+    store.ingest(list(cohort.paths))
+    app = create_app(
+        Settings(home=tmp_path), registry_factory=lambda s: _registry_with({"d1": store})
+    )
+    client: TestClient = await aiohttp_client(app)  # type: ignore[operator]
+
+    resp = await client.get("/health", headers={"X-Request-Id": "abc123"})
+    assert resp.status == 200
+    assert (await resp.json())["datasets"] == ["d1"]
+    assert resp.headers["X-Request-Id"] == "abc123"
+
+    metrics = await (await client.get("/metrics")).text()
+    assert 'fednode_http_requests_total{method="GET",route="/health",status="200"} 1.0' in metrics
+
+
+async def test_unexpected_exception_is_a_generic_500_without_details(
+    aiohttp_client: object, tmp_path: Path
+) -> None:
+    app = create_app(Settings(home=tmp_path), registry_factory=lambda s: _registry_with({}))
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("secret path /etc/shadow")
+
+    app.router.add_get("/boom", boom)
+    client: TestClient = await aiohttp_client(app)  # type: ignore[operator]
+    resp = await client.get("/boom")
+    assert resp.status == 500
+    body = await resp.text()
+    assert "shadow" not in body and "Traceback" not in body
+    assert (await resp.json())["requestId"] == resp.headers["X-Request-Id"]
