@@ -72,7 +72,9 @@ def classify(ref: str, alt: str) -> VariantType:
     if "[" in alt or "]" in alt or alt.startswith(".") or alt.endswith("."):
         return VariantType.BND  # VCF 4.3 §5.4: mate and single breakends
     if len(ref) == len(alt):
-        return VariantType.SNP if len(ref) == 1 else VariantType.MNP
+        # Like bcftools' TYPE: padding bases shared on both ends do not make an MNP.
+        diff = [i for i, (r, a) in enumerate(zip(ref.upper(), alt.upper(), strict=True)) if r != a]
+        return VariantType.MNP if diff and diff[-1] > diff[0] else VariantType.SNP
     return VariantType.INDEL
 
 
