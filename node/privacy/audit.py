@@ -1,0 +1,218 @@
+"""Append-only, hash-chained access log (JSON lines).
+
+Each entry records who asked (the pseudonymous requester id, never a token), which
+datasets, the query, the granularity returned, the counts reported, the budget charged,
+a timestamp and the request id. Entries carry a sequence number, `prev` (the previous
+entry's hash; 64 zeros for the first) and `hash` (sha256 of the entry's canonical JSON
+without `hash`). A sidecar `<log>.head` holds the last sequence number and hash, so that
+cutting entries off the end is detected too.
+
+`verify(path)` recomputes everything and reports each problem with its line: `edited`
+(content or chain changed), `removed` (sequence numbers missing), `reordered`,
+`truncated` (entries or a partial line cut off the end), `malformed`.
+
+Appends are serialised within a process (a lock) and across processes (`fcntl.flock` on
+the log); each entry is one `write` to an O_APPEND descriptor, fsync'd when configured.
+Methods block; servers call `append` off the event loop.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from node.config import AuditSettings
+from node.errors import Unavailable
+
+__all__ = ["AuditLog", "AuditReport", "Problem", "verify"]
+
+GENESIS = "0" * 64
+ProblemKind = Literal["edited", "removed", "reordered", "truncated", "malformed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    line: int  # 1-based line of the log where the problem shows
+    kind: ProblemKind
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    entries: int
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def kinds(self) -> set[ProblemKind]:
+        return {p.kind for p in self.problems}
+
+
+def _canonical(entry: Mapping[str, Any]) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+
+
+class AuditLog:
+    def __init__(self, path: Path, *, fsync: bool = True) -> None:
+        self.path = path
+        self.head_path = path.with_name(path.name + ".head")
+        self._fsync = fsync
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_settings(cls, settings: AuditSettings, *, home: Path) -> AuditLog:
+        path = Path(settings.path)
+        return cls(path if path.is_absolute() else home / path, fsync=settings.fsync)
+
+    def append(
+        self,
+        *,
+        request_id: str,
+        requester: str,
+        datasets: Sequence[str],
+        query: Mapping[str, Any],
+        granularity: str | None,
+        counts: Mapping[str, Any] | None = None,
+        budget: Mapping[str, float] | None = None,
+    ) -> dict[str, Any]:
+        """Append one entry; returns it as written (with seq, prev and hash)."""
+        record: dict[str, Any] = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "request_id": request_id,
+            "requester": requester,
+            "datasets": list(datasets),
+            "query": dict(query),
+            "granularity": granularity,
+            "counts": dict(counts or {}),
+            "budget": dict(budget or {}),
+        }
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                return self._append_locked(fd, record)
+            finally:
+                os.close(fd)  # releases the flock
+
+    def _append_locked(self, fd: int, record: dict[str, Any]) -> dict[str, Any]:
+        try:
+            last = _last_entry(self.path)
+        except ValueError as exc:
+            # Fail closed: an answer that cannot be audited is not given.
+            raise Unavailable("audit log damaged at its end; refusing to append") from exc
+        record["seq"] = 0 if last is None else int(last["seq"]) + 1
+        record["prev"] = GENESIS if last is None else str(last["hash"])
+        record["hash"] = entry_hash(record)
+        os.write(fd, _canonical(record) + b"\n")
+        if self._fsync:
+            os.fsync(fd)
+        self._write_head(record["seq"], record["hash"])
+        return record
+
+    def _write_head(self, seq: int, digest: str) -> None:
+        tmp = self.head_path.with_name(f"{self.head_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"seq": seq, "hash": digest}))
+        os.replace(tmp, self.head_path)
+
+
+def _last_entry(path: Path) -> dict[str, Any] | None:
+    """The last complete entry, read backwards from the end (the file is the truth)."""
+    with path.open("rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        if end == 0:
+            return None
+        chunk, pos = b"", end
+        while pos > 0:
+            step = min(65536, pos)
+            pos -= step
+            fh.seek(pos)
+            chunk = fh.read(step) + chunk
+            lines = chunk.rstrip(b"\n").rsplit(b"\n", 1)
+            if len(lines) == 2 or pos == 0:
+                parsed = json.loads(lines[-1])
+                return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+def verify(path: Path) -> AuditReport:
+    """Check the whole chain of the log at `path` (and its `.head`)."""
+    raw = path.read_bytes() if path.exists() else b""
+    problems: list[Problem] = []
+    if raw and not raw.endswith(b"\n"):
+        problems.append(Problem(raw.count(b"\n") + 1, "truncated", "partial last line"))
+    entries = _parse(raw.split(b"\n")[: raw.count(b"\n")], problems)
+    problems += _check_chain(entries)
+    problems += _check_head(path, entries)
+    problems.sort(key=lambda p: p.line)
+    return AuditReport(len(entries), tuple(problems))
+
+
+def _parse(lines: list[bytes], problems: list[Problem]) -> list[tuple[int, dict[str, Any]]]:
+    entries: list[tuple[int, dict[str, Any]]] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = json.loads(line)
+            valid = isinstance(entry, dict) and isinstance(entry.get("seq"), int)
+        except ValueError:
+            valid = False
+        if not valid:
+            problems.append(Problem(number, "malformed", "not a log entry"))
+            continue
+        entries.append((number, entry))
+    return entries
+
+
+def _check_chain(entries: list[tuple[int, dict[str, Any]]]) -> list[Problem]:
+    problems: list[Problem] = []
+    prev_hash, prev_seq, prev_line = GENESIS, -1, 0
+    for line, entry in entries:
+        seq = entry["seq"]
+        if entry.get("hash") != entry_hash(entry):
+            problems.append(Problem(line, "edited", "entry does not match its hash"))
+        if seq <= prev_seq:
+            problems.append(Problem(line, "reordered", f"seq {seq} after {prev_seq}"))
+        elif seq > prev_seq + 1:
+            problems.append(Problem(line, "removed", f"seq {prev_seq + 1}..{seq - 1} missing"))
+        elif entry.get("prev") != prev_hash:
+            # In sequence but not chained: the previous entry was rewritten (hash and all).
+            problems.append(Problem(max(prev_line, 1), "edited", "chain broken"))
+        prev_hash, prev_line = str(entry.get("hash")), line
+        prev_seq = max(prev_seq, seq)
+    return problems
+
+
+def _check_head(path: Path, entries: list[tuple[int, dict[str, Any]]]) -> list[Problem]:
+    head_path = path.with_name(path.name + ".head")
+    last_line = entries[-1][0] if entries else 0
+    try:
+        head = json.loads(head_path.read_text())
+        head_seq, head_hash = int(head["seq"]), str(head["hash"])
+    except FileNotFoundError:
+        if not entries:
+            return []
+        return [Problem(last_line, "truncated", "head record missing")]
+    except (ValueError, KeyError, TypeError):
+        return [Problem(last_line, "malformed", "head record unreadable")]
+    if not entries:
+        return [Problem(1, "truncated", f"log empty, head says seq {head_seq}")]
+    last = entries[-1][1]
+    if last["seq"] < head_seq:
+        return [Problem(last_line, "truncated", f"entries after seq {last['seq']} missing")]
+    if last["seq"] != head_seq or last.get("hash") != head_hash:
+        return [Problem(last_line, "edited", "last entry does not match the head record")]
+    return []

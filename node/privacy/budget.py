@@ -1,0 +1,231 @@
+"""Per-requester disclosure budget against membership inference.
+
+Thresholds and noise only raise the price of the Shringarpure-Bustamante attack (hiding
+alleles with AC <= 9 still let a defence-aware attacker win in ~300 queries in our
+simulation, notes/access-privacy-federation.md); what bounds it is charging each
+revealing answer to the requester and refusing once the budget is spent:
+
+- a "yes" is charged the log-likelihood ratio it can give an attacker testing whether a
+  target is in the dataset (`membership_llr`, nats);
+- a noised count is charged its ε (sequential composition: ε adds up).
+
+Budgets live in SQLite (WAL): they survive restarts and can be shared by replicas on one
+host or a shared volume that supports POSIX locks. Check-and-charge is a single
+`BEGIN IMMEDIATE` transaction, so concurrent processes cannot both spend the last unit.
+A Redis backend for replicas on several hosts is not implemented.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+from node.config import BudgetSettings
+from node.errors import BudgetExhausted
+
+__all__ = [
+    "Balance",
+    "BudgetStore",
+    "Charge",
+    "SQLiteBudget",
+    "beta_prior_llr",
+    "membership_llr",
+]
+
+_SLACK = 1e-9  # float sums: never refuse a charge that fits exactly
+
+
+def membership_llr(allele_frequency: float, n_individuals: int, *, delta: float = 1e-6) -> float:
+    """The evidence (nats) one "yes" gives the SB likelihood-ratio test for membership.
+
+    With D_N = (1-f)^(2N) the chance that none of N diploid individuals carries an allele
+    of frequency f, a "yes" contributes log[(1-D_N) / (1-δ·D_{N-1})] to the statistic
+    (Shringarpure & Bustamante, AJHG 2015, eq. 2; δ: sequencing error). Its magnitude
+    is what we charge: ≈ -log(2Nf) for rare alleles, ≈ 0 for common ones. Capped at
+    log(1/δ), beyond which the error model itself makes the answer uninformative.
+    """
+    if n_individuals < 1 or not 0 < delta < 1:
+        raise ValueError("need n_individuals >= 1 and 0 < delta < 1")
+    f = min(max(allele_frequency, 0.0), 1.0)
+    cap = -math.log(delta)
+    if f == 0.0:
+        return cap
+    if f == 1.0:
+        return 0.0
+    log_keep = math.log1p(-f)
+    d_n1 = math.exp(2 * (n_individuals - 1) * log_keep)
+    one_minus_d_n = -math.expm1(2 * n_individuals * log_keep)  # 1 - D_N without cancellation
+    return min(cap, max(0.0, math.log1p(-delta * d_n1) - math.log(one_minus_d_n)))
+
+
+@lru_cache(maxsize=64)
+def _beta_d(n_haplotypes: int, a: float, b: float) -> float:
+    # D = Π_{r<2N} (b + r)/(a + b + r): P(no carrier) when f ~ Beta(a, b) (the paper's alpha, beta).
+    return math.exp(sum(math.log((b + r) / (a + b + r)) for r in range(n_haplotypes)))
+
+
+def beta_prior_llr(n_individuals: int, a: float, b: float, *, delta: float = 1e-6) -> float:
+    """As `membership_llr`, for the paper's unknown frequencies f ~ Beta(alpha=a, beta=b)."""
+    if n_individuals < 1 or a <= 0 or b <= 0:
+        raise ValueError("need n_individuals >= 1 and a, b > 0")
+    d_n = _beta_d(2 * n_individuals, a, b)
+    d_n1 = _beta_d(2 * n_individuals - 2, a, b)
+    return min(-math.log(delta), max(0.0, math.log1p(-delta * d_n1) - math.log1p(-d_n)))
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What one answer costs: log-likelihood ratio (nats) and/or DP epsilon."""
+
+    llr: float = 0.0
+    epsilon: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.llr >= 0 and self.epsilon >= 0):
+            raise ValueError("charges are non-negative")
+
+    def __bool__(self) -> bool:
+        return self.llr > 0 or self.epsilon > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    llr_spent: float
+    llr_limit: float
+    epsilon_spent: float
+    epsilon_limit: float
+
+    @property
+    def llr_left(self) -> float:
+        return max(0.0, self.llr_limit - self.llr_spent)
+
+    @property
+    def epsilon_left(self) -> float:
+        return max(0.0, self.epsilon_limit - self.epsilon_spent)
+
+
+class BudgetStore(Protocol):
+    def charge(self, requester_id: str, charge: Charge) -> Balance: ...
+    def balance(self, requester_id: str) -> Balance: ...
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS charges (
+    requester TEXT NOT NULL,
+    at REAL NOT NULL,
+    llr REAL NOT NULL,
+    epsilon REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS charges_by_requester ON charges (requester, at);
+"""
+
+
+class SQLiteBudget:
+    """Budgets in one SQLite file. Methods block briefly; call them off the event loop
+    (`asyncio.to_thread`) in servers."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_llr: float,
+        max_epsilon: float,
+        window_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.max_llr, self.max_epsilon, self.window_s = max_llr, max_epsilon, window_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def from_settings(cls, settings: BudgetSettings, *, home: Path) -> SQLiteBudget:
+        path = Path(settings.path)
+        return cls(
+            path if path.is_absolute() else home / path,
+            max_llr=settings.max_llr,
+            max_epsilon=settings.max_epsilon,
+            window_s=settings.window_s,
+        )
+
+    def charge(self, requester_id: str, charge: Charge) -> Balance:
+        """Spend `charge` or raise BudgetExhausted, atomically across processes."""
+        now = self._clock()
+        with self._lock:
+            # IMMEDIATE takes the write lock before reading: no two processes can both
+            # read the same balance and both spend it.
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                balance = self._balance(requester_id, now)
+                if charge:
+                    self._check(balance, charge)
+                    self._db.execute(
+                        "INSERT INTO charges VALUES (?, ?, ?, ?)",
+                        (requester_id, now, charge.llr, charge.epsilon),
+                    )
+                    self._prune(requester_id, now)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return Balance(
+            balance.llr_spent + charge.llr,
+            self.max_llr,
+            balance.epsilon_spent + charge.epsilon,
+            self.max_epsilon,
+        )
+
+    def balance(self, requester_id: str) -> Balance:
+        with self._lock:
+            return self._balance(requester_id, self._clock())
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _since(self, now: float) -> float:
+        return -math.inf if self.window_s is None else now - self.window_s
+
+    def _balance(self, requester_id: str, now: float) -> Balance:
+        llr, eps = self._db.execute(
+            "SELECT COALESCE(SUM(llr), 0), COALESCE(SUM(epsilon), 0) FROM charges "
+            "WHERE requester = ? AND at > ?",
+            (requester_id, self._since(now)),
+        ).fetchone()
+        return Balance(float(llr), self.max_llr, float(eps), self.max_epsilon)
+
+    def _check(self, balance: Balance, charge: Charge) -> None:
+        over_llr = balance.llr_spent + charge.llr > self.max_llr + _SLACK
+        over_eps = balance.epsilon_spent + charge.epsilon > self.max_epsilon + _SLACK
+        if over_llr or over_eps:
+            when = (
+                f"; it is restored as charges older than {self.window_s:g} s expire"
+                if self.window_s is not None
+                else ""
+            )
+            raise BudgetExhausted(
+                "privacy budget exhausted: this answer would reveal more about individuals "
+                f"than your remaining budget allows{when}"
+            )
+
+    def _prune(self, requester_id: str, now: float) -> None:
+        if self.window_s is not None:
+            self._db.execute(
+                "DELETE FROM charges WHERE requester = ? AND at <= ?",
+                (requester_id, self._since(now)),
+            )
