@@ -28,8 +28,11 @@ __all__ = [
     "BudgetSettings",
     "DatasetGrantSettings",
     "DatasetSettings",
+    "HtsgetSettings",
     "IssuerSettings",
     "PrivacySettings",
+    "PeerCoordinatorSettings",
+    "PeerSettings",
     "ServerSettings",
     "Settings",
     "config_schema",
@@ -165,6 +168,58 @@ class AuditSettings(_Section):
     fsync: bool = True
 
 
+class PeerCoordinatorSettings(_Section):
+    """A network coordinator allowed to call this node's peer (gRPC) API.
+
+    It authenticates with a JWT it signs itself (iss = `id`, aud = this node's id),
+    verified against `public_key` with the pinned `algorithms`, or with a TLS client
+    certificate whose subject common name is `tls_subject`. It is then treated as a
+    requester at `level`, with CONTROLLED access to `controlled_datasets`.
+    """
+
+    id: str = Field(min_length=1, max_length=255)
+    public_key: str | None = Field(default=None, description="PEM public key (inline)")
+    public_key_file: str | None = Field(default=None, description="PEM file, relative to home")
+    algorithms: list[Literal["RS256", "ES256"]] = Field(
+        default_factory=lambda: ["ES256"], min_length=1
+    )
+    tls_subject: str | None = None
+    level: SecurityLevel = SecurityLevel.REGISTERED
+    controlled_datasets: list[str] = Field(default_factory=list)
+
+
+class HtsgetSettings(_Section):
+    """htsget: block URLs, their signed tokens, request limits."""
+
+    # Base URL clients reach this node at, for block URLs (e.g. https://node.example.org);
+    # None: taken from each ticket request's own scheme and host.
+    public_url: str | None = None
+    token_ttl_s: int = Field(default=900, gt=0, le=86400, description="block URL lifetime")
+    secret_file: str = Field(default="htsget.secret", description="HMAC key file, under home")
+    max_post_bytes: int = Field(default=64 * 1024, gt=0)
+    max_regions: int = Field(default=1000, gt=0)
+    inline_max_bytes: int = Field(default=1 << 20, gt=0, description="largest data: URI block")
+    max_generated_bytes: int = Field(default=256 << 20, gt=0, description="generated VCF/BCF")
+
+
+class PeerSettings(_Section):
+    """The peer (federation) gRPC API; served beside HTTP when `port` is set."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=0, le=65535)
+    max_message_bytes: int = Field(default=8 << 20, gt=0, le=64 << 20)
+    max_batch_alleles: int = Field(default=10_000, gt=0)
+    max_concurrent_calls: int = Field(default=64, gt=0)
+    # Calls without a deadline get this one; longer client deadlines are cut to it.
+    max_call_s: float = Field(default=60.0, gt=0)
+    max_token_bytes: int = Field(default=8192, gt=0)
+    max_token_lifetime_s: int = Field(default=600, gt=0, description="exp - iat at most")
+    coordinators: list[PeerCoordinatorSettings] = Field(default_factory=list)
+    tls_cert: str | None = Field(default=None, description="server certificate (PEM file)")
+    tls_key: str | None = Field(default=None, description="server private key (PEM file)")
+    tls_client_ca: str | None = Field(default=None, description="CA of accepted client certs")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         frozen=True, extra="forbid", env_prefix="FEDNODE_", env_nested_delimiter="__"
@@ -181,6 +236,8 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     privacy: PrivacySettings = PrivacySettings()
     audit: AuditSettings = AuditSettings()
+    peer: PeerSettings = PeerSettings()
+    htsget: HtsgetSettings = HtsgetSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf stubs of fednode.v1 (python -m node.peer.regen)."""

@@ -1,0 +1,402 @@
+"""The peer API server: a grpc.aio servicer over the node's `DatasetRegistry`.
+
+Every call: authenticate the coordinator (node/peer/auth.py), decide per dataset what
+it may see (node/auth/policy.py), query the store off the event loop in bounded chunks,
+pass every count through the privacy guard, write an audit line, answer. Work stops
+between chunks when the deadline passes or the caller cancels (grpc.aio cancels the
+handler task; the remaining chunks never start). NodeErrors become their `grpc_code`;
+anything else is logged and answered INTERNAL without detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from node import __version__
+from node.auth.policy import effective_granularity
+from node.config import Settings
+from node.domain import AlleleKey, AlleleStats, Region, Variant
+from node.errors import InvalidInput, NodeError, NotFound
+from node.names import Granularity, VariantType
+from node.peer import messages
+from node.peer._pb import peer_pb2 as pb
+from node.peer._pb import peer_pb2_grpc as pb_grpc
+from node.peer.auth import Caller, CoordinatorVerifier, bearer_token
+from node.peer.carriers import carriers_of_all
+from node.peer.guard import CountGuard, ThresholdGuard
+from node.store.base import VariantStore
+from node.store.registry import DatasetRegistry
+
+__all__ = ["API_VERSION", "CAPABILITIES", "PeerServer", "PeerServicer", "start_peer_server"]
+
+API_VERSION = "v1"
+CAPABILITIES = ("node_info", "allele_stats", "region_stats", "individual_counts")
+STATS_CHUNK = 1000  # alleles per store call: the unit of cancellation
+REGION_CHUNK = 500  # variants per streamed message
+MAX_INDIVIDUAL_ALLELES = 100
+
+log = logging.getLogger("fednode.peer")
+audit_log = logging.getLogger("fednode.audit")
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+Visible = list[tuple[str, Granularity]]
+
+
+def _status(exc: NodeError) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, exc.grpc_code, grpc.StatusCode.INTERNAL)
+
+
+def _unary(
+    method: Callable[[Any, _Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Resp]],
+) -> Callable[[Any, _Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Resp]]:
+    """Errors of a unary handler reach the wire here, and only here."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Any, request: _Req, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> _Resp:
+        try:
+            return await method(self, request, context)
+        except NodeError as exc:
+            await context.abort(_status(exc), exc.message)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+        except Exception:
+            log.exception("peer call %s failed", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        raise AssertionError("unreachable: abort raises")
+
+    return wrapper
+
+
+def _streaming(
+    method: Callable[[Any, _Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[_Resp]],
+) -> Callable[[Any, _Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[_Resp]]:
+    @functools.wraps(method)
+    async def wrapper(
+        self: Any, request: _Req, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[_Resp]:
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except NodeError as exc:
+            await context.abort(_status(exc), exc.message)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+        except Exception:
+            log.exception("peer call %s failed", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+    return wrapper
+
+
+class PeerServicer(pb_grpc.PeerServiceServicer):
+    def __init__(
+        self,
+        settings: Settings,
+        registry: DatasetRegistry,
+        *,
+        verifier: CoordinatorVerifier | None = None,
+        guard: CountGuard | None = None,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._verifier = verifier or CoordinatorVerifier(settings)
+        self._guard = guard or ThresholdGuard(settings.privacy)
+
+    @_unary
+    async def GetNodeInfo(
+        self, request: pb.GetNodeInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.NodeInfo:
+        caller = self._authenticate(context)
+        visible = await self._visible(caller, ())
+        node = self._settings.node
+        datasets = [self._dataset_info(ds, g) for ds, g in visible]
+        self._audit(caller, "GetNodeInfo", [ds for ds, _ in visible], 0)
+        return pb.NodeInfo(
+            id=node.id,
+            name=node.name,
+            organization=node.organization,
+            software_version=__version__,
+            api_version=API_VERSION,
+            datasets=datasets,
+            assemblies=sorted({d.assembly for d in datasets}),
+            capabilities=CAPABILITIES,
+            max_batch_alleles=self._settings.peer.max_batch_alleles,
+            max_message_bytes=self._settings.peer.max_message_bytes,
+        )
+
+    def _dataset_info(self, dataset_id: str, granularity: Granularity) -> pb.DatasetInfo:
+        ds = self._registry.settings(dataset_id)
+        return pb.DatasetInfo(
+            id=dataset_id,
+            name=ds.name or dataset_id,
+            assembly=ds.assembly,
+            security_level=str(ds.security_level),
+            granularity=messages.granularity_message(granularity),
+        )
+
+    @_unary
+    async def BatchAlleleStats(
+        self, request: pb.BatchAlleleStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.BatchAlleleStatsResponse:
+        caller = self._authenticate(context)
+        limit = self._settings.peer.max_batch_alleles
+        if len(request.alleles) > limit:
+            raise InvalidInput(f"{len(request.alleles)} alleles in one call; at most {limit}")
+        keys = [messages.allele_key(a) for a in request.alleles]
+        visible = await self._visible(caller, request.dataset_ids)
+        async with asyncio.timeout(self._time_left(context)):
+            answers = {ds: await self._allele_stats(ds, keys) for ds, _ in visible}
+        results = [
+            pb.AlleleResult(
+                allele=messages.allele_message(key),
+                datasets=[
+                    messages.dataset_stats(ds, g, answers[ds][i], self._guard) for ds, g in visible
+                ],
+            )
+            for i, key in enumerate(keys)
+        ]
+        self._audit(caller, "BatchAlleleStats", [ds for ds, _ in visible], len(keys))
+        return pb.BatchAlleleStatsResponse(results=results)
+
+    async def _allele_stats(
+        self, dataset_id: str, keys: Sequence[AlleleKey]
+    ) -> list[AlleleStats | None]:
+        store = await asyncio.to_thread(self._registry.store, dataset_id)
+        out: list[AlleleStats | None] = []
+        for lo in range(0, len(keys), STATS_CHUNK):
+            out.extend(await asyncio.to_thread(store.allele_stats, keys[lo : lo + STATS_CHUNK]))
+        return out
+
+    @_streaming
+    async def StreamRegionStats(
+        self, request: pb.RegionStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.RegionStatsChunk]:
+        caller = self._authenticate(context)
+        region = messages.region(request.contig, request.start, request.end)
+        types = _variant_types(request.variant_types)
+        visible = await self._visible(caller, request.dataset_ids)
+        keep = _frequency_filter(request)
+        deadline = asyncio.get_running_loop().time() + self._time_left(context)
+        sent = 0
+        for dataset_id, granularity in visible:
+            store = await asyncio.to_thread(self._registry.store, dataset_id)
+            async for batch in _variant_batches(store, region, types, deadline):
+                chunk = [self._region_variant(dataset_id, granularity, v) for v in batch]
+                chunk = [c for c in chunk if keep(c.stats)]
+                if chunk:
+                    sent += len(chunk)
+                    yield pb.RegionStatsChunk(variants=chunk)
+        self._audit(caller, "StreamRegionStats", [ds for ds, _ in visible], sent)
+
+    def _region_variant(
+        self, dataset_id: str, granularity: Granularity, variant: Variant
+    ) -> pb.RegionVariantStats:
+        return pb.RegionVariantStats(
+            allele=messages.allele_message(variant.key),
+            variant_type=str(variant.variant_type),
+            stats=messages.dataset_stats(dataset_id, granularity, variant.stats, self._guard),
+        )
+
+    @_unary
+    async def CountIndividuals(
+        self, request: pb.CountIndividualsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CountIndividualsResponse:
+        caller = self._authenticate(context)
+        if not 0 < len(request.alleles) <= MAX_INDIVIDUAL_ALLELES:
+            raise InvalidInput(f"give 1 to {MAX_INDIVIDUAL_ALLELES} alleles")
+        keys = [messages.allele_key(a) for a in request.alleles]
+        visible = await self._visible(caller, request.dataset_ids)
+        out = []
+        async with asyncio.timeout(self._time_left(context)):
+            for dataset_id, granularity in visible:
+                store = await asyncio.to_thread(self._registry.store, dataset_id)
+                n = await asyncio.to_thread(carriers_of_all, store, keys)
+                out.append(self._individuals(dataset_id, granularity, n))
+        self._audit(caller, "CountIndividuals", [ds for ds, _ in visible], len(keys))
+        return pb.CountIndividualsResponse(datasets=out)
+
+    def _individuals(
+        self, dataset_id: str, granularity: Granularity, n: int
+    ) -> pb.DatasetIndividualCount:
+        message = pb.DatasetIndividualCount(
+            dataset_id=dataset_id,
+            granularity=messages.granularity_message(granularity),
+            exists=n > 0,
+        )
+        if granularity is not Granularity.BOOLEAN:
+            message.individuals.CopyFrom(messages.count_message(self._guard.count(n)))
+        return message
+
+    def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        token = bearer_token(context.invocation_metadata())
+        subjects = [
+            v.decode("utf-8", "replace")
+            for v in (context.auth_context() or {}).get("x509_common_name", [])
+        ]
+        return self._verifier.verify(token, subjects)
+
+    async def _visible(self, caller: Caller, requested: Sequence[str]) -> Visible:
+        """(dataset, granularity) the caller may see; a requested dataset it may not see
+        is NOT_FOUND, like one that does not exist (existence is not disclosed)."""
+        now = int(time.time())
+        ids = await asyncio.to_thread(self._registry.ids)
+        visible: Visible = []
+        for dataset_id in ids:
+            granularity = effective_granularity(
+                caller.principal, dataset_id, self._registry.settings(dataset_id), now=now
+            )
+            if granularity is not None:
+                visible.append((dataset_id, granularity))
+        if requested:
+            names = dict(visible)
+            missing = sorted(set(requested) - names.keys())
+            if missing:
+                raise NotFound(f"no dataset {missing[0]!r}")
+            visible = [(ds, names[ds]) for ds in dict.fromkeys(requested)]
+        return visible
+
+    def _time_left(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
+        remaining = context.time_remaining()
+        cap = self._settings.peer.max_call_s
+        return cap if remaining is None else max(0.0, min(remaining, cap))
+
+    def _audit(self, caller: Caller, call: str, datasets: list[str], items: int) -> None:
+        # Seam for node/privacy/audit.py: until it lands, one structured log line per call.
+        audit_log.info(
+            "peer call",
+            extra={
+                "event": "peer_call",
+                "call": call,
+                "requester": caller.principal.requester_id,
+                "coordinator": caller.coordinator_id,
+                "on_behalf_of": caller.on_behalf_of,
+                "datasets": datasets,
+                "items": items,
+            },
+        )
+
+
+def _variant_types(names: Sequence[str]) -> frozenset[VariantType] | None:
+    if not names:
+        return None
+    try:
+        return frozenset(VariantType(n.upper()) for n in names)
+    except ValueError as exc:
+        raise InvalidInput(f"unknown variant type in {list(names)}") from exc
+
+
+def _frequency_filter(request: pb.RegionStatsRequest) -> Callable[[pb.DatasetAlleleStats], bool]:
+    """Filter on the frequency as reported (after the guard), so a filter cannot be used
+    to bisect a suppressed count."""
+    lo = request.min_frequency if request.HasField("min_frequency") else None
+    hi = request.max_frequency if request.HasField("max_frequency") else None
+    if lo is None and hi is None:
+        return lambda stats: True
+
+    def keep(stats: pb.DatasetAlleleStats) -> bool:
+        if stats.granularity == pb.GRANULARITY_BOOLEAN:
+            return False  # no frequency may be disclosed, so none can be filtered on
+        f = stats.frequency
+        return (lo is None or f >= lo) and (hi is None or f <= hi)
+
+    return keep
+
+
+async def _variant_batches(
+    store: VariantStore,
+    region: Region,
+    types: frozenset[VariantType] | None,
+    deadline: float,
+) -> AsyncIterator[list[Variant]]:
+    """The store's variants in batches, each read in a worker thread before the deadline."""
+    iterator: Iterator[Variant] = store.variants(region, variant_types=types)
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            async with asyncio.timeout_at(deadline):
+                batch = await asyncio.to_thread(_take, iterator, REGION_CHUNK)
+            if not batch:
+                return
+            yield batch
+            if loop.time() >= deadline:
+                raise TimeoutError
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
+def _take(iterator: Iterator[Variant], n: int) -> list[Variant]:
+    out = []
+    for item in iterator:
+        out.append(item)
+        if len(out) == n:
+            break
+    return out
+
+
+@dataclass
+class PeerServer:
+    """A running peer API server and the port it listens on."""
+
+    server: grpc.aio.Server
+    port: int
+
+    async def stop(self, grace: float = 2.0) -> None:
+        await self.server.stop(grace)
+
+
+async def start_peer_server(
+    settings: Settings,
+    registry: DatasetRegistry,
+    *,
+    verifier: CoordinatorVerifier | None = None,
+    guard: CountGuard | None = None,
+) -> PeerServer:
+    """Start serving fednode.v1 on `settings.peer.host:port` (port 0: any free port)."""
+    peer = settings.peer
+    options = [
+        ("grpc.max_receive_message_length", peer.max_message_bytes),
+        ("grpc.max_send_message_length", peer.max_message_bytes),
+        ("grpc.max_metadata_size", 2 * peer.max_token_bytes),
+    ]
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=peer.max_concurrent_calls)
+    servicer = PeerServicer(settings, registry, verifier=verifier, guard=guard)
+    pb_grpc.add_PeerServiceServicer_to_server(servicer, server)
+    address = f"{peer.host}:{peer.port or 0}"
+    credentials = _server_credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
+    await server.start()
+    return PeerServer(server, port)
+
+
+def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    peer = settings.peer
+    if peer.tls_cert is None or peer.tls_key is None:
+        return None
+    read = functools.partial(_read_file, settings.home)
+    client_ca = read(peer.tls_client_ca) if peer.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(read(peer.tls_key), read(peer.tls_cert))],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def _read_file(home: Path, name: str) -> bytes:
+    path = Path(name)
+    return (path if path.is_absolute() else home / path).read_bytes()

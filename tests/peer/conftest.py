@@ -1,0 +1,41 @@
+"""Fixtures of the peer API tests: a coordinator key and in-process nodes on MemoryStore."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from node.peer.server import PeerServer, start_peer_server
+from tests.peer.helpers import COHORT, ec_key, memory_registry, node_settings, public_pem
+
+
+@pytest.fixture(scope="session")
+def coordinator_key() -> ec.EllipticCurvePrivateKey:
+    return ec_key()
+
+
+@pytest.fixture
+def cohort(shared_dir: Path) -> Path:
+    return shared_dir / COHORT
+
+
+@pytest.fixture
+async def start_node(
+    coordinator_key: ec.EllipticCurvePrivateKey,
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start an in-process node over MemoryStores: `await start_node(id, {ds: [files]})`."""
+    servers: list[PeerServer] = []
+
+    async def start(node_id: str, datasets: dict[str, list[Path]], **peer: Any) -> PeerServer:
+        settings = node_settings(node_id, public_pem(coordinator_key), **peer)
+        server = await start_peer_server(settings, memory_registry(settings, datasets))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop(0)
