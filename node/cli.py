@@ -106,6 +106,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metadata_load(args: argparse.Namespace) -> int:
+    from node.catalog import Catalog
+
+    _require_home(args.dir)
+    summary = Catalog.open(args.dir).load(
+        args.dataset, [Path(p) for p in args.files], ontology=args.ontology
+    )
+    counts = ", ".join(f"{n} {t}" for t, n in summary.counts.items())
+    print(
+        f"dataset {summary.dataset_id}: loaded {counts}; {summary.vcf_samples} VCF sample(s), "
+        f"{len(summary.unlinked_samples)} unlinked; {summary.ontology_terms} ontology term(s) added"
+    )
+    for skipped in summary.skipped_files:
+        print(f"skipped {skipped} (variants come from `fednode ingest`)", file=sys.stderr)
+    return 0
+
+
 def cmd_config_print(args: argparse.Namespace) -> int:
     if args.schema:
         print(json.dumps(config_schema(), indent=2, sort_keys=True))
@@ -164,6 +181,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="rebuild the demo node from scratch")
     p.add_argument("--no-serve", action="store_true", help="build and summarise only")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("metadata", help="metadata catalog (Beacon-Friendly-Format JSON)")
+    metadata_sub = p.add_subparsers(dest="metadata_command", required=True)
+    q = metadata_sub.add_parser("load", help="load BFF files for a dataset (atomic, replaces)")
+    q.add_argument("dir", type=Path)
+    q.add_argument("--dataset", required=True, help="dataset id (as used by `ingest`)")
+    q.add_argument("--ontology", type=Path, help="OBO or JSON ontology file adding terms")
+    q.add_argument("files", nargs="+", help="BFF files (individuals.json, ...) or folders")
+    q.set_defaults(func=cmd_metadata_load)
 
     p = sub.add_parser("config", help="configuration")
     config_sub = p.add_subparsers(dest="config_command", required=True)
