@@ -23,7 +23,7 @@ from referencing.jsonschema import DRAFT7, DRAFT202012
 
 from tests.conftest import SHARED
 
-__all__ = ["BEACON_BASE", "VRS_URI", "registry", "schema_uri", "validate"]
+__all__ = ["BEACON_BASE", "VRS_URI", "registry", "schema_uri", "validate", "validator"]
 
 BEACON_BASE = "https://raw.githubusercontent.com/ga4gh-beacon/beacon-v2/main/"
 VRS_URI = "https://w3id.org/ga4gh/schema/vrs/1.3/vrs.json"
@@ -59,15 +59,22 @@ def registry() -> Registry[Any]:
     return Registry().with_resources(resources).crawl()
 
 
-def validate(instance: Any, schema_path: str) -> None:
-    """Raise AssertionError listing every error of `instance` against the schema at
-    `schema_path` (relative to the beacon-v2 root)."""
+@cache
+def validator(schema_path: str) -> Draft202012Validator:
+    """A reusable validator for the schema at `schema_path` (relative to the beacon-v2 root)."""
     reg = registry()
     uri = schema_uri(schema_path)
     if uri not in reg:
         raise AssertionError(f"no schema registered at {schema_path}")
-    validator = Draft202012Validator({"$ref": uri}, registry=reg)
-    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    return Draft202012Validator({"$ref": uri}, registry=reg)
+
+
+def validate(instance: Any, schema_path: str) -> None:
+    """Raise AssertionError listing every error of `instance` against the schema at
+    `schema_path` (relative to the beacon-v2 root)."""
+    errors = sorted(
+        validator(schema_path).iter_errors(instance), key=lambda e: list(e.absolute_path)
+    )
     if errors:
         lines = [f"{len(errors)} schema error(s) against {schema_path}:"]
         for err in errors:
