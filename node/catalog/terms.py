@@ -33,6 +33,10 @@ def filtering_terms(index: Index, dataset_ids: Sequence[str]) -> list[dict[str, 
         for declared in index.datasets[dataset_id].declared_terms:
             _add(terms, declared["type"], declared["id"], declared.get("label"),
                  declared.get("scopes", ()))
+    for (kind, term_id), entry in terms.items():
+        label = index.ontology.label(term_id) if kind == "ontologyTerm" else None
+        if label and "label" not in entry:
+            entry["label"] = label
     return [_finish(t) for _, t in sorted(terms.items())]
 
 
@@ -60,9 +64,10 @@ def _ontology(
             if seen.get(term_id) is None:
                 seen[term_id] = label
     for term_id, label in seen.items():
-        _add(terms, "ontologyTerm", term_id, label or index.ontology.label(term_id), [scope])
+        # The records' own label wins; the ontology's fills the gaps afterwards.
+        _add(terms, "ontologyTerm", term_id, label, [scope])
         for ancestor in index.ontology.ancestors(term_id) - {term_id}:
-            _add(terms, "ontologyTerm", ancestor, index.ontology.label(ancestor), [scope])
+            _add(terms, "ontologyTerm", ancestor, None, [scope])
 
 
 def _alphanumeric(
