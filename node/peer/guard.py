@@ -1,10 +1,9 @@
-"""The privacy guard as the peer API sees it: one true count in, one guarded count out.
+"""The privacy guard as the peer API reports it: a guarded count and the interval that
+holds the true count, so a coordinator can merge counts from many nodes honestly.
 
-`CountGuard` is the seam to node/privacy (thresholds, rounding, noise, budgets); until
-that lands, `ThresholdGuard` applies the two deterministic rules of `PrivacySettings`:
-counts 1..min_count-1 become the interval [1, min_count-1] (CanDIG's "<5"), and with
-`round_to` counts are rounded up to a multiple. Zero stays an exact zero: absence is
-what `exists` says anyway.
+The rules are node/privacy/guard.py's (threshold, rounding, noise); this module only
+derives the bounds each rule implies: thresholded counts are in [1, k-1], rounded ones
+in [max(k, v - unit + 1), v], noised ones have no bound (`upper` None).
 """
 
 from __future__ import annotations
@@ -13,45 +12,47 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from node.config import PrivacySettings
+from node.names import CountPrecision
+from node.privacy.guard import CountGuard as PrivacyGuard
 
-__all__ = ["CountGuard", "GuardedCount", "Precision", "ThresholdGuard"]
+__all__ = ["BoundedCount", "BoundedGuard", "CountGuard", "Precision"]
 
 Precision = Literal["exact", "rounded", "imprecise"]
 
 
 @dataclass(frozen=True, slots=True)
-class GuardedCount:
-    """A count to show (`value`) and the interval the true count lies in."""
+class BoundedCount:
+    """A count to show (`value`) and the interval [lower, upper] the true count is in;
+    `upper` None: no upper bound is known."""
 
     value: int
     precision: Precision
     lower: int
-    upper: int
+    upper: int | None
 
     @classmethod
-    def exact(cls, n: int) -> GuardedCount:
+    def exact(cls, n: int) -> BoundedCount:
         return cls(n, "exact", n, n)
 
 
 class CountGuard(Protocol):
-    def count(self, n: int) -> GuardedCount: ...
+    def count(self, n: int) -> BoundedCount: ...
 
 
-class ThresholdGuard:
+class BoundedGuard:
+    """node/privacy's guard, with the bounds of each answer."""
+
     def __init__(self, settings: PrivacySettings) -> None:
+        self._guard = PrivacyGuard.from_settings(settings)
         self._min = settings.min_count
-        self._round = settings.round_to
 
-    def count(self, n: int) -> GuardedCount:
-        if n < 0:
-            raise ValueError("counts are never negative")
-        if n == 0:
-            return GuardedCount.exact(0)
-        if n < self._min:
-            # The upper end is shown: a suppressed count never reads as absence.
-            return GuardedCount(self._min - 1, "imprecise", 1, self._min - 1)
-        if self._round is not None:
-            # Multiples are reported as rounded too: "exact" would single them out.
-            shown = -(-n // self._round) * self._round
-            return GuardedCount(shown, "rounded", max(self._min, shown - self._round + 1), shown)
-        return GuardedCount.exact(n)
+    def count(self, n: int) -> BoundedCount:
+        guarded = self._guard.count(n)
+        value, unit = guarded.value, guarded.adjusted_to
+        if guarded.epsilon is not None:
+            return BoundedCount(value, "imprecise", 0, None)
+        if guarded.precision is CountPrecision.EXACT:
+            return BoundedCount.exact(value)
+        if guarded.precision is CountPrecision.ROUNDED and unit is not None:
+            return BoundedCount(value, "rounded", max(self._min, value - unit + 1), value)
+        return BoundedCount(value, "imprecise", 1, self._min - 1)

@@ -6,7 +6,7 @@ from node.domain import AlleleKey, AlleleStats, Region, normalize_contig
 from node.errors import InvalidInput
 from node.names import Granularity
 from node.peer._pb import peer_pb2 as pb
-from node.peer.guard import CountGuard, GuardedCount, Precision
+from node.peer.guard import BoundedCount, CountGuard, Precision
 
 __all__ = [
     "allele_key",
@@ -60,12 +60,13 @@ def region(contig: str, start: int, end: int) -> Region:
     return Region(contig, start, end)
 
 
-def count_message(count: GuardedCount) -> pb.Count:
+def count_message(count: BoundedCount) -> pb.Count:
     return pb.Count(
         value=count.value,
         precision=_PRECISION[count.precision],
         lower=count.lower,
-        upper=count.upper,
+        upper=count.upper if count.upper is not None else 0,
+        unbounded=count.upper is None,
     )
 
 

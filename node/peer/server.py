@@ -32,7 +32,7 @@ from node.peer._pb import peer_pb2 as pb
 from node.peer._pb import peer_pb2_grpc as pb_grpc
 from node.peer.auth import Caller, CoordinatorVerifier, bearer_token
 from node.peer.carriers import carriers_of_all
-from node.peer.guard import CountGuard, ThresholdGuard
+from node.peer.guard import BoundedGuard, CountGuard
 from node.store.base import VariantStore
 from node.store.registry import DatasetRegistry
 
@@ -111,7 +111,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         self._settings = settings
         self._registry = registry
         self._verifier = verifier or CoordinatorVerifier(settings)
-        self._guard = guard or ThresholdGuard(settings.privacy)
+        self._guard = guard or BoundedGuard(settings.privacy)
 
     @_unary
     async def GetNodeInfo(

@@ -86,7 +86,7 @@ async def test_small_counts_are_intervals_holding_the_truth(cohort, start_node, 
         if 0 < ac < 5:
             rare += 1
             assert count.precision == pb.COUNT_PRECISION_IMPRECISE
-            assert (count.lower, count.upper) == (1, 4)
+            assert (count.lower, count.upper, count.value) == (1, 4, 5)
         else:
             assert count.precision == pb.COUNT_PRECISION_EXACT and count.value == ac
     assert rare > 0  # the cohort has rare alleles: the rule is exercised

@@ -30,16 +30,18 @@ GRANULARITY_COUNT: Granularity
 GRANULARITY_RECORD: Granularity
 
 class Count(_message.Message):
-    __slots__ = ("value", "precision", "lower", "upper")
+    __slots__ = ("value", "precision", "lower", "upper", "unbounded")
     VALUE_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     LOWER_FIELD_NUMBER: _ClassVar[int]
     UPPER_FIELD_NUMBER: _ClassVar[int]
+    UNBOUNDED_FIELD_NUMBER: _ClassVar[int]
     value: int
     precision: CountPrecision
     lower: int
     upper: int
-    def __init__(self, value: _Optional[int] = ..., precision: _Optional[_Union[CountPrecision, str]] = ..., lower: _Optional[int] = ..., upper: _Optional[int] = ...) -> None: ...
+    unbounded: bool
+    def __init__(self, value: _Optional[int] = ..., precision: _Optional[_Union[CountPrecision, str]] = ..., lower: _Optional[int] = ..., upper: _Optional[int] = ..., unbounded: _Optional[bool] = ...) -> None: ...
 
 class Allele(_message.Message):
     __slots__ = ("contig", "start", "ref", "alt")

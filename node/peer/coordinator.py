@@ -1,0 +1,225 @@
+"""Federated counts: fan a question out to every peer, merge what comes back in time.
+
+Merging follows the Beacon network aggregators, with honest precision: counts are
+summed as intervals; the total is exact only when every part is exact, otherwise it is
+the interval [sum of lower bounds, sum of upper bounds] (unbounded when a part is). A
+dataset answering only "exists" adds at least one allele and no upper bound. Peers that
+fail, time out or answer inconsistently are left out of the total and reported, each
+with its status; the call returns by the deadline whatever the peers do.
+
+Budgets: a node charges the coordinator (one requester for all its users); the end
+user's pseudonymous key travels as the token's `act.sub` for the nodes' audit, so the
+coordinator is where a user's budget across the federation is kept (node/privacy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from node.domain import AlleleKey, Region, normalize_contig
+from node.peer._pb import peer_pb2 as pb
+from node.peer.client import PeerClient, PeerResult, TokenSigner
+from node.peer.messages import PRECISION_NAME
+from node.peer.peers import PeersFile
+
+__all__ = ["AlleleTotal", "Coordinator", "FederatedStats", "Interval", "NodeReport"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """A merged count: `value` to show, true total in [lower, upper] (upper None: ∞)."""
+
+    value: int
+    lower: int
+    upper: int | None
+    exact: bool
+
+    @classmethod
+    def zero(cls) -> Interval:
+        return cls(0, 0, 0, True)
+
+    def __add__(self, other: Interval) -> Interval:
+        upper = None if self.upper is None or other.upper is None else self.upper + other.upper
+        return Interval(
+            self.value + other.value, self.lower + other.lower, upper, self.exact and other.exact
+        )
+
+    @property
+    def precision(self) -> str:
+        return "exact" if self.exact else "imprecise"
+
+
+UNKNOWN_NONZERO = Interval(1, 1, None, False)  # a boolean "yes": at least one
+
+
+@dataclass(frozen=True, slots=True)
+class AlleleTotal:
+    key: AlleleKey
+    allele_count: Interval = field(default_factory=Interval.zero)
+    allele_number: Interval = field(default_factory=Interval.zero)
+    carriers: Interval = field(default_factory=Interval.zero)
+    homozygotes: Interval = field(default_factory=Interval.zero)
+
+    @property
+    def exists(self) -> bool:
+        return self.allele_count.lower > 0
+
+    @property
+    def frequency(self) -> float | None:
+        """AC/AN of the shown values (exact when both counts are); None when AN is 0."""
+        an = self.allele_number.value
+        return self.allele_count.value / an if an else None
+
+    def add(self, stats: pb.DatasetAlleleStats) -> AlleleTotal:
+        if stats.granularity == pb.GRANULARITY_BOOLEAN:
+            ac = UNKNOWN_NONZERO if stats.exists else Interval.zero()
+            unknown = Interval(0, 0, None, False)
+            return AlleleTotal(
+                self.key,
+                self.allele_count + ac,
+                self.allele_number + unknown,
+                self.carriers + ac,
+                self.homozygotes + unknown,
+            )
+        return AlleleTotal(
+            self.key,
+            self.allele_count + _interval(stats.allele_count),
+            self.allele_number + _interval(stats.allele_number),
+            self.carriers + _interval(stats.carriers),
+            self.homozygotes + _interval(stats.homozygotes),
+        )
+
+
+def _interval(count: pb.Count) -> Interval:
+    exact = PRECISION_NAME.get(count.precision) == "exact"
+    return Interval(count.value, count.lower, None if count.unbounded else count.upper, exact)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReport:
+    node_id: str
+    status: str
+    message: str
+    elapsed_s: float
+    datasets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FederatedStats:
+    alleles: list[AlleleTotal]
+    nodes: list[NodeReport]
+    elapsed_s: float
+
+    @property
+    def complete(self) -> bool:
+        return all(n.status == "OK" for n in self.nodes)
+
+
+class Coordinator:
+    """Fans calls out to the gRPC peers of a PEERS.yaml; one instance per process."""
+
+    def __init__(self, peers: PeersFile, *, clients: Sequence[PeerClient] | None = None) -> None:
+        self.peers = peers
+        if clients is None:
+            signer = TokenSigner(peers.coordinator)
+            clients = [
+                PeerClient(
+                    entry,
+                    signer,
+                    max_attempts=peers.max_attempts,
+                    max_message_bytes=peers.max_message_bytes,
+                )
+                for entry in peers.peers
+                if entry.address is not None
+            ]
+        self.clients = list(clients)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self.clients))
+
+    async def allele_stats(
+        self,
+        keys: Sequence[AlleleKey],
+        *,
+        deadline_s: float | None = None,
+        on_behalf_of: str | None = None,
+    ) -> FederatedStats:
+        async def ask(client: PeerClient, timeout: float) -> PeerResult[Any]:
+            return await client.allele_stats(keys, timeout=timeout, on_behalf_of=on_behalf_of)
+
+        started = time.monotonic()
+        results = await self._fan_out(ask, deadline_s)
+        totals = {key: AlleleTotal(key) for key in keys}
+        for result in results:
+            if result.ok and result.value is not None:
+                for key, answer in zip(keys, result.value.results, strict=True):
+                    totals[key] = _merge(totals[key], answer.datasets)
+        return FederatedStats(
+            [totals[k] for k in keys], _reports(results), time.monotonic() - started
+        )
+
+    async def region_stats(
+        self,
+        region: Region,
+        *,
+        deadline_s: float | None = None,
+        variant_types: Sequence[str] = (),
+        on_behalf_of: str | None = None,
+    ) -> FederatedStats:
+        async def ask(client: PeerClient, timeout: float) -> PeerResult[Any]:
+            return await client.region_stats(
+                region, timeout=timeout, variant_types=variant_types, on_behalf_of=on_behalf_of
+            )
+
+        started = time.monotonic()
+        results = await self._fan_out(ask, deadline_s)
+        totals: dict[AlleleKey, AlleleTotal] = {}
+        for result in results:
+            for v in result.value or () if result.ok else ():
+                a = v.allele
+                key = AlleleKey(normalize_contig(a.contig), a.start, a.ref, a.alt)
+                totals[key] = totals.get(key, AlleleTotal(key)).add(v.stats)
+        ordered = sorted(totals.values(), key=lambda t: (t.key.start, t.key.ref, t.key.alt))
+        return FederatedStats(ordered, _reports(results), time.monotonic() - started)
+
+    async def node_info(self, *, deadline_s: float | None = None) -> list[PeerResult[Any]]:
+        async def ask(client: PeerClient, timeout: float) -> PeerResult[Any]:
+            return await client.node_info(timeout=timeout)
+
+        return await self._fan_out(ask, deadline_s)
+
+    async def _fan_out(
+        self,
+        ask: Callable[[PeerClient, float], Awaitable[PeerResult[Any]]],
+        deadline_s: float | None,
+    ) -> list[PeerResult[Any]]:
+        """Ask every peer at once; every call gets the same absolute deadline."""
+        budget = self.peers.deadline_s if deadline_s is None else deadline_s
+        return list(await asyncio.gather(*(ask(c, budget) for c in self.clients)))
+
+
+def _merge(total: AlleleTotal, datasets: Sequence[pb.DatasetAlleleStats]) -> AlleleTotal:
+    for stats in datasets:
+        total = total.add(stats)
+    return total
+
+
+def _reports(results: Sequence[PeerResult[Any]]) -> list[NodeReport]:
+    return [
+        NodeReport(r.peer_id, r.status, r.message, r.elapsed_s, _datasets_of(r)) for r in results
+    ]
+
+
+def _datasets_of(result: PeerResult[Any]) -> tuple[str, ...]:
+    value = result.value
+    if isinstance(value, pb.BatchAlleleStatsResponse) and value.results:
+        return tuple(d.dataset_id for d in value.results[0].datasets)
+    if isinstance(value, list):
+        return tuple(dict.fromkeys(v.stats.dataset_id for v in value))
+    return ()

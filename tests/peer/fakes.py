@@ -1,0 +1,61 @@
+"""Misbehaving peers for fault tests: real gRPC servers on loopback that hang, send
+bytes that are no protobuf, or send well-formed lies."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from node.peer._pb import peer_pb2 as pb
+
+Handler = Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]]
+SERVICE = "fednode.v1.PeerService"
+
+
+async def start_fake(handler: Handler) -> tuple[grpc.aio.Server, int]:
+    """A server answering every unary method of the service with `handler` (raw bytes)."""
+    rpc = grpc.unary_unary_rpc_method_handler(handler)
+    methods = {name: rpc for name in ("GetNodeInfo", "BatchAlleleStats", "CountIndividuals")}
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, methods),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port
+
+
+async def hang(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    await asyncio.sleep(3600)
+    return b""
+
+
+async def garbage(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    return b"\xff\xfe not a protobuf message \x00\x01" * 10
+
+
+async def liar(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    """Well-formed answers whose counts cannot be true (AC above AN)."""
+    asked = pb.BatchAlleleStatsRequest.FromString(request)
+    count = pb.Count(value=7, precision=pb.COUNT_PRECISION_EXACT, lower=7, upper=7)
+    small = pb.Count(value=2, precision=pb.COUNT_PRECISION_EXACT, lower=2, upper=2)
+    stats = pb.DatasetAlleleStats(
+        dataset_id="x",
+        granularity=pb.GRANULARITY_COUNT,
+        exists=True,
+        allele_count=count,
+        allele_number=small,
+        carriers=small,
+        homozygotes=small,
+    )
+    results = [pb.AlleleResult(allele=a, datasets=[stats]) for a in asked.alleles]
+    return pb.BatchAlleleStatsResponse(results=results).SerializeToString()
+
+
+def dead_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

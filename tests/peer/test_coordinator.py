@@ -1,0 +1,176 @@
+"""Fan-out and merge over in-process nodes, against bcftools on the merged VCF; faults."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from node.errors import InvalidInput
+from node.peer.coordinator import Coordinator
+from node.peer.peers import load_peers
+from tests.peer import fakes
+from tests.peer.helpers import COORDINATOR, bcftools_truth, private_pem
+
+SPLIT = {  # node -> dataset -> samples: a cohort split by samples and by datasets
+    "node-a": {"cohort-a": ["S000", "S001", "S002", "S003"]},
+    "node-b": {"cohort-b": ["S004", "S005", "S006"]},
+    "node-c": {"cohort-c1": ["S007"], "cohort-c2": ["S008", "S009"]},
+}
+
+
+def write_peers(tmp: Path, key, ports: dict[str, int], *, deadline_s: float = 5.0) -> Path:
+    (tmp / "coordinator.pem").write_text(private_pem(key))
+    doc = {
+        "coordinator": {"id": COORDINATOR, "private_key": "coordinator.pem"},
+        "deadline_s": deadline_s,
+        "peers": [{"id": n, "address": f"127.0.0.1:{p}"} for n, p in ports.items()],
+    }
+    path = tmp / "peers.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture
+async def three_nodes(cohort, start_node) -> dict[str, int]:
+    ports = {}
+    for node_id, datasets in SPLIT.items():
+        files = {ds: [cohort / f"{s}.vcf.gz" for s in samples] for ds, samples in datasets.items()}
+        ports[node_id] = (await start_node(node_id, files)).port
+    return ports
+
+
+def _keys(truth, n: int):
+    return sorted(truth, key=lambda k: (k.contig, k.start, k.ref, k.alt))[:n]
+
+
+async def test_federated_totals_equal_bcftools_on_merged_vcf(
+    tmp_path, cohort, three_nodes, coordinator_key
+):
+    truth = bcftools_truth(cohort / "merged10.vcf.gz")
+    keys = _keys(truth, 3000)
+    coordinator = Coordinator(load_peers(write_peers(tmp_path, coordinator_key, three_nodes)))
+    try:
+        result = await coordinator.allele_stats(keys)
+    finally:
+        await coordinator.close()
+    assert result.complete, result.nodes
+    assert {n.node_id: n.datasets for n in result.nodes} == {
+        n: tuple(ds) for n, ds in SPLIT.items()
+    }
+    for total in result.alleles:
+        want = truth[total.key]
+        got = (total.allele_count, total.allele_number, total.carriers, total.homozygotes)
+        assert [i.value for i in got] == [want.ac, want.an, want.carriers, want.hom], total.key
+        assert all(i.exact for i in got)
+        assert total.exists == (want.ac > 0)
+
+
+async def test_federated_region_equals_bcftools(tmp_path, cohort, three_nodes, coordinator_key):
+    from node.domain import Region
+
+    truth = bcftools_truth(cohort / "merged10.vcf.gz", region="chr1:20000001-20200000")
+    coordinator = Coordinator(load_peers(write_peers(tmp_path, coordinator_key, three_nodes)))
+    try:
+        result = await coordinator.region_stats(Region("1", 20_000_000, 20_200_000))
+    finally:
+        await coordinator.close()
+    assert result.complete
+    got = {t.key: (t.allele_count.value, t.allele_number.value) for t in result.alleles}
+    assert got == {k: (t.ac, t.an) for k, t in truth.items()}
+
+
+async def test_faulty_peers_give_partial_totals_by_the_deadline(
+    tmp_path, cohort, three_nodes, coordinator_key
+):
+    truth = bcftools_truth(cohort / "merged10.vcf.gz")
+    keys = _keys(truth, 200)
+    fakes_started = [await fakes.start_fake(h) for h in (fakes.hang, fakes.garbage, fakes.liar)]
+    ports = {
+        "node-a": three_nodes["node-a"],
+        "dead": fakes.dead_port(),
+        "hung": fakes_started[0][1],
+        "garbage": fakes_started[1][1],
+        "liar": fakes_started[2][1],
+    }
+    deadline = 1.5
+    coordinator = Coordinator(
+        load_peers(write_peers(tmp_path, coordinator_key, ports, deadline_s=deadline))
+    )
+    started = time.monotonic()
+    try:
+        result = await coordinator.allele_stats(keys)
+    finally:
+        elapsed = time.monotonic() - started
+        await coordinator.close()
+        for server, _ in fakes_started:
+            await server.stop(0)
+    assert elapsed < deadline + 0.5
+    status = {n.node_id: n.status for n in result.nodes}
+    assert status == {
+        "node-a": "OK",
+        "dead": "UNAVAILABLE",
+        "hung": "DEADLINE_EXCEEDED",
+        "garbage": "INVALID_RESPONSE",
+        "liar": "INVALID_RESPONSE",
+    }
+    assert not result.complete
+    # The partial total is node-a's part alone: bcftools on node-a's samples only.
+    node_a = tmp_path / "node-a.vcf.gz"
+    import subprocess
+
+    subprocess.run(
+        [
+            "bcftools",
+            "view",
+            "-s",
+            ",".join(SPLIT["node-a"]["cohort-a"]),
+            "-Oz",
+            "-o",
+            str(node_a),
+            str(cohort / "merged10.vcf.gz"),
+        ],
+        check=True,
+    )
+    part = bcftools_truth(node_a)
+    for total in result.alleles:
+        assert total.allele_count.value == part[total.key].ac
+        assert total.allele_number.value == part[total.key].an
+
+
+async def test_unregistered_coordinator_is_refused_per_node(
+    tmp_path, cohort, three_nodes, coordinator_key
+):
+    from tests.peer.helpers import ec_key
+
+    path = write_peers(tmp_path, ec_key(), three_nodes)  # a key no node registered
+    coordinator = Coordinator(load_peers(path))
+    try:
+        result = await coordinator.allele_stats(_keys(bcftools_truth(cohort / "S000.vcf.gz"), 5))
+    finally:
+        await coordinator.close()
+    assert {n.status for n in result.nodes} == {"UNAUTHENTICATED"}
+    assert all(t.allele_count.value == 0 and not t.exists for t in result.alleles)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("peers: [", "not YAML"),
+        ("coordinator: {id: c, private_key: k.pem}\npeers: []", "peers"),
+        ("coordinator: {id: c, private_key: k.pem}\npeers: [{id: a}]", "exactly one"),
+        (
+            "coordinator: {id: c, private_key: k.pem}\n"
+            "peers: [{id: a, address: 'h:1'}, {id: a, address: 'h:2'}]",
+            "unique",
+        ),
+    ],
+)
+def test_bad_peers_files_are_clear_errors(tmp_path, text, fragment):
+    path = tmp_path / "peers.yaml"
+    path.write_text(text)
+    with pytest.raises(InvalidInput) as caught:
+        load_peers(path)
+    assert fragment in caught.value.message
