@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,9 @@ class LoadSummary:
     unlinked_samples: tuple[str, ...]  # VCF samples with neither biosample nor individual
     ontology_terms: int  # terms added from --ontology
     skipped_files: tuple[str, ...]
+
+
+Constraint = tuple[set[str], set[str]]  # (biosample ids, individual ids) allowed
 
 
 class Catalog:
@@ -140,16 +143,17 @@ class Catalog:
         if dataset_id not in index.datasets:
             return frozenset()
         row = index.datasets[dataset_id]
-        constraints = [
-            _constraint(lambda t, f=flt: index.matching(dataset_id, t, f))
+        constraints: list[Constraint] = [
+            (index.matching(dataset_id, "biosamples", flt),
+             index.matching(dataset_id, "individuals", flt))
             for flt in filters
         ]
         for entry_type, ids in (entry_ids or {}).items():
-            wanted = set(ids)
-            kind = _entry_type(entry_type)
-            constraints.append(
-                _constraint(lambda t, k=kind, w=wanted: index.related_ids(dataset_id, k, w, t))
-            )
+            kind, wanted = _entry_type(entry_type), set(ids)
+            constraints.append((
+                index.related_ids(dataset_id, kind, wanted, "biosamples"),
+                index.related_ids(dataset_id, kind, wanted, "individuals"),
+            ))
         return frozenset(
             s for s in _vcf_samples(row)
             if all(_sample_ok(_link(row, s), c) for c in constraints)
@@ -225,13 +229,6 @@ def _link(row: DatasetRow, sample: str) -> tuple[str | None, str | None]:
     if sample in row.records.get("individuals", {}):
         return None, sample
     return None, None
-
-
-Constraint = tuple[set[str], set[str]]  # (biosample ids, individual ids) allowed
-
-
-def _constraint(ids_for: Callable[[str], set[str]]) -> Constraint:
-    return set(ids_for("biosamples")), set(ids_for("individuals"))
 
 
 def _sample_ok(link: tuple[str | None, str | None], allowed: Constraint) -> bool:
