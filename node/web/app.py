@@ -14,6 +14,7 @@ from aiohttp import web
 from node import __version__
 from node.config import Settings
 from node.store.registry import DatasetRegistry, tiledb_registry
+from node.web.beacon import create_beacon_app
 from node.web.keys import DATASETS, METRICS, SETTINGS
 from node.web.metrics import Metrics
 from node.web.middleware import request_context
@@ -39,6 +40,7 @@ def create_app(
         await asyncio.to_thread(registry.close)
 
     app.cleanup_ctx.append(datasets_ctx)
+    app.add_subapp("/api", create_beacon_app(settings))
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     return app

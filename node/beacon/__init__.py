@@ -1,0 +1,1 @@
+"""GA4GH Beacon v2: request parsing, variant matching and response rendering (no I/O)."""

@@ -1,0 +1,277 @@
+"""Answering Beacon requests: parsed request + entry type → response document.
+
+Blocking (store and catalog calls); the web layer runs these in a thread. Policy and
+counts go through `node.service` (plan, release_count), so this module never decides who
+sees what; it only decides what a Beacon answer looks like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from node.beacon.annotations import GeneIndex
+from node.beacon.info import EntryType, by_path
+from node.beacon.models import BeaconRequest
+from node.beacon.render import record_of_variant, response_envelope, result_set
+from node.beacon.variants import VariantQuery, query_for_id, selector
+from node.config import Settings
+from node.domain import Filter, Principal
+from node.errors import InvalidInput, NotFound
+from node.names import Granularity
+from node.service import (
+    AccessPlan,
+    DatasetAccess,
+    DatasetVariants,
+    MetadataCatalog,
+    carriers,
+    plan,
+    release_count,
+    search_variants,
+)
+from node.store.registry import DatasetRegistry
+
+__all__ = ["Context", "answer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    settings: Settings
+    registry: DatasetRegistry
+    catalog: MetadataCatalog | None
+    principal: Principal
+    genes: GeneIndex | None = None
+
+    def dataset_ids(self) -> tuple[str, ...]:
+        extra = self.catalog.dataset_ids() if self.catalog is not None else ()
+        return tuple(sorted(set(self.registry.ids()) | set(extra)))
+
+
+def _plan(ctx: Context, req: BeaconRequest, *, force: Granularity | None = None) -> AccessPlan:
+    if req.test_mode:
+        # Beacon v2 TestMode: answer, but with no real data (nothing sensitive is used).
+        return AccessPlan(req.granularity, ())
+    return plan(ctx.dataset_ids(), ctx.registry.settings, ctx.principal,
+                requested=req.dataset_ids, granularity=force or req.granularity)
+
+
+def _info(
+    ctx: Context, req: BeaconRequest, access: AccessPlan, unknown: Sequence[str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if access.omitted:
+        out["omittedDatasets"] = {
+            "reason": "granularity allowed for these datasets is lower than returned",
+            "datasets": {a.id: a.granularity.value for a in access.omitted}}
+    if unknown:
+        # Unrecognised filters cannot be evaluated: they match nothing rather than being
+        # silently dropped (which would broaden the answer), and are reported here.
+        out["warnings"] = {"unknownFilters": list(unknown)}
+    if req.test_mode:
+        out["testMode"] = "answered without real data (Beacon v2 testMode)"
+    return out
+
+
+def _known_filters(ctx: Context, filters: Sequence[Filter]) -> tuple[list[Filter], list[str]]:
+    if not filters:
+        return [], []
+    if ctx.catalog is None:
+        return [], [f.id for f in filters]
+    unknown = ctx.catalog.unknown_filters(filters)
+    return [f for f in filters if f.id not in unknown], unknown
+
+
+def answer(
+    ctx: Context,
+    entry: EntryType,
+    req: BeaconRequest,
+    *,
+    entry_id: str | None = None,
+    nested: str | None = None,
+) -> dict[str, Any]:
+    """The response document for GET/POST /{entry}[/{id}[/{nested}]]."""
+    target = by_path(nested) if nested else entry
+    if target.path == "g_variants":
+        return _variants(ctx, entry, req, entry_id)
+    if entry.path == "g_variants":
+        if entry_id is None:
+            raise InvalidInput("a variant id is required")
+        return _entries_of_variant(ctx, target, req, entry_id)
+    return _entries(ctx, entry, target, req, entry_id)
+
+
+# -- genomic variants ----------------------------------------------------------------
+
+
+def _variant_scope(ctx: Context, entry: EntryType, req: BeaconRequest, entry_id: str | None
+                   ) -> tuple[BeaconRequest, VariantQuery | None, dict[str, frozenset[str]] | None]:
+    if entry.path == "g_variants":
+        query = query_for_id(entry_id) if entry_id else req.variant
+        return req, query, None
+    if entry.path == "datasets":
+        assert entry_id is not None
+        if req.dataset_ids is not None and entry_id not in req.dataset_ids:
+            raise InvalidInput("datasetIds does not include the dataset of the path")
+        return replace(req, dataset_ids=(entry_id,)), req.variant, None
+    if ctx.catalog is None:
+        raise NotFound(f"no metadata catalog: /{entry.path}/{{id}}/g_variants is empty")
+    ids = {entry.path: [entry_id or ""]}
+    samples = {d: ctx.catalog.samples(d, entry_ids=ids) for d in ctx.dataset_ids()}
+    return req, req.variant, samples
+
+
+def _variants(ctx: Context, entry: EntryType, req: BeaconRequest, entry_id: str | None
+              ) -> dict[str, Any]:
+    req, query, samples = _variant_scope(ctx, entry, req, entry_id)
+    known, unknown = _known_filters(ctx, req.filters)
+    if known and ctx.catalog is not None:
+        matched = {d: ctx.catalog.samples(d, filters=known) for d in ctx.dataset_ids()}
+        samples = matched if samples is None else {
+            d: s & matched.get(d, frozenset()) for d, s in samples.items()}
+    if unknown:
+        samples = {}
+    access = _plan(ctx, req)
+    found = search_variants(
+        ctx.registry, replace(access, datasets=tuple(
+            a for a in access.datasets if a.id in ctx.registry.ids())),
+        selector(query, ctx.genes), ctx.principal,
+        assembly=query.assembly if query else None, samples=samples,
+        skip=req.skip, limit=req.limit)
+    sets = [_variant_set(ctx, d) for d in found]
+    g_variants = by_path("g_variants")
+    return response_envelope(ctx.settings.node.id, req, g_variants, access.granularity, sets,
+                             info=_info(ctx, req, access, unknown))
+
+
+def _variant_set(ctx: Context, found: DatasetVariants) -> dict[str, Any]:
+    store = ctx.registry.store(found.dataset.id)
+    catalog = ctx.catalog
+
+    def biosample_of(sample: str) -> tuple[str | None, str | None]:
+        if catalog is None:
+            return None, None
+        return catalog.sample_to_biosample(found.dataset.id, sample)
+
+    results = [
+        record_of_variant(v, assembly=store.assembly, dataset_id=found.dataset.id,
+                          records=found.records.get(v.key, ()), biosample_of=biosample_of)
+        for v in found.variants
+    ]
+    return result_set(found.dataset.id, found.count.value, results,
+                      countPrecision=found.count.precision)
+
+
+# -- metadata entries -----------------------------------------------------------------
+
+
+def _require_catalog(ctx: Context) -> MetadataCatalog:
+    if ctx.catalog is None:
+        raise NotFound("this node has no metadata catalog loaded")
+    return ctx.catalog
+
+
+def _rows(ctx: Context, entry: EntryType, target: EntryType, dataset_id: str,
+          entry_id: str | None, filters: Sequence[Filter]) -> list[dict[str, Any]]:
+    catalog = _require_catalog(ctx)
+    if entry_id is None:
+        return catalog.search(target.path, dataset_ids=[dataset_id], filters=filters)
+    if entry is target:
+        rows = catalog.search(target.path, dataset_ids=[dataset_id], filters=filters)
+        return [r for r in rows if r.get("id") == entry_id]
+    if entry.path == "datasets":
+        if entry_id != dataset_id:
+            return []
+        return catalog.search(target.path, dataset_ids=[dataset_id], filters=filters)
+    related = {r.get("id") for r in catalog.related(entry.path, entry_id, target.path)}
+    rows = catalog.search(target.path, dataset_ids=[dataset_id], filters=filters)
+    return [r for r in rows if r.get("id") in related]
+
+
+def _entries(ctx: Context, entry: EntryType, target: EntryType, req: BeaconRequest,
+             entry_id: str | None) -> dict[str, Any]:
+    if target.collection:
+        return _collections(ctx, target, req, entry_id if entry is target else None)
+    known, unknown = _known_filters(ctx, req.filters)
+    access = _plan(ctx, req)
+    sets = []
+    for dataset in access.datasets:
+        rows = [] if unknown else _rows(ctx, entry, target, dataset.id, entry_id, known)
+        sets.append(_entry_set(ctx, req, access, dataset, rows))
+    return response_envelope(ctx.settings.node.id, req, target, access.granularity, sets,
+                             info=_info(ctx, req, access, unknown))
+
+
+def _entry_set(ctx: Context, req: BeaconRequest, access: AccessPlan, dataset: DatasetAccess,
+               rows: list[dict[str, Any]]) -> dict[str, Any]:
+    count = release_count(len(rows), dataset, ctx.principal)
+    record = access.granularity is Granularity.RECORD
+    page = rows[req.skip : req.skip + req.limit] if record else []
+    return result_set(dataset.id, count.value, page, countPrecision=count.precision)
+
+
+def _dataset_document(ctx: Context, dataset_id: str) -> dict[str, Any]:
+    if ctx.catalog is not None:
+        found = ctx.catalog.get("datasets", dataset_id)
+        if found is not None:
+            return found
+    settings = ctx.registry.settings(dataset_id)
+    doc: dict[str, Any] = {"id": dataset_id, "name": settings.name or dataset_id}
+    if settings.description:
+        doc["description"] = settings.description
+    return doc
+
+
+def _collections(ctx: Context, target: EntryType, req: BeaconRequest, entry_id: str | None
+                 ) -> dict[str, Any]:
+    """datasets and cohorts: descriptive collections, listed to every requester (they
+    are what networks use to route queries), at record granularity."""
+    if target.path == "datasets":
+        docs = [_dataset_document(ctx, d) for d in ctx.dataset_ids()
+                if req.dataset_ids is None or d in req.dataset_ids]
+    else:
+        docs = ctx.catalog.search("cohorts", dataset_ids=req.dataset_ids, filters=()) \
+            if ctx.catalog is not None else []
+    if entry_id is not None:
+        docs = [d for d in docs if d.get("id") == entry_id]
+    page = docs[req.skip : req.skip + req.limit]
+    sets = [{"exists": bool(docs), "resultsCount": len(docs), "results": page}]
+    granularity = Granularity.RECORD if req.granularity is Granularity.RECORD else req.granularity
+    return response_envelope(ctx.settings.node.id, req, target, granularity, sets)
+
+
+def _entries_of_variant(ctx: Context, target: EntryType, req: BeaconRequest, variant_id: str
+                        ) -> dict[str, Any]:
+    """/g_variants/{id}/{biosamples,individuals,runs,analyses}: entries of the carriers."""
+    catalog = _require_catalog(ctx)
+    query = query_for_id(variant_id)
+    access = _plan(ctx, req)
+    sets = []
+    for dataset in access.datasets:
+        ids: list[str] = []
+        if dataset.id in ctx.registry.ids():
+            store = ctx.registry.store(dataset.id)
+            for v in selector(query)(store):
+                for rec in carriers(store, v, None):
+                    index = rec.alts.index(v.alt) + 1
+                    ids += [c.sample for c in rec.calls if index in c.alleles]
+        rows = _carrier_rows(catalog, dataset.id, sorted(set(ids)), target)
+        sets.append(_entry_set(ctx, req, access, dataset, rows))
+    return response_envelope(ctx.settings.node.id, req, target, access.granularity, sets,
+                             info=_info(ctx, req, access, ()))
+
+
+def _carrier_rows(catalog: MetadataCatalog, dataset_id: str, samples: list[str],
+                  target: EntryType) -> list[dict[str, Any]]:
+    if not samples:
+        return []
+    wanted = catalog.samples(dataset_id)
+    linked = [catalog.sample_to_biosample(dataset_id, s) for s in samples if s in wanted]
+    biosamples = sorted({b for b, _ in linked if b})
+    rows: dict[str, dict[str, Any]] = {}
+    for b in biosamples:
+        found = [catalog.get("biosamples", b)] if target.path == "biosamples" \
+            else catalog.related("biosamples", b, target.path)
+        rows.update({r["id"]: r for r in found if r is not None and "id" in r})
+    return [rows[k] for k in sorted(rows)]
+

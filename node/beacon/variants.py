@@ -1,0 +1,273 @@
+"""Beacon v2 variant queries over domain `Variant`s: matching, ids, HGVS, VRS locations.
+
+Coordinates are 0-based interbase as in Beacon v2 (genomicVariations requestParameters:
+"start ... 0-based, inclusive"; "end ... exclusive"), which is the node's convention too.
+Query kinds (Beacon v2 docs, "Genomic variation queries"):
+
+- sequence: one `start`, `alternateBases` (and optionally `referenceBases`): alleles
+  starting exactly there.
+- range: `start`, `end`: alleles overlapping [start, end), optionally narrowed by bases,
+  `variantType`, lengths, `geneId` or `aminoacidChange`.
+- bracket: `start=[s0,s1]`, `end=[e0,e1]`: allele start in [s0, s1] and end in [e0, e1]
+  (both closed intervals).
+- gene: `geneId` (annotations, or the gene's coordinates from a BED file) without a region.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+from node.beacon.annotations import Annotation, GeneIndex, for_allele, parse_info
+from node.beacon.refseq import accession
+from node.domain import AlleleKey, Region, Variant
+from node.errors import InvalidInput
+from node.names import VariantType
+from node.store.base import VariantStore
+
+__all__ = [
+    "VariantQuery",
+    "hgvs_id",
+    "internal_id",
+    "matches",
+    "parse_internal_id",
+    "query_for_id",
+    "selector",
+    "vrs_location",
+]
+
+# A contig's largest coordinate the node accepts (chr1 is ~249 Mb; leave headroom).
+MAX_COORD = 1 << 31
+_ID = re.compile(r"^chr([A-Za-z0-9._-]+)_(\d+)_([ACGTNacgtn*]+)_([A-Za-z0-9<>:*.\[\]_-]+)$")
+
+# Beacon variantType → the store's classes it covers. Beacon (following VCF/SO) calls
+# insertions and deletions of sequence "INDEL"; "DEL"/"INS" also match symbolic alleles.
+_TYPE_ALIASES: dict[str, frozenset[str]] = {
+    "SNP": frozenset({"SNP"}),
+    "SNV": frozenset({"SNP"}),
+    "MNP": frozenset({"MNP"}),
+    "INDEL": frozenset({"INDEL"}),
+    "DEL": frozenset({"DEL"}),
+    "INS": frozenset({"INS"}),
+    "DUP": frozenset({"DUP"}),
+    "INV": frozenset({"INV"}),
+    "CNV": frozenset({"CNV", "DEL", "DUP"}),
+    "BND": frozenset({"BND"}),
+    "SV": frozenset({"SV", "DEL", "INS", "DUP", "INV", "CNV", "BND"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VariantQuery:
+    """A parsed g_variants query; `contig` is canonical, coordinates 0-based."""
+
+    contig: str | None = None
+    assembly: str | None = None
+    start: tuple[int, ...] = ()
+    end: tuple[int, ...] = ()
+    reference_bases: str | None = None
+    alternate_bases: str | None = None
+    variant_type: str | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    gene_id: str | None = None
+    aminoacid_change: str | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.contig is None:
+            return "all" if self.gene_id is None else "gene"
+        if len(self.start) == 2:
+            return "bracket"
+        return "sequence" if not self.end else "range"
+
+    @property
+    def needs_annotations(self) -> bool:
+        return self.gene_id is not None or self.aminoacid_change is not None
+
+    def region(self) -> Region | None:
+        """The interval to scan, None for a gene query (regions come from the gene)."""
+        if self.contig is None:
+            return None
+        if self.kind == "bracket":
+            return Region(self.contig, self.start[0], max(self.end[1], self.start[1] + 1))
+        if self.kind == "sequence":
+            return Region(self.contig, self.start[0], self.start[0] + 1)
+        return Region(self.contig, self.start[0], self.end[0])
+
+    def type_classes(self) -> frozenset[str] | None:
+        if self.variant_type is None:
+            return None
+        classes = _TYPE_ALIASES.get(self.variant_type.upper())
+        if classes is None:
+            raise InvalidInput(
+                f"unknown variantType {self.variant_type!r}; one of {', '.join(_TYPE_ALIASES)}"
+            )
+        return classes
+
+
+def bases_match(pattern: str, bases: str) -> bool:
+    """Beacon bases: IUPAC letters, `N` a wildcard for one base (Beacon v2
+    requestParameters, alternateBases); `.`/`-` stand for the empty sequence."""
+    pattern = "" if pattern in (".", "-") else pattern.upper()
+    bases = bases.upper()
+    if len(pattern) != len(bases):
+        return False
+    return all(p == b or p == "N" for p, b in zip(pattern, bases, strict=True))
+
+
+def _position_ok(q: VariantQuery, v: Variant) -> bool:
+    if q.kind == "sequence":
+        return v.start == q.start[0]
+    if q.kind == "bracket":
+        return q.start[0] <= v.start <= q.start[1] and q.end[0] <= v.end <= q.end[1]
+    if q.kind == "range":
+        return v.start < q.end[0] and v.end > q.start[0]
+    return True
+
+
+def _shape_ok(q: VariantQuery, v: Variant) -> bool:
+    if q.reference_bases is not None and not bases_match(q.reference_bases, v.ref):
+        return False
+    if q.alternate_bases is not None and not bases_match(q.alternate_bases, v.alt):
+        return False
+    classes = q.type_classes()
+    if classes is not None and v.variant_type.value not in classes:
+        return False
+    if q.min_length is not None and v.length < q.min_length:
+        return False
+    return q.max_length is None or v.length <= q.max_length
+
+
+def _annotations_ok(q: VariantQuery, annots: list[Annotation], in_gene: bool) -> bool:
+    if q.gene_id is not None and not in_gene:
+        wanted = q.gene_id.upper()
+        if not any(wanted in (a.gene.upper(), a.gene_id.upper()) for a in annots):
+            return False
+    if q.aminoacid_change is not None:
+        wanted = q.aminoacid_change.upper().removeprefix("P.")
+        return any(a.aa_change.upper() == wanted for a in annots)
+    return True
+
+
+def matches(
+    q: VariantQuery,
+    v: Variant,
+    *,
+    annotations: Callable[[Variant], list[Annotation]] | None = None,
+    in_gene: bool = False,
+) -> bool:
+    """Whether `v` answers `q`. `in_gene`: `v` lies in the BED coordinates of `q.gene_id`."""
+    if q.contig is not None and v.contig != q.contig:
+        return False
+    if not (_position_ok(q, v) and _shape_ok(q, v)):
+        return False
+    if not q.needs_annotations:
+        return True
+    annots = annotations(v) if annotations is not None else []
+    return _annotations_ok(q, annots, in_gene)
+
+
+def internal_id(v: Variant) -> str:
+    """A stable id: `chr<contig>_<VCF POS>_<REF>_<ALT>` (the form the Beacon reference
+    tools emit, so ids agree across nodes); it round-trips through /g_variants/{id}."""
+    return f"chr{v.contig}_{v.start + 1}_{v.ref}_{v.alt}"
+
+
+def parse_internal_id(text: str) -> tuple[str, int, str, str]:
+    """(canonical contig, 0-based start, REF, ALT) of an id made by `internal_id`."""
+    m = _ID.match(text)
+    if m is None:
+        raise InvalidInput(f"not a variant id of this node: {text[:100]!r}")
+    pos = int(m.group(2))
+    if not 1 <= pos < MAX_COORD:
+        raise InvalidInput(f"position out of range in variant id {text[:100]!r}")
+    return m.group(1), pos - 1, m.group(3).upper(), m.group(4)
+
+
+def query_for_id(text: str) -> VariantQuery:
+    contig, start, ref, alt = parse_internal_id(text)
+    return VariantQuery(contig=contig, start=(start,), reference_bases=ref, alternate_bases=alt)
+
+
+def hgvs_id(v: Variant) -> str:
+    """`genomicHGVSId` as the Beacon reference converter writes it (`1:g.10177A>AC`):
+    VCF position and alleles on the canonical contig."""
+    return f"{v.contig}:g.{v.start + 1}{v.ref}>{v.alt}"
+
+
+def vrs_location(v: Variant, assembly: str) -> dict[str, object]:
+    """A VRS 1.3 SequenceLocation (interbase) on the RefSeq accession of the contig."""
+    acc = accession(assembly, v.contig)
+    sequence_id = f"refseq:{acc}" if acc else f"{assembly}:{v.contig}"
+    return {
+        "type": "SequenceLocation",
+        "sequence_id": sequence_id,
+        "interval": {
+            "type": "SequenceInterval",
+            "start": {"type": "Number", "value": v.start},
+            "end": {"type": "Number", "value": v.end},
+        },
+    }
+
+
+Selector = Callable[[VariantStore], Iterator[Variant]]
+
+
+def _regions(
+    q: VariantQuery | None, store: VariantStore, genes: GeneIndex | None
+) -> list[tuple[Region, bool]]:
+    """(region, inside the queried gene's BED coordinates) pairs to scan."""
+    if q is not None and q.region() is not None:
+        return [(q.region(), False)]  # type: ignore[list-item]
+    if q is not None and q.gene_id is not None and genes is not None:
+        found = genes.regions(q.gene_id)
+        if found:
+            return [(r, True) for r in found]
+    return [(Region(c, 0, MAX_COORD), False) for c in store.contigs()]
+
+
+def _annotation_index(store: VariantStore, region: Region) -> dict[AlleleKey, list[Annotation]]:
+    # INFO travels with records; one sample is enough to get them (records() returns the
+    # records where the requested samples have a call).
+    index: dict[AlleleKey, list[Annotation]] = {}
+    for batch in store.records(region, samples=store.samples[:1]):
+        for rec in batch:
+            parsed = parse_info(rec.info)
+            for alt in rec.alts:
+                key = AlleleKey(rec.contig, rec.start, rec.ref, alt)
+                index[key] = for_allele(parsed, rec.ref, alt, n_alts=len(rec.alts))
+    return index
+
+
+def variant_annotations(v: Variant, info: Mapping[str, object], n_alts: int) -> list[Annotation]:
+    return for_allele(parse_info(info), v.ref, v.alt, n_alts=n_alts)
+
+
+def selector(q: VariantQuery | None, genes: GeneIndex | None = None) -> Selector:
+    """The matching variants of a store, in store order (start, REF, ALT), each once."""
+    classes = q.type_classes() if q is not None else None
+    types = frozenset(VariantType(c) for c in classes) if classes is not None else None
+
+    def run(store: VariantStore) -> Iterator[Variant]:
+        seen: set[AlleleKey] = set()
+        for region, in_gene in _regions(q, store, genes):
+            index: dict[AlleleKey, list[Annotation]] | None = None
+
+            def lookup(v: Variant, region: Region = region) -> list[Annotation]:
+                nonlocal index
+                if v.annotations:
+                    return variant_annotations(v, v.annotations, n_alts=1)
+                if index is None:
+                    index = _annotation_index(store, region)
+                return index.get(v.key, [])
+
+            for v in store.variants(region, variant_types=types):
+                if v.key in seen or (q is not None and not matches(q, v, annotations=lookup,
+                                                                      in_gene=in_gene)):
+                    continue
+                seen.add(v.key)
+                yield v
+
+    return run

@@ -1,0 +1,193 @@
+"""Beacon use cases: which datasets answer, at which granularity, and with what.
+
+Policy is applied here and only here (`plan`), and every count leaves the node through
+`release_count` — the one place the privacy guard (issue 5: thresholds, noise, budgets)
+plugs in. Functions are blocking (store calls); transports run them in a thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from node.auth.policy import effective_granularity
+from node.config import DatasetSettings
+from node.domain import AlleleKey, Filter, Principal, Record, Region, Variant
+from node.errors import NotFound
+from node.names import Granularity
+from node.store.base import VariantStore
+from node.store.registry import DatasetRegistry
+
+__all__ = [
+    "AccessPlan",
+    "DatasetAccess",
+    "DatasetVariants",
+    "MetadataCatalog",
+    "ReleasedCount",
+    "carriers",
+    "plan",
+    "release_count",
+    "search_variants",
+]
+
+Selector = Callable[[VariantStore], Iterator[Variant]]
+
+
+class MetadataCatalog(Protocol):
+    """What the Beacon layer needs of the metadata catalog (node/catalog)."""
+
+    def dataset_ids(self) -> tuple[str, ...]: ...
+    def get(self, entry_type: str, entry_id: str) -> dict[str, Any] | None: ...
+    def search(
+        self, entry_type: str, *, dataset_ids: Sequence[str] | None, filters: Sequence[Filter]
+    ) -> list[dict[str, Any]]: ...
+    def unknown_filters(self, filters: Sequence[Filter]) -> list[str]: ...
+    def related(self, from_type: str, from_id: str, to_type: str) -> list[dict[str, Any]]: ...
+    def samples(
+        self,
+        dataset_id: str,
+        *,
+        filters: Sequence[Filter] = (),
+        entry_ids: Mapping[str, Sequence[str]] | None = None,
+    ) -> frozenset[str]: ...
+    def sample_to_biosample(
+        self, dataset_id: str, vcf_sample: str
+    ) -> tuple[str | None, str | None]: ...
+    def filtering_terms(self, dataset_ids: Sequence[str] | None = None) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetAccess:
+    id: str
+    settings: DatasetSettings
+    granularity: Granularity  # the most this requester may see of this dataset
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPlan:
+    """Datasets answering one request at one `granularity`; `omitted` could only answer
+    at a lower one (reported, never silently merged into a more revealing answer)."""
+
+    granularity: Granularity
+    datasets: tuple[DatasetAccess, ...]
+    omitted: tuple[DatasetAccess, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasedCount:
+    value: int
+    precision: Literal["exact", "rounded", "imprecise"] = "exact"
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetVariants:
+    dataset: DatasetAccess
+    count: ReleasedCount
+    variants: tuple[Variant, ...] = ()  # the requested page, record granularity only
+    records: Mapping[AlleleKey, tuple[Record, ...]] = field(default_factory=dict)
+
+
+def plan(
+    ids: Sequence[str],
+    settings_of: Callable[[str], DatasetSettings],
+    principal: Principal,
+    *,
+    requested: Sequence[str] | None,
+    granularity: Granularity,
+    now: int | None = None,
+) -> AccessPlan:
+    """Which of the node's datasets `ids` answer, and the response granularity: the
+    requested one, capped by the best any dataset allows this principal."""
+    if requested is not None:
+        unknown = sorted(set(requested) - set(ids))
+        if unknown:
+            raise NotFound(f"unknown dataset id(s): {', '.join(unknown)[:200]}")
+    chosen = [i for i in ids if requested is None or i in requested]
+    stamp = int(time.time()) if now is None else now
+    access = []
+    for dataset_id in chosen:
+        settings = settings_of(dataset_id)
+        allowed = effective_granularity(principal, dataset_id, settings, now=stamp)
+        if allowed is not None:
+            access.append(DatasetAccess(dataset_id, settings, allowed))
+    best = max((a.granularity for a in access), key=lambda g: g.rank, default=granularity)
+    level = min(granularity, best, key=lambda g: g.rank)
+    keep = tuple(a for a in access if a.granularity.rank >= level.rank)
+    omitted = tuple(a for a in access if a.granularity.rank < level.rank)
+    return AccessPlan(level, keep, omitted)
+
+
+def release_count(n: int, dataset: DatasetAccess, principal: Principal) -> ReleasedCount:
+    """The single exit of every count (issue 5 adds the privacy guard here)."""
+    del dataset, principal  # used by the guard: per-dataset thresholds, per-requester budget
+    return ReleasedCount(n)
+
+
+def carriers(store: VariantStore, v: Variant, samples: Sequence[str] | None) -> tuple[Record, ...]:
+    """The records holding allele `v`, with the genotypes of `samples` (all when None)."""
+    region = Region(v.contig, v.start, v.start + 1)
+    found: list[Record] = []
+    for batch in store.records(region, samples=samples):
+        found.extend(r for r in batch if r.start == v.start and r.ref == v.ref and v.alt in r.alts)
+    return tuple(found)
+
+
+def _carried(store: VariantStore, v: Variant, samples: Sequence[str]) -> bool:
+    for rec in carriers(store, v, samples):
+        index = rec.alts.index(v.alt) + 1
+        if any(index in call.alleles for call in rec.calls):
+            return True
+    return False
+
+
+def _assembly_ok(store: VariantStore, assembly: str | None) -> bool:
+    return assembly is None or store.assembly == assembly
+
+
+def search_variants(
+    registry: DatasetRegistry,
+    access: AccessPlan,
+    select: Selector,
+    principal: Principal,
+    *,
+    assembly: str | None,
+    samples: Mapping[str, frozenset[str]] | None = None,
+    skip: int = 0,
+    limit: int = 10,
+) -> list[DatasetVariants]:
+    """Matching variants per dataset. `assembly` is enforced (another build never
+    matches); `samples` restricts a dataset to variants carried by those samples."""
+    out = []
+    want_page = access.granularity is Granularity.RECORD
+    for dataset in access.datasets:
+        store = registry.store(dataset.id)
+        subset = None if samples is None else sorted(samples.get(dataset.id, frozenset()))
+        window = (skip, skip + limit) if want_page else (0, 0)
+        total, page = _matching(store, select, assembly, subset, window)
+        records = {v.key: carriers(store, v, None) for v in page}
+        out.append(DatasetVariants(dataset, release_count(total, dataset, principal),
+                                   page, records))
+    return out
+
+
+def _matching(
+    store: VariantStore,
+    select: Selector,
+    assembly: str | None,
+    subset: list[str] | None,
+    window: tuple[int, int],
+) -> tuple[int, tuple[Variant, ...]]:
+    """(number of matches, the matches in `window`) without holding every match."""
+    if not _assembly_ok(store, assembly) or subset == []:
+        return 0, ()
+    total = 0
+    page: list[Variant] = []
+    for v in select(store):
+        if subset is not None and not _carried(store, v, subset):
+            continue
+        if window[0] <= total < window[1]:
+            page.append(v)
+        total += 1
+    return total, tuple(page)

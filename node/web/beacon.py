@@ -1,0 +1,219 @@
+"""The Beacon v2 sub-app, mounted at /api: routes built from the entry-type table, one
+error middleware rendering every failure as the Beacon error envelope, CORS.
+
+Handlers only parse, call `node.beacon.query.answer` in a thread, and serialise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from node import __version__
+from node.beacon import info as docs
+from node.beacon.annotations import GeneIndex
+from node.beacon.info import ENTRY_TYPES, EntryType
+from node.beacon.models import BeaconRequest
+from node.beacon.openapi import openapi_document
+from node.beacon.parse import parse_body, parse_get
+from node.beacon.query import Context, answer
+from node.beacon.render import error_envelope
+from node.config import Settings
+from node.domain import Principal
+from node.errors import InvalidInput, NodeError, PayloadTooLarge
+from node.service import MetadataCatalog
+from node.web.keys import DATASETS, SETTINGS
+from node.web.middleware import REQUEST_ID
+
+__all__ = ["CATALOG", "create_beacon_app"]
+
+log = logging.getLogger("fednode.beacon")
+
+CATALOG = web.AppKey("catalog", MetadataCatalog)  # type: ignore[type-abstract]
+GENES = web.AppKey("genes", GeneIndex)
+PARSED = web.RequestKey("beacon_request", BeaconRequest)
+# Largest POST body the Beacon API reads (a query is small; filters are capped too).
+MAX_BODY = 64 * 1024
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-Id",
+    "Access-Control-Max-Age": "600",
+}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CatalogFactory = Callable[[Settings], MetadataCatalog | None]
+
+
+def _json(doc: dict[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(doc, status=status, dumps=_compact)
+
+
+def _compact(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _beacon_id(request: web.Request) -> str:
+    return request.config_dict[SETTINGS].node.id
+
+
+@web.middleware
+async def beacon_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as a beaconErrorResponse with its HTTP status; CORS headers on all."""
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers=_CORS)
+    try:
+        response = await handler(request)
+    except NodeError as exc:
+        response = _json(error_envelope(_beacon_id(request), exc.http_status, exc.message,
+                                        request.get(PARSED)), exc.http_status)
+    except web.HTTPException as exc:
+        message = "no such endpoint" if exc.status == 404 else exc.reason
+        response = _json(error_envelope(_beacon_id(request), exc.status, message), exc.status)
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID, "")})
+        response = _json(error_envelope(_beacon_id(request), 500, "internal error"), 500)
+    response.headers.update(_CORS)
+    return response
+
+
+async def _read_body(request: web.Request) -> object:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("the request body is not valid JSON") from None
+
+
+async def _parse(request: web.Request, *, variants: bool) -> BeaconRequest:
+    if request.method == "POST":
+        req = parse_body(await _read_body(request), variants=variants)
+    else:
+        req = parse_get(request.query, variants=variants)
+    request[PARSED] = req
+    return req
+
+
+def _context(request: web.Request) -> Context:
+    # Until passports land (issue 5) every request is anonymous.
+    return Context(
+        settings=request.config_dict[SETTINGS],
+        registry=request.config_dict[DATASETS],
+        catalog=request.app.get(CATALOG),
+        principal=Principal.anonymous(),
+        genes=request.app.get(GENES),
+    )
+
+
+def _entry_handler(entry: EntryType, *, nested: str | None, by_id: bool) -> Handler:
+    takes_variant_params = (nested or entry.path) == "g_variants" and not (
+        entry.path == "g_variants" and by_id)
+
+    async def handler(request: web.Request) -> web.Response:
+        req = await _parse(request, variants=takes_variant_params)
+        entry_id = request.match_info.get("id")
+        doc = await asyncio.to_thread(
+            answer, _context(request), entry, req, entry_id=entry_id, nested=nested)
+        return _json(doc)
+
+    return handler
+
+
+def _base(request: web.Request) -> str:
+    return f"{request.url.origin()}{request.app.router['root'].canonical}".rstrip("/")
+
+
+async def info(request: web.Request) -> web.Response:
+    return _json(docs.info(request.config_dict[SETTINGS], version=__version__))
+
+
+async def service_info(request: web.Request) -> web.Response:
+    return _json(docs.service_info(request.config_dict[SETTINGS], version=__version__))
+
+
+async def configuration(request: web.Request) -> web.Response:
+    return _json(docs.configuration(request.config_dict[SETTINGS]))
+
+
+async def beacon_map(request: web.Request) -> web.Response:
+    return _json(docs.map_document(request.config_dict[SETTINGS], base=_base(request)))
+
+
+async def entry_types(request: web.Request) -> web.Response:
+    return _json(docs.entry_types(request.config_dict[SETTINGS]))
+
+
+async def filtering_terms(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS]
+    catalog = request.app.get(CATALOG)
+    scope = request.match_info.get("id")
+    dataset_ids = [scope] if scope and "datasets" in request.path else None
+    terms = await asyncio.to_thread(catalog.filtering_terms, dataset_ids) if catalog else []
+    return _json({"meta": docs.informational_meta(settings, "beacon-filtering-terms-v2.0.0"),
+                  "response": {"filteringTerms": terms}})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document(base=_base(request), version=__version__))
+
+
+def _open_catalog(settings: Settings) -> MetadataCatalog | None:
+    from node.catalog import Catalog
+
+    return Catalog.open(settings.home)
+
+
+def create_beacon_app(
+    settings: Settings,
+    *,
+    catalog_factory: CatalogFactory = _open_catalog,
+    genes: GeneIndex | None = None,
+) -> web.Application:
+    """The Beacon API. `catalog_factory` opens the metadata catalog (node home's by
+    default); `genes` is an optional gene-coordinates index for geneId queries."""
+    app = web.Application(middlewares=[beacon_errors], client_max_size=MAX_BODY)
+
+    async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
+        catalog = await asyncio.to_thread(catalog_factory, settings)
+        if catalog is not None:
+            app[CATALOG] = catalog
+        yield
+
+    if genes is not None:
+        app[GENES] = genes
+    app.cleanup_ctx.append(catalog_ctx)
+    r = app.router
+    r.add_get("", info, name="root")
+    r.add_get("/", info)
+    r.add_get("/info", info)
+    r.add_get("/service-info", service_info)
+    r.add_get("/configuration", configuration)
+    r.add_get("/map", beacon_map)
+    r.add_get("/entry_types", entry_types)
+    r.add_get("/filtering_terms", filtering_terms)
+    r.add_get("/openapi.json", openapi)
+    for path in ("datasets", "cohorts"):
+        r.add_get(f"/{path}/{{id}}/filtering_terms", filtering_terms)
+    for entry in ENTRY_TYPES:
+        _add_entry_routes(r, entry)
+    return app
+
+
+def _add_entry_routes(r: web.UrlDispatcher, entry: EntryType) -> None:
+    routes = [(f"/{entry.path}", _entry_handler(entry, nested=None, by_id=False)),
+              (f"/{entry.path}/{{id}}", _entry_handler(entry, nested=None, by_id=True))]
+    routes += [(f"/{entry.path}/{{id}}/{n}", _entry_handler(entry, nested=n, by_id=True))
+               for n in entry.nested]
+    for path, handler in routes:
+        r.add_get(path, handler)
+        r.add_post(path, handler)
