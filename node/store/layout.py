@@ -1,0 +1,381 @@
+"""The TileDB-VCF v4 dataset layout: array names, schemas, metadata keys and the blob codec.
+
+Everything here mirrors what TileDB-VCF 0.40 writes (checked against the datasets in
+`../shared/tiledbvcf-fixture`, written by TileDB-VCF itself): a TileDB group with
+`dataset_type = "vcf"` and members `data`, `metadata/vcf_headers`, `allele_count`,
+`variant_stats` (write version 3) and `sample_stats`.
+
+fednode adds, as extra group members TileDB-VCF ignores:
+
+- `fednode_allele_stats`: per ingest, one row per (contig, pos, REF, ALT) with summed
+  AC / hom / het / carrier counts, plus one "site" row per position (ALT = "") with the
+  called-allele and called-sample counts of the samples that have a record there;
+- `fednode_coverage`: gVCF reference blocks as intervals (anchored like `data`) with the
+  called alleles they contribute, so a block written in one ingest counts as hom-ref for a
+  site written by another.
+
+Positions are 0-based; `end_pos`/`end` are inclusive, as in TileDB-VCF.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import tiledb
+
+__all__ = [
+    "ALLELE_COUNT",
+    "ANCHOR_GAP",
+    "DATA",
+    "FEDNODE_COVERAGE",
+    "FEDNODE_STATS",
+    "HEADERS",
+    "SAMPLE_STATS",
+    "VARIANT_STATS",
+    "decode_blob",
+    "decode_field",
+    "encode_blob",
+    "header_id_table",
+]
+
+DATA = "data"
+METADATA_GROUP = "metadata"
+HEADERS = "metadata/vcf_headers"
+ALLELE_COUNT = "allele_count"
+VARIANT_STATS = "variant_stats"
+SAMPLE_STATS = "sample_stats"
+FEDNODE_STATS = "fednode_allele_stats"
+FEDNODE_COVERAGE = "fednode_coverage"
+TILEDBVCF_ARRAYS = (DATA, HEADERS, ALLELE_COUNT, VARIANT_STATS, SAMPLE_STATS)
+ALL_ARRAYS = (*TILEDBVCF_ARRAYS, FEDNODE_STATS, FEDNODE_COVERAGE)
+
+FORMAT_VERSION = 4
+ANCHOR_GAP = 1000
+TILE_CAPACITY = 10_000
+VARIANT_STATS_VERSION = 3
+EXTRA_ATTRIBUTES = ("fmt_GT",)  # TileDB-VCF always extracts GT
+_POS_MAX = 2**32 - 2
+
+# htslib value types inside info/fmt blobs (htslib vcf.h BCF_HT_*).
+HT_FLAG, HT_INT, HT_REAL, HT_STR = 0, 1, 2, 3
+INT32_MISSING = -(2**31)
+INT32_VECTOR_END = -(2**31) + 1
+_REAL_MISSING_BITS = 0x7F800001
+_REAL_VECTOR_END_BITS = 0x7F800002
+
+SAMPLE_STATS_COUNTERS = (
+    "n_records", "n_called", "n_not_called", "n_hom_ref", "n_het", "n_singleton", "n_snp",
+    "n_insertion", "n_deletion", "n_transition", "n_transversion", "n_star", "n_multiallelic",
+)  # fmt: skip
+SAMPLE_STATS_NULLABLE = tuple(
+    f"{field}_{agg}" for field in ("dp", "gq") for agg in ("sum", "sum2", "count", "min", "max")
+)
+FEDNODE_COUNTS = ("ac", "an", "n_hom_alt", "n_het", "n_carriers", "n_called")
+
+
+def _zstd(level: int, *, checksum: bool = True, pre: Sequence[tiledb.Filter] = ()) -> list:  # type: ignore[type-arg]
+    filters: list[tiledb.Filter] = [*pre, tiledb.ZstdFilter(level=level)]
+    if checksum:
+        filters.append(tiledb.ChecksumSHA256Filter())
+    return filters
+
+
+def _str_dim(name: str, filters: Sequence[tiledb.Filter]) -> tiledb.Dim:
+    return tiledb.Dim(name=name, dtype="ascii", filters=tiledb.FilterList(filters))
+
+
+def _pos_dim(name: str, filters: Sequence[tiledb.Filter]) -> tiledb.Dim:
+    return tiledb.Dim(
+        name=name, domain=(0, _POS_MAX), tile=_POS_MAX + 1, dtype=np.uint32,
+        filters=tiledb.FilterList(filters),
+    )  # fmt: skip
+
+
+def _attr(name: str, dtype: object, filters: Sequence[tiledb.Filter], **kw: object) -> tiledb.Attr:
+    return tiledb.Attr(name=name, dtype=dtype, filters=tiledb.FilterList(filters), **kw)
+
+
+def _sparse(dims: list[tiledb.Dim], attrs: list[tiledb.Attr], *, dups: bool) -> tiledb.ArraySchema:
+    return tiledb.ArraySchema(
+        domain=tiledb.Domain(*dims), attrs=attrs, sparse=True, allows_duplicates=dups,
+        cell_order="row-major", tile_order="row-major", capacity=TILE_CAPACITY,
+    )  # fmt: skip
+
+
+def data_schema() -> tiledb.ArraySchema:
+    """`data` (TileDB-VCF tiledbvcfdataset.cc, format version 4)."""
+    z4 = 4
+    dims = [
+        _str_dim("contig", [tiledb.RleFilter()]),
+        _pos_dim("start_pos", _zstd(z4, pre=[tiledb.DoubleDeltaFilter()])),
+        _str_dim("sample", _zstd(z4, checksum=False, pre=[tiledb.DictionaryFilter()])),
+    ]
+    shuffled = _zstd(z4, pre=[tiledb.ByteShuffleFilter()])
+    attrs = [
+        _attr("real_start_pos", np.uint32, shuffled),
+        _attr("end_pos", np.uint32, shuffled),
+        _attr("qual", np.float32, _zstd(z4)),
+        _attr("alleles", "ascii", _zstd(z4), var=True),
+        _attr("id", "ascii", _zstd(z4), var=True),
+        _attr("filter_ids", np.int32, shuffled, var=True),
+        _attr("info", np.uint8, _zstd(z4), var=True),
+        _attr("fmt", np.uint8, _zstd(z4), var=True),
+        *(_attr(name, np.uint8, _zstd(z4), var=True) for name in EXTRA_ATTRIBUTES),
+    ]
+    return _sparse(dims, attrs, dups=True)
+
+
+def headers_schema() -> tiledb.ArraySchema:
+    dims = [_str_dim("sample", [tiledb.ZstdFilter(level=-1)])]
+    return _sparse(dims, [_attr("header", "ascii", _zstd(-1), var=True)], dups=False)
+
+
+def _stats_pos_filters(level: int, *, shuffle: bool) -> list[tiledb.Filter]:
+    pre = [tiledb.DoubleDeltaFilter(), tiledb.BitWidthReductionFilter(window=256)]
+    post = [tiledb.ByteShuffleFilter()] if shuffle else []
+    return [*pre, tiledb.ZstdFilter(level=level), *post, tiledb.ChecksumSHA256Filter()]
+
+
+def allele_count_schema() -> tiledb.ArraySchema:
+    """`allele_count` version 1 (TileDB-VCF stats/allele_count.cc)."""
+    dims = [_str_dim("contig", [tiledb.RleFilter()]), _pos_dim("pos", _stats_pos_filters(-1, shuffle=False))]
+    attrs = [_attr(name, "ascii", _zstd(-1), var=True) for name in ("ref", "alt", "filter", "gt")]
+    count_filters = [tiledb.BitWidthReductionFilter(window=256), *_zstd(-1)]
+    attrs.append(_attr("count", np.int32, count_filters))
+    return _sparse(dims, attrs, dups=True)
+
+
+def variant_stats_schema() -> tiledb.ArraySchema:
+    """`variant_stats` write version 3 (TileDB-VCF stats/variant_stats.cc)."""
+    pos_filters = _stats_pos_filters(9, shuffle=True)
+    sample_filters = [tiledb.DictionaryFilter(), tiledb.ZstdFilter(level=9),
+                      tiledb.ByteShuffleFilter(), tiledb.ChecksumSHA256Filter()]  # fmt: skip
+    dims = [
+        _str_dim("contig", [tiledb.RleFilter()]),
+        _pos_dim("pos", pos_filters),
+        _str_dim("sample", sample_filters),
+        _pos_dim("end", pos_filters),
+    ]
+    counts = [tiledb.BitWidthReductionFilter(window=256), tiledb.ZstdFilter(level=9),
+              tiledb.ByteShuffleFilter(), tiledb.ChecksumSHA256Filter()]  # fmt: skip
+    attrs = [
+        _attr("allele", "ascii", _zstd(9), var=True),
+        *(_attr(name, np.int32, counts) for name in ("ac", "an", "n_hom")),
+        _attr("max_length", np.uint32, [tiledb.RleFilter()]),
+    ]
+    return _sparse(dims, attrs, dups=True)
+
+
+def sample_stats_schema() -> tiledb.ArraySchema:
+    """`sample_stats` version 1 (TileDB-VCF stats/sample_stats.cc); rows summed on read."""
+    dims = [_str_dim("sample", _zstd(13, pre=[tiledb.DictionaryFilter()]))]
+    attrs = [_attr(name, np.uint64, _zstd(13), nullable=True) for name in SAMPLE_STATS_NULLABLE]
+    attrs += [_attr(name, np.uint64, _zstd(13)) for name in SAMPLE_STATS_COUNTERS]
+    return _sparse(dims, attrs, dups=True)
+
+
+def fednode_stats_schema() -> tiledb.ArraySchema:
+    """fednode's aggregate: rows are per-ingest deltas, summed on read (few per allele)."""
+    pos_filters = _stats_pos_filters(5, shuffle=False)
+    dims = [_str_dim("contig", [tiledb.RleFilter()]), _pos_dim("pos", pos_filters)]
+    text = ("ref", "alt", "id", "source_contig")
+    attrs = [_attr(name, "ascii", _zstd(5), var=True) for name in text]
+    attrs.append(_attr("end", np.uint32, _zstd(5)))
+    attrs += [_attr(name, np.int32, _zstd(5)) for name in FEDNODE_COUNTS]
+    return _sparse(dims, attrs, dups=True)
+
+
+def fednode_coverage_schema() -> tiledb.ArraySchema:
+    """Reference-block coverage: `start` is the block start or an anchor inside it."""
+    dims = [_str_dim("contig", [tiledb.RleFilter()]), _pos_dim("start", _stats_pos_filters(5, shuffle=False))]
+    attrs = [_attr(name, np.uint32, _zstd(5)) for name in ("real_start", "end")]
+    attrs += [_attr(name, np.int32, _zstd(5)) for name in ("an", "n_called")]
+    return _sparse(dims, attrs, dups=True)
+
+
+SCHEMAS = {
+    DATA: data_schema,
+    HEADERS: headers_schema,
+    ALLELE_COUNT: allele_count_schema,
+    VARIANT_STATS: variant_stats_schema,
+    SAMPLE_STATS: sample_stats_schema,
+    FEDNODE_STATS: fednode_stats_schema,
+    FEDNODE_COVERAGE: fednode_coverage_schema,
+}
+
+
+# --- info / fmt blobs -------------------------------------------------------------------
+# Layout (TileDB-VCF record encoding): uint32 field count, then per field `key\0`, int32
+# htslib type, int32 value count, the values (1 byte each for FLAG/STR, 4 bytes otherwise).
+# Extracted `info_X`/`fmt_X` attributes hold one field without its key; absent = b"\x00".
+
+BlobField = tuple[str, int, int, bytes]  # key, htslib type, count, raw little-endian values
+
+
+def encode_blob(fields: Iterable[BlobField]) -> bytes:
+    items = list(fields)
+    parts = [struct.pack("<I", len(items))]
+    for key, htype, count, raw in items:
+        parts.append(key.encode() + b"\0" + struct.pack("<ii", htype, count) + raw)
+    return b"".join(parts)
+
+
+def encode_field(htype: int, count: int, raw: bytes) -> bytes:
+    """An extracted attribute value (no key)."""
+    return struct.pack("<ii", htype, count) + raw
+
+
+def _value_size(htype: int) -> int:
+    return 1 if htype in (HT_FLAG, HT_STR) else 4
+
+
+def decode_blob(blob: bytes) -> list[BlobField]:
+    if len(blob) < 4:
+        return []
+    (n,) = struct.unpack_from("<I", blob, 0)
+    offset, out = 4, []
+    for _ in range(n):
+        end = blob.index(b"\0", offset)
+        key = blob[offset:end].decode()
+        htype, count = struct.unpack_from("<ii", blob, end + 1)
+        start = end + 9
+        stop = start + count * _value_size(htype)
+        out.append((key, htype, count, blob[start:stop]))
+        offset = stop
+    return out
+
+
+def decode_field(blob: bytes) -> tuple[int, int, bytes] | None:
+    """An extracted attribute value, or None when the record lacks the field."""
+    if len(blob) < 8:
+        return None
+    htype, count = struct.unpack_from("<ii", blob, 0)
+    return htype, count, blob[8 : 8 + count * _value_size(htype)]
+
+
+def field_value(htype: int, raw: bytes) -> object:
+    """A blob value as Python: scalars for one value, tuples otherwise; None = missing."""
+    if htype == HT_FLAG:
+        return True
+    if htype == HT_STR:
+        return raw.rstrip(b"\0").decode(errors="replace")
+    if htype == HT_INT:
+        ints = np.frombuffer(raw, dtype="<i4")
+        values: list[object] = [None if v == INT32_MISSING else int(v) for v in ints if v != INT32_VECTOR_END]
+    else:
+        bits = np.frombuffer(raw, dtype="<u4")
+        floats = np.frombuffer(raw, dtype="<f4")
+        values = [None if b == _REAL_MISSING_BITS else float(f)
+                  for b, f in zip(bits, floats, strict=True) if b != _REAL_VECTOR_END_BITS]  # fmt: skip
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def decode_gt(raw: bytes) -> tuple[tuple[int | None, ...], bool]:
+    """htslib GT encoding `(allele + 1) << 1 | phased`; 0/1 = missing; vector end dropped."""
+    codes = [int(v) for v in np.frombuffer(raw, dtype="<i4") if v != INT32_VECTOR_END]
+    alleles = tuple(None if (c >> 1) == 0 else (c >> 1) - 1 for c in codes)
+    phased = any(c & 1 for c in codes[1:])
+    return alleles, phased
+
+
+# --- htslib header dictionary -----------------------------------------------------------
+
+
+def header_id_table(header: str) -> list[str]:
+    """htslib's shared FILTER/INFO/FORMAT id dictionary: PASS is 0, then first-seen order.
+
+    `data.filter_ids` holds indexes into this table of the sample's own header.
+    """
+    table = ["PASS"]
+    seen = {"PASS"}
+    for line in header.splitlines():
+        if not line.startswith(("##FILTER=<", "##INFO=<", "##FORMAT=<")):
+            continue
+        ident = _structured_id(line)
+        if ident is not None and ident not in seen:
+            seen.add(ident)
+            table.append(ident)
+    return table
+
+
+def _structured_id(line: str) -> str | None:
+    body = line[line.index("<") + 1 :]
+    for part in body.split(","):
+        if part.startswith("ID="):
+            return part[3:].rstrip(">")
+    return None
+
+
+def decode_filters(filter_ids: Sequence[int], table: Sequence[str]) -> tuple[str, ...]:
+    if len(filter_ids) == 0 or filter_ids[0] == 0:
+        return ()
+    return tuple(table[i] if 0 <= i < len(table) else f"FILTER_{i}" for i in filter_ids[1:])
+
+
+def meta_str(meta: Mapping[str, object], key: str, default: str = "") -> str:
+    value = meta.get(key, default)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# --- raw writes ---------------------------------------------------------------------------
+# tiledb-py's `A[coords] = values` goes through numpy "S" arrays, which drop the trailing NUL
+# TileDB-VCF keeps in `alleles`/`id`; writing the buffers directly keeps bytes exact and
+# avoids one Python object per cell.
+
+
+class Var:
+    """A variable-length column: concatenated values and byte offsets."""
+
+    __slots__ = ("data", "offsets")
+
+    def __init__(self, values: Sequence[bytes], dtype: str = "u1") -> None:
+        lengths = np.fromiter((len(v) for v in values), dtype=np.uint64, count=len(values))
+        self.offsets = np.zeros(len(values), dtype=np.uint64)
+        if len(values) > 1:
+            np.cumsum(lengths[:-1], out=self.offsets[1:])
+        self.data = np.frombuffer(b"".join(values), dtype=dtype) if values else np.zeros(1, dtype)
+
+    @classmethod
+    def text(cls, values: Sequence[str]) -> Var:
+        return cls([v.encode() for v in values])
+
+
+class Null:
+    """A column of nulls for a nullable attribute (TileDB requires every attribute)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, size: int, dtype: object) -> None:
+        self.values = np.zeros(size, dtype=dtype)
+
+
+def write_columns(array: tiledb.Array, columns: Mapping[str, object]) -> str | None:
+    """One unordered sparse write of `columns` (dims and attrs); returns the fragment URI."""
+    lt = tiledb.libtiledb
+    query = lt.Query(lt.Context(array.ctx), array.array, lt.QueryType.WRITE)
+    query.layout = lt.LayoutType.UNORDERED
+    keep = []
+    for name, column in columns.items():
+        if isinstance(column, Null):
+            validity = np.zeros(column.values.size, dtype=np.uint8)
+            query.set_data_buffer(name, column.values, np.uint64(column.values.size))
+            query.set_validity_buffer(name, validity, np.uint64(validity.size))
+            keep.append((column.values, validity))
+        elif isinstance(column, Var):
+            data, offsets = column.data, column.offsets
+            query.set_data_buffer(name, data, np.uint64(data.size))
+            query.set_offsets_buffer(name, offsets, np.uint64(offsets.size))
+            keep.append((data, offsets))
+        else:
+            values = np.ascontiguousarray(column)
+            query.set_data_buffer(name, values, np.uint64(values.size))
+            if array.schema.has_attr(name) and array.schema.attr(name).isnullable:
+                validity = np.ones(values.size, dtype=np.uint8)
+                query.set_validity_buffer(name, validity, np.uint64(validity.size))
+                keep.append((validity, values))
+            keep.append((values, values))
+    query._submit()
+    query.finalize()
+    return str(query.fragment_uri(0)) if query.fragment_num() > 0 else None

@@ -1,0 +1,405 @@
+"""Per-allele statistics: computed at ingest, written as row deltas, summed at lookup.
+
+Semantics (bcftools `+fill-tags` on a `bcftools merge` of the inputs, missing = ./.):
+
+- a sample is *called* at a site when it has a record there with at least one called
+  allele, or a gVCF reference block covering the site (then it is hom-ref there);
+  a sample with no record at a site is not called (bcftools merge writes ./.);
+- AN counts called alleles only (`./1` adds 1), AC the copies of the ALT;
+- n_hom_alt: samples whose alleles are all called and all this ALT, ploidy >= 2 (haploid
+  calls are hemizygous: carriers, neither hom nor het; bcftools counts them in AC_Hemi);
+- n_het: carriers with at least one other called allele (`./1` is a carrier, not het);
+- n_carriers: samples with >= 1 copy; n_called: samples called at the site.
+
+Every row is a signed delta: replacing a sample writes the negation of its old rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import tiledb
+
+from node.domain import ZERO_STATS, AlleleStats, Region, Variant, normalize_contig
+from node.names import VariantType
+from node.store import layout
+
+__all__ = [
+    "StatsCollector",
+    "fednode_lookup",
+    "fednode_variants",
+    "normalise_stats_allele",
+    "variant_stats_lookup",
+    "variant_type_of",
+]
+
+_NON_VARIANT = {"<NON_REF>", "<*>", "*", "."}
+_SV_TYPES = {"DEL", "INS", "DUP", "INV", "CNV", "BND"}
+FednodeKey = tuple[str, int, str, str]  # canonical contig, pos, ref, alt ("" = site row)
+
+
+def normalise_stats_allele(ref: str, alt: str) -> str:
+    """TileDB-VCF variant_stats v3 key: one shared trailing base trimmed ("CAC,C" -> "CA,")."""
+    if ref and alt and not alt.startswith("<") and ref[-1] == alt[-1]:
+        ref, alt = ref[:-1], alt[:-1]
+    return f"{ref},{alt}"
+
+
+def variant_type_of(ref: str, alt: str) -> str:
+    """Beacon variantType of one ALT (names in node.names.VariantType)."""
+    if alt in _NON_VARIANT:
+        return "REF"
+    if alt.startswith("<"):
+        kind = alt[1:-1].split(":")[0]
+        return kind if kind in _SV_TYPES else "SV"
+    if "[" in alt or "]" in alt:
+        return "BND"
+    if len(ref) == len(alt):
+        return "SNP" if len(ref) == 1 else "MNP"
+    return "INDEL"
+
+
+@dataclass
+class _Columns:
+    """Column buffers of one array's pending rows."""
+
+    cols: dict[str, list[object]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, **values: object) -> None:
+        for key, value in values.items():
+            self.cols[key].append(value)
+
+    def __len__(self) -> int:
+        first = next(iter(self.cols.values()), [])
+        return len(first)
+
+    def take(self) -> dict[str, list[object]]:
+        out, self.cols = dict(self.cols), defaultdict(list)
+        return out
+
+
+class StatsCollector:
+    """Accumulates the rows of every statistics array for one ingest (or one removal)."""
+
+    def __init__(self, *, sign: int = 1) -> None:
+        self.sign = sign
+        self.keys: dict[FednodeKey, np.ndarray] = {}
+        self.key_info: dict[FednodeKey, tuple[int, str, str]] = {}  # end, ids, source contig
+        self.coverage = _Columns()
+        self.variant_stats = _Columns()
+        self.allele_count = _Columns()
+        self.sample_stats: dict[tuple[str, ...], np.ndarray] = {}
+        self.max_length = 0
+
+    def pending(self) -> int:
+        return len(self.keys) + len(self.coverage) + len(self.variant_stats)
+
+    def add(
+        self,
+        *,
+        contig: str,
+        pos: int,
+        end: int,
+        ref: str,
+        alts: Sequence[str],
+        filters: Sequence[str],
+        gt: np.ndarray,
+        samples: Sequence[str],
+        ref_block: bool,
+        ids: str = ".",
+    ) -> None:
+        """One record of `samples` (rows of `gt`: allele index, -1 missing, -2 no allele)."""
+        called_alleles = (gt >= 0).sum(axis=1)
+        called = called_alleles > 0
+        if not called.any():
+            self._sample_counts(gt, samples, alts, called)
+            return
+        canonical = normalize_contig(contig)
+        n_called, an = int(called.sum()), int(called_alleles.sum())
+        if ref_block:
+            self._coverage(canonical, pos, end, an, n_called)
+        else:
+            self._key((canonical, pos, "", ""), [0, an, 0, 0, 0, n_called], (pos, ".", contig))
+        ploidy = (gt != -2).sum(axis=1)
+        complete = called_alleles == ploidy
+        for index, alt in enumerate(alts, start=1):
+            if alt in _NON_VARIANT:
+                continue
+            copies = (gt == index).sum(axis=1)
+            carriers = copies > 0
+            if not carriers.any():
+                continue
+            hom = carriers & complete & (copies == ploidy) & (ploidy >= 2)
+            het = carriers & (called_alleles > copies)
+            counts = [int(copies.sum()), 0, int(hom.sum()), int(het.sum()), int(carriers.sum()), 0]
+            self._key((canonical, pos, ref, alt), counts, (end, ids, contig))
+        self._tiledbvcf_rows(contig, pos, end, ref, alts, filters, gt, samples, ref_block)
+        self._sample_counts(gt, samples, alts, called)
+
+    def _key(self, key: FednodeKey, counts: list[int], info: tuple[int, str, str]) -> None:
+        delta = np.asarray(counts, dtype=np.int64) * self.sign
+        current = self.keys.get(key)
+        self.keys[key] = delta if current is None else current + delta
+        known = self.key_info.get(key)
+        if known is not None and known[1] != info[1]:
+            merged = ";".join(sorted(set(known[1].split(";")) | set(info[1].split(";")) - {"."}))
+            info = (max(known[0], info[0]), merged or ".", known[2])
+        self.key_info[key] = info
+
+    def _coverage(self, contig: str, pos: int, end: int, an: int, n_called: int) -> None:
+        anchors = range(pos, end + 1, layout.ANCHOR_GAP)
+        for start in anchors:
+            self.coverage.add(contig=contig, start=start, real_start=pos, end=end,
+                              an=an * self.sign, n_called=n_called * self.sign)  # fmt: skip
+
+    def _tiledbvcf_rows(
+        self, contig: str, pos: int, end: int, ref: str, alts: Sequence[str],
+        filters: Sequence[str], gt: np.ndarray, samples: Sequence[str], ref_block: bool,
+    ) -> None:  # fmt: skip
+        """variant_stats v3 rows per (sample, called allele) and allele_count v1 rows.
+
+        A removal (sign -1) writes no variant_stats rows: those are deleted by sample.
+        """
+        self.max_length = max(self.max_length, end - pos + 1)
+        self._allele_count_rows(contig, pos, ref, alts, filters, gt)
+        if self.sign < 0:
+            return
+        called_alleles = (gt >= 0).sum(axis=1)
+        ploidy = (gt != -2).sum(axis=1)
+        homozygous = (called_alleles == ploidy) & (gt.max(axis=1) == np.where(gt >= 0, gt, 99).min(axis=1))
+        names = np.asarray(samples, dtype=object)
+        for allele, text in enumerate((ref, *alts)):
+            copies = (gt == allele).sum(axis=1)
+            rows = np.flatnonzero(copies > 0)
+            if rows.size == 0:
+                continue
+            if allele == 0:
+                keys = ["ref"] * rows.size
+                if ref_block:
+                    keys = ["nr" if h else "ref" for h in homozygous[rows]]
+            else:
+                keys = [normalise_stats_allele(ref, text)] * rows.size
+            cols = self.variant_stats.cols
+            cols["contig"].extend([contig] * rows.size)
+            cols["pos"].extend([pos] * rows.size)
+            cols["end"].extend([end] * rows.size)
+            cols["sample"].extend(names[rows].tolist())
+            cols["allele"].extend(keys)
+            cols["ac"].extend((copies[rows] * self.sign).tolist())
+            cols["an"].extend((called_alleles[rows] * self.sign).tolist())
+            cols["n_hom"].extend((homozygous[rows].astype(np.int64) * self.sign).tolist())
+            cols["max_length"].extend([self.max_length] * rows.size)
+
+    def _allele_count_rows(self, contig: str, pos: int, ref: str, alts: Sequence[str],
+                           filters: Sequence[str], gt: np.ndarray) -> None:  # fmt: skip
+        filter_text = ";".join(filters) if filters else "."
+        classes: dict[tuple[str, str], int] = defaultdict(int)
+        for row in gt[(gt > 0).any(axis=1)]:
+            present = [int(a) for a in row if a != -2]
+            classes[_allele_count_class(present, (ref, *alts))] += 1
+        for (alt_text, gt_class), count in classes.items():
+            self.allele_count.add(contig=contig, pos=pos, ref=ref, alt=alt_text,
+                                  filter=filter_text, gt=gt_class, count=count * self.sign)  # fmt: skip
+
+    def _sample_counts(self, gt: np.ndarray, samples: Sequence[str], alts: Sequence[str],
+                       called: np.ndarray) -> None:  # fmt: skip
+        if self.sign < 0:
+            return
+        block = self.sample_stats.get(tuple(samples))
+        if block is None:
+            block = np.zeros((len(samples), len(layout.SAMPLE_STATS_COUNTERS)), dtype=np.int64)
+            self.sample_stats[tuple(samples)] = block
+        non_ref = (gt > 0).any(axis=1)
+        values = np.where(gt >= 0, gt, -1)
+        distinct = (values.max(axis=1) != np.where(gt >= 0, gt, 99).min(axis=1)) & called
+        counts = {
+            "n_records": np.ones(len(samples), dtype=np.int64), "n_called": called,
+            "n_not_called": ~called, "n_hom_ref": called & ~non_ref, "n_het": distinct,
+            "n_multiallelic": non_ref & (len(alts) > 1),
+        }  # fmt: skip
+        for i, name in enumerate(layout.SAMPLE_STATS_COUNTERS):
+            if name in counts:
+                block[:, i] += np.asarray(counts[name], dtype=np.int64)
+
+    def fednode_rows(self) -> dict[str, object]:
+        keys = list(self.keys)
+        counts = np.array([self.keys[k] for k in keys], dtype=np.int64).reshape(-1, 6)
+        info = [self.key_info[k] for k in keys]
+        self.keys, self.key_info = {}, {}
+        out: dict[str, object] = {
+            "contig": [k[0] for k in keys],
+            "pos": np.array([k[1] for k in keys], dtype=np.uint32),
+            "ref": [k[2] for k in keys],
+            "alt": [k[3] for k in keys],
+            "end": np.array([i[0] for i in info], dtype=np.uint32),
+            "id": [i[1] for i in info],
+            "source_contig": [i[2] for i in info],
+        }
+        for i, name in enumerate(layout.FEDNODE_COUNTS):
+            out[name] = counts[:, i].astype(np.int32)
+        return out
+
+    def take_sample_stats(self) -> dict[str, object]:
+        names: list[str] = []
+        blocks = []
+        for samples, block in self.sample_stats.items():
+            names.extend(samples)
+            blocks.append(block)
+        self.sample_stats = {}
+        width = len(layout.SAMPLE_STATS_COUNTERS)
+        matrix = np.vstack(blocks) if blocks else np.zeros((0, width), dtype=np.int64)
+        out: dict[str, object] = {"sample": names}
+        for i, name in enumerate(layout.SAMPLE_STATS_COUNTERS):
+            out[name] = matrix[:, i].astype(np.uint64)
+        return out
+
+
+def _allele_count_class(present: Sequence[int], alleles: Sequence[str]) -> tuple[str, str]:
+    """allele_count `gt` class ("0,1", "1,1", "1,2", ".,1", "1") and its ALT text."""
+    alts = sorted({a for a in present if a > 0})
+    renumber = {a: i + 1 for i, a in enumerate(alts)}
+    parts = sorted(present, key=lambda a: (a >= 0, a))
+    text = ",".join("." if a < 0 else str(renumber.get(a, 0)) for a in parts)
+    return ",".join(alleles[a] for a in alts), text
+
+
+def sum_rows(rows: Iterable[np.ndarray]) -> np.ndarray:
+    total = np.zeros(6, dtype=np.int64)
+    for row in rows:
+        total += row
+    return total
+
+
+# --- lookups --------------------------------------------------------------------------------
+
+Point = tuple[int, str, str]  # pos, ref, alt
+
+
+def point_ranges(positions: Sequence[int], *, before: int = 0) -> list[slice]:
+    """Sorted positions as merged inclusive ranges [p - before, p] for a multi-range query."""
+    out: list[list[int]] = []
+    for p in sorted(set(positions)):
+        lo = max(0, p - before)
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = p
+        else:
+            out.append([lo, p])
+    return [slice(lo, hi) for lo, hi in out]
+
+
+def fednode_lookup(stats: tiledb.Array, coverage: tiledb.Array | None, contig: str,
+                   points: Sequence[Point]) -> list[AlleleStats | None]:  # fmt: skip
+    """Sum the aggregate rows of each point: a few rows per allele, whatever the sample count."""
+    if not points:
+        return []
+    ranges = point_ranges([p for p, _, _ in points])
+    rows = stats.query(attrs=["ref", "alt", *layout.FEDNODE_COUNTS], dims=["pos"]).multi_index[
+        [contig], ranges
+    ]
+    sums: dict[Point, np.ndarray] = defaultdict(lambda: np.zeros(6, dtype=np.int64))
+    counts = np.stack([rows[name] for name in layout.FEDNODE_COUNTS], axis=1).astype(np.int64)
+    for pos, ref, alt, row in zip(rows["pos"], rows["ref"], rows["alt"], counts, strict=True):
+        sums[(int(pos), _text(ref), _text(alt))] += row
+    covered = coverage_counts(coverage, contig, [p for p, _, _ in points])
+    out: list[AlleleStats | None] = []
+    for point in points:
+        allele = sums.get(point)
+        if allele is None or allele[4] <= 0:
+            out.append(None)
+            continue
+        site = sums.get((point[0], "", ""), np.zeros(6, dtype=np.int64))
+        an, n_called = covered.get(point[0], (0, 0))
+        out.append(AlleleStats(int(allele[0]), int(site[1]) + an, int(allele[2]), int(allele[3]),
+                               int(allele[4]), int(site[5]) + n_called))  # fmt: skip
+    return out
+
+
+def coverage_counts(coverage: tiledb.Array | None, contig: str,
+                    positions: Sequence[int]) -> dict[int, tuple[int, int]]:  # fmt: skip
+    """(AN, called samples) that reference blocks add at each position (anchor rule)."""
+    if coverage is None or not positions:
+        return {}
+    gap = layout.ANCHOR_GAP
+    rows = coverage.query(attrs=["real_start", "end", "an", "n_called"], dims=["start"]).multi_index[
+        [contig], point_ranges(positions, before=gap)
+    ]
+    order = np.argsort(rows["start"], kind="stable")
+    start = rows["start"][order].astype(np.int64)
+    real, end = rows["real_start"][order].astype(np.int64), rows["end"][order].astype(np.int64)
+    an, called = rows["an"][order], rows["n_called"][order]
+    out = {}
+    for p in set(positions):
+        lo, hi = np.searchsorted(start, [p - gap, p], side="left")[0], np.searchsorted(start, p, side="right")
+        sel = slice(lo, hi)
+        keep = (end[sel] >= p) & (real[sel] <= p) & ((start[sel] == real[sel]) | (start[sel] < p))
+        out[p] = (int(an[sel][keep].sum()), int(called[sel][keep].sum()))
+    return out
+
+
+def variant_stats_lookup(array: tiledb.Array, names: Sequence[str], points: Sequence[Point], *,
+                         max_length: int) -> list[AlleleStats | None]:  # fmt: skip
+    """Fallback for datasets TileDB-VCF wrote (no fednode aggregate): sum variant_stats rows.
+
+    Scales with the samples at the position; `fednode` could build the aggregate later.
+    """
+    if not points or not names:
+        return [None] * len(points)
+    ranges = point_ranges([p for p, _, _ in points], before=max_length)
+    rows = array.query(attrs=["allele", "ac", "an", "n_hom"], dims=["pos", "sample", "end"]).multi_index[
+        list(names), ranges
+    ]
+    pos, end = rows["pos"].astype(np.int64), rows["end"].astype(np.int64)
+    alleles = [_text(a) for a in rows["allele"]]
+    samples, ac, an, hom = rows["sample"], rows["ac"], rows["an"], rows["n_hom"]
+    at: dict[int, list[int]] = defaultdict(list)
+    for i, p in enumerate(pos.tolist()):
+        at[p].append(i)
+    blocks = [i for i, a in enumerate(alleles) if a == "nr"]
+    out: list[AlleleStats | None] = []
+    for p, ref, alt in points:
+        names = {normalise_stats_allele(ref, alt), f"{ref},{alt}"}
+        here = at.get(p, [])
+        wanted = [i for i in here if alleles[i] in names]
+        if not wanted:
+            out.append(None)
+            continue
+        site = here + [i for i in blocks if pos[i] < p <= end[i]]
+        n_hom = sum(1 for i in wanted if hom[i] > 0 and an[i] >= 2)
+        n_het = sum(1 for i in wanted if 0 < ac[i] < an[i])
+        called = len({samples[i] for i in site})
+        total = int(sum(int(ac[i]) for i in site))
+        out.append(AlleleStats(int(sum(int(ac[i]) for i in wanted)), total, n_hom, n_het,
+                               len(wanted), called))  # fmt: skip
+    return out
+
+
+def fednode_variants(array: tiledb.Array, contig: str, region: Region) -> list[Variant]:
+    """ALT alleles of the aggregate overlapping `region` (statistics filled in later)."""
+    s, e = region.start, region.end - 1
+    reach = int(array.meta.get("max_length", 0))
+    rows = array.query(attrs=["ref", "alt", "end", "id", "source_contig", "n_carriers"],
+                       dims=["pos"]).multi_index[[contig], slice(max(0, s - reach), e)]  # fmt: skip
+    found: dict[Point, tuple[int, set[str], str]] = {}
+    for pos, ref_b, alt_b, end, ids, source in zip(
+        rows["pos"], rows["ref"], rows["alt"], rows["end"], rows["id"], rows["source_contig"], strict=True
+    ):
+        alt = _text(alt_b)
+        if not alt or int(end) < s:
+            continue
+        key = (int(pos), _text(ref_b), alt)
+        old_end, old_ids, _ = found.get(key, (0, set(), ""))
+        found[key] = (max(old_end, int(end)), old_ids | set(_text(ids).split(";")), _text(source))
+    out = []
+    for (pos, ref, alt), (end, ids, source) in found.items():
+        kind = VariantType(variant_type_of(ref, alt))
+        out.append(Variant(contig, pos, end + 1, ref, alt, kind, ZERO_STATS,
+                           tuple(sorted(ids - {".", ""})), source))  # fmt: skip
+    return out
+
+
+def _text(value: object) -> str:
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    return text.rstrip("\0")

@@ -1,0 +1,638 @@
+"""`TileDBVCFStore`: the TileDB-VCF v4 dataset layout on tiledb-py (see `layout`).
+
+Atomic ingest (decision "ingest commits by one group-metadata write"): every array write
+of one ingest uses fixed timestamps (T for deletes of replaced samples, T+1 for new
+fragments and metadata). Readers open every array at the timestamp recorded in the root
+group metadata `fednode_committed`; the ingest's last step writes that key (with the
+sample list, assembly and contigs) in one group-metadata write. Anything newer than the
+committed timestamp is invisible, and the next ingest deletes it before writing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tiledb
+from tqdm import tqdm
+
+from node.domain import AlleleKey, AlleleStats, Record, Region, Variant, normalize_contig
+from node.errors import Conflict, IngestError, InvalidInput, NotFound, UnsupportedFormat
+from node.names import VariantType
+from node.store import layout, stats
+from node.store.base import IngestSummary
+from node.store.vcfio import ParsedRecord, RecordReader, StoredCall, VcfInput, detect_assembly
+
+__all__ = ["TileDBVCFStore", "list_datasets"]
+
+_COMMITTED = "fednode_committed"
+_STATE = "fednode_state"
+_STALE_DIRS = ("__fragments", "__commits", "__meta", "__fragment_meta")
+_BAD_SAMPLE_CHARS = set("'\"\\\n\t\0")
+
+
+def _ctx(config: Mapping[str, str] | None) -> tiledb.Ctx:
+    return tiledb.Ctx(dict(config or {}))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def exists(uri: str, *, tiledb_config: Mapping[str, str] | None = None) -> bool:
+    ctx = _ctx(tiledb_config)
+    if tiledb.object_type(uri, ctx=ctx) != "group":
+        return False
+    with tiledb.Group(uri, ctx=ctx) as group:
+        return layout.meta_str(group.meta, "dataset_type") == "vcf"
+
+
+def list_datasets(root_uri: str, *, tiledb_config: Mapping[str, str] | None = None) -> list[str]:
+    """Ids (child names) of the TileDB-VCF datasets directly under `root_uri`."""
+    vfs = tiledb.VFS(ctx=_ctx(tiledb_config))
+    if not vfs.is_dir(root_uri):
+        return []
+    ids = []
+    for child in vfs.ls(root_uri):
+        name = child.rstrip("/").rsplit("/", 1)[-1]
+        if not name.startswith(".") and exists(child, tiledb_config=tiledb_config):
+            ids.append(name)
+    return sorted(ids)
+
+
+@dataclass
+class _State:
+    """What readers need, as of the committed timestamp (None: TileDB-VCF wrote it)."""
+
+    committed: int | None
+    samples: tuple[str, ...]
+    assembly: str
+    contigs: dict[str, str] = field(default_factory=dict)  # source name -> canonical
+    aggregate: bool = False  # fednode_allele_stats covers every sample
+
+    def dump(self) -> str:
+        return json.dumps({"samples": self.samples, "assembly": self.assembly,
+                           "contigs": self.contigs, "aggregate": self.aggregate})  # fmt: skip
+
+
+class TileDBVCFStore:
+    """One TileDB-VCF dataset; satisfies `node.store.base.VariantStore`."""
+
+    def __init__(self, uri: str, ctx: tiledb.Ctx, config: Mapping[str, str] | None) -> None:
+        self.uri = uri.rstrip("/")
+        self._ctx = ctx
+        self._config = dict(config or {})
+        self._lock = threading.Lock()
+        self._ingest_lock = threading.Lock()
+        self._arrays: dict[str, tiledb.Array] = {}
+        self._state = self._load_state()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @staticmethod
+    def exists(uri: str, *, tiledb_config: Mapping[str, str] | None = None) -> bool:
+        return exists(uri, tiledb_config=tiledb_config)
+
+    @classmethod
+    def create(cls, uri: str, *, assembly: str = "GRCh38",
+               tiledb_config: Mapping[str, str] | None = None) -> TileDBVCFStore:  # fmt: skip
+        ctx = _ctx(tiledb_config)
+        if tiledb.object_type(uri, ctx=ctx) is not None:
+            raise Conflict(f"a dataset already exists at {uri}")
+        tiledb.Group.create(uri, ctx=ctx)
+        tiledb.Group.create(f"{uri}/{layout.METADATA_GROUP}", ctx=ctx)
+        for name in layout.ALL_ARRAYS:
+            tiledb.Array.create(f"{uri}/{name}", layout.SCHEMAS[name](), ctx=ctx)
+        t0 = _now_ms() + 1
+        _write_initial_metadata(uri, ctx, t0)
+        with tiledb.Group(f"{uri}/{layout.METADATA_GROUP}", "w", ctx=ctx) as meta_group:
+            meta_group.add("vcf_headers", relative=True)
+        with tiledb.Group(uri, "w", ctx=ctx) as group:
+            for name in (layout.DATA, layout.METADATA_GROUP, *layout.ALL_ARRAYS[2:]):
+                group.add(name, relative=True)
+            group.meta["dataset_type"] = "vcf"
+            group.meta[_COMMITTED] = t0
+            group.meta[_STATE] = _State(t0, (), assembly, {}, aggregate=True).dump()
+        return cls(uri, ctx, tiledb_config)
+
+    @classmethod
+    def open(cls, uri: str, *, tiledb_config: Mapping[str, str] | None = None) -> TileDBVCFStore:
+        if not exists(uri, tiledb_config=tiledb_config):
+            raise NotFound(f"no TileDB-VCF dataset at {uri}")
+        return cls(uri, _ctx(tiledb_config), tiledb_config)
+
+    def close(self) -> None:
+        with self._lock:
+            for array in self._arrays.values():
+                array.close()
+            self._arrays.clear()
+
+    def _load_state(self) -> _State:
+        with tiledb.Group(self.uri, ctx=self._ctx) as group:
+            committed = group.meta.get(_COMMITTED)
+            raw = layout.meta_str(group.meta, _STATE, "")
+        if committed is not None and raw:
+            data = json.loads(raw)
+            return _State(int(committed), tuple(data["samples"]), data["assembly"],
+                          dict(data["contigs"]), bool(data["aggregate"]))  # fmt: skip
+        return self._foreign_state(None if committed is None else int(committed))
+
+    def _foreign_state(self, committed: int | None) -> _State:
+        """A dataset TileDB-VCF wrote: samples and assembly from the stored headers."""
+        with tiledb.open(f"{self.uri}/{layout.HEADERS}", ctx=self._ctx, timestamp=committed) as arr:
+            cells = arr[:]
+        samples = tuple(sorted(s.decode() for s in cells["sample"]))
+        headers = [stats._text(h) for h in cells["header"]]
+        assembly = next((a for a in map(detect_assembly, headers) if a), "GRCh38")
+        contigs = self._foreign_contigs(committed, headers)
+        return _State(committed, samples, assembly, contigs, aggregate=False)
+
+    def _foreign_contigs(self, committed: int | None, headers: Sequence[str]) -> dict[str, str]:
+        names = {line[13:].split(",")[0].rstrip(">") for h in headers for line in h.splitlines()
+                 if line.startswith("##contig=<ID=")}  # fmt: skip
+        present = {}
+        with tiledb.open(f"{self.uri}/{layout.DATA}", ctx=self._ctx, timestamp=committed) as arr:
+            for name in sorted(names):
+                hit = arr.query(attrs=[], dims=["contig"]).multi_index[[name], [slice(0, 2**32 - 2)]]
+                if len(hit["contig"]):
+                    present[name] = normalize_contig(name)
+        return present
+
+    def _array(self, name: str) -> tiledb.Array:
+        array = self._arrays.get(name)
+        if array is None:
+            uri = f"{self.uri}/{name}"
+            array = tiledb.open(uri, ctx=self._ctx, timestamp=self._state.committed)
+            self._arrays[name] = array
+        return array
+
+    # --- VariantStore -------------------------------------------------------------------
+
+    @property
+    def samples(self) -> tuple[str, ...]:
+        return self._state.samples
+
+    @property
+    def assembly(self) -> str:
+        return self._state.assembly
+
+    def contigs(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self._state.contigs.values()), key=_contig_order))
+
+    def _sources(self, contig: str) -> list[str]:
+        canonical = normalize_contig(contig)
+        return sorted(s for s, c in self._state.contigs.items() if c == canonical)
+
+    def allele_stats(self, keys: Sequence[AlleleKey]) -> list[AlleleStats | None]:
+        out: list[AlleleStats | None] = [None] * len(keys)
+        by_contig: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            by_contig.setdefault(normalize_contig(key.contig), []).append(i)
+        for contig, indexes in by_contig.items():
+            points = [(keys[i].start, keys[i].ref, keys[i].alt) for i in indexes]
+            for i, result in zip(indexes, self._lookup(contig, points), strict=True):
+                out[i] = result
+        return out
+
+    def _lookup(self, contig: str, points: list[stats.Point]) -> list[AlleleStats | None]:
+        with self._lock:
+            if self._state.aggregate:
+                cover = self._array(layout.FEDNODE_COVERAGE)
+                return stats.fednode_lookup(self._array(layout.FEDNODE_STATS), cover, contig, points)
+            array = self._array(layout.VARIANT_STATS)
+            max_length = int(array.meta.get("max_length", 0))
+            return stats.variant_stats_lookup(array, self._sources(contig), points, max_length=max_length)
+
+    def variants(
+        self,
+        region: Region,
+        *,
+        variant_types: frozenset[VariantType] | None = None,
+        min_length: int | None = None,
+        max_length: int | None = None,
+    ) -> Iterator[Variant]:
+        contig = normalize_contig(region.contig)
+        if region.end <= region.start:
+            return iter(())
+        found = self._variants_in(contig, region)
+        points = [(v.start, v.ref, v.alt) for v in found]
+        out = []
+        for variant, stat in zip(found, self._lookup(contig, points), strict=True):
+            if stat is None or not _wanted(variant, variant_types, min_length, max_length):
+                continue
+            out.append(_with_stats(variant, stat))
+        return iter(sorted(out, key=lambda v: (v.start, v.ref, v.alt)))
+
+    def _variants_in(self, contig: str, region: Region) -> list[Variant]:
+        with self._lock:
+            if self._state.aggregate:
+                return stats.fednode_variants(self._array(layout.FEDNODE_STATS), contig, region)
+            reader = RecordReader(self._array(layout.DATA), self._headers())
+            return fixture_variants(reader, self._sources(contig), region)
+
+    def records(
+        self,
+        region: Region,
+        *,
+        samples: Sequence[str] | None = None,
+        batch_size: int = 1024,
+    ) -> Iterator[list[Record]]:
+        if samples is not None:
+            unknown = sorted(set(samples) - set(self._state.samples))
+            if unknown:
+                raise NotFound(f"unknown samples: {', '.join(unknown[:5])}")
+        if region.end <= region.start or batch_size <= 0:
+            return
+        with self._lock:
+            reader = RecordReader(self._array(layout.DATA), self._headers())
+        sources = self._sources(region.contig)
+        batch: list[Record] = []
+        for record in reader.records(sources, region, samples, lock=self._lock):
+            batch.append(record)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _headers(self) -> dict[str, list[str]]:
+        """Per sample, its header's htslib FILTER/INFO/FORMAT id table (cached)."""
+        cached = getattr(self, "_header_tables", None)
+        if cached is None:
+            cells = self._array(layout.HEADERS)[:]
+            cached = {s.decode(): layout.header_id_table(stats._text(h))
+                      for s, h in zip(cells["sample"], cells["header"], strict=True)}  # fmt: skip
+            self._header_tables = cached
+        return cached
+
+    # --- ingest -------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Sequence[Path],
+        *,
+        assembly: str | None = None,
+        replace: bool = False,
+        threads: int = 1,
+        progress: bool = False,
+    ) -> IngestSummary:
+        with self._ingest_lock:
+            inputs = [VcfInput(Path(p), threads=threads) for p in paths]
+            added, replaced = self._check_samples(inputs, replace=replace)
+            dataset_assembly = self._check_assembly(inputs, assembly)
+            t_delete = self._begin()
+            t_write = t_delete + 1
+            ctx = _ctx({**self._config, **_thread_config(threads)})
+            bar = progress and sys.stderr.isatty()
+            writer = IngestWriter(self.uri, ctx, t_write, aggregate=self._state.aggregate, progress=bar)
+            try:
+                if replaced:
+                    self._remove_samples(writer, replaced, ctx, t_delete)
+                records = sum(writer.add_file(inp) for inp in inputs)
+                writer.finish()
+            finally:
+                writer.close()
+            self._commit(t_write, writer, added, dataset_assembly)
+        return IngestSummary(len(inputs), tuple(added), tuple(replaced), records, dataset_assembly)
+
+    def _check_samples(self, inputs: Sequence[VcfInput], *, replace: bool) -> tuple[list[str], list[str]]:
+        seen: dict[str, str] = {}
+        for inp in inputs:
+            if not inp.samples:
+                raise IngestError("no samples (sites-only VCFs cannot be ingested)", path=inp.name)
+            for sample in inp.samples:
+                if _BAD_SAMPLE_CHARS & set(sample):
+                    raise IngestError(f"unsupported characters in sample name {sample!r}", path=inp.name)
+                if sample in seen:
+                    raise Conflict(f"sample {sample!r} appears in both {seen[sample]} and {inp.name}")
+                seen[sample] = inp.name
+        existing = [s for s in seen if s in set(self._state.samples)]
+        if existing and not replace:
+            raise Conflict(f"sample {existing[0]!r} is already in the dataset (use replace)")
+        return [s for s in seen if s not in set(existing)], existing
+
+    def _check_assembly(self, inputs: Sequence[VcfInput], requested: str | None) -> str:
+        current = self._state.assembly
+        for inp in inputs:
+            declared = detect_assembly(inp.header) or requested or "GRCh38"
+            if requested and declared != requested:
+                raise IngestError(f"header declares {declared}, not {requested}", path=inp.name)
+            empty = not self._state.samples
+            if declared != current and not empty:
+                raise InvalidInput(f"{inp.name}: assembly {declared} does not match the dataset's {current}")
+            current = declared if empty else current
+        return current
+
+    def _begin(self) -> int:
+        """Make the committed timestamp explicit, drop uncommitted leftovers, pick T."""
+        latest = self._latest_timestamp()
+        if self._state.committed is None:
+            self._state.committed = latest
+            self._write_group_state(latest)
+        self._discard_after(self._state.committed)
+        return max(_now_ms(), self._state.committed + 1, latest + 1)
+
+    def _entries(self) -> Iterator[tuple[str, int]]:
+        vfs = tiledb.VFS(ctx=self._ctx)
+        for name in layout.ALL_ARRAYS:
+            for sub in _STALE_DIRS:
+                folder = f"{self.uri}/{name}/{sub}"
+                if not vfs.is_dir(folder):
+                    continue
+                for entry in vfs.ls(folder):
+                    parts = entry.rstrip("/").rsplit("/", 1)[-1].split("_")
+                    if len(parts) > 3 and parts[2].isdigit():
+                        yield entry, int(parts[2])
+
+    def _latest_timestamp(self) -> int:
+        return max((t for _, t in self._entries()), default=0)
+
+    def _discard_after(self, committed: int) -> None:
+        vfs = tiledb.VFS(ctx=self._ctx)
+        for entry, stamp in list(self._entries()):
+            if stamp > committed:
+                if vfs.is_dir(entry):
+                    vfs.remove_dir(entry)
+                else:
+                    vfs.remove_file(entry)
+
+    def _remove_samples(self, writer: IngestWriter, samples: Sequence[str], ctx: tiledb.Ctx,
+                        t_delete: int) -> None:  # fmt: skip
+        """Negate the samples' statistics rows, then delete their cells (at `t_delete`)."""
+        with self._lock:
+            reader = RecordReader(self._array(layout.DATA), self._headers())
+            for sample in samples:
+                for source in self._state.contigs:
+                    writer.negate(reader.sample_cells(source, sample, lock=None))
+        for name in (layout.DATA, layout.VARIANT_STATS, layout.SAMPLE_STATS, layout.HEADERS):
+            with tiledb.open(f"{self.uri}/{name}", "d", ctx=ctx, timestamp=t_delete) as arr:
+                for sample in samples:
+                    arr.query(cond=f"sample == '{sample}'").submit()
+
+    def _commit(self, t_write: int, writer: IngestWriter, added: Sequence[str], assembly: str) -> None:
+        state = self._state
+        contigs = {**state.contigs, **writer.contigs}
+        samples = (*state.samples, *added)
+        new = _State(t_write, samples, assembly, contigs, state.aggregate)
+        with tiledb.Group(self.uri, "w", ctx=self._ctx) as group:
+            group.meta[_COMMITTED] = t_write
+            group.meta[_STATE] = new.dump()
+        self.close()
+        with self._lock:
+            self._state = new
+            self.__dict__.pop("_header_tables", None)
+
+    def _write_group_state(self, committed: int) -> None:
+        with tiledb.Group(self.uri, "w", ctx=self._ctx) as group:
+            group.meta[_COMMITTED] = committed
+            state = self._state
+            group.meta[_STATE] = _State(committed, state.samples, state.assembly,
+                                        state.contigs, state.aggregate).dump()  # fmt: skip
+
+
+def _write_initial_metadata(uri: str, ctx: tiledb.Ctx, t0: int) -> None:
+    extra = base64.b64encode(",".join(layout.EXTRA_ATTRIBUTES).encode()).decode()
+    metadata: dict[str, dict[str, object]] = {
+        layout.DATA: {"version": layout.FORMAT_VERSION, "tile_capacity": layout.TILE_CAPACITY,
+                      "anchor_gap": layout.ANCHOR_GAP, "extra_attributes": extra},
+        layout.ALLELE_COUNT: {"version": 1},
+        layout.VARIANT_STATS: {"version": layout.VARIANT_STATS_VERSION, "max_length": 0},
+        layout.SAMPLE_STATS: {"version": 1},
+        layout.FEDNODE_STATS: {"version": 1, "max_length": 0},
+    }  # fmt: skip
+    for name, values in metadata.items():
+        with tiledb.open(f"{uri}/{name}", "w", ctx=ctx, timestamp=t0) as arr:
+            for key, value in values.items():
+                arr.meta[key] = value
+
+
+def _thread_config(threads: int) -> dict[str, str]:
+    level = str(max(1, threads))
+    return {"sm.compute_concurrency_level": level, "sm.io_concurrency_level": level}
+
+
+def _contig_order(name: str) -> tuple[int, int, str]:
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
+def _wanted(variant: Variant, types: frozenset[VariantType] | None, lo: int | None, hi: int | None) -> bool:
+    if types is not None and variant.variant_type not in types:
+        return False
+    if lo is not None and variant.length < lo:
+        return False
+    return hi is None or variant.length <= hi
+
+
+def _with_stats(variant: Variant, stat: AlleleStats) -> Variant:
+    return Variant(variant.contig, variant.start, variant.end, variant.ref, variant.alt,
+                   variant.variant_type, stat, variant.ids, variant.source_contig)  # fmt: skip
+
+
+def fixture_variants(reader: RecordReader, sources: Sequence[str], region: Region) -> list[Variant]:
+    """ALT alleles some sample carries, from `data` (datasets without the fednode aggregate)."""
+    found: dict[tuple[int, str, str], Variant] = {}
+    for record in reader.records(sources, region, None, lock=None):
+        carried = {a for call in record.calls for a in call.alleles if a}
+        for index in sorted(carried):
+            alt = record.alts[index - 1] if index <= len(record.alts) else ""
+            kind = VariantType(stats.variant_type_of(record.ref, alt))
+            if not alt or kind is VariantType.REF:
+                continue
+            key = (record.start, record.ref, alt)
+            if key not in found:
+                found[key] = Variant(record.contig, record.start, record.end, record.ref, alt, kind,
+                                     stats.ZERO_STATS, record.ids, record.source_contig)  # fmt: skip
+    return list(found.values())
+
+
+class IngestWriter:
+    """Buffers cells and statistics rows; writes fragments at the ingest's timestamp.
+
+    Memory is bounded by the flush thresholds, not by the input size.
+    """
+
+    FLUSH_BYTES = 64 << 20
+    FLUSH_ROWS = 400_000
+
+    def __init__(self, uri: str, ctx: tiledb.Ctx, timestamp: int, *, aggregate: bool,
+                 progress: bool) -> None:  # fmt: skip
+        self.uri, self.ctx, self.timestamp, self.aggregate = uri, ctx, timestamp, aggregate
+        self.cols: dict[str, list[object]] = {name: [] for name in _DATA_COLUMNS}
+        self.bytes = 0
+        self.collector = stats.StatsCollector()
+        self.negative = stats.StatsCollector(sign=-1)
+        self.contigs: dict[str, str] = {}
+        self.headers: dict[str, str] = {}
+        self.fragment_samples: dict[str, dict[str, str]] = {layout.VARIANT_STATS: {}, layout.ALLELE_COUNT: {}}
+        self.flush_samples: set[str] = set()
+        self.max_length = 0
+        self.bar = tqdm(desc="ingest", unit=" variants", disable=not progress, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def add_file(self, inp: VcfInput) -> int:
+        table = layout.header_id_table(inp.header)
+        ids = {name: i for i, name in enumerate(table)}
+        extra: list[str] = []
+        count = 0
+        for record in inp.records():
+            self._add(record, inp, ids, extra)
+            count += 1
+            self.bar.update(1)
+        for sample in inp.samples:
+            self.headers[sample] = inp.sample_header(sample, extra)
+        self.flush_samples.update(inp.samples)
+        return count
+
+    def _add(self, rec: ParsedRecord, inp: VcfInput, ids: dict[str, int], extra: list[str]) -> None:
+        self.contigs[rec.contig] = normalize_contig(rec.contig)
+        filter_ids = [len(rec.filters), *(_filter_id(f, ids, extra) for f in rec.filters)]
+        keep = np.flatnonzero(rec.called() | (len(inp.samples) == 1))
+        if keep.size:
+            self._cells(rec, [inp.samples[i] for i in keep], keep, np.asarray(filter_ids, dtype="<i4").tobytes())
+        self.collector.add(contig=rec.contig, pos=rec.pos, end=rec.end, ref=rec.ref, alts=rec.alts,
+                           filters=rec.filters, gt=rec.gt, samples=inp.samples,
+                           ref_block=rec.is_ref_block, ids=rec.ids)  # fmt: skip
+        if self.bytes >= self.FLUSH_BYTES:
+            self.flush_data()
+        if self.collector.pending() >= self.FLUSH_ROWS:
+            self.flush_stats(self.collector)
+
+    def _cells(self, rec: ParsedRecord, samples: list[str], keep: np.ndarray, filter_ids: bytes) -> None:
+        alleles = (",".join((rec.ref, *rec.alts)) + "\0").encode()
+        ident = (rec.ids + "\0").encode()
+        fmt = [rec.fmt[i] for i in keep]
+        fmt_gt = [rec.fmt_gt[i] for i in keep]
+        n = len(samples)
+        for anchor in range(rec.pos, rec.end + 1, layout.ANCHOR_GAP):
+            c = self.cols
+            c["contig"].extend([rec.contig] * n)
+            c["start_pos"].extend([anchor] * n)
+            c["sample"].extend(samples)
+            c["real_start_pos"].extend([rec.pos] * n)
+            c["end_pos"].extend([rec.end] * n)
+            c["qual"].extend([rec.qual] * n)
+            c["alleles"].extend([alleles] * n)
+            c["id"].extend([ident] * n)
+            c["filter_ids"].extend([filter_ids] * n)
+            c["info"].extend([rec.info] * n)
+            c["fmt"].extend(fmt)
+            c["fmt_GT"].extend(fmt_gt)
+            self.bytes += n * (len(alleles) + len(rec.info) + 64) + sum(map(len, fmt))
+
+    def negate(self, cells: Iterator[StoredCall]) -> None:
+        for c in cells:
+            self.negative.add(contig=c.contig, pos=c.pos, end=c.end, ref=c.ref, alts=c.alts,
+                              filters=c.filters, gt=c.gt, samples=[c.sample],
+                              ref_block=c.is_ref_block, ids=c.ids)  # fmt: skip
+            self.contigs[c.contig] = normalize_contig(c.contig)
+            if self.negative.pending() >= self.FLUSH_ROWS:
+                self.flush_stats(self.negative)
+
+    def _open(self, name: str) -> tiledb.Array:
+        return tiledb.open(f"{self.uri}/{name}", "w", ctx=self.ctx, timestamp=self.timestamp)
+
+    def flush_data(self) -> None:
+        c = self.cols
+        if not c["contig"]:
+            return
+        columns: dict[str, object] = {
+            "contig": layout.Var.text(c["contig"]),  # type: ignore[arg-type]
+            "start_pos": np.asarray(c["start_pos"], dtype=np.uint32),
+            "sample": layout.Var.text(c["sample"]),  # type: ignore[arg-type]
+            "real_start_pos": np.asarray(c["real_start_pos"], dtype=np.uint32),
+            "end_pos": np.asarray(c["end_pos"], dtype=np.uint32),
+            "qual": np.asarray(c["qual"], dtype=np.float32),
+            "filter_ids": layout.Var(c["filter_ids"], "<i4"),  # type: ignore[arg-type]
+            **{name: layout.Var(c[name]) for name in ("alleles", "id", "info", "fmt", "fmt_GT")},  # type: ignore[arg-type]
+        }
+        with self._open(layout.DATA) as arr:
+            layout.write_columns(arr, columns)
+        self.cols = {name: [] for name in _DATA_COLUMNS}
+        self.bytes = 0
+
+    def flush_stats(self, collector: stats.StatsCollector) -> None:
+        if self.aggregate and collector.keys:
+            rows = collector.fednode_rows()
+            ends, starts = rows["end"], rows["pos"]
+            self.max_length = max(self.max_length, int((ends.astype(np.int64) - starts + 1).max()))  # type: ignore[union-attr, operator]
+            self._write(layout.FEDNODE_STATS, rows)
+        if self.aggregate and len(collector.coverage):
+            self._write(layout.FEDNODE_COVERAGE, collector.coverage.take())
+        samples = ",".join(sorted(self.flush_samples))
+        for name, columns in ((layout.VARIANT_STATS, collector.variant_stats),
+                              (layout.ALLELE_COUNT, collector.allele_count)):  # fmt: skip
+            if len(columns):
+                uri = self._write(name, columns.take())
+                if uri:
+                    self.fragment_samples[name][uri] = samples
+
+    def _write(self, name: str, rows: Mapping[str, object]) -> str | None:
+        with self._open(name) as arr:
+            schema = arr.schema
+            columns = {}
+            for key, values in rows.items():
+                dtype = schema.attr(key).dtype if schema.has_attr(key) else schema.domain.dim(key).dtype
+                if dtype.kind in "SUO" or key in ("contig", "sample"):
+                    columns[key] = layout.Var.text(values)  # type: ignore[arg-type]
+                else:
+                    columns[key] = np.asarray(values, dtype=dtype)  # type: ignore[assignment]
+            return layout.write_columns(arr, columns)
+
+    def finish(self) -> None:
+        self.flush_data()
+        self.flush_stats(self.negative)
+        self.flush_stats(self.collector)
+        self._write_sample_stats()
+        if self.headers:
+            with self._open(layout.HEADERS) as arr:
+                names = sorted(self.headers)
+                layout.write_columns(arr, {"sample": layout.Var.text(names),
+                                           "header": layout.Var([self.headers[n].encode() for n in names])})  # fmt: skip
+        self._write_metadata()
+
+    def _write_sample_stats(self) -> None:
+        rows = self.collector.take_sample_stats()
+        if not rows["sample"]:
+            return
+        n = len(rows["sample"])  # type: ignore[arg-type]
+        columns: dict[str, object] = {"sample": layout.Var.text(rows["sample"])}  # type: ignore[arg-type]
+        columns.update({name: rows[name] for name in layout.SAMPLE_STATS_COUNTERS})
+        columns.update({name: layout.Null(n, np.uint64) for name in layout.SAMPLE_STATS_NULLABLE})
+        with self._open(layout.SAMPLE_STATS) as arr:
+            layout.write_columns(arr, columns)
+
+    def _write_metadata(self) -> None:
+        for name, fragments in self.fragment_samples.items():
+            with self._open(name) as arr:
+                for uri, samples in fragments.items():
+                    arr.meta[uri] = samples
+        vs_max = max(self.collector.max_length, 0)
+        for name, value in ((layout.VARIANT_STATS, vs_max), (layout.FEDNODE_STATS, self.max_length)):
+            if name == layout.FEDNODE_STATS and not self.aggregate:
+                continue
+            with tiledb.open(f"{self.uri}/{name}", ctx=self.ctx) as current:
+                old = int(current.meta.get("max_length", 0))
+            with self._open(name) as arr:
+                arr.meta["max_length"] = max(old, value)
+
+
+_DATA_COLUMNS = ("contig", "start_pos", "sample", "real_start_pos", "end_pos", "qual", "alleles",
+                 "id", "filter_ids", "info", "fmt", "fmt_GT")  # fmt: skip
+
+
+def _filter_id(name: str, ids: dict[str, int], extra: list[str]) -> int:
+    """htslib id of a FILTER; one the header lacks is declared (htslib does the same)."""
+    if name not in ids:
+        ids[name] = len(ids)
+        extra.append(f'##FILTER=<ID={name},Description="Declared by fednode ingest">')
+    return ids[name]

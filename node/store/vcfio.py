@@ -1,0 +1,406 @@
+"""Reading VCF/BCF input for ingest: cyvcf2 records turned into TileDB-VCF cell values.
+
+Every failure becomes `IngestError` naming the file and, for text VCF, the line (header
+lines + records read + 1: htslib reads one record per line). BCF has no lines; the error
+names the record number instead.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from threading import Lock
+
+import cyvcf2
+import numpy as np
+import tiledb
+
+from node.domain import Call, Record, Region, normalize_contig
+from node.errors import IngestError
+from node.store import layout
+
+__all__ = ["ParsedRecord", "RecordReader", "StoredCall", "VcfInput", "detect_assembly"]
+
+_TYPES = {"Flag": layout.HT_FLAG, "Integer": layout.HT_INT, "Float": layout.HT_REAL}
+_MISSING_REAL = struct.pack("<I", 0x7F800001)
+_ASSEMBLY_PATTERNS = (
+    (re.compile(r"GRCh38|hg38|GCA_000001405\.15|GCF_000001405\.(2[6-9]|[3-9]\d)", re.I), "GRCh38"),
+    (re.compile(r"GRCh37|hg19|\bb37\b|hs37d5|assembly19|human_g1k_v37|GCF_000001405\.(1\d|2[0-5])", re.I), "GRCh37"),
+)  # fmt: skip
+_REF_ALTS = {"<NON_REF>", "<*>"}
+
+
+def detect_assembly(header: str) -> str | None:
+    """The assembly a VCF header declares (##reference, ##assembly, contig assembly=)."""
+    for line in header.splitlines():
+        if not line.startswith(("##reference", "##assembly", "##contig")):
+            continue
+        if line.startswith("##contig") and "assembly=" not in line:
+            continue
+        for pattern, name in _ASSEMBLY_PATTERNS:
+            if pattern.search(line):
+                return name
+    return None
+
+
+@dataclass(slots=True)
+class ParsedRecord:
+    """One input record, ready to become one `data` cell per sample with a call."""
+
+    line: int
+    contig: str
+    pos: int  # 0-based
+    end: int  # 0-based inclusive (TileDB-VCF end_pos)
+    ref: str
+    alts: tuple[str, ...]
+    ids: str
+    qual: float
+    filters: tuple[str, ...]
+    info: bytes
+    gt: np.ndarray  # int16 (samples, ploidy): allele index, -1 missing, -2 past ploidy
+    phased: np.ndarray  # bool (samples,)
+    fmt: list[bytes]  # per sample, the fmt blob without GT
+    fmt_gt: list[bytes]  # per sample, the extracted fmt_GT value
+
+    @property
+    def is_ref_block(self) -> bool:
+        """gVCF reference block: every ALT is `<NON_REF>`/`<*>` (or there is none)."""
+        return all(alt in _REF_ALTS for alt in self.alts)
+
+    def called(self) -> np.ndarray:
+        return (self.gt >= 0).any(axis=1)  # type: ignore[no-any-return]
+
+
+class VcfInput:
+    """One VCF/BCF file (bgzipped or plain, indexed or not)."""
+
+    def __init__(self, path: Path, *, threads: int = 1) -> None:
+        self.path = path
+        self.name = str(path)
+        if not path.is_file():
+            raise IngestError("no such file", path=self.name)
+        try:
+            self._vcf = cyvcf2.VCF(self.name, threads=max(1, threads))
+        except Exception as exc:  # cyvcf2 raises bare OSError/Exception
+            raise IngestError(f"cannot read VCF/BCF: {exc}", path=self.name) from exc
+        self.samples: tuple[str, ...] = tuple(self._vcf.samples)
+        self.header: str = self._vcf.raw_header
+        self.is_bcf = _is_bcf(path)
+        self._header_lines = self.header.count("\n")
+        self._info_types = self._types("INFO")
+        self._format_types = self._types("FORMAT")
+        self.filters = {h.info().get("ID", "") for h in self._vcf.header_iter() if h.type == "FILTER"}
+
+    def _types(self, kind: str) -> dict[str, int]:
+        out = {}
+        for h in self._vcf.header_iter():
+            if h.type == kind:
+                info = h.info()
+                out[info.get("ID", "")] = _TYPES.get(info.get("Type", ""), layout.HT_STR)
+        return out
+
+    def sample_header(self, sample: str, extra_lines: list[str]) -> str:
+        """The header TileDB-VCF stores per sample: #CHROM line naming that sample only."""
+        lines = self.header.rstrip("\n").split("\n")
+        chrom = lines[-1].split("\t")[:9]
+        if len(chrom) < 9:
+            chrom.append("FORMAT")
+        return "\n".join([*lines[:-1], *extra_lines, "\t".join([*chrom, sample])]) + "\n"
+
+    def where(self, index: int) -> int:
+        return self._header_lines + index + 1 if not self.is_bcf else index + 1
+
+    def records(self) -> Iterator[ParsedRecord]:
+        index = 0
+        iterator = iter(self._vcf)
+        while True:
+            try:
+                variant = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise self._error(index, f"malformed record ({exc})") from exc
+            try:
+                yield self._parse(variant, self.where(index))
+            except IngestError:
+                raise
+            except Exception as exc:
+                raise self._error(index, f"cannot decode record: {exc}") from exc
+            index += 1
+
+    def _error(self, index: int, message: str) -> IngestError:
+        if self.is_bcf:
+            return IngestError(f"record {index + 1}: {message}", path=self.name)
+        return IngestError(message, path=self.name, line=self.where(index))
+
+    def _parse(self, v: cyvcf2.Variant, line: int) -> ParsedRecord:
+        ref, alts = v.REF, tuple(v.ALT)
+        if not ref:
+            raise IngestError("empty REF", path=self.name, line=line)
+        pos = int(v.POS) - 1
+        end = int(v.end) - 1
+        if pos < 0 or end < pos:
+            raise IngestError(f"invalid POS/END {v.POS}/{v.end}", path=self.name, line=line)
+        gt, phased = self._genotypes(v, 1 + len(alts), line)
+        qual = v.QUAL
+        return ParsedRecord(
+            line=line, contig=v.CHROM, pos=pos, end=end, ref=ref, alts=alts,
+            ids=v.ID or ".", qual=float("nan") if qual is None else float(qual),
+            filters=_filters(v), info=self._info_blob(v), gt=gt, phased=phased,
+            fmt=self._fmt_blobs(v), fmt_gt=_gt_blobs(gt, phased),
+        )  # fmt: skip
+
+    def _genotypes(self, v: cyvcf2.Variant, n_alleles: int, line: int) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.samples)
+        if n == 0 or "GT" not in v.FORMAT:
+            return np.full((n, 1), -1, dtype=np.int16), np.zeros(n, dtype=bool)
+        arr = v.genotype.array()
+        gt, phased = arr[:, :-1].astype(np.int16), arr[:, -1].astype(bool)
+        if gt.size and int(gt.max()) >= n_alleles:
+            raise IngestError(f"genotype allele index {int(gt.max())} >= {n_alleles} alleles",
+                              path=self.name, line=line)  # fmt: skip
+        return gt, phased
+
+    def _info_blob(self, v: cyvcf2.Variant) -> bytes:
+        fields = []
+        for key, value in v.INFO:
+            htype = self._info_types.get(key, layout.HT_STR)
+            fields.append((key, htype, *_encode_values(htype, value)))
+        return layout.encode_blob(fields)
+
+    def _fmt_blobs(self, v: cyvcf2.Variant) -> list[bytes]:
+        keys = [k for k in v.FORMAT if k != "GT"]
+        n = len(self.samples)
+        per_sample: list[list[bytes]] = [[] for _ in range(n)]
+        for key in keys:
+            htype = self._format_types.get(key, layout.HT_STR)
+            prefix = key.encode() + b"\0"
+            for i, (count, raw) in enumerate(_format_values(v, key, htype, n)):
+                per_sample[i].append(prefix + struct.pack("<ii", htype, count) + raw)
+        head = struct.pack("<I", len(keys))
+        return [head + b"".join(parts) for parts in per_sample]
+
+
+def _is_bcf(path: Path) -> bool:
+    with path.open("rb") as fh:
+        start = fh.read(2)
+    try:
+        if start == b"\x1f\x8b":
+            with gzip.open(path, "rb") as gz:
+                return gz.read(3) == b"BCF"
+        with path.open("rb") as fh:
+            return fh.read(3) == b"BCF"
+    except (OSError, EOFError):
+        return False
+
+
+def _filters(v: cyvcf2.Variant) -> tuple[str, ...]:
+    text = v.FILTERS if hasattr(v, "FILTERS") else None
+    if text is not None:
+        return tuple(text)
+    raw = v.FILTER
+    return ("PASS",) if raw is None else tuple(raw.split(";"))
+
+
+def _encode_values(htype: int, value: object) -> tuple[int, bytes]:
+    if htype == layout.HT_FLAG:
+        return 1, b"\x01"
+    values = value if isinstance(value, tuple | list) else (value,)
+    if htype == layout.HT_INT:
+        ints = [layout.INT32_MISSING if x is None else int(x) for x in values]
+        return len(ints), np.asarray(ints, dtype="<i4").tobytes()
+    if htype == layout.HT_REAL:
+        parts = [_MISSING_REAL if x is None else struct.pack("<f", float(x)) for x in values]
+        return len(parts), b"".join(parts)
+    text = ",".join("." if x is None else str(x) for x in values).encode()
+    return len(text), text
+
+
+def _format_values(v: cyvcf2.Variant, key: str, htype: int, n: int) -> list[tuple[int, bytes]]:
+    arr = v.format(key)
+    if arr is None:
+        return [(0, b"")] * n
+    if htype == layout.HT_STR or arr.dtype.kind in "USO":
+        texts = [str(x).encode() for x in np.asarray(arr).reshape(n, -1)[:, 0]]
+        return [(len(t), t) for t in texts]
+    if htype == layout.HT_REAL:
+        mat = np.ascontiguousarray(arr, dtype="<f4").reshape(n, -1)
+        width = mat.shape[1]
+        return [(width, mat[i].tobytes()) for i in range(n)]
+    mat = np.ascontiguousarray(arr, dtype="<i4").reshape(n, -1)
+    counts = (mat != layout.INT32_VECTOR_END).sum(axis=1)
+    return [(int(counts[i]), mat[i, : counts[i]].tobytes()) for i in range(n)]
+
+
+def _gt_blobs(gt: np.ndarray, phased: np.ndarray) -> list[bytes]:
+    """htslib GT codes: `(allele + 1) << 1`, phase bit on every allele after the first."""
+    alleles = gt.astype(np.int32)
+    codes = np.where(alleles >= 0, (alleles + 1) << 1, 0)
+    if codes.shape[1] > 1:
+        codes[:, 1:] |= phased[:, None].astype(np.int32)
+    widths = (alleles != -2).sum(axis=1)
+    return [
+        struct.pack("<ii", layout.HT_INT, int(w)) + codes[i, :w].astype("<i4").tobytes()
+        for i, w in enumerate(widths)
+    ]
+
+
+# --- records out: data cells back to VCF-like records -----------------------------------
+
+
+@dataclass(slots=True)
+class StoredCall:
+    """One `data` cell at its real start (anchor copies dropped), for statistics."""
+
+    contig: str
+    pos: int
+    end: int
+    ref: str
+    alts: tuple[str, ...]
+    filters: tuple[str, ...]
+    ids: str
+    sample: str
+    gt: np.ndarray  # (1, ploidy) allele indexes, -1 missing
+
+    @property
+    def is_ref_block(self) -> bool:
+        return all(alt in _REF_ALTS for alt in self.alts)
+
+
+_CELL_ATTRS = ("real_start_pos", "end_pos", "qual", "alleles", "id", "filter_ids", "info", "fmt")
+
+
+class RecordReader:
+    """Region queries on `data` with TileDB-VCF's anchor rule (LAYOUT.md, `tiledbvcf export`).
+
+    Cells are read in bounded chunks (incomplete queries) and grouped into records: cells
+    at one position with identical site fields (a multi-sample input record) form one
+    `Record`; single-sample inputs that differ in QUAL/INFO stay separate records.
+    """
+
+    def __init__(self, data: tiledb.Array, tables: Mapping[str, Sequence[str]]) -> None:
+        self._data = data
+        self._tables = tables
+        names = [data.schema.attr(i).name for i in range(data.schema.nattr)]
+        self._extracted = [n for n in names if n.startswith(("fmt_", "info_"))]
+        self._gap = int(data.meta.get("anchor_gap", layout.ANCHOR_GAP))
+
+    def _chunks(self, source: str, lo: int, hi: int, samples: Sequence[str] | None,
+                lock: Lock | None) -> Iterator[dict[str, np.ndarray]]:  # fmt: skip
+        sample_ranges = slice(None) if samples is None else [slice(s, s) for s in sorted(samples)]
+        query = self._data.query(attrs=[*_CELL_ATTRS, *self._extracted],
+                                 dims=["start_pos", "sample"], order="G",
+                                 return_incomplete=True)  # fmt: skip
+        indexer = query.multi_index[[source], slice(lo, hi), sample_ranges]
+        iterator = iter(indexer) if not isinstance(indexer, dict) else iter([indexer])
+        while True:
+            if lock is not None:
+                with lock:
+                    chunk = next(iterator, None)
+            else:
+                chunk = next(iterator, None)
+            if chunk is None:
+                return
+            yield chunk
+
+    def records(self, sources: Sequence[str], region: Region, samples: Sequence[str] | None,
+                *, lock: Lock | None) -> Iterator[Record]:  # fmt: skip
+        s, e = region.start, region.end - 1
+        for source in sources:
+            # Cells come in (start_pos, sample) order; anchor copies (start_pos < s) all come
+            # first and are re-sorted by real start. Then one position at a time.
+            before: list[tuple[dict[str, np.ndarray], int]] = []
+            bucket: list[tuple[dict[str, np.ndarray], int]] = []
+            current = -1
+            for chunk in self._chunks(source, max(0, s - self._gap), e, samples, lock):
+                start, real, end = chunk["start_pos"], chunk["real_start_pos"], chunk["end_pos"]
+                keep = ((start == real) | (start < s)) & (end >= s) & (real <= e)
+                for i in np.flatnonzero(keep):
+                    if int(start[i]) < s:
+                        before.append((chunk, int(i)))
+                        continue
+                    if before:
+                        yield from sorted(self._group(source, before), key=lambda r: r.start)
+                        before = []
+                    if int(start[i]) != current and bucket:
+                        yield from self._group(source, bucket)
+                        bucket = []
+                    current = int(start[i])
+                    bucket.append((chunk, int(i)))
+            yield from sorted(self._group(source, before), key=lambda r: r.start)
+            yield from self._group(source, bucket)
+
+    def _group(self, source: str, cells: list[tuple[dict[str, np.ndarray], int]]) -> list[Record]:
+        groups: dict[tuple[object, ...], list[Call]] = {}
+        sites: dict[tuple[object, ...], tuple[dict[str, np.ndarray], int]] = {}
+        for chunk, i in cells:
+            sample = chunk["sample"][i].decode()
+            table = self._tables.get(sample, ["PASS"])
+            filters = layout.decode_filters(chunk["filter_ids"][i].tolist(), table)
+            qual = float(chunk["qual"][i])
+            key = (int(chunk["real_start_pos"][i]), int(chunk["end_pos"][i]), bytes(chunk["alleles"][i]),
+                   bytes(chunk["id"][i]), "nan" if qual != qual else qual, filters,
+                   bytes(chunk["info"][i]))  # fmt: skip
+            groups.setdefault(key, []).append(self._call(chunk, i, sample))
+            sites.setdefault(key, (chunk, i))
+        return [self._record(source, key, sites[key], calls) for key, calls in groups.items()]
+
+    def _call(self, chunk: dict[str, np.ndarray], i: int, sample: str) -> Call:
+        fields: dict[str, object] = {}
+        alleles: tuple[int | None, ...] = ()
+        phased = False
+        for key, htype, _count, raw in layout.decode_blob(bytes(chunk["fmt"][i])):
+            if key == "GT":
+                alleles, phased = layout.decode_gt(raw)
+            else:
+                fields[key] = layout.field_value(htype, raw)
+        for name in self._extracted:
+            value = layout.decode_field(bytes(chunk[name][i]))
+            if value is None:
+                continue
+            if name == "fmt_GT":
+                alleles, phased = layout.decode_gt(value[2])
+            elif name.startswith("fmt_"):
+                fields[name[4:]] = layout.field_value(value[0], value[2])
+        return Call(sample, alleles, phased, fields)
+
+    def _record(self, source: str, key: tuple[object, ...], site: tuple[dict[str, np.ndarray], int],
+                calls: list[Call]) -> Record:  # fmt: skip
+        chunk, i = site
+        alleles = _text(chunk["alleles"][i]).split(",")
+        ids = _text(chunk["id"][i])
+        info = {k: layout.field_value(t, raw) for k, t, _c, raw in layout.decode_blob(bytes(chunk["info"][i]))}
+        for name in self._extracted:
+            value = layout.decode_field(bytes(chunk[name][i])) if name.startswith("info_") else None
+            if value is not None:
+                info[name[5:]] = layout.field_value(value[0], value[2])
+        qual = float(chunk["qual"][i])
+        return Record(
+            contig=normalize_contig(source), start=int(key[0]), end=int(key[1]) + 1,  # type: ignore[call-overload]
+            ref=alleles[0], alts=tuple(alleles[1:]),
+            ids=() if ids in ("", ".") else tuple(ids.split(";")),
+            qual=None if qual != qual else qual, filters=key[5], info=info,  # type: ignore[arg-type]
+            calls=tuple(calls), source_contig=source,
+        )  # fmt: skip
+
+    def sample_cells(self, source: str, sample: str, *, lock: Lock | None) -> Iterator[StoredCall]:
+        table = self._tables.get(sample, ["PASS"])
+        for chunk in self._chunks(source, 0, 2**32 - 2, [sample], lock):
+            for i in np.flatnonzero(chunk["start_pos"] == chunk["real_start_pos"]):
+                alleles = _text(chunk["alleles"][i]).split(",")
+                call = self._call(chunk, int(i), sample)
+                gt = np.array([[-1 if a is None else a for a in call.alleles] or [-1]], dtype=np.int16)
+                yield StoredCall(
+                    source, int(chunk["real_start_pos"][i]), int(chunk["end_pos"][i]), alleles[0],
+                    tuple(alleles[1:]), layout.decode_filters(chunk["filter_ids"][i].tolist(), table),
+                    _text(chunk["id"][i]), sample, gt,
+                )  # fmt: skip
+
+
+def _text(value: object) -> str:
+    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return text.rstrip("\0")
