@@ -99,11 +99,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _require_home(args.dir)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = load_settings(args.dir)
+    peer = {"port": args.grpc_port} if args.grpc_port is not None else {}
     settings = settings.model_copy(
-        update={"server": settings.server.model_copy(update=overrides)}
+        update={
+            "server": settings.server.model_copy(update=overrides),
+            "peer": settings.peer.model_copy(update=peer),
+        }
     )
     serve(settings)
     return 0
+
+
+def cmd_federate_count(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from node.peer import report
+    from node.peer.peers import load_peers
+
+    peers = load_peers(args.peers)
+    variants = [report.parse_variant(v) for v in args.variants]
+    if args.file is not None:
+        variants += report.read_variants(args.file)
+    region = report.parse_region(args.region) if args.region else None
+    if (region is None) == (not variants):
+        raise NodeError("give VARIANT(s) and/or --file, or --region (not both)")
+    result = asyncio.run(
+        report.run(peers, variants=variants, region=region, deadline_s=args.deadline)
+    )
+    print(report.render_json(result) if args.json else report.render_table(result))
+    return 0 if result.complete else 1
 
 
 def cmd_metadata_load(args: argparse.Namespace) -> int:
@@ -172,7 +196,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--grpc-port", type=int, help="also serve the peer gRPC API on this port")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("federate", help="federated queries over the nodes of a PEERS.yaml")
+    federate_sub = p.add_subparsers(dest="federate_command", required=True)
+    q = federate_sub.add_parser(
+        "count",
+        help="allele counts summed over the federation (exit 1: some nodes failed)",
+    )
+    q.add_argument("--peers", type=Path, required=True, help="PEERS.yaml")
+    q.add_argument("variants", nargs="*", metavar="VARIANT", help="CHROM:POS:REF:ALT")
+    q.add_argument("--file", type=Path, help="variants, one per line, or a VCF")
+    q.add_argument("--region", help="CHROM:START-END (1-based, inclusive)")
+    q.add_argument("--deadline", type=float, help="seconds (default: from PEERS.yaml)")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.set_defaults(func=cmd_federate_count)
 
     p = sub.add_parser("demo", help="build the embedded demo node and serve it")
     p.add_argument("--dir", type=Path, default=Path("demo-node"))

@@ -40,11 +40,21 @@ def create_app(
         await asyncio.to_thread(registry.close)
 
     app.cleanup_ctx.append(datasets_ctx)
+    if settings.peer.port is not None:
+        app.cleanup_ctx.append(peer_ctx)
     app.add_subapp("/api", create_beacon_app(settings))
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     return app
 
+
+async def peer_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The peer (gRPC) API beside HTTP, over the same dataset registry."""
+    from node.peer.server import start_peer_server  # grpc only where peers are served
+
+    server = await start_peer_server(app[SETTINGS], app[DATASETS])
+    yield
+    await server.stop()
 
 async def health(request: web.Request) -> web.Response:
     registry = request.config_dict[DATASETS]

@@ -10,7 +10,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from node.peer.server import PeerServer, start_peer_server
-from tests.peer.helpers import COHORT, ec_key, memory_registry, node_settings, public_pem
+from tests.peer.helpers import (
+    COHORT,
+    SPLIT,
+    ec_key,
+    memory_registry,
+    node_settings,
+    public_pem,
+)
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +46,12 @@ async def start_node(
     yield start
     for server in servers:
         await server.stop(0)
+
+
+@pytest.fixture
+async def three_nodes(cohort, start_node) -> dict[str, int]:
+    ports = {}
+    for node_id, datasets in SPLIT.items():
+        files = {ds: [cohort / f"{s}.vcf.gz" for s in samples] for ds, samples in datasets.items()}
+        ports[node_id] = (await start_node(node_id, files)).port
+    return ports

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -98,3 +99,22 @@ def bcftools_truth(vcf: Path, region: str | None = None) -> dict[AlleleKey, Trut
         hom = int(ac_hom) // 2  # diploid cohort: AC_Hom counts alleles
         truth[key] = Truth(int(ac), int(an), hom, hom + int(ac_het))
     return truth
+
+
+SPLIT = {  # node -> dataset -> samples: a cohort split by samples and by datasets
+    "node-a": {"cohort-a": ["S000", "S001", "S002", "S003"]},
+    "node-b": {"cohort-b": ["S004", "S005", "S006"]},
+    "node-c": {"cohort-c1": ["S007"], "cohort-c2": ["S008", "S009"]},
+}
+
+
+def write_peers(tmp: Path, key, ports: dict[str, int], *, deadline_s: float = 5.0) -> Path:
+    (tmp / "coordinator.pem").write_text(private_pem(key))
+    doc = {
+        "coordinator": {"id": COORDINATOR, "private_key": "coordinator.pem"},
+        "deadline_s": deadline_s,
+        "peers": [{"id": n, "address": f"127.0.0.1:{p}"} for n, p in ports.items()],
+    }
+    path = tmp / "peers.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path

@@ -3,43 +3,14 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
 from node.errors import InvalidInput
 from node.peer.coordinator import Coordinator
 from node.peer.peers import load_peers
 from tests.peer import fakes
-from tests.peer.helpers import COORDINATOR, bcftools_truth, private_pem
-
-SPLIT = {  # node -> dataset -> samples: a cohort split by samples and by datasets
-    "node-a": {"cohort-a": ["S000", "S001", "S002", "S003"]},
-    "node-b": {"cohort-b": ["S004", "S005", "S006"]},
-    "node-c": {"cohort-c1": ["S007"], "cohort-c2": ["S008", "S009"]},
-}
-
-
-def write_peers(tmp: Path, key, ports: dict[str, int], *, deadline_s: float = 5.0) -> Path:
-    (tmp / "coordinator.pem").write_text(private_pem(key))
-    doc = {
-        "coordinator": {"id": COORDINATOR, "private_key": "coordinator.pem"},
-        "deadline_s": deadline_s,
-        "peers": [{"id": n, "address": f"127.0.0.1:{p}"} for n, p in ports.items()],
-    }
-    path = tmp / "peers.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-@pytest.fixture
-async def three_nodes(cohort, start_node) -> dict[str, int]:
-    ports = {}
-    for node_id, datasets in SPLIT.items():
-        files = {ds: [cohort / f"{s}.vcf.gz" for s in samples] for ds, samples in datasets.items()}
-        ports[node_id] = (await start_node(node_id, files)).port
-    return ports
+from tests.peer.helpers import SPLIT, bcftools_truth, write_peers
 
 
 def _keys(truth, n: int):
