@@ -60,12 +60,14 @@ class CoordinatorVerifier:
         }
 
     def verify(self, token: str | None, tls_subjects: Sequence[str]) -> Caller:
-        if token is not None:
-            return self._verify_token(token)
+        # A client certificate the TLS layer verified against `tls_client_ca` is proof
+        # enough; a token is checked only when no registered certificate was presented.
         for coordinator in self._by_id.values():
             wanted = coordinator.settings.tls_subject
             if wanted and any(hmac.compare_digest(wanted, s) for s in tls_subjects):
                 return _caller(coordinator.settings, expires_at=None, on_behalf_of=None)
+        if token is not None:
+            return self._verify_token(token)
         raise Unauthenticated("peer calls need a coordinator token or client certificate")
 
     def _verify_token(self, token: str) -> Caller:
