@@ -93,6 +93,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reads_add(args: argparse.Namespace) -> int:
+    from node.reads.catalog import ReadsCatalog
+
+    _require_home(args.dir)
+    catalog = ReadsCatalog(args.dir / "reads")
+    entry = catalog.add(
+        dataset=args.dataset, entry_id=args.id, path=Path(args.file), replace=args.replace
+    )
+    endpoint = "reads" if entry.kind == "reads" else "variants"
+    print(f"registered {entry.format} {entry.path} as /htsget/{endpoint}/{entry.id} "
+          f"(dataset {entry.dataset}, index {entry.index})")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from node.web.serve import serve
 
@@ -191,6 +205,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("files", nargs="+")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("reads", help="register BAM/CRAM/VCF/BCF files for htsget")
+    reads_sub = p.add_subparsers(dest="reads_command", required=True)
+    q = reads_sub.add_parser("add", help="register one file (it stays where it is)")
+    q.add_argument("dir", type=Path)
+    q.add_argument("--dataset", required=True, help="dataset whose access rules apply")
+    q.add_argument("--id", required=True, help="htsget id (one id may have several formats)")
+    q.add_argument("--replace", action="store_true", help="replace a registration")
+    q.add_argument("file")
+    q.set_defaults(func=cmd_reads_add)
 
     p = sub.add_parser("serve", help="serve the node over HTTP")
     p.add_argument("dir", type=Path)

@@ -15,6 +15,7 @@ from node import __version__
 from node.config import Settings
 from node.store.registry import DatasetRegistry, tiledb_registry
 from node.web.beacon import create_beacon_app
+from node.web.htsget import create_htsget_app
 from node.web.keys import DATASETS, METRICS, SETTINGS
 from node.web.metrics import Metrics
 from node.web.middleware import request_context
@@ -42,6 +43,7 @@ def create_app(
     app.cleanup_ctx.append(datasets_ctx)
     if settings.peer.port is not None:
         app.cleanup_ctx.append(peer_ctx)
+    app.add_subapp("/htsget", create_htsget_app(settings))
     app.add_subapp("/api", create_beacon_app(settings))
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)

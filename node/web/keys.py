@@ -9,11 +9,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from node.config import Settings
+from node.reads.catalog import ReadsCatalog
 from node.store.registry import DatasetRegistry
 from node.web.metrics import Metrics
 
-__all__ = ["DATASETS", "METRICS", "SETTINGS"]
+__all__ = ["DATASETS", "METRICS", "READS", "SETTINGS"]
 
 SETTINGS = web.AppKey("settings", Settings)
 DATASETS = web.AppKey("datasets", DatasetRegistry)
 METRICS = web.AppKey("metrics", Metrics)
+READS = web.AppKey("reads", ReadsCatalog)

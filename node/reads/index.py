@@ -1,0 +1,168 @@
+"""Binning indices: BAI (SAM v1 §5.2), CSI (CSIv1) and TBI (tabix) → chunk lists.
+
+A query gives the chunks (virtual-offset pairs) that may hold records overlapping a
+0-based half-open interval; records outside it may come along (htsget allows that), records
+inside it are never missed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+
+from node.errors import InvalidInput
+
+__all__ = ["BinIndex", "Chunk", "parse_index"]
+
+_BAI_MIN_SHIFT, _BAI_DEPTH = 14, 5
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Virtual offsets [beg, end) of a run of records."""
+
+    beg: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefIndex:
+    bins: dict[int, tuple[Chunk, ...]]
+    linear: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BinIndex:
+    min_shift: int
+    depth: int
+    refs: tuple[RefIndex, ...]
+    # Reference names stored in the index itself (TBI, and CSI of tabix-indexed text).
+    names: tuple[str, ...] | None
+
+    @property
+    def meta_bin(self) -> int:
+        # CSIv1 §: the pseudo-bin that holds per-reference metadata, not records.
+        return ((1 << (3 * self.depth + 3)) - 1) // 7 + 1
+
+    def chunks(self, ref_id: int, beg: int, end: int) -> list[Chunk]:
+        """Chunks that may hold records of `ref_id` overlapping [beg, end)."""
+        if ref_id < 0 or ref_id >= len(self.refs) or end <= beg:
+            return []
+        ref = self.refs[ref_id]
+        min_off = self._linear_min(ref, beg)
+        found: list[Chunk] = []
+        for bin_id in self._reg2bins(beg, end):
+            found.extend(c for c in ref.bins.get(bin_id, ()) if c.end > min_off)
+        return found
+
+    def placed_end(self) -> int:
+        """The virtual offset after the last placed record: unplaced reads start here."""
+        meta = self.meta_bin
+        ends = [
+            c.end
+            for ref in self.refs
+            for bin_id, chunks in ref.bins.items()
+            if bin_id != meta
+            for c in chunks
+        ]
+        return max(ends, default=0)
+
+    def _linear_min(self, ref: RefIndex, beg: int) -> int:
+        if not ref.linear:
+            return 0
+        window = beg >> self.min_shift
+        return ref.linear[min(window, len(ref.linear) - 1)]
+
+    def _reg2bins(self, beg: int, end: int) -> list[int]:
+        # CSIv1 §reg2bins, generalised from SAM v1 §5.3 to any min_shift/depth.
+        end -= 1
+        bins: list[int] = []
+        first = 0
+        for level in range(self.depth + 1):
+            shift = self.min_shift + 3 * (self.depth - level)
+            lo, hi = first + (beg >> shift), first + (end >> shift)
+            bins.extend(range(lo, hi + 1))
+            first += 1 << (3 * level)
+        return bins
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, fmt: str) -> tuple[int, ...]:
+        try:
+            values = struct.unpack_from(fmt, self.data, self.pos)
+        except struct.error as exc:
+            raise InvalidInput("truncated index file") from exc
+        self.pos += struct.calcsize(fmt)
+        return values
+
+    def raw(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise InvalidInput("truncated index file")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+
+def parse_index(data: bytes) -> BinIndex:
+    """A BAI, CSI or TBI file's content (CSI and TBI are BGZF-compressed)."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    magic = data[:4]
+    r = _Reader(data)
+    r.pos = 4
+    if magic == b"BAI\x01":
+        return _parse_refs(r, _BAI_MIN_SHIFT, _BAI_DEPTH, names=None, csi=False)
+    if magic == b"TBI\x01":
+        (n_ref,) = r.take("<i")
+        tbi_names = _tabix_names(r)
+        return _parse_refs(r, _BAI_MIN_SHIFT, _BAI_DEPTH, names=tbi_names, csi=False, n_ref=n_ref)
+    if magic == b"CSI\x01":
+        min_shift, depth, l_aux = r.take("<iii")
+        aux = _Reader(r.raw(l_aux))
+        csi_names = _tabix_names(aux) if l_aux >= 28 else None
+        return _parse_refs(r, min_shift, depth, names=csi_names, csi=True)
+    raise InvalidInput("not a BAI, CSI or TBI index")
+
+
+def _tabix_names(r: _Reader) -> tuple[str, ...]:
+    # TBI header: format, col_seq, col_beg, col_end, meta, skip, l_nm, names (NUL-ended).
+    r.take("<iiiiii")
+    (l_nm,) = r.take("<i")
+    blob = r.raw(l_nm)
+    return tuple(n.decode() for n in blob.split(b"\x00")[:-1])
+
+
+def _parse_refs(
+    r: _Reader,
+    min_shift: int,
+    depth: int,
+    *,
+    names: tuple[str, ...] | None,
+    csi: bool,
+    n_ref: int | None = None,
+) -> BinIndex:
+    if n_ref is None:
+        (n_ref,) = r.take("<i")
+    refs = tuple(_parse_ref(r, csi=csi) for _ in range(n_ref))
+    return BinIndex(min_shift, depth, refs, names)
+
+
+def _parse_ref(r: _Reader, *, csi: bool) -> RefIndex:
+    (n_bin,) = r.take("<i")
+    bins: dict[int, tuple[Chunk, ...]] = {}
+    for _ in range(n_bin):
+        (bin_id,) = r.take("<I")
+        if csi:
+            r.take("<Q")  # loffset: only an optimisation, chunks suffice
+        (n_chunk,) = r.take("<i")
+        flat = r.take(f"<{2 * n_chunk}Q")
+        bins[bin_id] = tuple(Chunk(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+    linear: tuple[int, ...] = ()
+    if not csi:
+        (n_intv,) = r.take("<i")
+        linear = r.take(f"<{n_intv}Q")
+    return RefIndex(bins, linear)

@@ -1,0 +1,344 @@
+"""Where things are in an indexed BAM/CRAM/VCF/BCF file: header extent, reference names,
+and the byte segments holding the records of a set of regions.
+
+A result is a list of segments, served in order: `Span` (raw file bytes, served by the data
+endpoint) or `Inline` (a few freshly compressed bytes, a `data:` URI). Their concatenation
+is a whole valid file: header, records in file order each once, EOF marker.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from node.errors import InvalidInput, NotFound
+from node.reads.bgzf import BGZF_EOF, Block, compress_block, iter_blocks, read_block, split_voffset
+from node.reads.index import BinIndex, Chunk, parse_index
+
+__all__ = ["FileFormat", "Inline", "Layout", "Query", "Segment", "Span", "load_layout"]
+
+FileFormat = Literal["BAM", "CRAM", "VCF", "BCF"]
+_MAX_HEADER = 256 << 20  # refuse absurd headers instead of reading a whole file
+CRAM_EOF_V3 = bytes.fromhex(
+    "0f000000ffffffff0fe0454f4600000000010005bdd94f0001000606010001000100ee63014b"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Inline:
+    data: bytes
+
+
+Segment = Span | Inline
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One region: reference name ("*" = unplaced reads, None = everything), 0-based half-open."""
+
+    reference: str | None
+    start: int = 0
+    end: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CraiEntry:
+    ref_id: int
+    start: int  # 0-based
+    span: int
+    container: int
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    path: Path
+    format: FileFormat
+    size: int
+    references: tuple[str, ...]
+    header: tuple[Segment, ...]
+    data_start: int  # virtual offset (BGZF) or byte offset (CRAM) of the first record
+    data_end: int  # byte offset where the EOF marker starts
+    eof: bytes
+    index: BinIndex | tuple[CraiEntry, ...]
+
+    def ref_id(self, name: str) -> int:
+        try:
+            return self.references.index(name)
+        except ValueError:
+            raise NotFound(f"reference {name!r} is not in this file") from None
+
+    def body(self, queries: Sequence[Query]) -> list[Segment]:
+        """Segments of the records of `queries`, merged, in file order, each record once."""
+        if isinstance(self.index, tuple):
+            return _cram_body(self, self.index, queries)
+        with self.path.open("rb") as fh:
+            return _bgzf_body(self, self.index, fh, queries)
+
+
+def load_layout(path: Path, index_path: Path, fmt: FileFormat) -> Layout:
+    """Parse the index and header of `path` (blocking; callers cache the result)."""
+    size = path.stat().st_size
+    if fmt == "CRAM":
+        return _cram_layout(path, index_path, size)
+    index = parse_index(index_path.read_bytes())
+    with path.open("rb") as fh:
+        header_len, refs = _bgzf_header(fh, fmt)
+        c_h, u_h, header = _header_segments(fh, header_len)
+        fh.seek(max(size - len(BGZF_EOF), 0))
+        has_eof = fh.read() == BGZF_EOF
+    if index.names is not None and fmt != "BCF":
+        # Tabix names only contigs with records; header-only contigs come after them, so
+        # they are known (an empty result) but have no index entries.
+        refs = index.names + tuple(r for r in refs if r not in index.names)
+    data_end = size - len(BGZF_EOF) if has_eof else size
+    return Layout(path, fmt, size, refs, header, c_h << 16 | u_h, data_end, BGZF_EOF, index)
+
+
+def _bgzf_header(fh: BinaryIO, fmt: FileFormat) -> tuple[int, tuple[str, ...]]:
+    """Uncompressed header length and reference names (BAM binary / BCF, VCF text)."""
+    buf = bytearray()
+    for _block, data in iter_blocks(fh):
+        buf += data
+        parsed = _try_header(bytes(buf), fmt)
+        if parsed is not None:
+            return parsed
+        if len(buf) > _MAX_HEADER:
+            break
+    raise InvalidInput(f"cannot find the end of the {fmt} header")
+
+
+def _try_header(buf: bytes, fmt: FileFormat) -> tuple[int, tuple[str, ...]] | None:
+    if fmt == "BAM":
+        return _bam_header(buf)
+    if fmt == "BCF":
+        if len(buf) < 9:
+            return None
+        (l_text,) = struct.unpack_from("<I", buf, 5)
+        if len(buf) < 9 + l_text:
+            return None
+        return 9 + l_text, _vcf_contigs(buf[9 : 9 + l_text].decode(errors="replace"))
+    pos = 0
+    while True:  # VCF: the header is every line starting with '#'
+        if pos >= len(buf):
+            return None
+        if buf[pos] != ord("#"):
+            return pos, _vcf_contigs(buf[:pos].decode(errors="replace"))
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            return None
+        pos = nl + 1
+
+
+def _bam_header(buf: bytes) -> tuple[int, tuple[str, ...]] | None:
+    # SAM v1 §4.2: magic, l_text, text, n_ref, then (l_name, name, l_ref) per reference.
+    if len(buf) < 12:
+        return None
+    if buf[:4] != b"BAM\x01":
+        raise InvalidInput("not a BAM file")
+    (l_text,) = struct.unpack_from("<I", buf, 4)
+    pos = 8 + l_text
+    if len(buf) < pos + 4:
+        return None
+    (n_ref,) = struct.unpack_from("<I", buf, pos)
+    pos += 4
+    names: list[str] = []
+    for _ in range(n_ref):
+        if len(buf) < pos + 4:
+            return None
+        (l_name,) = struct.unpack_from("<I", buf, pos)
+        if len(buf) < pos + 8 + l_name:
+            return None
+        names.append(buf[pos + 4 : pos + 4 + l_name - 1].decode())
+        pos += 8 + l_name
+    return pos, tuple(names)
+
+
+def _vcf_contigs(text: str) -> tuple[str, ...]:
+    # VCF 4.3 §1.4.7; BCF's contig dictionary is the ##contig lines in order (or IDX=).
+    found: list[tuple[int, str]] = []
+    for n, line in enumerate(text.splitlines()):
+        if not line.startswith("##contig=<"):
+            continue
+        fields = dict(kv.split("=", 1) for kv in line[10:].rstrip(">").split(",") if "=" in kv)
+        if "ID" in fields:
+            found.append((int(fields["IDX"]) if "IDX" in fields else n, fields["ID"]))
+    return tuple(name for _, name in sorted(found))
+
+
+def _header_segments(fh: BinaryIO, header_len: int) -> tuple[int, int, tuple[Segment, ...]]:
+    """Header bytes: whole blocks raw, plus the header's part of a shared block inline."""
+    done = 0
+    for block, data in iter_blocks(fh):
+        if done + len(data) > header_len:
+            u = header_len - done
+            head: list[Segment] = [Span(0, block.offset)] if block.offset else []
+            if u:
+                head.append(Inline(compress_block(data[:u])))
+            return block.offset, u, tuple(head)
+        done += len(data)
+        if done == header_len:
+            return block.end, 0, (Span(0, block.end),)
+    raise InvalidInput("file ends inside its header")
+
+
+def _bgzf_body(
+    layout: Layout, index: BinIndex, fh: BinaryIO, queries: Sequence[Query]
+) -> list[Segment]:
+    chunks = _merge([c for q in queries for c in _chunks(layout, index, q)])
+    out: list[Segment] = []
+    floor = layout.data_start
+    for chunk in chunks:
+        beg = max(chunk.beg, floor)
+        if beg >= chunk.end:
+            continue
+        segments, floor = _chunk_segments(layout, fh, beg, chunk.end)
+        out.extend(segments)
+    return _coalesce(out)
+
+
+def _chunks(layout: Layout, index: BinIndex, q: Query) -> list[Chunk]:
+    end_all = layout.data_end << 16
+    if q.reference is None:
+        return [Chunk(layout.data_start, end_all)]
+    if q.reference == "*":
+        return [Chunk(max(index.placed_end(), layout.data_start), end_all)]
+    ref_id = layout.ref_id(q.reference)
+    end = q.end if q.end is not None else 1 << 31
+    return index.chunks(ref_id, q.start, end)
+
+
+def _merge(chunks: list[Chunk]) -> list[Chunk]:
+    merged: list[Chunk] = []
+    for c in sorted(chunks, key=lambda c: c.beg):
+        if merged and c.beg <= merged[-1].end:
+            last = merged[-1]
+            merged[-1] = Chunk(last.beg, max(last.end, c.end))
+        else:
+            merged.append(c)
+    return merged
+
+
+def _chunk_segments(layout: Layout, fh: BinaryIO, beg: int, end: int) -> tuple[list[Segment], int]:
+    """Segments of [beg, end) and the virtual offset they really reach.
+
+    A chunk starting inside a block is cut there (earlier bytes may be the tail of a
+    record or of the header). A chunk ending inside a block is extended to the end of that
+    block, found from the block's header, when the block ends on a record boundary;
+    otherwise it is cut exactly.
+    """
+    cb, ub = split_voffset(beg)
+    ce, ue = split_voffset(end)
+    out: list[Segment] = []
+    start = cb
+    if ub:
+        block, data = read_block(fh, cb)
+        if ce == cb:
+            return _tail(layout, fh, block, data, ub, ue, out)
+        out.append(Inline(compress_block(data[ub:])))
+        start = block.end
+    if ce > start:
+        out.append(Span(start, ce))
+    if not ue:
+        return out, end
+    block, data = read_block(fh, ce)
+    return _tail(layout, fh, block, data, 0, ue, out)
+
+
+def _tail(
+    layout: Layout, fh: BinaryIO, block: Block, data: bytes, lo: int, ue: int, out: list[Segment]
+) -> tuple[list[Segment], int]:
+    if _ends_on_record(layout.format, data, ue):
+        if lo:
+            out.append(Inline(compress_block(data[lo:])))
+        else:
+            out.append(Span(block.offset, block.end))
+        return out, block.end << 16
+    if ue > lo:
+        out.append(Inline(compress_block(data[lo:ue])))
+    return out, block.offset << 16 | ue
+
+
+def _ends_on_record(fmt: FileFormat, data: bytes, pos: int) -> bool:
+    """Whether records starting at `pos` fill the block exactly (no record spans it)."""
+    if fmt == "VCF":
+        return data.endswith(b"\n")
+    while pos + 8 <= len(data):
+        if fmt == "BAM":
+            pos += 4 + struct.unpack_from("<I", data, pos)[0]
+        else:  # BCF: l_shared and l_indiv follow the record's start
+            l_shared, l_indiv = struct.unpack_from("<II", data, pos)
+            pos += 8 + l_shared + l_indiv
+    return pos == len(data)
+
+
+def _coalesce(segments: list[Segment]) -> list[Segment]:
+    out: list[Segment] = []
+    for seg in segments:
+        prev = out[-1] if out else None
+        if isinstance(seg, Span) and isinstance(prev, Span) and prev.end == seg.start:
+            out[-1] = Span(prev.start, seg.end)
+        else:
+            out.append(seg)
+    return out
+
+
+def _cram_layout(path: Path, index_path: Path, size: int) -> Layout:
+    import pysam  # only CRAM needs htslib here: its header is in a compressed container
+
+    entries = _parse_crai(index_path.read_bytes())
+    with pysam.AlignmentFile(
+        str(path), "rc", check_sq=False, index_filename=str(index_path)
+    ) as cram:
+        refs = tuple(cram.references)
+    with path.open("rb") as fh:
+        major = fh.read(5)[4]
+        fh.seek(max(size - len(CRAM_EOF_V3), 0))
+        tail = fh.read()
+    has_eof = major >= 3 and tail == CRAM_EOF_V3
+    first = min((e.container for e in entries), default=size - len(tail) if has_eof else size)
+    data_end = size - len(CRAM_EOF_V3) if has_eof else size
+    eof = CRAM_EOF_V3 if major >= 3 else b""
+    return Layout(path, "CRAM", size, refs, (Span(0, first),), first, data_end, eof, entries)
+
+
+def _parse_crai(raw: bytes) -> tuple[CraiEntry, ...]:
+    text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    entries = []
+    for line in text.decode().splitlines():
+        if line.strip():
+            f = line.split("\t")
+            entries.append(CraiEntry(int(f[0]), max(int(f[1]) - 1, 0), int(f[2]), int(f[3])))
+    return tuple(entries)
+
+
+def _cram_body(
+    layout: Layout, entries: tuple[CraiEntry, ...], queries: Sequence[Query]
+) -> list[Segment]:
+    # CRAM v3 §: whole containers; a container with several slices is taken once.
+    bounds = sorted({e.container for e in entries} | {layout.data_end})
+    chosen: set[int] = set()
+    for q in queries:
+        chosen |= {e.container for e in entries if _crai_hit(layout, e, q)}
+    spans = [Span(c, bounds[bounds.index(c) + 1]) for c in sorted(chosen)]
+    return _coalesce(list(spans))
+
+
+def _crai_hit(layout: Layout, e: CraiEntry, q: Query) -> bool:
+    if q.reference is None:
+        return True
+    if q.reference == "*":
+        return e.ref_id == -1
+    if e.ref_id != layout.ref_id(q.reference):
+        return False
+    end = q.end if q.end is not None else 1 << 62
+    return e.start < end and e.start + e.span > q.start
