@@ -14,6 +14,7 @@ from aiohttp import web
 from node import __version__
 from node.config import Settings
 from node.store.registry import DatasetRegistry, tiledb_registry
+from node.web.auth import auth_ctx
 from node.web.beacon import create_beacon_app
 from node.web.htsget import create_htsget_app
 from node.web.keys import DATASETS, METRICS, SETTINGS
@@ -41,6 +42,7 @@ def create_app(
         await asyncio.to_thread(registry.close)
 
     app.cleanup_ctx.append(datasets_ctx)
+    app.cleanup_ctx.append(auth_ctx)
     if settings.peer.port is not None:
         app.cleanup_ctx.append(peer_ctx)
     app.add_subapp("/htsget", create_htsget_app(settings))
