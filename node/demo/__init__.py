@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from node.config import CONFIG_FILE, Settings, load_settings
+from node.demo.metadata import write_bff
 from node.demo.reads import simulate_bam, write_reference
 from node.synth import generate_cohort
 
@@ -39,7 +40,7 @@ name = "Synthetic demo cohort"
 description = "{SAMPLES} simulated genomes (msprime), {LENGTH // 1000} kb of chromosomes 1 and 22"
 assembly = "GRCh38"
 security_level = "PUBLIC"
-max_granularity = {{ PUBLIC = "count", REGISTERED = "record", CONTROLLED = "record" }}
+max_granularity = {{ PUBLIC = "record", REGISTERED = "record", CONTROLLED = "record" }}
 """
 
 
@@ -62,7 +63,9 @@ def build_demo(home: Path, *, rebuild: bool = False) -> Settings:
     )
     _say(f"generated {cohort.n_sites} sites x {len(cohort.samples)} samples")
     _ingest(settings, cohort.paths)
-    _reads(settings, cohort.paths[0], cohort.samples[:READ_SAMPLES])
+    bams = _reads(settings, cohort.paths[0], cohort.samples[:READ_SAMPLES])
+    _register_reads(settings, bams)
+    _metadata(settings, cohort.samples, cohort.samples[:READ_SAMPLES])
     (home / _DONE).write_text("ok\n")
     _say(f"demo node ready in {home}")
     return settings
@@ -92,6 +95,26 @@ def _reads(settings: Settings, vcf: Path, samples: tuple[str, ...]) -> list[Path
         _say(f"simulated {n} reads for {sample}")
         bams.append(bam)
     return bams
+
+
+def _register_reads(settings: Settings, bams: list[Path]) -> None:
+    from node.reads.catalog import ReadsCatalog
+
+    catalog = ReadsCatalog(settings.home / "reads")
+    for bam in bams:
+        entry = catalog.add(dataset=DEMO_DATASET, entry_id=bam.stem, path=bam)
+        _say(f"registered /htsget/reads/{entry.id}")
+
+
+def _metadata(settings: Settings, samples: tuple[str, ...], sequenced: tuple[str, ...]) -> None:
+    from node.catalog import Catalog
+
+    files = write_bff(
+        settings.home / "inputs" / "bff", dataset_id=DEMO_DATASET, name="Synthetic demo cohort",
+        samples=samples, sequenced=sequenced, seed=SEED,
+    )
+    summary = Catalog.open(settings.home).load(DEMO_DATASET, files)
+    _say(f"loaded metadata: {dict(summary.counts)}")
 
 
 def _say(message: str) -> None:
