@@ -70,6 +70,9 @@ class ReadsCatalog:
             raise UnsupportedFormat(f"{entry_id} is not available as {fmt}")
         raise NotFound(f"no {kind} with id {entry_id!r}")
 
+    def has(self, entry_id: str, *, kind: str) -> bool:
+        return any(e.id == entry_id and e.kind == kind for e in self._entries.values())
+
     def find(self, entry_id: str, fmt: str) -> ReadsEntry:
         entry = self._entries.get((entry_id, fmt))
         if entry is None:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from node.auth.policy import effective_granularity
 from node.config import Settings
-from node.domain import Principal
+from node.domain import Principal, Region
 from node.errors import (
     InvalidInput,
     NodeError,
@@ -33,10 +33,12 @@ from node.htsget.info import service_info
 from node.htsget.models import CONTENT_TYPE, HtsgetRequest, Kind
 from node.htsget.parse import parse_get, parse_post
 from node.htsget.signing import BlockSigner
-from node.htsget.tickets import file_ticket
+from node.htsget.tickets import file_ticket, ticket
+from node.htsget.variants import store_regions
 from node.names import Granularity
 from node.reads.catalog import ReadsCatalog, ReadsEntry
 from node.reads.layout import Span
+from node.store.export import export_variants
 from node.web.keys import DATASETS, READS, SETTINGS
 
 __all__ = ["create_htsget_app"]
@@ -163,6 +165,8 @@ async def ticket_post(request: web.Request) -> web.Response:
 
 async def _answer(request: web.Request, req: HtsgetRequest) -> web.Response:
     catalog = request.config_dict[READS]
+    if req.kind == "variants" and not catalog.has(req.id, kind="variants"):
+        return await _store_answer(request, req)
     entry = catalog.get(req.id, kind=req.kind, fmt=req.format)
     _check_access(request, entry.dataset)
     signer = request.config_dict[SIGNER]
@@ -176,6 +180,27 @@ async def _answer(request: web.Request, req: HtsgetRequest) -> web.Response:
 
     ticket = await asyncio.to_thread(_file_ticket, catalog, entry, req, url_for)
     return web.json_response(ticket, content_type=CONTENT_TYPE)
+
+
+async def _store_answer(request: web.Request, req: HtsgetRequest) -> web.Response:
+    """Variants of a dataset, generated from the store (the source of truth)."""
+    registry = request.config_dict[DATASETS]
+    if req.id not in await asyncio.to_thread(registry.ids):
+        raise NotFound(f"no variants with id {req.id!r}")
+    _check_access(request, req.id)
+    store = await asyncio.to_thread(registry.store, req.id)
+    regions = await asyncio.to_thread(store_regions, store, req.regions)
+    claims = {
+        "k": "g",
+        "d": req.id,
+        "f": req.format,
+        "h": req.header_only,
+        "r": [[r.contig, r.start, r.end] for r in regions],
+    }
+    token = request.config_dict[SIGNER].sign(claims)
+    url = _base_url(request) + str(request.app.router["data"].url_for(token=token))
+    entry = {"url": url, "class": "header"} if req.header_only else {"url": url}
+    return web.json_response(ticket(req.format, [entry]), content_type=CONTENT_TYPE)
 
 
 def _file_ticket(
@@ -205,6 +230,8 @@ def _base_url(request: web.Request) -> str:
 
 async def data_handler(request: web.Request) -> web.StreamResponse:
     payload = request.config_dict[SIGNER].verify(request.match_info["token"])
+    if payload.get("k") == "g":
+        return await _send_generated(request, payload)
     if payload.get("k") != "f":
         raise InvalidInput("malformed block token")
     entry = request.config_dict[READS].find(str(payload["id"]), str(payload["f"]))
@@ -239,6 +266,31 @@ class _RangeError(Exception):
 
 def _raise_range() -> tuple[int, int]:
     raise _RangeError()
+
+
+async def _send_generated(request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
+    registry = request.config_dict[DATASETS]
+    limit = request.config_dict[SETTINGS].htsget.max_generated_bytes
+    try:
+        regions = [Region(str(c), int(s), int(e)) for c, s, e in payload["r"]]
+        dataset, fmt, header_only = str(payload["d"]), str(payload["f"]), bool(payload["h"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput("malformed block token") from exc
+    store = await asyncio.to_thread(registry.store, dataset)
+    data = await asyncio.to_thread(
+        export_variants, store, regions, fmt=fmt, header_only=header_only, max_bytes=limit
+    )
+    try:
+        sub = parse_range(request.headers.get("Range"), len(data))
+    except _RangeError:
+        return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
+    if sub is None:
+        return web.Response(body=data, content_type="application/octet-stream")
+    lo, hi = sub
+    headers = {"Content-Range": f"bytes {lo}-{hi - 1}/{len(data)}", "Accept-Ranges": "bytes"}
+    return web.Response(
+        status=206, body=data[lo:hi], headers=headers, content_type="application/octet-stream"
+    )
 
 
 async def _send_span(request: web.Request, path: Path, start: int, end: int) -> web.StreamResponse:
