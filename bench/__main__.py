@@ -1,0 +1,32 @@
+"""`python -m bench [--quick] [--full] [--workdir DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.store_bench import Sizes, run_all
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small cohorts (about a minute)")
+    size.add_argument("--full", action="store_true",
+                      help="the 2,504 x 1M-variant lookup store (long: hours of simulation)")
+    parser.add_argument("--workdir", type=Path, help="keep cohorts and stores here")
+    args = parser.parse_args(argv)
+    sizes = Sizes.quick() if args.quick else Sizes.full() if args.full else Sizes.default()
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        run_all(sizes, args.workdir)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="fednode-bench-") as tmp:
+        run_all(sizes, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

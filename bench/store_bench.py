@@ -1,0 +1,198 @@
+"""Store benchmarks: ingest, allele-statistics lookups, region reads, count scaling.
+
+(a) ingest of a synthetic 2,504-sample cohort into the TileDB store, in a child process
+    (wall time, genotypes/s, peak RSS from that child's rusage) beside `bcftools view -Ob`
+    converting the same file;
+(b) allele-statistics lookup latency (p50/p99, one key per call) and a 1 Mb region of
+    records for all samples beside `bcftools view -r` on an indexed BCF;
+(c) count-query latency on cohorts of 100, 1,000 and 10,000 samples (should stay flat).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.domain import AlleleKey, Region, normalize_contig
+from node.store.base import VariantStore
+from node.synth import generate_cohort
+
+__all__ = ["Sizes", "run_all"]
+
+LOOKUPS = 1_000
+SEED = 2026
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    ingest_samples: int
+    ingest_length: int  # bp of contig 1 simulated (~4.5 variants/kb at 2,504 samples)
+    lookup_length: int  # store for (b); 0 = reuse the ingest store
+    scaling: tuple[int, ...]
+    scaling_length: int
+    region_bp: int = 1_000_000
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(200, 1_000_000, 0, (100, 1_000, 10_000), 50_000, 250_000)
+
+    @classmethod
+    def default(cls) -> Sizes:
+        return cls(2_504, 23_000_000, 0, (100, 1_000, 10_000), 200_000)
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(2_504, 23_000_000, 225_000_000, (100, 1_000, 10_000), 200_000)
+
+
+def run_all(sizes: Sizes, work: Path) -> None:
+    _facts()
+    cohort = _cohort(work / "ingest.vcf.gz", sizes.ingest_samples, sizes.ingest_length)
+    store_uri = str(work / "ingest.tdb")
+    bcf = ingest_bench(cohort, store_uri, work)
+    if sizes.lookup_length:
+        big = _cohort(work / "lookup.vcf.gz", sizes.ingest_samples, sizes.lookup_length)
+        store_uri = str(work / "lookup.tdb")
+        bcf = ingest_bench(big, store_uri, work)
+        cohort = big
+    lookup_bench(cohort, store_uri)
+    region_bench(store_uri, bcf, sizes.region_bp)
+    scaling_bench(sizes, work)
+
+
+def _facts() -> None:
+    print(f"# fednode store benchmarks, {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"nproc: {os.cpu_count()}; python {sys.version.split()[0]}")
+
+
+def _cohort(path: Path, samples: int, length: int) -> Path:
+    t = time.perf_counter()
+    info = generate_cohort(path, samples=samples, length=length, seed=SEED)
+    print(f"cohort {path.name}: {samples} samples x {info.n_sites} sites "
+          f"(simulated in {time.perf_counter() - t:.1f} s)")
+    return info.paths[0]
+
+
+def _child(args: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one child process, from its own rusage."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(args)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed with exit code {proc.returncode}")
+    return time.perf_counter() - t, usage.ru_maxrss * 1024  # Linux reports KiB
+
+
+_INGEST = """
+import sys
+from pathlib import Path
+from node.store.tiledbvcf import TileDBVCFStore
+store = TileDBVCFStore.create(sys.argv[1], assembly="GRCh38")
+store.ingest([Path(sys.argv[2])])
+store.close()
+"""
+
+
+def ingest_bench(vcf: Path, store_uri: str, work: Path) -> Path:
+    n_samples = int(_sh(f"bcftools query -l {vcf} | wc -l"))
+    n_records = int(_sh(f"bcftools index -n {vcf}"))
+    bcf = work / (vcf.name.removesuffix(".vcf.gz") + ".bcf")
+    base_s, base_rss = _child(["bcftools", "view", "-Ob", "-o", str(bcf), str(vcf)])
+    _sh(f"bcftools index {bcf}")
+    ours_s, ours_rss = _child([sys.executable, "-c", _INGEST, store_uri, str(vcf)])
+    genotypes = n_samples * n_records
+    print(f"(a) ingest {n_samples} x {n_records}: {ours_s:.1f} s, "
+          f"{genotypes / ours_s / 1e6:.2f} M genotypes/s, peak RSS {ours_rss / 2**20:.0f} MiB")
+    print(f"    bcftools view -Ob: {base_s:.1f} s, peak RSS {base_rss / 2**20:.0f} MiB; "
+          f"ratio {ours_s / base_s:.2f}x (target <= 3x, RSS <= 1.5 GB)")
+    return bcf
+
+
+def _keys(vcf: Path, n: int) -> list[AlleleKey]:
+    out = _sh(f"bcftools query -f '%CHROM\\t%POS\\t%REF\\t%ALT\\n' {vcf}").splitlines()
+    rows = random.Random(SEED).sample(out, min(n, len(out)))
+    keys = []
+    for row in rows:
+        chrom, pos, ref, alts = row.split("\t")
+        keys.append(AlleleKey(normalize_contig(chrom), int(pos) - 1, ref, alts.split(",")[0]))
+    return keys
+
+
+def _lookup_times(store: VariantStore, keys: list[AlleleKey]) -> list[float]:
+    """Seconds per `allele_stats` call with one key, after a warm-up of ten keys."""
+    store.allele_stats(keys[:10])  # open arrays, warm caches
+    out = []
+    for key in keys:
+        t = time.perf_counter()
+        store.allele_stats([key])
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
+
+
+def lookup_bench(vcf: Path, store_uri: str) -> float:
+    from node.store.tiledbvcf import TileDBVCFStore
+
+    keys = _keys(vcf, LOOKUPS)
+    store = TileDBVCFStore.open(store_uri)
+    try:
+        times = _lookup_times(store, keys)
+        missing = sum(s is None for s in store.allele_stats(keys))
+    finally:
+        store.close()
+    p50, p99 = _pct(times, 0.5) * 1e3, _pct(times, 0.99) * 1e3
+    print(f"(b) allele_stats, one key per call, {len(keys)} keys: p50 {p50:.3f} ms, "
+          f"p99 {p99:.3f} ms (target p50 < 1 ms); keys not found: {missing}")
+    return p50
+
+
+def region_bench(store_uri: str, bcf: Path, width: int) -> None:
+    from node.store.tiledbvcf import TileDBVCFStore
+
+    start = 1_000_000
+    region = Region("1", start, start + width)
+    store = TileDBVCFStore.open(store_uri)
+    try:
+        t = time.perf_counter()
+        n = sum(len(batch) for batch in store.records(region))
+        ours = time.perf_counter() - t
+    finally:
+        store.close()
+    t = time.perf_counter()
+    _sh(f"bcftools view -Ob -o /dev/null -r 1:{start + 1}-{start + width} {bcf}")
+    base = time.perf_counter() - t
+    print(f"(b) records of {width / 1e6:g} Mb, all samples: {n} records in {ours:.2f} s; "
+          f"bcftools view -r on BCF {base:.2f} s; ratio {ours / base:.2f}x")
+
+
+def scaling_bench(sizes: Sizes, work: Path) -> None:
+    from node.store.tiledbvcf import TileDBVCFStore
+
+    medians = {}
+    for n in sizes.scaling:
+        vcf = _cohort(work / f"scale{n}.vcf.gz", n, sizes.scaling_length)
+        uri = str(work / f"scale{n}.tdb")
+        store = TileDBVCFStore.create(uri, assembly="GRCh38")
+        store.ingest([vcf])
+        keys = _keys(vcf, 300)
+        medians[n] = statistics.median(_lookup_times(store, keys))
+        store.close()
+    low = min(medians.values())
+    for n, m in medians.items():
+        print(f"(c) count query at {n:>6} samples: median {m * 1e3:.3f} ms "
+              f"({m / low:.2f}x the fastest)")
+    print(f"(c) spread {max(medians.values()) / low:.2f}x (target: flat within 1.5x)")
+
+
+def _sh(cmd: str) -> str:
+    return subprocess.run(cmd, shell=True, check=True, capture_output=True, text=True).stdout
