@@ -59,3 +59,16 @@ def dead_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def _serve_forever(kind: str, port_file: str) -> None:
+    server, port = await start_fake({"hang": hang, "garbage": garbage, "liar": liar}[kind])
+    with open(port_file, "w") as out:
+        out.write(str(port))
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":  # a misbehaving peer as its own process
+    import sys
+
+    asyncio.run(_serve_forever(sys.argv[1], sys.argv[2]))
