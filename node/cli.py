@@ -182,6 +182,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from node.privacy.audit import verify
+
+    _require_home(args.dir)
+    settings = load_settings(args.dir)
+    path = settings.home / settings.audit.path
+    report = verify(path)
+    for problem in report.problems:
+        print(f"{path}:{problem.line}: {problem.kind}: {problem.detail}")
+    verdict = "intact" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"{path}: {report.entries} entries, {verdict}")
+    return 0 if report.ok else 1
+
+
 def _require_home(home: Path) -> None:
     if not (home / CONFIG_FILE).is_file():
         raise NodeError(f"{home} is not a node home (no {CONFIG_FILE}); run `fednode init {home}`")
@@ -253,6 +267,12 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--ontology", type=Path, help="OBO or JSON ontology file adding terms")
     q.add_argument("files", nargs="+", help="BFF files (individuals.json, ...) or folders")
     q.set_defaults(func=cmd_metadata_load)
+
+    p = sub.add_parser("audit", help="the access audit log")
+    audit_sub = p.add_subparsers(dest="audit_command", required=True)
+    q = audit_sub.add_parser("verify", help="check the hash chain: exit 1 if tampered")
+    q.add_argument("dir", type=Path)
+    q.set_defaults(func=cmd_audit_verify)
 
     p = sub.add_parser("config", help="configuration")
     config_sub = p.add_subparsers(dest="config_command", required=True)
