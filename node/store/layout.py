@@ -331,7 +331,7 @@ class Var:
     __slots__ = ("data", "offsets")
 
     def __init__(self, values: Sequence[bytes], dtype: str = "u1") -> None:
-        lengths = np.fromiter((len(v) for v in values), dtype=np.uint64, count=len(values))
+        lengths = np.fromiter(map(len, values), dtype=np.uint64, count=len(values))
         self.offsets = np.zeros(len(values), dtype=np.uint64)
         if len(values) > 1:
             np.cumsum(lengths[:-1], out=self.offsets[1:])

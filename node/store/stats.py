@@ -88,6 +88,7 @@ class StatsCollector:
         self.sign = sign
         self.keys: dict[FednodeKey, np.ndarray] = {}
         self.key_info: dict[FednodeKey, tuple[int, str, str]] = {}  # end, ids, source contig
+        self._last_site: dict[tuple[str, ...], tuple[tuple[str, int], np.ndarray]] = {}
         self.coverage = _Columns()
         self.variant_stats = _Columns()
         self.allele_count = _Columns()
@@ -118,11 +119,14 @@ class StatsCollector:
             self._sample_counts(gt, samples, alts, called)
             return
         canonical = normalize_contig(contig)
-        n_called, an = int(called.sum()), int(called_alleles.sum())
-        if ref_block:
-            self._coverage(canonical, pos, end, an, n_called)
-        else:
-            self._key((canonical, pos, "", ""), [0, an, 0, 0, 0, n_called], (pos, ".", contig))
+        # Hom-ref calls of a gVCF reference block cover its whole span; any other call
+        # counts at its own position only (like TileDB-VCF's "nr" rows).
+        spanning = called & ~(gt > 0).any(axis=1) if ref_block else np.zeros_like(called)
+        if spanning.any():
+            self._coverage(canonical, pos, end, int(called_alleles[spanning].sum()), int(spanning.sum()))
+        local = np.where(called & ~spanning, called_alleles, 0)
+        if local.any():
+            self._site(canonical, contig, pos, samples, local)
         ploidy = (gt != -2).sum(axis=1)
         complete = called_alleles == ploidy
         for index, alt in enumerate(alts, start=1):
@@ -138,6 +142,26 @@ class StatsCollector:
             self._key((canonical, pos, ref, alt), counts, (end, ids, contig))
         self._tiledbvcf_rows(contig, pos, end, ref, alts, filters, gt, samples, ref_block)
         self._sample_counts(gt, samples, alts, called)
+
+    def _site(self, canonical: str, contig: str, pos: int, samples: Sequence[str],
+              alleles: np.ndarray) -> None:  # fmt: skip
+        """Called alleles/samples at a position, each sample counted once per position.
+
+        An input may split one site into several records (`bcftools norm -m-`); bcftools
+        +fill-tags counts each sample once per record, so a second record at the same
+        position adds only what the first did not.
+        """
+        group = tuple(samples)
+        last = self._last_site.get(group)
+        if last is None or last[0] != (canonical, pos):
+            counted = np.zeros(len(samples), dtype=np.int64)
+        else:
+            counted = last[1]
+        an = int(np.maximum(alleles - counted, 0).sum())
+        n_called = int(((counted == 0) & (alleles > 0)).sum())
+        self._last_site[group] = ((canonical, pos), np.maximum(counted, alleles))
+        if an or n_called:
+            self._key((canonical, pos, "", ""), [0, an, 0, 0, 0, n_called], (pos, ".", contig))
 
     def _key(self, key: FednodeKey, counts: list[int], info: tuple[int, str, str]) -> None:
         delta = np.asarray(counts, dtype=np.int64) * self.sign
