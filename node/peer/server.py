@@ -30,6 +30,7 @@ from node.names import Granularity, VariantType
 from node.peer import messages
 from node.peer._pb import peer_pb2 as pb
 from node.peer._pb import peer_pb2_grpc as pb_grpc
+from node.peer.accounting import Accounting, Answer
 from node.peer.auth import Caller, CoordinatorVerifier, bearer_token
 from node.peer.carriers import carriers_of_all
 from node.peer.guard import BoundedGuard, CountGuard
@@ -45,7 +46,6 @@ REGION_CHUNK = 500  # variants per streamed message
 MAX_INDIVIDUAL_ALLELES = 100
 
 log = logging.getLogger("fednode.peer")
-audit_log = logging.getLogger("fednode.audit")
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
 Visible = list[tuple[str, Granularity]]
@@ -107,8 +107,10 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         *,
         verifier: CoordinatorVerifier | None = None,
         guard: CountGuard | None = None,
+        accounting: Accounting | None = None,
     ) -> None:
         self._settings = settings
+        self._accounting = accounting or Accounting(settings)
         self._registry = registry
         self._verifier = verifier or CoordinatorVerifier(settings)
         self._guard = guard or BoundedGuard(settings.privacy)
@@ -121,7 +123,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         visible = await self._visible(caller, ())
         node = self._settings.node
         datasets = [self._dataset_info(ds, g) for ds, g in visible]
-        self._audit(caller, "GetNodeInfo", [ds for ds, _ in visible], 0)
+        await self._accounting.audit(caller, "GetNodeInfo", [ds for ds, _ in visible], {}, {})
         return pb.NodeInfo(
             id=node.id,
             name=node.name,
@@ -157,6 +159,11 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         visible = await self._visible(caller, request.dataset_ids)
         async with asyncio.timeout(self._time_left(context)):
             answers = {ds: await self._allele_stats(ds, keys) for ds, _ in visible}
+        sizes = {ds: await self._individuals_in(ds) for ds, _ in visible}
+        charge = self._accounting.cost(
+            (answers[ds][i], g, sizes[ds]) for ds, g in visible for i in range(len(keys))
+        )
+        spent = await self._accounting.charge(caller, charge)
         results = [
             pb.AlleleResult(
                 allele=messages.allele_message(key),
@@ -166,7 +173,9 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             )
             for i, key in enumerate(keys)
         ]
-        self._audit(caller, "BatchAlleleStats", [ds for ds, _ in visible], len(keys))
+        await self._accounting.audit(
+            caller, "BatchAlleleStats", [ds for ds, _ in visible], {"alleles": len(keys)}, spent
+        )
         return pb.BatchAlleleStatsResponse(results=results)
 
     async def _allele_stats(
@@ -191,13 +200,19 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         sent = 0
         for dataset_id, granularity in visible:
             store = await asyncio.to_thread(self._registry.store, dataset_id)
+            individuals = await self._individuals_in(dataset_id)
             async for batch in _variant_batches(store, region, types, deadline):
                 chunk = [self._region_variant(dataset_id, granularity, v) for v in batch]
                 chunk = [c for c in chunk if keep(c.stats)]
                 if chunk:
+                    answers: list[Answer] = [(v.stats, granularity, individuals) for v in batch]
+                    await self._accounting.charge(caller, self._accounting.cost(answers))
                     sent += len(chunk)
                     yield pb.RegionStatsChunk(variants=chunk)
-        self._audit(caller, "StreamRegionStats", [ds for ds, _ in visible], sent)
+        query = {"region": f"{region.contig}:{region.start}-{region.end}", "sent": sent}
+        await self._accounting.audit(
+            caller, "StreamRegionStats", [ds for ds, _ in visible], query, {}
+        )
 
     def _region_variant(
         self, dataset_id: str, granularity: Granularity, variant: Variant
@@ -222,8 +237,15 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             for dataset_id, granularity in visible:
                 store = await asyncio.to_thread(self._registry.store, dataset_id)
                 n = await asyncio.to_thread(carriers_of_all, store, keys)
+                size = await self._individuals_in(dataset_id)
+                # Charged like an allele carried by n of `size` individuals.
+                as_stats = AlleleStats(n, 2 * size, 0, n, n, size)
+                charge = self._accounting.cost([(as_stats, granularity, size)])
+                await self._accounting.charge(caller, charge)
                 out.append(self._individuals(dataset_id, granularity, n))
-        self._audit(caller, "CountIndividuals", [ds for ds, _ in visible], len(keys))
+        await self._accounting.audit(
+            caller, "CountIndividuals", [ds for ds, _ in visible], {"alleles": len(keys)}, {}
+        )
         return pb.CountIndividualsResponse(datasets=out)
 
     def _individuals(
@@ -271,20 +293,9 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         cap = self._settings.peer.max_call_s
         return cap if remaining is None else max(0.0, min(remaining, cap))
 
-    def _audit(self, caller: Caller, call: str, datasets: list[str], items: int) -> None:
-        # Seam for node/privacy/audit.py: until it lands, one structured log line per call.
-        audit_log.info(
-            "peer call",
-            extra={
-                "event": "peer_call",
-                "call": call,
-                "requester": caller.principal.requester_id,
-                "coordinator": caller.coordinator_id,
-                "on_behalf_of": caller.on_behalf_of,
-                "datasets": datasets,
-                "items": items,
-            },
-        )
+    async def _individuals_in(self, dataset_id: str) -> int:
+        store = await asyncio.to_thread(self._registry.store, dataset_id)
+        return len(store.samples)
 
 
 def _variant_types(names: Sequence[str]) -> frozenset[VariantType] | None:
@@ -352,9 +363,11 @@ class PeerServer:
 
     server: grpc.aio.Server
     port: int
+    accounting: Accounting
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.server.stop(grace)
+        await asyncio.to_thread(self.accounting.close)
 
 
 async def start_peer_server(
@@ -372,7 +385,10 @@ async def start_peer_server(
         ("grpc.max_metadata_size", 2 * peer.max_token_bytes),
     ]
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=peer.max_concurrent_calls)
-    servicer = PeerServicer(settings, registry, verifier=verifier, guard=guard)
+    accounting = Accounting(settings)
+    servicer = PeerServicer(
+        settings, registry, verifier=verifier, guard=guard, accounting=accounting
+    )
     pb_grpc.add_PeerServiceServicer_to_server(servicer, server)
     address = f"{peer.host}:{peer.port or 0}"
     credentials = _server_credentials(settings)
@@ -381,7 +397,7 @@ async def start_peer_server(
     else:
         port = server.add_secure_port(address, credentials)
     await server.start()
-    return PeerServer(server, port)
+    return PeerServer(server, port, accounting)
 
 
 def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:

@@ -32,13 +32,14 @@ def cohort(shared_dir: Path) -> Path:
 
 @pytest.fixture
 async def start_node(
-    coordinator_key: ec.EllipticCurvePrivateKey,
+    coordinator_key: ec.EllipticCurvePrivateKey, tmp_path: Path
 ) -> AsyncIterator[Callable[..., Any]]:
     """Start an in-process node over MemoryStores: `await start_node(id, {ds: [files]})`."""
     servers: list[PeerServer] = []
 
     async def start(node_id: str, datasets: dict[str, list[Path]], **peer: Any) -> PeerServer:
-        settings = node_settings(node_id, public_pem(coordinator_key), **peer)
+        home = tmp_path / f"home-{len(servers)}"
+        settings = node_settings(node_id, public_pem(coordinator_key), home=home, **peer)
         server = await start_peer_server(settings, memory_registry(settings, datasets))
         servers.append(server)
         return server

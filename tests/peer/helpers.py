@@ -59,11 +59,18 @@ def token(key: Any, *, aud: str, iss: str = COORDINATOR, alg: str = "ES256", **c
 
 
 def node_settings(
-    node_id: str, coordinator_pem: str, *, min_count: int = 1, **peer: Any
+    node_id: str,
+    coordinator_pem: str,
+    *,
+    home: Path,
+    min_count: int = 1,
+    max_llr: float = 1e9,
+    **peer: Any,
 ) -> Settings:
     return Settings(
+        home=home,
         node={"id": node_id, "name": node_id},
-        privacy={"min_count": min_count},
+        privacy={"min_count": min_count, "budget": {"max_llr": max_llr}},
         peer={
             "port": 0,
             "coordinators": [{"id": COORDINATOR, "public_key": coordinator_pem}],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -254,3 +255,37 @@ async def test_bad_requests_get_their_status(cohort, start_node, coordinator_key
             async for _ in stub.StreamRegionStats(bad, metadata=_auth(coordinator_key)):
                 pass
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_rare_answers_are_charged_to_the_coordinator_until_refused(
+    tmp_path, cohort, start_node, coordinator_key
+):
+    from node.privacy.audit import verify
+
+    truth = bcftools_truth(cohort / "merged10.vcf.gz")
+    # Rare: at most rare_allele_count (4) copies; this small cohort's rare alleles are
+    # called in few samples, so each "yes" is worth little evidence: a small budget.
+    rare = [k for k in sorted(truth, key=lambda k: k.start) if 0 < truth[k].ac <= 2][:3]
+    common = [k for k in sorted(truth, key=lambda k: k.start) if truth[k].ac >= 5][:3]
+    assert rare and common
+    server = await start_node("node-a", {"cohort": _files(cohort, SAMPLES)}, max_llr=2e-5)
+    channel, stub = await _stub(server.port)
+    async with channel:
+        # Common alleles reveal no one: free, however often they are asked.
+        for _ in range(3):
+            await stub.BatchAlleleStats(
+                pb.BatchAlleleStatsRequest(alleles=[allele_message(k) for k in common]),
+                metadata=_auth(coordinator_key),
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            for _ in range(20):
+                await stub.BatchAlleleStats(
+                    pb.BatchAlleleStatsRequest(alleles=[allele_message(k) for k in rare]),
+                    metadata=_auth(coordinator_key),
+                )
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    audit = tmp_path / "home-0" / "audit.jsonl"
+    assert verify(audit).ok
+    entries = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert {e["query"]["coordinator"] for e in entries} == {COORDINATOR}
+    assert all(e["requester"].startswith("sub:") for e in entries)
