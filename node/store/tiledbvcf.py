@@ -298,6 +298,11 @@ class TileDBVCFStore:
                     self._remove_samples(writer, replaced, ctx, t_delete)
                 records = sum(writer.add_file(inp) for inp in inputs)
                 writer.finish()
+            except BaseException:
+                # Nothing was committed; remove what was written (the next ingest would).
+                with suppress(Exception):
+                    self._discard_after(self._state.committed or 0)
+                raise
             finally:
                 writer.close()
             self._commit(t_write, writer, added, dataset_assembly)

@@ -90,7 +90,7 @@ class VcfInput:
         self.samples: tuple[str, ...] = tuple(self._vcf.samples)
         self.header: str = self._vcf.raw_header
         self.is_bcf = _is_bcf(path)
-        self._header_lines = self.header.count("\n")
+        self._header_lines = 0 if self.is_bcf else _count_header_lines(path)
         self._info_types = self._types("INFO")
         self._format_types = self._types("FORMAT")
         self.filters = {h.info().get("ID", "") for h in self._vcf.header_iter() if h.type == "FILTER"}
@@ -196,6 +196,20 @@ def _is_bcf(path: Path) -> bool:
             return fh.read(3) == b"BCF"
     except (OSError, EOFError):
         return False
+
+
+def _count_header_lines(path: Path) -> int:
+    """Header lines as in the file (htslib's re-rendered header may add ##FILTER=PASS)."""
+    with path.open("rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gz else open
+    count = 0
+    with opener(path, "rb") as fh:  # type: ignore[operator]
+        for line in fh:
+            if not line.startswith(b"#"):
+                break
+            count += 1
+    return count
 
 
 def _filters(v: cyvcf2.Variant) -> tuple[str, ...]:

@@ -1,0 +1,138 @@
+"""Nothing lost: a failed or killed ingest leaves the dataset exactly as it was."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from node.domain import AlleleKey, Region
+from node.errors import IngestError
+from node.store.tiledbvcf import TileDBVCFStore
+from tests.store.test_tiledbvcf import (
+    BCFTOOLS,
+    assert_stats_match,
+    cohort_rows,
+    fill_tags_truth,
+    sh,
+    write_vcf,
+)
+
+pytestmark = pytest.mark.skipif(BCFTOOLS is None, reason="bcftools is not installed")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def snapshot(store: TileDBVCFStore, keys: list[AlleleKey]) -> tuple[object, ...]:
+    records = [r for b in store.records(Region("1", 0, 300_000_000)) for r in b]
+    records += [r for b in store.records(Region("X", 0, 300_000_000)) for r in b]
+    variants = list(store.variants(Region("1", 0, 300_000_000)))
+    return store.samples, store.contigs(), store.allele_stats(keys), records, variants
+
+
+def big_vcf(path: Path, *, samples: int, records: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    rows, pos = [], 1_000_000  # after the base cohort: merged records stay distinct
+    for _ in range(records):
+        pos += rng.randint(1, 50)
+        ref = rng.choice("ACGT")
+        alt = rng.choice([b for b in "ACGT" if b != ref])
+        calls = "\t".join(rng.choice(["0/0", "0/1", "1/1", "./."]) + ":10:5,5:PASS" for _ in range(samples))
+        rows.append(f"chr1\t{pos}\t.\t{ref}\t{alt}\t50\tPASS\t.\tGT:DP:AD:FT\t{calls}")
+    return write_vcf(path, [f"B{i:03d}" for i in range(samples)], rows)
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> tuple[TileDBVCFStore, Path, list[AlleleKey]]:
+    vcf = write_vcf(tmp_path / "base.vcf.gz", ["A1", "A2", "A3"], cohort_rows(3, seed=5))
+    store = TileDBVCFStore.create(str(tmp_path / "ds"))
+    store.ingest([vcf])
+    return store, vcf, list(fill_tags_truth(vcf))
+
+
+def test_malformed_line_names_file_and_line_and_changes_nothing(
+    tmp_path: Path, base: tuple[TileDBVCFStore, Path, list[AlleleKey]]
+) -> None:
+    store, _, keys = base
+    before = snapshot(store, keys)
+    rows = cohort_rows(4, seed=9, records=60)
+    bad_index = 41
+    fields = rows[bad_index].split("\t")
+    fields[1] = "12x4"  # an unparseable POS
+    rows[bad_index] = "\t".join(fields)
+    vcf = write_vcf(tmp_path / "bad.vcf.gz", ["N1", "N2", "N3", "N4"], rows)
+    header_lines = sh(f"bcftools view -h {vcf} | wc -l")  # bcftools adds no line here
+    raw = sh(f"zcat {vcf}").splitlines()
+    line = next(i for i, text in enumerate(raw, start=1) if "\t12x4\t" in text)
+    assert line > int(header_lines)
+    with pytest.raises(IngestError) as caught:
+        store.ingest([vcf])
+    assert caught.value.path == str(vcf) and caught.value.line == line
+    assert f"bad.vcf.gz:{line}:" in str(caught.value)
+    assert snapshot(store, keys) == before
+    assert snapshot(TileDBVCFStore.open(store.uri), keys) == before
+
+
+def test_genotype_allele_out_of_range_is_an_ingest_error(
+    tmp_path: Path, base: tuple[TileDBVCFStore, Path, list[AlleleKey]]
+) -> None:
+    store, _, keys = base
+    before = snapshot(store, keys)
+    rows = ["chr1\t500\t.\tA\tG\t.\tPASS\t.\tGT:DP:AD:FT\t0/1:3:1,2:PASS",
+            "chr1\t600\t.\tA\tG\t.\tPASS\t.\tGT:DP:AD:FT\t0/3:3:1,2:PASS"]  # fmt: skip
+    vcf = write_vcf(tmp_path / "gt.vcf.gz", ["Z1"], rows)
+    with pytest.raises(IngestError, match=r"gt\.vcf\.gz:\d+: genotype allele index 3"):
+        store.ingest([vcf])
+    assert snapshot(store, keys) == before
+
+
+_KILLED_INGEST = """
+import sys
+from pathlib import Path
+from node.store import tiledbvcf
+tiledbvcf.IngestWriter.FLUSH_BYTES = 1 << 20   # many small fragments: killed mid-way
+store = tiledbvcf.TileDBVCFStore.open(sys.argv[1])
+print("start", flush=True)
+store.ingest([Path(sys.argv[2])])
+print("done", flush=True)
+"""
+
+
+def _new_fragments(uri: str, committed: int) -> int:
+    folder = Path(uri) / "data" / "__fragments"
+    return sum(1 for p in folder.iterdir() if int(p.name.split("_")[2]) > committed)
+
+
+def test_sigkill_mid_ingest_leaves_dataset_unchanged_and_rerun_succeeds(
+    tmp_path: Path, base: tuple[TileDBVCFStore, Path, list[AlleleKey]]
+) -> None:
+    store, base_vcf, keys = base
+    before = snapshot(store, keys)
+    committed = store._state.committed
+    assert committed is not None
+    big = big_vcf(tmp_path / "big.vcf.gz", samples=80, records=3000, seed=1)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with subprocess.Popen([sys.executable, "-c", _KILLED_INGEST, store.uri, str(big)],
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:  # fmt: skip
+        deadline = time.monotonic() + 120
+        while _new_fragments(store.uri, committed) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "ingest wrote no fragment in time"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert _new_fragments(store.uri, committed) >= 2  # partial work is on disk...
+    reopened = TileDBVCFStore.open(store.uri)
+    assert snapshot(reopened, keys) == before  # ...and invisible
+    summary = reopened.ingest([big])  # the re-run cleans up and succeeds
+    assert summary.records == 3000 and len(summary.samples_added) == 80
+    sh(f"tabix -f -p vcf {base_vcf} && tabix -f -p vcf {big}")
+    merged = tmp_path / "merged.vcf.gz"
+    sh(f"bcftools merge -m none {base_vcf} {big} -Oz -o {merged}")
+    assert assert_stats_match(TileDBVCFStore.open(store.uri), fill_tags_truth(merged)) > 1000
