@@ -11,7 +11,13 @@ from typing import Any
 from node.beacon.annotations import Annotation
 from node.beacon.info import EntryType
 from node.beacon.models import API_VERSION, BeaconRequest
-from node.beacon.variants import hgvs_id, internal_id, variant_annotations, vrs_location
+from node.beacon.variants import (
+    beacon_type,
+    hgvs_id,
+    internal_id,
+    variant_annotations,
+    vrs_location,
+)
 from node.domain import Record, Variant
 from node.errors import NodeError
 from node.names import Granularity
@@ -184,12 +190,12 @@ def record_of_variant(
 ) -> dict[str, Any]:
     """A genomicVariations default-schema record of one allele in one dataset."""
     s = v.stats
-    freq = {"population": dataset_id, "alleleFrequency": round(s.af, 8),
+    freq = {"population": dataset_id, "alleleFrequency": s.af,
             "alleleCount": s.ac, "alleleNumber": s.an,
             "alleleCountHomozygous": s.n_hom_alt, "alleleCountHeterozygous": s.n_het}
     out: dict[str, Any] = {
         "variantInternalId": internal_id(v),
-        "variation": {"variantType": v.variant_type.value, "referenceBases": v.ref,
+        "variation": {"variantType": beacon_type(v), "referenceBases": v.ref,
                       "alternateBases": v.alt, "location": vrs_location(v, assembly)},
         "identifiers": {"genomicHGVSId": hgvs_id(v)},
         "frequencyInPopulations": [{

@@ -117,6 +117,16 @@ def bases_match(pattern: str, bases: str) -> bool:
     return all(p == b or p == "N" for p, b in zip(pattern, bases, strict=True))
 
 
+def beacon_type(v: Variant) -> str:
+    """The allele's type once shared leading/trailing bases are trimmed: `TATATA>AATATA`
+    (a multi-allelic site's padding) is the SNP it describes, as bcftools classifies it."""
+    if v.variant_type is VariantType.MNP:
+        differing = sum(1 for r, a in zip(v.ref, v.alt, strict=True) if r != a)
+        if differing == 1:
+            return VariantType.SNP.value
+    return v.variant_type.value
+
+
 def _position_ok(q: VariantQuery, v: Variant) -> bool:
     if q.kind == "sequence":
         return v.start == q.start[0]
@@ -133,7 +143,7 @@ def _shape_ok(q: VariantQuery, v: Variant) -> bool:
     if q.alternate_bases is not None and not bases_match(q.alternate_bases, v.alt):
         return False
     classes = q.type_classes()
-    if classes is not None and v.variant_type.value not in classes:
+    if classes is not None and beacon_type(v) not in classes:
         return False
     if q.min_length is not None and v.length < q.min_length:
         return False
@@ -248,6 +258,8 @@ def variant_annotations(v: Variant, info: Mapping[str, object], n_alts: int) -> 
 def selector(q: VariantQuery | None, genes: GeneIndex | None = None) -> Selector:
     """The matching variants of a store, in store order (start, REF, ALT), each once."""
     classes = q.type_classes() if q is not None else None
+    if classes is not None and "SNP" in classes:
+        classes = classes | {"MNP"}  # padded SNPs; `beacon_type` decides per allele
     types = frozenset(VariantType(c) for c in classes) if classes is not None else None
 
     def run(store: VariantStore) -> Iterator[Variant]:
