@@ -16,8 +16,10 @@ Statistics rules (per allele key contig/start/REF/ALT):
   `<*>` ALTs, with END) covering the start is called hom-ref there, with the block's
   called alleles (as TileDB-VCF's variant_stats v3 "nr" rows and `bcftools merge
   --gvcf` do). A sample with neither is not called (`./.`, as `bcftools merge`).
-- Homozygous for ALT: every called allele is that ALT, so haploid and half-missing
-  (`./1`) carriers count as homozygous; carriers with another called allele are het.
+- Homozygous for ALT: two or more called alleles, all that ALT; heterozygous: a copy
+  and another called allele. A carrier with one called allele (haploid `1`, half-missing
+  `./1`) is hemizygous: a carrier but neither hom nor het, as in `bcftools +fill-tags`
+  (AC_Hemi apart from AC_Hom and AC_Het).
 - `<NON_REF>`, `<*>` and `*` (overlapping deletion) are not variants: no stats, never
   returned by `variants()`.
 """
@@ -302,9 +304,9 @@ class MemoryStore:
 
 
 def _allele_stats(holders: list[_Rec], alt: str, called: dict[str, int]) -> AlleleStats:
-    ac = n_hom = n_het = 0
+    ac = n_hom = n_het = n_hemi = 0
     for s in {s for rec in holders for s in rec.calls}:
-        copies = 0
+        copies = ploidy = 0
         hom = False
         for rec in holders:
             call = rec.calls.get(s)
@@ -313,13 +315,17 @@ def _allele_stats(holders: list[_Rec], alt: str, called: dict[str, int]) -> Alle
             index = rec.alts.index(alt) + 1
             mine = sum(1 for a in call.alleles if a == index)
             copies = max(copies, mine)
+            ploidy = max(ploidy, _called(call))
             hom = hom or (mine > 0 and mine == _called(call))
         ac += copies
-        n_hom += 1 if copies and hom else 0
-        n_het += 1 if copies and not hom else 0
+        if copies and ploidy == 1:
+            n_hemi += 1
+        elif copies:
+            n_hom += 1 if hom else 0
+            n_het += 0 if hom else 1
     an = sum(called.values())
     n_called = sum(1 for n in called.values() if n > 0)
-    return AlleleStats(ac, an, n_hom, n_het, n_hom + n_het, n_called)
+    return AlleleStats(ac, an, n_hom, n_het, n_hom + n_het + n_hemi, n_called)
 
 
 def _keep(

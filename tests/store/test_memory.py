@@ -35,8 +35,8 @@ def sh(cmd: str) -> str:
 def fill_tags(path: Path) -> Iterator[tuple[AlleleKey, AlleleStats]]:
     """bcftools' per-allele statistics, as AlleleStats (ploidy <= 2).
 
-    fill-tags counts a one-allele call (haploid or `./1`) as hemizygous; the store's rule
-    calls it homozygous, so n_hom_alt = AC_Hom / 2 + AC_Hemi.
+    A one-allele call (haploid or `./1`) is hemizygous (AC_Hemi): a carrier, neither
+    hom nor het; diploid hom-alt calls add two copies to AC_Hom.
     """
     out = sh(f"bcftools +fill-tags '{path}' -- -t {FILL} | bcftools query -f '{QUERY}'")
     for line in out.splitlines():
@@ -47,8 +47,8 @@ def fill_tags(path: Path) -> Iterator[tuple[AlleleKey, AlleleStats]]:
             def n(col: str, i: int = i) -> int:
                 value = col.split(",")[i] if "," in col else col
                 return 0 if value == "." else int(value)
-            hom_alt = n(hom) // 2 + n(hemi)
-            stats = AlleleStats(n(ac), n(an), hom_alt, n(het), hom_alt + n(het), n(ns))
+            hom_alt = n(hom) // 2
+            stats = AlleleStats(n(ac), n(an), hom_alt, n(het), hom_alt + n(het) + n(hemi), n(ns))
             yield AlleleKey(normalize_contig(chrom), int(pos) - 1, ref, alt), stats
 
 

@@ -138,7 +138,7 @@ def write_cohort(cohort: Cohort, folder: Path) -> tuple[list[Path], Path]:
 
 
 def truth_stats(merged: Path) -> dict[AlleleKey, AlleleStats]:
-    """fill-tags per allele; one-allele calls (haploid, `./1`) are hemizygous there."""
+    """fill-tags per allele; one-allele calls (haploid, `./1`) are AC_Hemi: carriers only."""
     query = r"%CHROM\t%POS\t%REF\t%ALT\t%AC\t%AN\t%AC_Hom\t%AC_Het\t%AC_Hemi\t%NS\n"
     out = sh(f"bcftools +fill-tags {merged} -- -t AC,AN,AC_Hom,AC_Het,AC_Hemi,NS"
              f" | bcftools query -f '{query}'")
@@ -147,9 +147,8 @@ def truth_stats(merged: Path) -> dict[AlleleKey, AlleleStats]:
         chrom, pos, ref, alts, *cols = line.split("\t")
         for i, alt in enumerate(alts.split(",")):
             ac, an, hom, het, hemi, ns = (int(c.split(",")[i] if "," in c else c) for c in cols)
-            n_hom = hom // 2 + hemi
             key = AlleleKey(normalize_contig(chrom), int(pos) - 1, ref, alt)
-            truth[key] = AlleleStats(ac, an, n_hom, het, n_hom + het, ns)
+            truth[key] = AlleleStats(ac, an, hom // 2, het, hom // 2 + het + hemi, ns)
     return truth
 
 
