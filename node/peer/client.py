@@ -31,7 +31,7 @@ from node.peer._pb import peer_pb2 as pb
 from node.peer._pb import peer_pb2_grpc as pb_grpc
 from node.peer.peers import CoordinatorIdentity, PeerEntry
 
-__all__ = ["OK", "PeerClient", "PeerResult", "TokenSigner"]
+__all__ = ["OK", "PeerClient", "PeerResult", "TokenSigner", "batch_request"]
 
 OK = "OK"
 INVALID_RESPONSE = "INVALID_RESPONSE"
@@ -149,10 +149,11 @@ class PeerClient:
         timeout: float,
         dataset_ids: Sequence[str] = (),
         on_behalf_of: str | None = None,
+        request: pb.BatchAlleleStatsRequest | None = None,
     ) -> PeerResult[pb.BatchAlleleStatsResponse]:
-        request = pb.BatchAlleleStatsRequest(
-            alleles=[messages.allele_message(k) for k in keys], dataset_ids=dataset_ids
-        )
+        """`request`, when given, is `keys` already encoded (built once for many peers)."""
+        if request is None:
+            request = batch_request(keys, dataset_ids)
 
         async def call(t: float) -> pb.BatchAlleleStatsResponse:
             return await self._stub.BatchAlleleStats(
@@ -208,6 +209,14 @@ class PeerClient:
         except validate.InvalidAnswer as exc:
             return result(INVALID_RESPONSE, str(exc))
         return result(OK, "", reply)
+
+
+def batch_request(
+    keys: Sequence[AlleleKey], dataset_ids: Sequence[str] = ()
+) -> pb.BatchAlleleStatsRequest:
+    return pb.BatchAlleleStatsRequest(
+        alleles=[messages.allele_message(k) for k in keys], dataset_ids=dataset_ids
+    )
 
 
 def _status_of(exc: grpc.aio.AioRpcError) -> tuple[str, str]:

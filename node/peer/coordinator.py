@@ -22,13 +22,14 @@ from typing import Any, TypeVar
 
 from node.domain import AlleleKey, Region, normalize_contig
 from node.peer._pb import peer_pb2 as pb
-from node.peer.client import PeerClient, PeerResult, TokenSigner
+from node.peer.client import PeerClient, PeerResult, TokenSigner, batch_request
 from node.peer.messages import PRECISION_NAME
 from node.peer.peers import PeersFile
 
 __all__ = ["AlleleTotal", "Coordinator", "FederatedStats", "Interval", "NodeReport"]
 
 T = TypeVar("T")
+_GUARD_GRACE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +151,12 @@ class Coordinator:
         deadline_s: float | None = None,
         on_behalf_of: str | None = None,
     ) -> FederatedStats:
+        request = batch_request(keys)  # encoded once, sent to every peer
+
         async def ask(client: PeerClient, timeout: float) -> PeerResult[Any]:
-            return await client.allele_stats(keys, timeout=timeout, on_behalf_of=on_behalf_of)
+            return await client.allele_stats(
+                keys, timeout=timeout, on_behalf_of=on_behalf_of, request=request
+            )
 
         started = time.monotonic()
         results = await self._fan_out(ask, deadline_s)
@@ -199,9 +204,33 @@ class Coordinator:
         ask: Callable[[PeerClient, float], Awaitable[PeerResult[Any]]],
         deadline_s: float | None,
     ) -> list[PeerResult[Any]]:
-        """Ask every peer at once; every call gets the same absolute deadline."""
+        """Ask every peer at once, under one absolute deadline.
+
+        Each call's own deadline is what is left when it starts; a last guard collects
+        whatever has finished at the deadline (plus a grace for in-flight answers) and
+        cancels the rest, so the caller never waits longer whatever the peers do.
+        """
         budget = self.peers.deadline_s if deadline_s is None else deadline_s
-        return list(await asyncio.gather(*(ask(c, budget) for c in self.clients)))
+        loop = asyncio.get_running_loop()
+        deadline_at = loop.time() + budget
+
+        async def one(client: PeerClient) -> PeerResult[Any]:
+            return await ask(client, deadline_at - loop.time())
+
+        tasks = [asyncio.create_task(one(c)) for c in self.clients]
+        if tasks:
+            await asyncio.wait(tasks, timeout=budget + _GUARD_GRACE_S)
+        return [_finished(task, client) for task, client in zip(tasks, self.clients, strict=True)]
+
+
+def _finished(task: asyncio.Task[PeerResult[Any]], client: PeerClient) -> PeerResult[Any]:
+    if task.done() and not task.cancelled():
+        if task.exception() is None:
+            return task.result()
+        # A bug of ours, not the peer's answer: logged by asyncio, reported generically.
+        return PeerResult(client.entry.id, "INTERNAL", "coordinator error", 0.0)
+    task.cancel()
+    return PeerResult(client.entry.id, "DEADLINE_EXCEEDED", "no answer by the deadline", 0.0)
 
 
 def _merge(total: AlleleTotal, datasets: Sequence[pb.DatasetAlleleStats]) -> AlleleTotal:
