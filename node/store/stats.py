@@ -94,6 +94,7 @@ class StatsCollector:
         self.allele_count = _Columns()
         self.sample_stats: dict[tuple[str, ...], np.ndarray] = {}
         self.max_length = 0
+        self._running: dict[tuple[tuple[str, ...], str], int] = {}
 
     def pending(self) -> int:
         return len(self.keys) + len(self.coverage) + len(self.variant_stats)
@@ -188,6 +189,10 @@ class StatsCollector:
         A removal (sign -1) writes no variant_stats rows: those are deleted by sample.
         """
         self.max_length = max(self.max_length, end - pos + 1)
+        # Per row, TileDB-VCF writes the running maximum of its writer (one input, one contig).
+        run_key = (tuple(samples), contig)
+        running = max(self._running.get(run_key, 0), end - pos + 1)
+        self._running[run_key] = running
         self._allele_count_rows(contig, pos, ref, alts, filters, gt)
         if self.sign < 0:
             return
@@ -215,7 +220,7 @@ class StatsCollector:
             cols["ac"].extend((copies[rows] * self.sign).tolist())
             cols["an"].extend((called_alleles[rows] * self.sign).tolist())
             cols["n_hom"].extend((homozygous[rows].astype(np.int64) * self.sign).tolist())
-            cols["max_length"].extend([self.max_length] * rows.size)
+            cols["max_length"].extend([running] * rows.size)
 
     def _allele_count_rows(self, contig: str, pos: int, ref: str, alts: Sequence[str],
                            filters: Sequence[str], gt: np.ndarray) -> None:  # fmt: skip

@@ -114,10 +114,10 @@ class TileDBVCFStore:
         t0 = _now_ms() + 1
         _write_initial_metadata(uri, ctx, t0)
         with tiledb.Group(f"{uri}/{layout.METADATA_GROUP}", "w", ctx=ctx) as meta_group:
-            meta_group.add("vcf_headers", relative=True)
+            meta_group.add("vcf_headers", name="vcf_headers", relative=True)
         with tiledb.Group(uri, "w", ctx=ctx) as group:
             for name in (layout.DATA, layout.METADATA_GROUP, *layout.ALL_ARRAYS[2:]):
-                group.add(name, relative=True)
+                group.add(name, name=name, relative=True)
             group.meta["dataset_type"] = "vcf"
             group.meta[_COMMITTED] = t0
             group.meta[_STATE] = _State(t0, (), assembly, {}, aggregate=True).dump()
@@ -493,8 +493,9 @@ class IngestWriter:
             self._add(record, inp, ids, extra)
             count += 1
             self.bar.update(1)
+        header = inp.sample_header(extra)
         for sample in inp.samples:
-            self.headers[sample] = inp.sample_header(sample, extra)
+            self.headers[sample] = header
         self.flush_samples.update(inp.samples)
         return count
 
@@ -518,7 +519,9 @@ class IngestWriter:
         fmt = [rec.fmt[i] for i in keep]
         fmt_gt = [rec.fmt_gt[i] for i in keep]
         n = len(samples)
-        for anchor in range(rec.pos, rec.end + 1, layout.ANCHOR_GAP):
+        # Anchor copies strictly before end_pos, as TileDB-VCF writes them (checked on the
+        # fixture: no copy when end_pos - start is a multiple of the gap).
+        for anchor in range(rec.pos, max(rec.end, rec.pos + 1), layout.ANCHOR_GAP):
             c = self.cols
             c["contig"].extend([rec.contig] * n)
             c["start_pos"].extend([anchor] * n)

@@ -103,13 +103,11 @@ class VcfInput:
                 out[info.get("ID", "")] = _TYPES.get(info.get("Type", ""), layout.HT_STR)
         return out
 
-    def sample_header(self, sample: str, extra_lines: list[str]) -> str:
-        """The header TileDB-VCF stores per sample: #CHROM line naming that sample only."""
+    def sample_header(self, extra_lines: list[str]) -> str:
+        """The header as TileDB-VCF stores it: htslib's text, #CHROM line without samples."""
         lines = self.header.rstrip("\n").split("\n")
-        chrom = lines[-1].split("\t")[:9]
-        if len(chrom) < 9:
-            chrom.append("FORMAT")
-        return "\n".join([*lines[:-1], *extra_lines, "\t".join([*chrom, sample])]) + "\n"
+        chrom = lines[-1].split("\t")[:8]
+        return "\n".join([*lines[:-1], *extra_lines, "\t".join(chrom)]) + "\n"
 
     def where(self, index: int) -> int:
         return self._header_lines + index + 1 if not self.is_bcf else index + 1
