@@ -51,6 +51,7 @@ _CORS_MAX_AGE = str(30 * 24 * 3600)
 
 def create_htsget_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[cors, htsget_errors])
+    app.on_response_prepare.append(cors_headers)
     app[SIGNER] = BlockSigner(_secret(settings), ttl_s=settings.htsget.token_ttl_s)
 
     async def reads_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -100,19 +101,25 @@ def _error(name: str, message: str, status: int) -> web.Response:
 
 @web.middleware
 async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """CORS for browsers (igv.js) on tickets and blocks: the origin is mirrored, the
-    preflight of GET and POST answered, Range and Authorization allowed."""
-    origin = request.headers.get("Origin")
+    """CORS preflight of GET and POST (browsers, igv.js): Range and Authorization allowed."""
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        response: web.StreamResponse = web.Response(status=204)
         requested = request.headers.get("Access-Control-Request-Headers", "")
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, HEAD, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = (
-            requested or "Authorization, Content-Type, Range"
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Methods": "GET, POST, HEAD, OPTIONS",
+                "Access-Control-Allow-Headers": requested or "Authorization, Content-Type, Range",
+                "Access-Control-Max-Age": _CORS_MAX_AGE,
+            },
         )
-        response.headers["Access-Control-Max-Age"] = _CORS_MAX_AGE
-    else:
-        response = await handler(request)
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The origin mirrored on every response, tickets and streamed blocks alike (set as
+    the response is prepared: a streamed block's headers leave before the handler ends)."""
+    origin = request.headers.get("Origin")
     if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
@@ -120,7 +127,6 @@ async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
             "Content-Length, Content-Range, Accept-Ranges"
         )
         response.headers["Vary"] = "Origin"
-    return response
 
 
 async def info_handler(request: web.Request) -> web.Response:
