@@ -120,6 +120,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "peer": settings.peer.model_copy(update=peer),
         }
     )
+    if args.aggregator is not None:
+        from node.peer.peers import load_peers
+        from node.web.aggregator import serve_aggregator
+
+        serve_aggregator(settings, load_peers(args.aggregator))
+        return 0
     serve(settings)
     return 0
 
@@ -235,6 +241,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--grpc-port", type=int, help="also serve the peer gRPC API on this port")
+    p.add_argument(
+        "--aggregator",
+        type=Path,
+        metavar="PEERS.yaml",
+        help="serve Beacon v2 over the federation of PEERS.yaml instead of local data",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("federate", help="federated queries over the nodes of a PEERS.yaml")

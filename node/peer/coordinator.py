@@ -177,13 +177,10 @@ class Coordinator:
         variant_types: Sequence[str] = (),
         on_behalf_of: str | None = None,
     ) -> FederatedStats:
-        async def ask(client: PeerClient, timeout: float) -> PeerResult[Any]:
-            return await client.region_stats(
-                region, timeout=timeout, variant_types=variant_types, on_behalf_of=on_behalf_of
-            )
-
         started = time.monotonic()
-        results = await self._fan_out(ask, deadline_s)
+        results = await self.region_answers(
+            region, deadline_s=deadline_s, variant_types=variant_types, on_behalf_of=on_behalf_of
+        )
         totals: dict[AlleleKey, AlleleTotal] = {}
         for result in results:
             for v in result.value or () if result.ok else ():
@@ -192,6 +189,24 @@ class Coordinator:
                 totals[key] = totals.get(key, AlleleTotal(key)).add(v.stats)
         ordered = sorted(totals.values(), key=lambda t: (t.key.start, t.key.ref, t.key.alt))
         return FederatedStats(ordered, _reports(results), time.monotonic() - started)
+
+    async def region_answers(
+        self,
+        region: Region,
+        *,
+        deadline_s: float | None = None,
+        variant_types: Sequence[str] = (),
+        on_behalf_of: str | None = None,
+    ) -> list[PeerResult[Any]]:
+        """Each peer's checked answer (per dataset, unmerged): for callers that report
+        per node and dataset, like the Beacon aggregator."""
+
+        async def ask(client: PeerClient, timeout: float) -> PeerResult[Any]:
+            return await client.region_stats(
+                region, timeout=timeout, variant_types=variant_types, on_behalf_of=on_behalf_of
+            )
+
+        return await self._fan_out(ask, deadline_s)
 
     async def node_info(self, *, deadline_s: float | None = None) -> list[PeerResult[Any]]:
         async def ask(client: PeerClient, timeout: float) -> PeerResult[Any]:

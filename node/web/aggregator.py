@@ -1,0 +1,299 @@
+"""Beacon v2 over a whole federation: `fednode serve DIR --aggregator PEERS.yaml`.
+
+`/api/g_variants` fans the query out to every peer: fednode nodes over gRPC (the peer
+API, with the aggregator's own credentials) and third-party beacons over Beacon HTTP
+(the query string only: a user's Authorization header is never forwarded). Answers are
+merged as the Beacon network aggregators do, with honest precision:
+
+- one result set per (beacon, dataset), tagged with its beacon id (`info.beaconId`);
+  `resultsCount` is the number of matching variants the dataset holds;
+- `numTotalResults` is their sum; when a part is imprecise (a beacon answering only
+  "exists", or an imprecise count) `info.federation.totalCount` gives the interval;
+- `exists` comes from the merged count;
+- every peer's status is in `info.federation.nodes`, and the answer comes back by the
+  deadline whether peers are slow, dead, hung, unauthorised or lying.
+
+Records are never federated: `record` requests get result sets with counts and no
+records. Only position-based queries (sequence, range, bracket) are federated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from node import __version__
+from node.beacon.info import by_path
+from node.beacon.models import BeaconRequest
+from node.beacon.parse import parse_body, parse_get
+from node.beacon.render import response_envelope, result_set
+from node.beacon.variants import VariantQuery
+from node.config import Settings
+from node.errors import InvalidInput, PayloadTooLarge
+from node.peer._pb import peer_pb2 as pb
+from node.peer.client import PeerResult
+from node.peer.coordinator import Coordinator, Interval
+from node.peer.peers import PeerEntry, PeersFile
+from node.web.beacon import beacon_errors
+from node.web.keys import METRICS, SETTINGS
+from node.web.metrics import Metrics
+from node.web.middleware import request_context
+
+__all__ = ["create_aggregator_app", "serve_aggregator"]
+
+log = logging.getLogger("fednode.aggregator")
+COORDINATOR = web.AppKey("coordinator", Coordinator)
+PEERS = web.AppKey("peers", PeersFile)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+MAX_BODY = 64 * 1024
+MAX_SPAN = 10_000_000  # bases per federated range query
+MAX_BEACON_REPLY = 4 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class _Set:
+    beacon_id: str
+    dataset_id: str
+    count: Interval
+
+
+@dataclass(frozen=True, slots=True)
+class _Status:
+    id: str
+    status: str
+    message: str
+    elapsed_s: float
+
+
+def create_aggregator_app(settings: Settings, peers: PeersFile) -> web.Application:
+    app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY)
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[PEERS] = peers
+    app.cleanup_ctx.append(_resources)
+    api = web.Application(middlewares=[beacon_errors], client_max_size=MAX_BODY)
+    api.router.add_get("/g_variants", g_variants)
+    api.router.add_post("/g_variants", g_variants)
+    api.router.add_get("/info", beacon_info)
+    app.add_subapp("/api", api)
+    app.router.add_get("/health", health)
+    return app
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    app[COORDINATOR] = Coordinator(app[PEERS])
+    app[HTTP] = aiohttp.ClientSession(headers={"Accept": "application/json"})
+    yield
+    await app[HTTP].close()
+    await app[COORDINATOR].close()
+
+
+async def health(request: web.Request) -> web.Response:
+    peers = request.app[PEERS]
+    return web.json_response(
+        {"status": "ok", "version": __version__, "role": "aggregator", "peers": len(peers.peers)}
+    )
+
+
+async def beacon_info(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS]
+    peers = request.config_dict[PEERS]
+    return web.json_response(
+        {
+            "meta": {"beaconId": settings.node.id, "apiVersion": "v2.0.0", "returnedSchemas": []},
+            "response": {
+                "id": settings.node.id,
+                "name": settings.node.name,
+                "apiVersion": "v2.0.0",
+                "environment": "prod",
+                "organization": {
+                    "id": settings.node.organization,
+                    "name": settings.node.organization,
+                },
+                "info": {"federation": [p.id for p in peers.peers]},
+            },
+        }
+    )
+
+
+async def g_variants(request: web.Request) -> web.Response:
+    req = await _parse(request)
+    query = _federable(req.variant)
+    region = query.region()
+    assert region is not None  # _federable guarantees a position
+    peers: PeersFile = request.config_dict[PEERS]
+    coordinator: Coordinator = request.config_dict[COORDINATOR]
+    session: aiohttp.ClientSession = request.config_dict[HTTP]
+    types = sorted(query.type_classes() or ())
+    grpc_part = coordinator.region_answers(region, deadline_s=peers.deadline_s, variant_types=types)
+    http_parts = [
+        _ask_beacon(session, entry, request.query, peers.deadline_s)
+        for entry in peers.peers
+        if entry.beacon_url is not None
+    ]
+    grpc_results, *http_results = await asyncio.gather(grpc_part, *http_parts)
+    sets, statuses = _from_grpc(grpc_results, query)
+    for found, status in http_results:
+        sets += found
+        statuses.append(status)
+    return web.json_response(_envelope(request.config_dict[SETTINGS], req, sets, statuses))
+
+
+async def _parse(request: web.Request) -> BeaconRequest:
+    if request.method != "POST":
+        return parse_get(request.query, variants=True)
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("the request body is not valid JSON") from None
+    return parse_body(body, variants=True)
+
+
+def _federable(query: VariantQuery | None) -> VariantQuery:
+    if query is None or query.contig is None or query.needs_annotations:
+        raise InvalidInput(
+            "the aggregator federates position queries only: give referenceName and start"
+        )
+    region = query.region()
+    if region is None or region.end - region.start > MAX_SPAN:
+        raise InvalidInput(f"federated range queries span at most {MAX_SPAN} bases")
+    return query
+
+
+def _matches(query: VariantQuery, v: pb.RegionVariantStats) -> bool:
+    a = v.allele
+    if query.kind == "sequence" and a.start != query.start[0]:
+        return False
+    if query.reference_bases not in (None, "N") and a.ref != query.reference_bases:
+        return False
+    if query.alternate_bases not in (None, "N") and a.alt != query.alternate_bases:
+        return False
+    length = max(len(a.ref), len(a.alt))
+    if query.min_length is not None and length < query.min_length:
+        return False
+    return query.max_length is None or length <= query.max_length
+
+
+def _from_grpc(
+    results: Sequence[PeerResult[Any]], query: VariantQuery
+) -> tuple[list[_Set], list[_Status]]:
+    sets: list[_Set] = []
+    statuses = []
+    for result in results:
+        statuses.append(_Status(result.peer_id, result.status, result.message, result.elapsed_s))
+        counts: dict[str, int] = {}
+        for v in result.value or () if result.ok else ():
+            if _matches(query, v):
+                counts.setdefault(v.stats.dataset_id, 0)
+                counts[v.stats.dataset_id] += 1 if v.stats.exists else 0
+        sets += [_Set(result.peer_id, ds, Interval(n, n, n, True)) for ds, n in counts.items()]
+    return sets, statuses
+
+
+async def _ask_beacon(
+    session: aiohttp.ClientSession, entry: PeerEntry, query: Any, deadline_s: float
+) -> tuple[list[_Set], _Status]:
+    """A third-party Beacon v2: the query string (no credentials), `count` granularity."""
+    started = time.monotonic()
+    params = {k: v for k, v in query.items() if k != "requestedGranularity"}
+    params["requestedGranularity"] = "count"
+    url = f"{(entry.beacon_url or '').rstrip('/')}/g_variants"
+
+    def status(code: str, message: str = "") -> _Status:
+        return _Status(entry.id, code, message, time.monotonic() - started)
+
+    try:
+        async with asyncio.timeout(deadline_s):
+            async with session.get(url, params=params, allow_redirects=False) as reply:
+                if reply.status != 200:
+                    return [], status("UNAVAILABLE", f"HTTP {reply.status}")
+                raw = await reply.content.read(MAX_BEACON_REPLY + 1)
+        count = _beacon_count(json.loads(raw) if len(raw) <= MAX_BEACON_REPLY else None)
+    except TimeoutError:
+        return [], status("DEADLINE_EXCEEDED", "beacon did not answer before the deadline")
+    except aiohttp.ClientError:
+        return [], status("UNAVAILABLE", "beacon unreachable")
+    except (ValueError, UnicodeDecodeError):
+        return [], status("INVALID_RESPONSE", "answer is not JSON")
+    if count is None:
+        return [], status("INVALID_RESPONSE", "answer is not a Beacon v2 response")
+    return [_Set(entry.id, entry.id, count)], status("OK")
+
+
+def _beacon_count(doc: object) -> Interval | None:
+    """The count a Beacon v2 response states (None: not a Beacon response)."""
+    if not isinstance(doc, dict):
+        return None
+    summary = doc.get("responseSummary")
+    if not isinstance(summary, dict) or not isinstance(summary.get("exists"), bool):
+        return None
+    total = summary.get("numTotalResults")
+    if total is None:  # a boolean answer: at least one when it exists
+        return Interval(1, 1, None, False) if summary["exists"] else Interval.zero()
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        return None
+    if summary["exists"] != (total > 0):
+        return None
+    return Interval(total, total, total, True)
+
+
+def _envelope(
+    settings: Settings, req: BeaconRequest, sets: list[_Set], statuses: list[_Status]
+) -> dict[str, Any]:
+    rendered = [
+        result_set(
+            s.dataset_id,
+            s.count.value,
+            [],
+            info={"beaconId": s.beacon_id, "countPrecision": s.count.precision},
+        )
+        for s in sets
+    ]
+    total = sum((s.count for s in sets), Interval.zero())
+    federation = {
+        "complete": all(s.status == "OK" for s in statuses),
+        "totalCount": {
+            "value": total.value,
+            "lower": total.lower,
+            "upper": total.upper,
+            "precision": total.precision,
+        },
+        "nodes": [
+            {
+                "id": s.id,
+                "status": s.status,
+                "message": s.message,
+                "elapsedSeconds": round(s.elapsed_s, 4),
+            }
+            for s in statuses
+        ],
+    }
+    entry = by_path("g_variants")
+    return response_envelope(
+        settings.node.id, req, entry, req.granularity, rendered, info={"federation": federation}
+    )
+
+
+def serve_aggregator(settings: Settings, peers: PeersFile) -> None:
+    from node.logs import setup_logging
+
+    setup_logging(settings.server.log_level)
+    web.run_app(
+        create_aggregator_app(settings, peers),
+        host=settings.server.host,
+        port=settings.server.port,
+        access_log=None,
+        print=lambda msg: None,
+        shutdown_timeout=5.0,
+    )

@@ -1,0 +1,235 @@
+"""Beacon v2 over the federation: in-process gRPC nodes, third-party beacons over HTTP,
+faulty peers; counts against bcftools on each dataset's samples."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from aiohttp import web
+
+from node.config import Settings
+from node.peer.peers import load_peers
+from node.web.aggregator import create_aggregator_app
+from tests.beacon.test_g_variants import check_schema
+from tests.peer import fakes
+from tests.peer.helpers import COORDINATOR, SPLIT, private_pem
+
+REGION = "chr1:20000001-20200000"
+
+
+def _dataset_truth(cohort: Path, tmp: Path, samples: list[str]) -> int:
+    """Variants in REGION with at least one ALT copy among `samples` (bcftools)."""
+    subset = subprocess.run(
+        [
+            "bcftools",
+            "view",
+            "-Ou",
+            "-s",
+            ",".join(samples),
+            "-t",
+            REGION,
+            str(cohort / "merged10.vcf.gz"),
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
+    out = subprocess.run(
+        ["bcftools", "view", "-H", "-i", 'GT="alt"', "-"],
+        input=subset,
+        check=True,
+        capture_output=True,
+    ).stdout
+    return len(out.splitlines())
+
+
+@pytest.fixture
+async def third_party(aiohttp_server):
+    seen: list[dict[str, str]] = []
+
+    async def honest(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.json_response(
+            {
+                "meta": {"beaconId": "org.other"},
+                "responseSummary": {"exists": True, "numTotalResults": 7},
+            }
+        )
+
+    async def boolean_only(request: web.Request) -> web.Response:
+        return web.json_response({"meta": {}, "responseSummary": {"exists": True}})
+
+    async def garbage(request: web.Request) -> web.Response:
+        return web.Response(text="<html>oops</html>", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/honest/g_variants", honest)
+    app.router.add_get("/boolean/g_variants", boolean_only)
+    app.router.add_get("/garbage/g_variants", garbage)
+    server = await aiohttp_server(app)
+    return server, seen
+
+
+@pytest.fixture
+async def aggregator(aiohttp_client, tmp_path, three_nodes, coordinator_key, third_party):
+    server, seen = third_party
+    (tmp_path / "coordinator.pem").write_text(private_pem(coordinator_key))
+    base = f"http://127.0.0.1:{server.port}"
+    peers = [{"id": n, "address": f"127.0.0.1:{p}"} for n, p in three_nodes.items()]
+    peers += [
+        {"id": "dead", "address": f"127.0.0.1:{fakes.dead_port()}"},
+        {"id": "other", "beacon_url": f"{base}/honest"},
+        {"id": "yes-man", "beacon_url": f"{base}/boolean"},
+        {"id": "broken", "beacon_url": f"{base}/garbage"},
+    ]
+    doc = {
+        "coordinator": {"id": COORDINATOR, "private_key": "coordinator.pem"},
+        "deadline_s": 3,
+        "peers": peers,
+    }
+    (tmp_path / "peers.yaml").write_text(yaml.safe_dump(doc))
+    settings = Settings(home=tmp_path, node={"id": "org.example.aggregator"})
+    app = create_aggregator_app(settings, load_peers(tmp_path / "peers.yaml"))
+    return await aiohttp_client(app), seen
+
+
+async def test_federated_beacon_counts_and_statuses(aggregator, cohort, tmp_path):
+    client, seen = aggregator
+    reply = await client.get(
+        "/api/g_variants",
+        params={
+            "referenceName": "1",
+            "start": "20000000",
+            "end": "20200000",
+            "requestedGranularity": "record",
+        },
+        headers={"Authorization": "Bearer users-own-token"},
+    )
+    assert reply.status == 200
+    doc = await reply.json()
+    check_schema(doc)  # official Beacon v2 response schemas
+    sets = {
+        (s["info"]["beaconId"], s["id"]): s["resultsCount"] for s in doc["response"]["resultSets"]
+    }
+    want = {
+        (node, ds): _dataset_truth(cohort, tmp_path, samples)
+        for node, datasets in SPLIT.items()
+        for ds, samples in datasets.items()
+    }
+    assert {k: v for k, v in sets.items() if k[0].startswith("node-")} == want
+    assert sets[("other", "other")] == 7 and sets[("yes-man", "yes-man")] == 1
+    fed = doc["info"]["federation"]
+    status = {n["id"]: n["status"] for n in fed["nodes"]}
+    assert status == {
+        "node-a": "OK",
+        "node-b": "OK",
+        "node-c": "OK",
+        "dead": "UNAVAILABLE",
+        "other": "OK",
+        "yes-man": "OK",
+        "broken": "INVALID_RESPONSE",
+    }
+    total = sum(want.values()) + 7 + 1
+    assert doc["responseSummary"] == {"exists": True, "numTotalResults": total}
+    # The boolean-only beacon makes the total an interval with no upper bound.
+    assert fed["totalCount"] == {
+        "value": total,
+        "lower": total,
+        "upper": None,
+        "precision": "imprecise",
+    }
+    assert not fed["complete"]
+    assert seen and all("Authorization" not in h for h in seen)  # never forwarded
+
+
+async def test_sequence_query_and_bad_queries(aggregator, cohort):
+    client, _ = aggregator
+    reply = await client.get(
+        "/api/g_variants",
+        params={
+            "referenceName": "1",
+            "start": "20000065",
+            "referenceBases": "T",
+            "alternateBases": "C",
+            "requestedGranularity": "count",
+        },
+    )
+    doc = await reply.json()
+    check_schema(doc)
+    carriers = subprocess.run(
+        [
+            "bcftools",
+            "query",
+            "-t",
+            "chr1:20000066",
+            "-i",
+            'GT="alt"',
+            "-f",
+            "[%SAMPLE\n]",
+            str(cohort / "merged10.vcf.gz"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    holding = {
+        ds
+        for datasets in SPLIT.values()
+        for ds, samples in datasets.items()
+        if set(samples) & set(carriers)
+    }
+    assert doc["responseSummary"]["numTotalResults"] == len(holding) + 7 + 1
+    for params in ({"geneId": "BRCA2"}, {"referenceName": "1", "start": "1", "end": "99999999"}):
+        reply = await client.get("/api/g_variants", params=params)
+        assert reply.status == 400
+        assert "error" in await reply.json()
+
+
+async def test_serve_aggregator_process(tmp_path, three_nodes, coordinator_key):
+    import asyncio
+    import sys
+
+    import aiohttp
+
+    from tests.peer.helpers import write_peers
+
+    peers = write_peers(tmp_path, coordinator_key, three_nodes)
+    home = tmp_path / "agg"
+    init = await asyncio.create_subprocess_exec(sys.executable, "-m", "node", "init", str(home))
+    assert await init.wait() == 0
+    port = fakes.dead_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "node",
+        "serve",
+        str(home),
+        "--port",
+        str(port),
+        "--aggregator",
+        str(peers),
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/health") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.2)
+            params = {
+                "referenceName": "1",
+                "start": "20000000",
+                "end": "20010000",
+                "requestedGranularity": "count",
+            }
+            async with session.get(f"http://127.0.0.1:{port}/api/g_variants", params=params) as r:
+                doc = await r.json()
+        assert [n["status"] for n in doc["info"]["federation"]["nodes"]] == ["OK"] * 3
+        assert doc["responseSummary"]["exists"] is True
+    finally:
+        proc.terminate()
+        await proc.wait()
