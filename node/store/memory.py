@@ -20,6 +20,10 @@ Statistics rules (per allele key contig/start/REF/ALT):
   and another called allele. A carrier with one called allele (haploid `1`, half-missing
   `./1`) is hemizygous: a carrier but neither hom nor het, as in `bcftools +fill-tags`
   (AC_Hemi apart from AC_Hom and AC_Het).
+- An allele is in the dataset when at least one called genotype carries it: an ALT
+  listed in a record but carried by no sample (AC 0, e.g. after sample subsetting) has
+  no stats and is not returned by `variants()`, as in TileDB-VCF's stats arrays, which
+  hold only called alleles.
 - `<NON_REF>`, `<*>` and `*` (overlapping deletion) are not variants: no stats, never
   returned by `variants()`.
 """
@@ -240,7 +244,8 @@ class MemoryStore:
             for s, call in block.calls.items():
                 if s not in called:
                     called[s] = _called(call)
-        return _allele_stats(holders, key.alt, called)
+        stats = _allele_stats(holders, key.alt, called)
+        return stats if stats.ac > 0 else None
 
     def variants(
         self,
@@ -268,9 +273,9 @@ class MemoryStore:
             kind = classify(rec.ref, alt)
             if kind is VariantType.REF:
                 continue
-            key = AlleleKey(rec.contig, rec.start, rec.ref, alt)
-            stats = self._stats(key)
-            assert stats is not None  # the key comes from a stored record
+            stats = self._stats(AlleleKey(rec.contig, rec.start, rec.ref, alt))
+            if stats is None:
+                continue  # carried by no called genotype
             end = rec.end if alt.startswith("<") else rec.start + len(rec.ref)
             yield Variant(
                 rec.contig, rec.start, end, rec.ref, alt, kind, stats,
