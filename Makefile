@@ -4,12 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_TOOLS := bcftools samtools tabix
+DEBIAN_TOOLS := bcftools samtools tabix chromium nginx nodejs npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: demo test venv debian-tools lint typecheck bench clean
+.PHONY: demo test venv debian-tools npm-deps lint typecheck bench clean
 
 venv: $(STAMP)
 
@@ -21,13 +21,19 @@ $(STAMP): pyproject.toml
 
 # Debian packages the tests compare against (bcftools/samtools are the independent truth).
 debian-tools:
-	@missing=""; for t in bcftools samtools tabix; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in bcftools samtools tabix chromium nginx node npm; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_TOOLS); \
 	fi
 
-test: venv debian-tools
+# Browser-side test dependencies (igv.js, playwright-core driving Debian's chromium).
+npm-deps: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package.json package-lock.json | debian-tools
+	npm ci --no-audit --no-fund
+
+test: venv debian-tools npm-deps
 	$(BIN)/python -m pytest -q
 
 lint: venv
