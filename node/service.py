@@ -134,6 +134,23 @@ def carriers(store: VariantStore, v: Variant, samples: Sequence[str] | None) -> 
     return tuple(found)
 
 
+def _page_records(
+    store: VariantStore, page: Sequence[Variant]
+) -> dict[AlleleKey, tuple[Record, ...]]:
+    """The records of a page of variants, read in one pass per contig."""
+    out: dict[AlleleKey, list[Record]] = {v.key: [] for v in page}
+    for contig in {v.contig for v in page}:
+        starts = [v.start for v in page if v.contig == contig]
+        region = Region(contig, min(starts), max(starts) + 1)
+        for batch in store.records(region):
+            for rec in batch:
+                for alt in rec.alts:
+                    key = AlleleKey(rec.contig, rec.start, rec.ref, alt)
+                    if key in out:
+                        out[key].append(rec)
+    return {k: tuple(v) for k, v in out.items()}
+
+
 def _carried(store: VariantStore, v: Variant, samples: Sequence[str]) -> bool:
     for rec in carriers(store, v, samples):
         index = rec.alts.index(v.alt) + 1
@@ -166,7 +183,7 @@ def search_variants(
         subset = None if samples is None else sorted(samples.get(dataset.id, frozenset()))
         window = (skip, skip + limit) if want_page else (0, 0)
         total, page = _matching(store, select, assembly, subset, window)
-        records = {v.key: carriers(store, v, None) for v in page}
+        records = _page_records(store, page)
         out.append(DatasetVariants(dataset, release_count(total, dataset, principal),
                                    page, records))
     return out

@@ -15,6 +15,7 @@ from node.beacon.variants import (
     beacon_type,
     hgvs_id,
     internal_id,
+    normalized,
     variant_annotations,
     vrs_location,
 )
@@ -190,13 +191,14 @@ def record_of_variant(
 ) -> dict[str, Any]:
     """A genomicVariations default-schema record of one allele in one dataset."""
     s = v.stats
+    shown = normalized(v)
     freq = {"population": dataset_id, "alleleFrequency": s.af,
             "alleleCount": s.ac, "alleleNumber": s.an,
             "alleleCountHomozygous": s.n_hom_alt, "alleleCountHeterozygous": s.n_het}
     out: dict[str, Any] = {
         "variantInternalId": internal_id(v),
-        "variation": {"variantType": beacon_type(v), "referenceBases": v.ref,
-                      "alternateBases": v.alt, "location": vrs_location(v, assembly)},
+        "variation": {"variantType": beacon_type(v), "referenceBases": shown.ref,
+                      "alternateBases": shown.alt, "location": vrs_location(v, assembly)},
         "identifiers": {"genomicHGVSId": hgvs_id(v)},
         "frequencyInPopulations": [{
             "source": f"dataset {dataset_id}", "sourceReference": dataset_id,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from node.beacon.annotations import Annotation, GeneIndex, for_allele, parse_info
 from node.beacon.refseq import accession
@@ -117,13 +117,27 @@ def bases_match(pattern: str, bases: str) -> bool:
     return all(p == b or p == "N" for p, b in zip(pattern, bases, strict=True))
 
 
+def normalized(v: Variant) -> Variant:
+    """The allele with shared trailing, then leading, bases trimmed (keeping one base), as
+    `bcftools norm` writes split multi-allelics: `TATATA>AATATA` at 66381 is `T>A`. Ids,
+    HGVS, locations and matching use this form; store lookups keep the original."""
+    ref, alt, start = v.ref, v.alt, v.start
+    if alt.startswith("<") or not ref or not alt:
+        return v
+    while len(ref) > 1 and len(alt) > 1 and ref[-1] == alt[-1]:
+        ref, alt = ref[:-1], alt[:-1]
+    while len(ref) > 1 and len(alt) > 1 and ref[0] == alt[0]:
+        ref, alt, start = ref[1:], alt[1:], start + 1
+    if (ref, alt, start) == (v.ref, v.alt, v.start):
+        return v
+    return replace(v, start=start, end=start + len(ref), ref=ref, alt=alt)
+
+
 def beacon_type(v: Variant) -> str:
-    """The allele's type once shared leading/trailing bases are trimmed: `TATATA>AATATA`
-    (a multi-allelic site's padding) is the SNP it describes, as bcftools classifies it."""
-    if v.variant_type is VariantType.MNP:
-        differing = sum(1 for r, a in zip(v.ref, v.alt, strict=True) if r != a)
-        if differing == 1:
-            return VariantType.SNP.value
+    """The Beacon variantType of the normalised allele (a padded SNP is a SNP)."""
+    n = normalized(v)
+    if n.variant_type in (VariantType.SNP, VariantType.MNP) and len(n.ref) == len(n.alt):
+        return (VariantType.SNP if len(n.ref) == 1 else VariantType.MNP).value
     return v.variant_type.value
 
 
@@ -171,7 +185,9 @@ def matches(
     """Whether `v` answers `q`. `in_gene`: `v` lies in the BED coordinates of `q.gene_id`."""
     if q.contig is not None and v.contig != q.contig:
         return False
-    if not (_position_ok(q, v) and _shape_ok(q, v)):
+    # Normalised form first; the padded VCF form a client may also send still matches.
+    forms = (normalized(v), v)
+    if not any(_position_ok(q, f) and _shape_ok(q, f) for f in forms):
         return False
     if not q.needs_annotations:
         return True
@@ -182,7 +198,8 @@ def matches(
 def internal_id(v: Variant) -> str:
     """A stable id: `chr<contig>_<VCF POS>_<REF>_<ALT>` (the form the Beacon reference
     tools emit, so ids agree across nodes); it round-trips through /g_variants/{id}."""
-    return f"chr{v.contig}_{v.start + 1}_{v.ref}_{v.alt}"
+    n = normalized(v)
+    return f"chr{n.contig}_{n.start + 1}_{n.ref}_{n.alt}"
 
 
 def parse_internal_id(text: str) -> tuple[str, int, str, str]:
@@ -204,11 +221,13 @@ def query_for_id(text: str) -> VariantQuery:
 def hgvs_id(v: Variant) -> str:
     """`genomicHGVSId` as the Beacon reference converter writes it (`1:g.10177A>AC`):
     VCF position and alleles on the canonical contig."""
-    return f"{v.contig}:g.{v.start + 1}{v.ref}>{v.alt}"
+    n = normalized(v)
+    return f"{n.contig}:g.{n.start + 1}{n.ref}>{n.alt}"
 
 
 def vrs_location(v: Variant, assembly: str) -> dict[str, object]:
     """A VRS 1.3 SequenceLocation (interbase) on the RefSeq accession of the contig."""
+    v = normalized(v)
     acc = accession(assembly, v.contig)
     sequence_id = f"refseq:{acc}" if acc else f"{assembly}:{v.contig}"
     return {
