@@ -15,7 +15,7 @@ import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jwt
 
@@ -91,7 +91,7 @@ class CoordinatorVerifier:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key=coordinator.key,
+                key=cast(Any, coordinator.key),  # checked not None by the caller
                 algorithms=list(settings.algorithms),
                 audience=[self._audience],
                 issuer=[settings.id],  # a list: exact match (CVE-2024-53861)

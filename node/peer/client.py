@@ -20,7 +20,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import grpc
 import jwt
@@ -125,7 +125,7 @@ class PeerClient:
             self._channel = grpc.aio.insecure_channel(entry.address, options=options)
         else:
             self._channel = grpc.aio.secure_channel(entry.address, credentials, options=options)
-        self._stub = pb_grpc.PeerServiceStub(self._channel)
+        self._stub = pb_grpc.PeerServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
         await self._channel.close()
@@ -136,9 +136,10 @@ class PeerClient:
 
     async def node_info(self, *, timeout: float) -> PeerResult[pb.NodeInfo]:
         async def call(t: float) -> pb.NodeInfo:
-            return await self._stub.GetNodeInfo(
+            reply = await self._stub.GetNodeInfo(
                 pb.GetNodeInfoRequest(), timeout=t, metadata=self._metadata(None)
             )
+            return cast(pb.NodeInfo, reply)
 
         return await self._run(call, validate.node_info, timeout)
 
@@ -156,9 +157,10 @@ class PeerClient:
             request = batch_request(keys, dataset_ids)
 
         async def call(t: float) -> pb.BatchAlleleStatsResponse:
-            return await self._stub.BatchAlleleStats(
+            reply = await self._stub.BatchAlleleStats(
                 request, timeout=t, metadata=self._metadata(on_behalf_of)
             )
+            return cast(pb.BatchAlleleStatsResponse, reply)
 
         return await self._run(call, lambda r: validate.allele_stats(r, keys), timeout)
 

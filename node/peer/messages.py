@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from node.domain import AlleleKey, AlleleStats, Region, normalize_contig
 from node.errors import InvalidInput
 from node.names import Granularity
@@ -17,7 +19,7 @@ __all__ = [
     "region",
 ]
 
-_PRECISION = {
+_PRECISION: dict[Precision, Any] = {
     "exact": pb.COUNT_PRECISION_EXACT,
     "rounded": pb.COUNT_PRECISION_ROUNDED,
     "imprecise": pb.COUNT_PRECISION_IMPRECISE,
@@ -70,7 +72,7 @@ def count_message(count: BoundedCount) -> pb.Count:
     )
 
 
-def granularity_message(granularity: Granularity) -> pb.Granularity.ValueType:
+def granularity_message(granularity: Granularity) -> Any:
     return _GRANULARITY[granularity]
 
 

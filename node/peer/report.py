@@ -98,7 +98,7 @@ def _variant_name(key: AlleleKey) -> str:
 
 
 def render_table(result: FederatedStats) -> str:
-    rows = [("VARIANT", "AC", "AN", "AF", "CARRIERS", "HOM_ALT", "EXISTS")]
+    rows: list[tuple[str, ...]] = [("VARIANT", "AC", "AN", "AF", "CARRIERS", "HOM_ALT", "EXISTS")]
     for t in result.alleles:
         af = "." if t.frequency is None else f"{t.frequency:.4g}"
         if t.frequency is not None and not (t.allele_count.exact and t.allele_number.exact):
@@ -113,7 +113,7 @@ def render_table(result: FederatedStats) -> str:
                 "yes" if t.exists else "no",
             )
         )
-    nodes = [("NODE", "STATUS", "SECONDS", "DATASETS", "MESSAGE")]
+    nodes: list[tuple[str, ...]] = [("NODE", "STATUS", "SECONDS", "DATASETS", "MESSAGE")]
     nodes += [
         (n.node_id, n.status, f"{n.elapsed_s:.3f}", ",".join(n.datasets) or "-", n.message or "")
         for n in result.nodes

@@ -389,7 +389,7 @@ async def start_peer_server(
     servicer = PeerServicer(
         settings, registry, verifier=verifier, guard=guard, accounting=accounting
     )
-    pb_grpc.add_PeerServiceServicer_to_server(servicer, server)
+    pb_grpc.add_PeerServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     address = f"{peer.host}:{peer.port or 0}"
     credentials = _server_credentials(settings)
     if credentials is None:

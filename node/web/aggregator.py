@@ -74,7 +74,8 @@ class _Status:
 
 
 def create_aggregator_app(settings: Settings, peers: PeersFile) -> web.Application:
-    app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY)
+    # request_context's handler type is aiohttp's RequestHandler, narrower than the stub's.
+    app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY)  # type: ignore[list-item]
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[PEERS] = peers

@@ -36,6 +36,9 @@ def _node_env(node_id: str, home: Path, key_file: Path) -> dict[str, str]:
         **os.environ,
         "FEDNODE_NODE__ID": node_id,
         "FEDNODE_PRIVACY__MIN_COUNT": "1",
+        # Every allele of a 1-3 sample dataset is rare: the default budget (25 nats)
+        # would refuse this batch (RESOURCE_EXHAUSTED), as it should in production.
+        "FEDNODE_PRIVACY__BUDGET__MAX_LLR": "1e9",
         "FEDNODE_PEER__COORDINATORS": json.dumps(coordinators),
         "FEDNODE_AUDIT__PATH": str(home / "audit.jsonl"),
     }
