@@ -20,7 +20,7 @@ from aiohttp import web
 
 from node.auth.policy import effective_granularity
 from node.config import Settings
-from node.domain import Principal, Region
+from node.domain import Region
 from node.errors import (
     InvalidInput,
     NodeError,
@@ -39,7 +39,9 @@ from node.names import Granularity
 from node.reads.catalog import ReadsCatalog, ReadsEntry
 from node.reads.layout import Span
 from node.store.export import export_variants
+from node.web.auth import principal_of
 from node.web.keys import DATASETS, READS, SETTINGS
+from node.web.middleware import REQUEST_ID
 
 __all__ = ["create_htsget_app"]
 
@@ -92,6 +94,12 @@ async def htsget_errors(request: web.Request, handler: Any) -> web.StreamRespons
         return _error("InvalidInput", f"method {request.method} is not allowed here", 405)
     except web.HTTPRequestEntityTooLarge:
         return _error("PayloadTooLarge", "the request body is too large", 413)
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception:
+        # Logged with the request id by nothing else: never str(exc) to the client.
+        log.exception("htsget: unhandled error", extra={"request_id": request.get(REQUEST_ID)})
+        return _error("InternalError", "internal error", 500)
 
 
 def _error(name: str, message: str, status: int) -> web.Response:
@@ -174,7 +182,7 @@ async def _answer(request: web.Request, req: HtsgetRequest) -> web.Response:
     if req.kind == "variants" and not catalog.has(req.id, kind="variants"):
         return await _store_answer(request, req)
     entry = catalog.get(req.id, kind=req.kind, fmt=req.format)
-    _check_access(request, entry.dataset)
+    await _check_access(request, entry.dataset)
     signer = request.config_dict[SIGNER]
     base = _base_url(request)
     path = request.app.router["data"]
@@ -193,7 +201,7 @@ async def _store_answer(request: web.Request, req: HtsgetRequest) -> web.Respons
     registry = request.config_dict[DATASETS]
     if req.id not in await asyncio.to_thread(registry.ids):
         raise NotFound(f"no variants with id {req.id!r}")
-    _check_access(request, req.id)
+    await _check_access(request, req.id)
     store = await asyncio.to_thread(registry.store, req.id)
     regions = await asyncio.to_thread(store_regions, store, req.regions)
     claims = {
@@ -215,10 +223,10 @@ def _file_ticket(
     return file_ticket(req, catalog.layout(entry), url_for)
 
 
-def _check_access(request: web.Request, dataset_id: str) -> None:
+async def _check_access(request: web.Request, dataset_id: str) -> None:
     """Streaming records needs record granularity on the dataset (deny by default)."""
     registry = request.config_dict[DATASETS]
-    principal = Principal.anonymous()  # until the auth middleware provides one
+    principal = await principal_of(request)
     granted = effective_granularity(
         principal, dataset_id, registry.settings(dataset_id), now=int(time.time())
     )

@@ -286,3 +286,11 @@ async def test_controlled_dataset_needs_a_grant(home: Path) -> None:
             await expect_error(resp, 401, "InvalidAuthentication")
     finally:
         await srv.close()
+
+
+async def test_bad_bearer_token_is_invalid_authentication(http: aiohttp.ClientSession) -> None:
+    headers = {"Authorization": "Bearer not-a-jwt"}
+    async with http.get(READS, headers=headers) as resp:
+        await expect_error(resp, 401, "InvalidAuthentication")
+    async with http.get(READS, headers={"Authorization": "Basic abc"}) as resp:
+        await expect_error(resp, 401, "InvalidAuthentication")

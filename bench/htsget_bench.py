@@ -1,0 +1,223 @@
+"""htsget benchmark: ticket latency on a whole-genome-sized BAM index, and data-endpoint
+throughput for a 100 MB range beside nginx serving the same file over loopback.
+
+    python -m bench.htsget_bench [--workdir DIR] [--reads N] [--tickets N]
+
+A synthetic BAM spans every GRCh38 primary chromosome (one read every few kb, so its BAI
+has the linear index and bins of a whole genome), indexed by samtools. The node runs as
+`fednode serve` in its own process; nginx (Debian) is started on another port with the
+same file. Both downloads use curl, so the client is the same. Results are printed and
+written to bench/out/htsget.json. Targets: ticket p99 < 5 ms; throughput >= 0.8x nginx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+GRCH38 = {
+    "1": 248956422, "2": 242193529, "3": 198295559, "4": 190214555, "5": 181538259,
+    "6": 170805979, "7": 159345973, "8": 145138636, "9": 138394717, "10": 133797422,
+    "11": 135086622, "12": 133275309, "13": 114364328, "14": 107043718, "15": 101991189,
+    "16": 90338345, "17": 83257441, "18": 80373285, "19": 58617616, "20": 64444167,
+    "21": 46709983, "22": 50818468, "X": 156040895, "Y": 57227415,
+}  # fmt: skip
+RANGE_BYTES = 100 * 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sam_lines(n_reads: int, seed: int = 7) -> Iterator[str]:
+    rng = random.Random(seed)
+    total = sum(GRCH38.values())
+    yield "@HD\tVN:1.6\tSO:coordinate\n"
+    for name, length in GRCH38.items():
+        yield f"@SQ\tSN:{name}\tLN:{length}\n"
+    for name, length in GRCH38.items():
+        n = max(1, n_reads * length // total)
+        step = length // n
+        for i in range(n):
+            seq = "".join(rng.choices("ACGT", k=150))
+            qual = "".join(rng.choices("#+5?FIJ", k=150))
+            yield f"r{name}_{i}\t0\t{name}\t{i * step + 1}\t60\t150M\t*\t0\t0\t{seq}\t{qual}\n"
+
+
+def make_bam(path: Path, n_reads: int) -> None:
+    with subprocess.Popen(
+        ["samtools", "view", "-b", "-o", str(path), "-"], stdin=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdin is not None
+        for line in sam_lines(n_reads):
+            proc.stdin.write(line)
+        proc.stdin.close()
+        if proc.wait() != 0:
+            raise SystemExit("samtools view failed")
+    subprocess.run(["samtools", "index", str(path)], check=True)
+
+
+def start_node(work: Path, bam: Path, port: int) -> subprocess.Popen[bytes]:
+    home = work / "node"
+    fednode = str(Path(sys.executable).with_name("fednode"))
+    if not (home / "fednode.toml").is_file():
+        subprocess.run([fednode, "init", str(home)], check=True, stdout=subprocess.DEVNULL)
+        with (home / "fednode.toml").open("a") as fh:
+            fh.write('\n[datasets.bench]\nsecurity_level = "PUBLIC"\n')
+            fh.write('max_granularity = { PUBLIC = "record" }\n')
+            fh.write('\n[server]\nlog_level = "WARNING"\n')
+        subprocess.run(
+            [fednode, "reads", "add", str(home), "--dataset", "bench", "--id", "wgs", str(bam)],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    return subprocess.Popen(
+        [fednode, "serve", str(home), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def start_nginx(work: Path, root: Path, port: int) -> subprocess.Popen[bytes]:
+    prefix = work / "nginx"
+    (prefix / "logs").mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n"
+        f"error_log {prefix}/logs/e.log;\n"
+        "events { worker_connections 64; }\n"
+        "http { access_log off; sendfile on; tcp_nopush on;\n"
+        f"  server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n"
+    )
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    return subprocess.Popen([nginx, "-c", str(conf), "-p", str(prefix)])
+
+
+async def wait_up(url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(url) as resp:
+                    if resp.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+async def ticket_latency(base: str, n: int, seed: int = 11) -> dict[str, float]:
+    rng = random.Random(seed)
+    names = list(GRCH38)
+    samples = []
+    async with aiohttp.ClientSession() as http:
+        for i in range(n + 50):
+            ref = rng.choice(names)
+            span = rng.choice((1_000, 10_000, 100_000, 1_000_000))
+            start = rng.randrange(0, GRCH38[ref] - span)
+            url = f"{base}/htsget/reads/wgs?referenceName={ref}&start={start}&end={start + span}"
+            t0 = time.perf_counter()
+            async with http.get(url) as resp:
+                await resp.read()
+                assert resp.status == 200, resp.status
+            if i >= 50:  # warm-up: index parsing and connection set-up are not per ticket
+                samples.append((time.perf_counter() - t0) * 1000)
+    samples.sort()
+    return {
+        "n": len(samples),
+        "p50_ms": round(statistics.median(samples), 3),
+        "p99_ms": round(samples[int(len(samples) * 0.99) - 1], 3),
+        "max_ms": round(samples[-1], 3),
+    }
+
+
+async def block_url(base: str) -> str:
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/htsget/reads/wgs") as resp:
+        doc = await resp.json(content_type=None)
+    spans = [u["url"] for u in doc["htsget"]["urls"] if u["url"].startswith("http")]
+    return str(spans[-1])
+
+
+def curl_speed(url: str, repeats: int = 5) -> float:
+    """Best-of-N throughput (MB/s) of a 100 MB range fetched by curl."""
+    speeds = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-r", f"0-{RANGE_BYTES - 1}",
+             "-w", "%{size_download} %{time_total}", url],
+            check=True, capture_output=True, text=True,
+        ).stdout.split()  # fmt: skip
+        size, seconds = int(out[0]), float(out[1])
+        assert size == RANGE_BYTES, f"short download: {size}"
+        speeds.append(size / seconds / 1e6)
+    return round(max(speeds), 1)
+
+
+async def run(work: Path, n_reads: int, n_tickets: int) -> dict[str, object]:
+    bam = work / "wgs.bam"
+    if not bam.is_file():
+        print(f"generating a whole-genome BAM ({n_reads} reads) ...", file=sys.stderr)
+        make_bam(bam, n_reads)
+    if bam.stat().st_size < RANGE_BYTES + (1 << 20):
+        raise SystemExit("the BAM is under 100 MB: raise --reads")
+    node_port, nginx_port = free_port(), free_port()
+    node = start_node(work, bam, node_port)
+    nginx = start_nginx(work, work, nginx_port)
+    base = f"http://127.0.0.1:{node_port}"
+    try:
+        await wait_up(f"{base}/health")
+        await wait_up(f"http://127.0.0.1:{nginx_port}/wgs.bam")
+        latency = await ticket_latency(base, n_tickets)
+        ours = curl_speed(await block_url(base))
+        theirs = curl_speed(f"http://127.0.0.1:{nginx_port}/wgs.bam")
+    finally:
+        for proc in (node, nginx):
+            proc.terminate()
+            proc.wait(timeout=10)
+    bai = Path(str(bam) + ".bai").stat().st_size
+    return {
+        "bam_bytes": bam.stat().st_size, "bai_bytes": bai, "tickets": latency,
+        "throughput_MBps": {"fednode": ours, "nginx": theirs, "ratio": round(ours / theirs, 3)},
+        "targets": {"ticket_p99_ms_lt": 5.0, "throughput_ratio_ge": 0.8},
+        "met": {"ticket_p99": latency["p99_ms"] < 5.0, "throughput": ours >= 0.8 * theirs},
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.htsget_bench", description=__doc__)
+    p.add_argument("--workdir", type=Path, help="keep the BAM and node home here")
+    p.add_argument("--reads", type=int, default=700_000)
+    p.add_argument("--tickets", type=int, default=2000)
+    args = p.parse_args(argv)
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        result = asyncio.run(run(args.workdir.resolve(), args.reads, args.tickets))
+    else:
+        with tempfile.TemporaryDirectory(prefix="fednode-htsget-bench-") as tmp:
+            result = asyncio.run(run(Path(tmp), args.reads, args.tickets))
+    out = REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "htsget.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0 if all(result["met"].values()) else 1  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
