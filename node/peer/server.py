@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,7 +25,7 @@ from node import __version__
 from node.auth.policy import effective_granularity
 from node.config import Settings
 from node.domain import AlleleKey, AlleleStats, Region, Variant
-from node.errors import InvalidInput, NodeError, NotFound
+from node.errors import InvalidInput, NotFound
 from node.names import Granularity, VariantType
 from node.peer import messages
 from node.peer._pb import peer_pb2 as pb
@@ -34,6 +34,8 @@ from node.peer.accounting import Accounting, Answer
 from node.peer.auth import Caller, CoordinatorVerifier, bearer_token
 from node.peer.carriers import carriers_of_all
 from node.peer.guard import BoundedGuard, CountGuard
+from node.peer.status import streaming as _streaming
+from node.peer.status import unary as _unary
 from node.store.base import VariantStore
 from node.store.registry import DatasetRegistry
 
@@ -49,54 +51,6 @@ log = logging.getLogger("fednode.peer")
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
 Visible = list[tuple[str, Granularity]]
-
-
-def _status(exc: NodeError) -> grpc.StatusCode:
-    return getattr(grpc.StatusCode, exc.grpc_code, grpc.StatusCode.INTERNAL)
-
-
-def _unary(
-    method: Callable[[Any, _Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Resp]],
-) -> Callable[[Any, _Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Resp]]:
-    """Errors of a unary handler reach the wire here, and only here."""
-
-    @functools.wraps(method)
-    async def wrapper(
-        self: Any, request: _Req, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> _Resp:
-        try:
-            return await method(self, request, context)
-        except NodeError as exc:
-            await context.abort(_status(exc), exc.message)
-        except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
-        except Exception:
-            log.exception("peer call %s failed", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        raise AssertionError("unreachable: abort raises")
-
-    return wrapper
-
-
-def _streaming(
-    method: Callable[[Any, _Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[_Resp]],
-) -> Callable[[Any, _Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[_Resp]]:
-    @functools.wraps(method)
-    async def wrapper(
-        self: Any, request: _Req, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[_Resp]:
-        try:
-            async for item in method(self, request, context):
-                yield item
-        except NodeError as exc:
-            await context.abort(_status(exc), exc.message)
-        except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
-        except Exception:
-            log.exception("peer call %s failed", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-
-    return wrapper
 
 
 class PeerServicer(pb_grpc.PeerServiceServicer):
