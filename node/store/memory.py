@@ -162,6 +162,7 @@ class MemoryStore:
         self._assembly = assembly
         self._samples: list[str] = []
         self._contigs: dict[str, _Contig] = {}
+        self._cache: dict[AlleleKey, AlleleStats | None] = {}  # cleared by every ingest
         self._lock = threading.Lock()
 
     @property
@@ -201,6 +202,7 @@ class MemoryStore:
         if existing and not replace:
             raise Conflict(f"samples already ingested (use replace): {', '.join(existing[:5])}")
         with self._lock:
+            self._cache.clear()
             self._drop_samples(set(existing))
             for _, recs in parsed:
                 for rec in recs:
@@ -229,6 +231,11 @@ class MemoryStore:
         return [self._stats(k) for k in keys]
 
     def _stats(self, key: AlleleKey) -> AlleleStats | None:
+        if key not in self._cache:
+            self._cache[key] = self._compute(key)
+        return self._cache[key]
+
+    def _compute(self, key: AlleleKey) -> AlleleStats | None:
         data = self._contigs.get(key.contig)
         if data is None or is_placeholder_allele(key.alt):
             return None
@@ -372,8 +379,7 @@ def _parse(rec: pysam.VariantRecord, samples: list[str]) -> _Rec:
     calls: dict[str, Call] = {}
     has_gt = "GT" in rec.format
     others = [k for k in rec.format if k != "GT"]
-    for name in samples:
-        sample = rec.samples[name]
+    for name, sample in zip(samples, rec.samples.values(), strict=True):
         alleles = tuple(sample.allele_indices or ()) if has_gt else ()
         fields = {k: sample[k] for k in others} if others else {}
         calls[name] = Call(name, alleles, bool(sample.phased), fields)
