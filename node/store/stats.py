@@ -38,6 +38,7 @@ __all__ = [
 
 _NON_VARIANT = {"<NON_REF>", "<*>", "*", "."}
 _SV_TYPES = {"DEL", "INS", "DUP", "INV", "CNV", "BND"}
+SMALL = 8  # records of at most this many samples take the plain-Python path
 FednodeKey = tuple[str, int, str, str]  # canonical contig, pos, ref, alt ("" = site row)
 
 
@@ -88,7 +89,7 @@ class StatsCollector:
         self.sign = sign
         self.keys: dict[FednodeKey, np.ndarray] = {}
         self.key_info: dict[FednodeKey, tuple[int, str, str]] = {}  # end, ids, source contig
-        self._last_site: dict[tuple[str, ...], tuple[tuple[str, int], np.ndarray]] = {}
+        self._last_site: dict[tuple[str, ...], tuple[tuple[str, int], list[int]]] = {}
         self.coverage = _Columns()
         self.variant_stats = _Columns()
         self.allele_count = _Columns()
@@ -114,6 +115,9 @@ class StatsCollector:
         ids: str = ".",
     ) -> None:
         """One record of `samples` (rows of `gt`: allele index, -1 missing, -2 no allele)."""
+        if gt.shape[0] <= SMALL:
+            self._add_small(contig, pos, end, ref, alts, filters, gt, samples, ref_block, ids)
+            return
         called_alleles = (gt >= 0).sum(axis=1)
         called = called_alleles > 0
         if not called.any():
@@ -144,8 +148,113 @@ class StatsCollector:
         self._tiledbvcf_rows(contig, pos, end, ref, alts, filters, gt, samples, ref_block)
         self._sample_counts(gt, samples, alts, called)
 
+    def _add_small(
+        self, contig: str, pos: int, end: int, ref: str, alts: Sequence[str],
+        filters: Sequence[str], gt: np.ndarray, samples: Sequence[str], ref_block: bool, ids: str,
+    ) -> None:  # fmt: skip
+        """`add` for a few samples (one-sample VCFs): plain Python, the same semantics.
+
+        numpy's per-call overhead dominates below ~10 samples; a test checks both paths
+        give identical rows on random genotypes.
+        """
+        rows = [[a for a in row if a != -2] for row in gt.tolist()]
+        called = [[a for a in row if a >= 0] for row in rows]
+        canonical = normalize_contig(contig)
+        if any(called):
+            spanning = [bool(c) and ref_block and max(c) == 0 for c in called]
+            if any(spanning):
+                an = sum(len(c) for c, sp in zip(called, spanning, strict=True) if sp)
+                self._coverage(canonical, pos, end, an, sum(spanning))
+            local = [0 if sp else len(c) for c, sp in zip(called, spanning, strict=True)]
+            if any(local):
+                self._site(canonical, contig, pos, samples, local)
+            for index, alt in enumerate(alts, start=1):
+                if alt not in _NON_VARIANT:
+                    self._small_allele(canonical, pos, ref, alt, index, rows, called, (end, ids, contig))
+            self._tiledbvcf_small(contig, pos, end, ref, alts, filters, rows, samples, ref_block)
+        self._sample_counts_small(rows, samples, alts)
+
+    def _tiledbvcf_small(self, contig: str, pos: int, end: int, ref: str, alts: Sequence[str],
+                         filters: Sequence[str], rows: list[list[int]], samples: Sequence[str],
+                         ref_block: bool) -> None:  # fmt: skip
+        running = self._running_max(samples, contig, pos, end)
+        self._allele_count_small(contig, pos, ref, alts, filters, rows)
+        if self.sign < 0:
+            return
+        alleles = (ref, *alts)
+        cols = self.variant_stats.cols
+        for row, sample in zip(rows, samples, strict=True):
+            called = [a for a in row if a >= 0]
+            homozygous = len(called) == len(row) and len(set(called)) == 1
+            for allele in sorted(set(called)):
+                if allele == 0:
+                    key = "nr" if ref_block and homozygous else "ref"
+                else:
+                    key = normalise_stats_allele(ref, alleles[allele])
+                for name, value in (("contig", contig), ("pos", pos), ("end", end), ("sample", sample),
+                                    ("allele", key), ("ac", called.count(allele) * self.sign),
+                                    ("an", len(called) * self.sign),
+                                    ("n_hom", int(homozygous) * self.sign), ("max_length", running)):  # fmt: skip
+                    cols[name].append(value)
+
+    def _allele_count_small(self, contig: str, pos: int, ref: str, alts: Sequence[str],
+                            filters: Sequence[str], rows: list[list[int]]) -> None:  # fmt: skip
+        filter_text = ";".join(filters) if filters else "."
+        classes: dict[tuple[str, str], int] = defaultdict(int)
+        for row in rows:
+            if any(a > 0 for a in row):
+                classes[_allele_count_class(row, (ref, *alts))] += 1
+        for (alt_text, gt_class), count in classes.items():
+            self.allele_count.add(contig=contig, pos=pos, ref=ref, alt=alt_text,
+                                  filter=filter_text, gt=gt_class, count=count * self.sign)  # fmt: skip
+
+    def _sample_counts_small(self, rows: list[list[int]], samples: Sequence[str], alts: Sequence[str]) -> None:
+        if self.sign < 0:
+            return
+        block = self._sample_block(samples)
+        index = _COUNTER_INDEX
+        for i, row in enumerate(rows):
+            called = [a for a in row if a >= 0]
+            non_ref = any(a > 0 for a in called)
+            vector = block[i]
+            vector[index["n_records"]] += 1
+            vector[index["n_called" if called else "n_not_called"]] += 1
+            vector[index["n_hom_ref"]] += int(bool(called) and not non_ref)
+            vector[index["n_het"]] += int(bool(called) and max(called) != min(called))
+            vector[index["n_multiallelic"]] += int(non_ref and len(alts) > 1)
+
+    def _sample_block(self, samples: Sequence[str]) -> np.ndarray:
+        block = self.sample_stats.get(tuple(samples))
+        if block is None:
+            block = np.zeros((len(samples), len(layout.SAMPLE_STATS_COUNTERS)), dtype=np.int64)
+            self.sample_stats[tuple(samples)] = block
+        return block
+
+    def _running_max(self, samples: Sequence[str], contig: str, pos: int, end: int) -> int:
+        """Per row, TileDB-VCF writes the running maximum length of its writer (input, contig)."""
+        self.max_length = max(self.max_length, end - pos + 1)
+        run_key = (tuple(samples), contig)
+        running = max(self._running.get(run_key, 0), end - pos + 1)
+        self._running[run_key] = running
+        return running
+
+    def _small_allele(self, canonical: str, pos: int, ref: str, alt: str, index: int,
+                      rows: list[list[int]], called: list[list[int]],
+                      info: tuple[int, str, str]) -> None:  # fmt: skip
+        ac = hom = het = carriers = 0
+        for row, alleles in zip(rows, called, strict=True):
+            copies = alleles.count(index)
+            if not copies:
+                continue
+            ac += copies
+            carriers += 1
+            hom += int(copies == len(row) >= 2)
+            het += int(len(alleles) > copies)
+        if carriers:
+            self._key((canonical, pos, ref, alt), [ac, 0, hom, het, carriers, 0], info)
+
     def _site(self, canonical: str, contig: str, pos: int, samples: Sequence[str],
-              alleles: np.ndarray) -> None:  # fmt: skip
+              alleles: Sequence[int] | np.ndarray) -> None:  # fmt: skip
         """Called alleles/samples at a position, each sample counted once per position.
 
         An input may split one site into several records (`bcftools norm -m-`); bcftools
@@ -153,14 +262,12 @@ class StatsCollector:
         position adds only what the first did not.
         """
         group = tuple(samples)
+        values = [int(x) for x in alleles]
         last = self._last_site.get(group)
-        if last is None or last[0] != (canonical, pos):
-            counted = np.zeros(len(samples), dtype=np.int64)
-        else:
-            counted = last[1]
-        an = int(np.maximum(alleles - counted, 0).sum())
-        n_called = int(((counted == 0) & (alleles > 0)).sum())
-        self._last_site[group] = ((canonical, pos), np.maximum(counted, alleles))
+        counted = last[1] if last is not None and last[0] == (canonical, pos) else [0] * len(values)
+        an = sum(max(v - c, 0) for v, c in zip(values, counted, strict=True))
+        n_called = sum(1 for v, c in zip(values, counted, strict=True) if c == 0 and v > 0)
+        self._last_site[group] = ((canonical, pos), [max(v, c) for v, c in zip(values, counted, strict=True)])
         if an or n_called:
             self._key((canonical, pos, "", ""), [0, an, 0, 0, 0, n_called], (pos, ".", contig))
 
@@ -188,11 +295,7 @@ class StatsCollector:
 
         A removal (sign -1) writes no variant_stats rows: those are deleted by sample.
         """
-        self.max_length = max(self.max_length, end - pos + 1)
-        # Per row, TileDB-VCF writes the running maximum of its writer (one input, one contig).
-        run_key = (tuple(samples), contig)
-        running = max(self._running.get(run_key, 0), end - pos + 1)
-        self._running[run_key] = running
+        running = self._running_max(samples, contig, pos, end)
         self._allele_count_rows(contig, pos, ref, alts, filters, gt)
         if self.sign < 0:
             return
@@ -237,10 +340,7 @@ class StatsCollector:
                        called: np.ndarray) -> None:  # fmt: skip
         if self.sign < 0:
             return
-        block = self.sample_stats.get(tuple(samples))
-        if block is None:
-            block = np.zeros((len(samples), len(layout.SAMPLE_STATS_COUNTERS)), dtype=np.int64)
-            self.sample_stats[tuple(samples)] = block
+        block = self._sample_block(samples)
         non_ref = (gt > 0).any(axis=1)
         values = np.where(gt >= 0, gt, -1)
         distinct = (values.max(axis=1) != np.where(gt >= 0, gt, 99).min(axis=1)) & called
@@ -284,6 +384,9 @@ class StatsCollector:
         for i, name in enumerate(layout.SAMPLE_STATS_COUNTERS):
             out[name] = matrix[:, i].astype(np.uint64)
         return out
+
+
+_COUNTER_INDEX = {name: i for i, name in enumerate(layout.SAMPLE_STATS_COUNTERS)}
 
 
 def _allele_count_class(present: Sequence[int], alleles: Sequence[str]) -> tuple[str, str]:

@@ -158,11 +158,20 @@ class TileDBVCFStore:
     def _foreign_contigs(self, committed: int | None, headers: Sequence[str]) -> dict[str, str]:
         names = {line[13:].split(",")[0].rstrip(">") for h in headers for line in h.splitlines()
                  if line.startswith("##contig=<ID=")}  # fmt: skip
+        # Fragment non-empty domains settle most names without reading cells.
+        uri = f"{self.uri}/{layout.DATA}"
+        spans = [_text_span(f.nonempty_domain[0]) for f in tiledb.array_fragments(uri, ctx=self._ctx)]
         present = {}
-        with tiledb.open(f"{self.uri}/{layout.DATA}", ctx=self._ctx, timestamp=committed) as arr:
+        with tiledb.open(uri, ctx=self._ctx, timestamp=committed) as arr:
             for name in sorted(names):
-                hit = arr.query(attrs=[], dims=["contig"]).multi_index[[name], [slice(0, 2**32 - 2)]]
-                if len(hit["contig"]):
+                inside = [lo <= name <= hi for lo, hi in spans]
+                if not any(inside):
+                    continue
+                exact = any(lo == hi == name for lo, hi in spans)
+                if not exact:
+                    hit = arr.query(attrs=[], dims=["contig"]).multi_index[[name], [slice(0, 2**32 - 2)]]
+                    exact = len(hit["contig"]) > 0
+                if exact:
                     present[name] = normalize_contig(name)
         return present
 
@@ -417,6 +426,11 @@ def _write_initial_metadata(uri: str, ctx: tiledb.Ctx, t0: int) -> None:
         with tiledb.open(f"{uri}/{name}", "w", ctx=ctx, timestamp=t0) as arr:
             for key, value in values.items():
                 arr.meta[key] = value
+
+
+def _text_span(span: tuple[object, object]) -> tuple[str, str]:
+    lo, hi = span
+    return (lo.decode() if isinstance(lo, bytes) else str(lo), hi.decode() if isinstance(hi, bytes) else str(hi))
 
 
 def _thread_config(threads: int) -> dict[str, str]:
