@@ -1,0 +1,165 @@
+"""Non-variant entry types and nested routes over the CINECA metadata catalog linked to
+the 1000 Genomes samples: truth from the raw BFF files and bcftools; every response and
+record validated against the official schemas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.beacon.info import ENTRY_TYPES
+from node.catalog import Catalog
+from node.store.base import VariantStore
+from tests.beacon.conftest import OPEN, make_app
+from tests.beacon.schemas import validate
+from tests.beacon.truth import _pipeline, carriers, indexed_copy
+
+CINECA = "beacon-testdata/ega-beacon2-ri-tools-v2/bff/CINECA_synthetic_cohort_EUROPE_UK1"
+RESP = "framework/json/responses/"
+FEMALE = "NCIT:C16576"
+MODEL = "models/json/beacon-v2-default-model/"
+SCHEMAS = {"boolean": "beaconBooleanResponse.json", "count": "beaconCountResponse.json",
+           "record": "beaconResultsetsResponse.json"}
+
+
+@pytest.fixture(scope="module")
+def home(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("node")
+    Catalog.open(home).load("tg", [shared_dir / CINECA])
+    return home
+
+
+@pytest.fixture(scope="module")
+def raw(shared_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    names = ("individuals", "biosamples", "cohorts", "datasets", "runs", "analyses")
+    return {n: json.loads((shared_dir / CINECA / f"{n}.json").read_text()) for n in names}
+
+
+@pytest.fixture(scope="module")
+def indexed(tg_vcf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return indexed_copy(tg_vcf, tmp_path_factory.mktemp("truth") / "tg.vcf.gz")
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, home: Path, tg_store: VariantStore) -> Any:
+    return await aiohttp_client(make_app(home, {"tg": tg_store}, {"tg": OPEN}))
+
+
+def check(doc: dict[str, Any], entry_path: str) -> None:
+    entry = next(e for e in ENTRY_TYPES if e.path == entry_path)
+    if entry.collection and doc["meta"]["returnedGranularity"] == "record":
+        validate(doc, RESP + "beaconCollectionsResponse.json")
+        records = doc["response"]["collections"]
+    else:
+        validate(doc, RESP + SCHEMAS[doc["meta"]["returnedGranularity"]])
+        records = [r for rs in doc.get("response", {}).get("resultSets", []) for r in rs["results"]]
+    for record in records:
+        validate(record, MODEL + entry.schema_path.split(MODEL, 1)[1])
+
+
+@pytest.mark.parametrize("path", ["individuals", "biosamples", "runs", "analyses",
+                                  "cohorts", "datasets"])
+@pytest.mark.parametrize("granularity", ["boolean", "count", "record"])
+async def test_entry_collections(client: Any, raw: dict[str, Any], path: str,
+                                 granularity: str) -> None:
+    resp = await client.get(f"/api/{path}", params={"requestedGranularity": granularity,
+                                                    "limit": "5"})
+    assert resp.status == 200
+    doc = await resp.json()
+    check(doc, path)
+    if granularity != "boolean":
+        expected = len(raw[path]) if path != "datasets" else 1
+        assert doc["responseSummary"]["numTotalResults"] == expected
+
+
+async def test_filtered_individuals_and_post(client: Any, raw: dict[str, Any]) -> None:
+    females = [r for r in raw["individuals"] if r["sex"]["id"] == FEMALE]
+    doc = await (await client.get("/api/individuals", params={
+        "filters": FEMALE, "requestedGranularity": "count"})).json()
+    check(doc, "individuals")
+    assert doc["responseSummary"]["numTotalResults"] == len(females)
+    body = {"query": {"filters": [{"id": FEMALE}], "requestedGranularity": "record",
+                      "pagination": {"skip": 3, "limit": 4}}}
+    page = await (await client.post("/api/individuals", json=body)).json()
+    check(page, "individuals")
+    ids = [r["id"] for r in page["response"]["resultSets"][0]["results"]]
+    assert ids == [r["id"] for r in females[3:7]]
+
+
+async def test_individual_by_id_and_its_biosamples(client: Any, raw: dict[str, Any]) -> None:
+    person = raw["individuals"][5]
+    doc = await (await client.get(f"/api/individuals/{person['id']}",
+                                  params={"requestedGranularity": "record"})).json()
+    check(doc, "individuals")
+    assert [r["id"] for r in doc["response"]["resultSets"][0]["results"]] == [person["id"]]
+    nested = await (await client.get(f"/api/individuals/{person['id']}/biosamples",
+                                     params={"requestedGranularity": "record"})).json()
+    check(nested, "biosamples")
+    expected = sorted(b["id"] for b in raw["biosamples"] if b["individualId"] == person["id"])
+    got = sorted(r["id"] for r in nested["response"]["resultSets"][0]["results"])
+    assert got == expected and got
+
+
+async def test_variants_of_one_individual_match_bcftools(
+    client: Any, raw: dict[str, Any], indexed: Path
+) -> None:
+    person = raw["individuals"][0]["id"]
+    (sample,) = [b["id"] for b in raw["biosamples"] if b["individualId"] == person]
+    text = _pipeline(
+        ["bcftools", "view", "-Ou", "-r", "1:10001-16000", "-s", sample, str(indexed)],
+        ["bcftools", "norm", "-m-", "-Ou", "-"],
+        ["bcftools", "view", "-H", "-i", 'GT="alt"', "-"],
+    )
+    expected = len(text.splitlines())
+    doc = await (await client.get(f"/api/individuals/{person}/g_variants", params={
+        "referenceName": "1", "start": "10000", "end": "16000",
+        "requestedGranularity": "count"})).json()
+    check(doc, "g_variants")
+    assert doc["responseSummary"]["numTotalResults"] == expected > 0
+
+
+async def test_biosamples_of_a_variant_are_its_carriers(client: Any, indexed: Path) -> None:
+    truth = carriers(indexed, 15274, "A", "T")
+    doc = await (await client.get("/api/g_variants/chr1_15274_A_T/biosamples", params={
+        "requestedGranularity": "record", "limit": "100"})).json()
+    check(doc, "biosamples")
+    (rs,) = doc["response"]["resultSets"]
+    assert rs["resultsCount"] == len(truth)
+    assert {r["id"] for r in rs["results"]} <= set(truth)
+
+
+async def test_filtering_terms_and_dataset_scope(client: Any) -> None:
+    doc = await (await client.get("/api/filtering_terms")).json()
+    validate(doc, RESP + "beaconFilteringTermsResponse.json")
+    assert any(t["id"] == FEMALE for t in doc["response"]["filteringTerms"])
+    scoped = await (await client.get("/api/datasets/tg/filtering_terms")).json()
+    validate(scoped, RESP + "beaconFilteringTermsResponse.json")
+    assert scoped["response"]["filteringTerms"] == doc["response"]["filteringTerms"]
+
+
+async def test_filtered_variants_match_bcftools(
+    client: Any, raw: dict[str, Any], indexed: Path, tmp_path: Path
+) -> None:
+    female = {r["id"] for r in raw["individuals"] if r["sex"]["id"] == FEMALE}
+    samples = sorted(b["id"] for b in raw["biosamples"] if b["individualId"] in female)
+    listed = tmp_path / "samples.txt"
+    listed.write_text("\n".join(samples) + "\n")
+    text = _pipeline(
+        ["bcftools", "view", "-Ou", "-r", "1:10001-10600", "-S", str(listed),
+         "--force-samples", str(indexed)],
+        ["bcftools", "norm", "-m-", "-Ou", "-"],
+        ["bcftools", "view", "-H", "-i", 'GT="alt"', "-"],
+    )
+    everyone = await (await client.get("/api/g_variants", params={
+        "referenceName": "1", "start": "10000", "end": "10600",
+        "requestedGranularity": "count"})).json()
+    doc = await (await client.get("/api/g_variants", params={
+        "referenceName": "1", "start": "10000", "end": "10600", "filters": FEMALE,
+        "requestedGranularity": "count"})).json()
+    check(doc, "g_variants")
+    expected = len(text.splitlines())
+    assert doc["responseSummary"]["numTotalResults"] == expected > 0
+    assert expected < everyone["responseSummary"]["numTotalResults"]
