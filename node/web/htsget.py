@@ -164,9 +164,7 @@ async def ticket_post(request: web.Request) -> web.Response:
     limits = request.config_dict[SETTINGS].htsget
     if (request.content_length or 0) > limits.max_post_bytes:
         raise PayloadTooLarge(f"the request body exceeds {limits.max_post_bytes} bytes")
-    body = await request.content.read(limits.max_post_bytes + 1)
-    if len(body) > limits.max_post_bytes:
-        raise PayloadTooLarge(f"the request body exceeds {limits.max_post_bytes} bytes")
+    body = await _read_bounded(request, limits.max_post_bytes)
     req = parse_post(
         kind,
         request.match_info["id"],
@@ -175,6 +173,16 @@ async def ticket_post(request: web.Request) -> web.Response:
         max_regions=limits.max_regions,
     )
     return await _answer(request, req)
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes `limit` (chunked bodies have no length)."""
+    body = bytearray()
+    while chunk := await request.content.read(65536):
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
+    return bytes(body)
 
 
 async def _answer(request: web.Request, req: HtsgetRequest) -> web.Response:
