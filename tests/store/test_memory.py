@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -231,3 +232,53 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     assert store.samples == ()
     with pytest.raises(NotFound):
         list(store.records(Region("1", 0, 10), samples=["nobody"]))
+
+
+def _gvcf_cohort(folder: Path, seed: int, n_samples: int = 4, length: int = 3000) -> list[Path]:
+    """One-sample gVCFs: reference blocks, gaps, and variants at a shared pool of sites."""
+    rng = random.Random(seed)
+    seq = "".join(rng.choice("ACGT") for _ in range(length + 10))
+    (folder / "ref.fa").write_text(f">1\n{seq}\n")
+    pool = {p: rng.choice([1, 1, 1, 3]) for p in rng.sample(range(2, length - 5), 60)}
+    header = ["##fileformat=VCFv4.2", f"##contig=<ID=1,length={length + 10}>",
+              '##INFO=<ID=END,Number=1,Type=Integer,Description="End">',
+              '##ALT=<ID=NON_REF,Description="any other allele">',
+              '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">']
+    paths = []
+    for k in range(n_samples):
+        mine = sorted(p for p in pool if rng.random() < 0.5)
+        rows, pos = [], 1
+        while pos < length:
+            upcoming = next((p for p in mine if p >= pos), length)
+            if pos == upcoming:
+                ref = seq[pos - 1:pos - 1 + pool[pos]]
+                alt = ref[0] if len(ref) > 1 else rng.choice([b for b in "ACGT" if b != ref])
+                gt = rng.choice(["0/1", "1/1", "0/0", "./1"])
+                rows.append(f"1\t{pos}\t.\t{ref}\t{alt},<NON_REF>\t.\t.\t.\tGT\t{gt}")
+                pos += len(ref)
+            elif rng.random() < 0.8:
+                end = min(upcoming - 1, pos + rng.randint(0, 80))
+                rows.append(f"1\t{pos}\t.\t{seq[pos - 1]}\t<NON_REF>\t.\t.\tEND={end}\tGT\t0/0")
+                pos = end + 1
+            else:
+                pos = min(upcoming, pos + rng.randint(1, 20))
+        text = folder / f"G{k}.vcf"
+        text.write_text("\n".join([*header, f"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"
+                                   f"\tFORMAT\tG{k}", *rows]) + "\n")
+        sh(f"bgzip -f {text} && tabix -f -p vcf {text}.gz")
+        paths.append(Path(f"{text}.gz"))
+    return paths
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_reference_blocks_count_as_hom_ref_like_merge_gvcf(tmp_path: Path, seed: int) -> None:
+    """A sample whose gVCF block covers a site is called 0/0 there (`bcftools merge --gvcf`)."""
+    paths = _gvcf_cohort(tmp_path, seed)
+    merged = tmp_path / "merged.vcf.gz"
+    sh(f"samtools faidx {tmp_path / 'ref.fa'} && bcftools merge --gvcf {tmp_path / 'ref.fa'}"
+       f" -Oz -o {merged} {' '.join(map(str, paths))}")
+    store = MemoryStore()
+    for path in paths:
+        store.ingest([path])
+    assert assert_matches_fill_tags(store, merged) > 10
+    assert all(v.variant_type is not VariantType.REF for v in store.variants(Region("1", 0, 4000)))
