@@ -66,9 +66,20 @@ _REAL_MISSING_BITS = 0x7F800001
 _REAL_VECTOR_END_BITS = 0x7F800002
 
 SAMPLE_STATS_COUNTERS = (
-    "n_records", "n_called", "n_not_called", "n_hom_ref", "n_het", "n_singleton", "n_snp",
-    "n_insertion", "n_deletion", "n_transition", "n_transversion", "n_star", "n_multiallelic",
-)  # fmt: skip
+    "n_records",
+    "n_called",
+    "n_not_called",
+    "n_hom_ref",
+    "n_het",
+    "n_singleton",
+    "n_snp",
+    "n_insertion",
+    "n_deletion",
+    "n_transition",
+    "n_transversion",
+    "n_star",
+    "n_multiallelic",
+)
 SAMPLE_STATS_NULLABLE = tuple(
     f"{field}_{agg}" for field in ("dp", "gq") for agg in ("sum", "sum2", "count", "min", "max")
 )
@@ -88,9 +99,12 @@ def _str_dim(name: str, filters: Sequence[tiledb.Filter]) -> tiledb.Dim:
 
 def _pos_dim(name: str, filters: Sequence[tiledb.Filter]) -> tiledb.Dim:
     return tiledb.Dim(
-        name=name, domain=(0, _POS_MAX), tile=_POS_MAX + 1, dtype=np.uint32,
+        name=name,
+        domain=(0, _POS_MAX),
+        tile=_POS_MAX + 1,
+        dtype=np.uint32,
         filters=tiledb.FilterList(filters),
-    )  # fmt: skip
+    )
 
 
 def _attr(name: str, dtype: object, filters: Sequence[tiledb.Filter], **kw: object) -> tiledb.Attr:
@@ -99,9 +113,14 @@ def _attr(name: str, dtype: object, filters: Sequence[tiledb.Filter], **kw: obje
 
 def _sparse(dims: list[tiledb.Dim], attrs: list[tiledb.Attr], *, dups: bool) -> tiledb.ArraySchema:
     return tiledb.ArraySchema(
-        domain=tiledb.Domain(*dims), attrs=attrs, sparse=True, allows_duplicates=dups,
-        cell_order="row-major", tile_order="row-major", capacity=TILE_CAPACITY,
-    )  # fmt: skip
+        domain=tiledb.Domain(*dims),
+        attrs=attrs,
+        sparse=True,
+        allows_duplicates=dups,
+        cell_order="row-major",
+        tile_order="row-major",
+        capacity=TILE_CAPACITY,
+    )
 
 
 def data_schema() -> tiledb.ArraySchema:
@@ -140,7 +159,10 @@ def _stats_pos_filters(level: int, *, shuffle: bool) -> list[tiledb.Filter]:
 
 def allele_count_schema() -> tiledb.ArraySchema:
     """`allele_count` version 1 (TileDB-VCF stats/allele_count.cc)."""
-    dims = [_str_dim("contig", [tiledb.RleFilter()]), _pos_dim("pos", _stats_pos_filters(-1, shuffle=False))]
+    dims = [
+        _str_dim("contig", [tiledb.RleFilter()]),
+        _pos_dim("pos", _stats_pos_filters(-1, shuffle=False)),
+    ]
     attrs = [_attr(name, "ascii", _zstd(-1), var=True) for name in ("ref", "alt", "filter", "gt")]
     count_filters = [tiledb.BitWidthReductionFilter(window=256), *_zstd(-1)]
     attrs.append(_attr("count", np.int32, count_filters))
@@ -150,16 +172,24 @@ def allele_count_schema() -> tiledb.ArraySchema:
 def variant_stats_schema() -> tiledb.ArraySchema:
     """`variant_stats` write version 3 (TileDB-VCF stats/variant_stats.cc)."""
     pos_filters = _stats_pos_filters(9, shuffle=True)
-    sample_filters = [tiledb.DictionaryFilter(), tiledb.ZstdFilter(level=9),
-                      tiledb.ByteShuffleFilter(), tiledb.ChecksumSHA256Filter()]  # fmt: skip
+    sample_filters = [
+        tiledb.DictionaryFilter(),
+        tiledb.ZstdFilter(level=9),
+        tiledb.ByteShuffleFilter(),
+        tiledb.ChecksumSHA256Filter(),
+    ]
     dims = [
         _str_dim("contig", [tiledb.RleFilter()]),
         _pos_dim("pos", pos_filters),
         _str_dim("sample", sample_filters),
         _pos_dim("end", pos_filters),
     ]
-    counts = [tiledb.BitWidthReductionFilter(window=256), tiledb.ZstdFilter(level=9),
-              tiledb.ByteShuffleFilter(), tiledb.ChecksumSHA256Filter()]  # fmt: skip
+    counts = [
+        tiledb.BitWidthReductionFilter(window=256),
+        tiledb.ZstdFilter(level=9),
+        tiledb.ByteShuffleFilter(),
+        tiledb.ChecksumSHA256Filter(),
+    ]
     attrs = [
         _attr("allele", "ascii", _zstd(9), var=True),
         *(_attr(name, np.int32, counts) for name in ("ac", "an", "n_hom")),
@@ -189,7 +219,10 @@ def fednode_stats_schema() -> tiledb.ArraySchema:
 
 def fednode_coverage_schema() -> tiledb.ArraySchema:
     """Reference-block coverage: `start` is the block start or an anchor inside it."""
-    dims = [_str_dim("contig", [tiledb.RleFilter()]), _pos_dim("start", _stats_pos_filters(5, shuffle=False))]
+    dims = [
+        _str_dim("contig", [tiledb.RleFilter()]),
+        _pos_dim("start", _stats_pos_filters(5, shuffle=False)),
+    ]
     attrs = [_attr(name, np.uint32, _zstd(5)) for name in ("real_start", "end")]
     attrs += [_attr(name, np.int32, _zstd(5)) for name in ("an", "n_called")]
     return _sparse(dims, attrs, dups=True)
@@ -263,12 +296,17 @@ def field_value(htype: int, raw: bytes) -> object:
         return raw.rstrip(b"\0").decode(errors="replace")
     if htype == HT_INT:
         ints = np.frombuffer(raw, dtype="<i4")
-        values: list[object] = [None if v == INT32_MISSING else int(v) for v in ints if v != INT32_VECTOR_END]
+        values: list[object] = [
+            None if v == INT32_MISSING else int(v) for v in ints if v != INT32_VECTOR_END
+        ]
     else:
         bits = np.frombuffer(raw, dtype="<u4")
         floats = np.frombuffer(raw, dtype="<f4")
-        values = [None if b == _REAL_MISSING_BITS else float(f)
-                  for b, f in zip(bits, floats, strict=True) if b != _REAL_VECTOR_END_BITS]  # fmt: skip
+        values = [
+            None if b == _REAL_MISSING_BITS else float(f)
+            for b, f in zip(bits, floats, strict=True)
+            if b != _REAL_VECTOR_END_BITS
+        ]
     return values[0] if len(values) == 1 else tuple(values)
 
 
@@ -347,7 +385,7 @@ class Null:
 
     __slots__ = ("values",)
 
-    def __init__(self, size: int, dtype: object) -> None:
+    def __init__(self, size: int, dtype: type[np.generic]) -> None:
         self.values = np.zeros(size, dtype=dtype)
 
 
@@ -356,7 +394,7 @@ def write_columns(array: tiledb.Array, columns: Mapping[str, object]) -> str | N
     lt = tiledb.libtiledb
     query = lt.Query(lt.Context(array.ctx), array.array, lt.QueryType.WRITE)
     query.layout = lt.LayoutType.UNORDERED
-    keep = []
+    keep: list[tuple[np.ndarray, np.ndarray]] = []
     for name, column in columns.items():
         if isinstance(column, Null):
             validity = np.zeros(column.values.size, dtype=np.uint8)

@@ -28,6 +28,7 @@ from node.names import VariantType
 from node.store import layout
 
 __all__ = [
+    "ZERO_STATS",
     "StatsCollector",
     "fednode_lookup",
     "fednode_variants",
@@ -128,7 +129,9 @@ class StatsCollector:
         # counts at its own position only (like TileDB-VCF's "nr" rows).
         spanning = called & ~(gt > 0).any(axis=1) if ref_block else np.zeros_like(called)
         if spanning.any():
-            self._coverage(canonical, pos, end, int(called_alleles[spanning].sum()), int(spanning.sum()))
+            self._coverage(
+                canonical, pos, end, int(called_alleles[spanning].sum()), int(spanning.sum())
+            )
         local = np.where(called & ~spanning, called_alleles, 0)
         if local.any():
             self._site(canonical, contig, pos, samples, local)
@@ -149,9 +152,18 @@ class StatsCollector:
         self._sample_counts(gt, samples, alts, called)
 
     def _add_small(
-        self, contig: str, pos: int, end: int, ref: str, alts: Sequence[str],
-        filters: Sequence[str], gt: np.ndarray, samples: Sequence[str], ref_block: bool, ids: str,
-    ) -> None:  # fmt: skip
+        self,
+        contig: str,
+        pos: int,
+        end: int,
+        ref: str,
+        alts: Sequence[str],
+        filters: Sequence[str],
+        gt: np.ndarray,
+        samples: Sequence[str],
+        ref_block: bool,
+        ids: str,
+    ) -> None:
         """`add` for a few samples (one-sample VCFs): plain Python, the same semantics.
 
         numpy's per-call overhead dominates below ~10 samples; a test checks both paths
@@ -170,13 +182,24 @@ class StatsCollector:
                 self._site(canonical, contig, pos, samples, local)
             for index, alt in enumerate(alts, start=1):
                 if alt not in _NON_VARIANT:
-                    self._small_allele(canonical, pos, ref, alt, index, rows, called, (end, ids, contig))
+                    self._small_allele(
+                        canonical, pos, ref, alt, index, rows, called, (end, ids, contig)
+                    )
             self._tiledbvcf_small(contig, pos, end, ref, alts, filters, rows, samples, ref_block)
         self._sample_counts_small(rows, samples, alts)
 
-    def _tiledbvcf_small(self, contig: str, pos: int, end: int, ref: str, alts: Sequence[str],
-                         filters: Sequence[str], rows: list[list[int]], samples: Sequence[str],
-                         ref_block: bool) -> None:  # fmt: skip
+    def _tiledbvcf_small(
+        self,
+        contig: str,
+        pos: int,
+        end: int,
+        ref: str,
+        alts: Sequence[str],
+        filters: Sequence[str],
+        rows: list[list[int]],
+        samples: Sequence[str],
+        ref_block: bool,
+    ) -> None:
         running = self._running_max(samples, contig, pos, end)
         self._allele_count_small(contig, pos, ref, alts, filters, rows)
         if self.sign < 0:
@@ -191,24 +214,47 @@ class StatsCollector:
                     key = "nr" if ref_block and homozygous else "ref"
                 else:
                     key = normalise_stats_allele(ref, alleles[allele])
-                for name, value in (("contig", contig), ("pos", pos), ("end", end), ("sample", sample),
-                                    ("allele", key), ("ac", called.count(allele) * self.sign),
-                                    ("an", len(called) * self.sign),
-                                    ("n_hom", int(homozygous) * self.sign), ("max_length", running)):  # fmt: skip
+                for name, value in (
+                    ("contig", contig),
+                    ("pos", pos),
+                    ("end", end),
+                    ("sample", sample),
+                    ("allele", key),
+                    ("ac", called.count(allele) * self.sign),
+                    ("an", len(called) * self.sign),
+                    ("n_hom", int(homozygous) * self.sign),
+                    ("max_length", running),
+                ):
                     cols[name].append(value)
 
-    def _allele_count_small(self, contig: str, pos: int, ref: str, alts: Sequence[str],
-                            filters: Sequence[str], rows: list[list[int]]) -> None:  # fmt: skip
+    def _allele_count_small(
+        self,
+        contig: str,
+        pos: int,
+        ref: str,
+        alts: Sequence[str],
+        filters: Sequence[str],
+        rows: list[list[int]],
+    ) -> None:
         filter_text = ";".join(filters) if filters else "."
         classes: dict[tuple[str, str], int] = defaultdict(int)
         for row in rows:
             if any(a > 0 for a in row):
                 classes[_allele_count_class(row, (ref, *alts))] += 1
         for (alt_text, gt_class), count in classes.items():
-            self.allele_count.add(contig=contig, pos=pos, ref=ref, alt=alt_text,
-                                  filter=filter_text, gt=gt_class, count=count * self.sign)  # fmt: skip
+            self.allele_count.add(
+                contig=contig,
+                pos=pos,
+                ref=ref,
+                alt=alt_text,
+                filter=filter_text,
+                gt=gt_class,
+                count=count * self.sign,
+            )
 
-    def _sample_counts_small(self, rows: list[list[int]], samples: Sequence[str], alts: Sequence[str]) -> None:
+    def _sample_counts_small(
+        self, rows: list[list[int]], samples: Sequence[str], alts: Sequence[str]
+    ) -> None:
         if self.sign < 0:
             return
         block = self._sample_block(samples)
@@ -238,9 +284,17 @@ class StatsCollector:
         self._running[run_key] = running
         return running
 
-    def _small_allele(self, canonical: str, pos: int, ref: str, alt: str, index: int,
-                      rows: list[list[int]], called: list[list[int]],
-                      info: tuple[int, str, str]) -> None:  # fmt: skip
+    def _small_allele(
+        self,
+        canonical: str,
+        pos: int,
+        ref: str,
+        alt: str,
+        index: int,
+        rows: list[list[int]],
+        called: list[list[int]],
+        info: tuple[int, str, str],
+    ) -> None:
         ac = hom = het = carriers = 0
         for row, alleles in zip(rows, called, strict=True):
             copies = alleles.count(index)
@@ -253,8 +307,14 @@ class StatsCollector:
         if carriers:
             self._key((canonical, pos, ref, alt), [ac, 0, hom, het, carriers, 0], info)
 
-    def _site(self, canonical: str, contig: str, pos: int, samples: Sequence[str],
-              alleles: Sequence[int] | np.ndarray) -> None:  # fmt: skip
+    def _site(
+        self,
+        canonical: str,
+        contig: str,
+        pos: int,
+        samples: Sequence[str],
+        alleles: Sequence[int] | np.ndarray,
+    ) -> None:
         """Called alleles/samples at a position, each sample counted once per position.
 
         An input may split one site into several records (`bcftools norm -m-`); bcftools
@@ -267,7 +327,10 @@ class StatsCollector:
         counted = last[1] if last is not None and last[0] == (canonical, pos) else [0] * len(values)
         an = sum(max(v - c, 0) for v, c in zip(values, counted, strict=True))
         n_called = sum(1 for v, c in zip(values, counted, strict=True) if c == 0 and v > 0)
-        self._last_site[group] = ((canonical, pos), [max(v, c) for v, c in zip(values, counted, strict=True)])
+        self._last_site[group] = (
+            (canonical, pos),
+            [max(v, c) for v, c in zip(values, counted, strict=True)],
+        )
         if an or n_called:
             self._key((canonical, pos, "", ""), [0, an, 0, 0, 0, n_called], (pos, ".", contig))
 
@@ -284,13 +347,27 @@ class StatsCollector:
     def _coverage(self, contig: str, pos: int, end: int, an: int, n_called: int) -> None:
         anchors = range(pos, end + 1, layout.ANCHOR_GAP)
         for start in anchors:
-            self.coverage.add(contig=contig, start=start, real_start=pos, end=end,
-                              an=an * self.sign, n_called=n_called * self.sign)  # fmt: skip
+            self.coverage.add(
+                contig=contig,
+                start=start,
+                real_start=pos,
+                end=end,
+                an=an * self.sign,
+                n_called=n_called * self.sign,
+            )
 
     def _tiledbvcf_rows(
-        self, contig: str, pos: int, end: int, ref: str, alts: Sequence[str],
-        filters: Sequence[str], gt: np.ndarray, samples: Sequence[str], ref_block: bool,
-    ) -> None:  # fmt: skip
+        self,
+        contig: str,
+        pos: int,
+        end: int,
+        ref: str,
+        alts: Sequence[str],
+        filters: Sequence[str],
+        gt: np.ndarray,
+        samples: Sequence[str],
+        ref_block: bool,
+    ) -> None:
         """variant_stats v3 rows per (sample, called allele) and allele_count v1 rows.
 
         A removal (sign -1) writes no variant_stats rows: those are deleted by sample.
@@ -301,7 +378,9 @@ class StatsCollector:
             return
         called_alleles = (gt >= 0).sum(axis=1)
         ploidy = (gt != -2).sum(axis=1)
-        homozygous = (called_alleles == ploidy) & (gt.max(axis=1) == np.where(gt >= 0, gt, 99).min(axis=1))
+        homozygous = (called_alleles == ploidy) & (
+            gt.max(axis=1) == np.where(gt >= 0, gt, 99).min(axis=1)
+        )
         names = np.asarray(samples, dtype=object)
         for allele, text in enumerate((ref, *alts)):
             copies = (gt == allele).sum(axis=1)
@@ -325,19 +404,34 @@ class StatsCollector:
             cols["n_hom"].extend((homozygous[rows].astype(np.int64) * self.sign).tolist())
             cols["max_length"].extend([running] * rows.size)
 
-    def _allele_count_rows(self, contig: str, pos: int, ref: str, alts: Sequence[str],
-                           filters: Sequence[str], gt: np.ndarray) -> None:  # fmt: skip
+    def _allele_count_rows(
+        self,
+        contig: str,
+        pos: int,
+        ref: str,
+        alts: Sequence[str],
+        filters: Sequence[str],
+        gt: np.ndarray,
+    ) -> None:
         filter_text = ";".join(filters) if filters else "."
         classes: dict[tuple[str, str], int] = defaultdict(int)
         for row in gt[(gt > 0).any(axis=1)]:
             present = [int(a) for a in row if a != -2]
             classes[_allele_count_class(present, (ref, *alts))] += 1
         for (alt_text, gt_class), count in classes.items():
-            self.allele_count.add(contig=contig, pos=pos, ref=ref, alt=alt_text,
-                                  filter=filter_text, gt=gt_class, count=count * self.sign)  # fmt: skip
+            self.allele_count.add(
+                contig=contig,
+                pos=pos,
+                ref=ref,
+                alt=alt_text,
+                filter=filter_text,
+                gt=gt_class,
+                count=count * self.sign,
+            )
 
-    def _sample_counts(self, gt: np.ndarray, samples: Sequence[str], alts: Sequence[str],
-                       called: np.ndarray) -> None:  # fmt: skip
+    def _sample_counts(
+        self, gt: np.ndarray, samples: Sequence[str], alts: Sequence[str], called: np.ndarray
+    ) -> None:
         if self.sign < 0:
             return
         block = self._sample_block(samples)
@@ -345,10 +439,13 @@ class StatsCollector:
         values = np.where(gt >= 0, gt, -1)
         distinct = (values.max(axis=1) != np.where(gt >= 0, gt, 99).min(axis=1)) & called
         counts = {
-            "n_records": np.ones(len(samples), dtype=np.int64), "n_called": called,
-            "n_not_called": ~called, "n_hom_ref": called & ~non_ref, "n_het": distinct,
+            "n_records": np.ones(len(samples), dtype=np.int64),
+            "n_called": called,
+            "n_not_called": ~called,
+            "n_hom_ref": called & ~non_ref,
+            "n_het": distinct,
             "n_multiallelic": non_ref & (len(alts) > 1),
-        }  # fmt: skip
+        }
         for i, name in enumerate(layout.SAMPLE_STATS_COUNTERS):
             if name in counts:
                 block[:, i] += np.asarray(counts[name], dtype=np.int64)
@@ -422,8 +519,9 @@ def point_ranges(positions: Sequence[int], *, before: int = 0) -> list[slice]:
     return [slice(lo, hi) for lo, hi in out]
 
 
-def fednode_lookup(stats: tiledb.Array, coverage: tiledb.Array | None, contig: str,
-                   points: Sequence[Point]) -> list[AlleleStats | None]:  # fmt: skip
+def fednode_lookup(
+    stats: tiledb.Array, coverage: tiledb.Array | None, contig: str, points: Sequence[Point]
+) -> list[AlleleStats | None]:
     """Sum the aggregate rows of each point: a few rows per allele, whatever the sample count."""
     if not points:
         return []
@@ -444,35 +542,48 @@ def fednode_lookup(stats: tiledb.Array, coverage: tiledb.Array | None, contig: s
             continue
         site = sums.get((point[0], "", ""), np.zeros(6, dtype=np.int64))
         an, n_called = covered.get(point[0], (0, 0))
-        out.append(AlleleStats(int(allele[0]), int(site[1]) + an, int(allele[2]), int(allele[3]),
-                               int(allele[4]), int(site[5]) + n_called))  # fmt: skip
+        out.append(
+            AlleleStats(
+                int(allele[0]),
+                int(site[1]) + an,
+                int(allele[2]),
+                int(allele[3]),
+                int(allele[4]),
+                int(site[5]) + n_called,
+            )
+        )
     return out
 
 
-def coverage_counts(coverage: tiledb.Array | None, contig: str,
-                    positions: Sequence[int]) -> dict[int, tuple[int, int]]:  # fmt: skip
+def coverage_counts(
+    coverage: tiledb.Array | None, contig: str, positions: Sequence[int]
+) -> dict[int, tuple[int, int]]:
     """(AN, called samples) that reference blocks add at each position (anchor rule)."""
     if coverage is None or not positions:
         return {}
     gap = layout.ANCHOR_GAP
-    rows = coverage.query(attrs=["real_start", "end", "an", "n_called"], dims=["start"]).multi_index[
-        [contig], point_ranges(positions, before=gap)
-    ]
+    rows = coverage.query(
+        attrs=["real_start", "end", "an", "n_called"], dims=["start"]
+    ).multi_index[[contig], point_ranges(positions, before=gap)]
     order = np.argsort(rows["start"], kind="stable")
     start = rows["start"][order].astype(np.int64)
     real, end = rows["real_start"][order].astype(np.int64), rows["end"][order].astype(np.int64)
     an, called = rows["an"][order], rows["n_called"][order]
     out = {}
     for p in set(positions):
-        lo, hi = np.searchsorted(start, [p - gap, p], side="left")[0], np.searchsorted(start, p, side="right")
+        lo, hi = (
+            np.searchsorted(start, [p - gap, p], side="left")[0],
+            np.searchsorted(start, p, side="right"),
+        )
         sel = slice(lo, hi)
         keep = (end[sel] >= p) & (real[sel] <= p) & ((start[sel] == real[sel]) | (start[sel] < p))
         out[p] = (int(an[sel][keep].sum()), int(called[sel][keep].sum()))
     return out
 
 
-def variant_stats_lookup(array: tiledb.Array, names: Sequence[str], points: Sequence[Point], *,
-                         max_length: int) -> list[AlleleStats | None]:  # fmt: skip
+def variant_stats_lookup(
+    array: tiledb.Array, names: Sequence[str], points: Sequence[Point], *, max_length: int
+) -> list[AlleleStats | None]:
     """Fallback for datasets TileDB-VCF wrote (no fednode aggregate): sum variant_stats rows.
 
     Scales with the samples at the position; `fednode` could build the aggregate later.
@@ -480,9 +591,9 @@ def variant_stats_lookup(array: tiledb.Array, names: Sequence[str], points: Sequ
     if not points or not names:
         return [None] * len(points)
     ranges = point_ranges([p for p, _, _ in points], before=max_length)
-    rows = array.query(attrs=["allele", "ac", "an", "n_hom"], dims=["pos", "sample", "end"]).multi_index[
-        list(names), ranges
-    ]
+    rows = array.query(
+        attrs=["allele", "ac", "an", "n_hom"], dims=["pos", "sample", "end"]
+    ).multi_index[list(names), ranges]
     pos, end = rows["pos"].astype(np.int64), rows["end"].astype(np.int64)
     alleles = [_text(a) for a in rows["allele"]]
     samples, ac, an, hom = rows["sample"], rows["ac"], rows["an"], rows["n_hom"]
@@ -492,9 +603,9 @@ def variant_stats_lookup(array: tiledb.Array, names: Sequence[str], points: Sequ
     blocks = [i for i, a in enumerate(alleles) if a == "nr"]
     out: list[AlleleStats | None] = []
     for p, ref, alt in points:
-        names = {normalise_stats_allele(ref, alt), f"{ref},{alt}"}
+        keys = {normalise_stats_allele(ref, alt), f"{ref},{alt}"}
         here = at.get(p, [])
-        wanted = [i for i in here if alleles[i] in names]
+        wanted = [i for i in here if alleles[i] in keys]
         if not wanted:
             out.append(None)
             continue
@@ -503,8 +614,11 @@ def variant_stats_lookup(array: tiledb.Array, names: Sequence[str], points: Sequ
         n_het = sum(1 for i in wanted if 0 < ac[i] < an[i])
         called = len({samples[i] for i in site})
         total = int(sum(int(ac[i]) for i in site))
-        out.append(AlleleStats(int(sum(int(ac[i]) for i in wanted)), total, n_hom, n_het,
-                               len(wanted), called))  # fmt: skip
+        out.append(
+            AlleleStats(
+                int(sum(int(ac[i]) for i in wanted)), total, n_hom, n_het, len(wanted), called
+            )
+        )
     return out
 
 
@@ -512,11 +626,18 @@ def fednode_variants(array: tiledb.Array, contig: str, region: Region) -> list[V
     """ALT alleles of the aggregate overlapping `region` (statistics filled in later)."""
     s, e = region.start, region.end - 1
     reach = int(array.meta.get("max_length", 0))
-    rows = array.query(attrs=["ref", "alt", "end", "id", "source_contig", "n_carriers"],
-                       dims=["pos"]).multi_index[[contig], slice(max(0, s - reach), e)]  # fmt: skip
+    rows = array.query(
+        attrs=["ref", "alt", "end", "id", "source_contig", "n_carriers"], dims=["pos"]
+    ).multi_index[[contig], slice(max(0, s - reach), e)]
     found: dict[Point, tuple[int, set[str], str]] = {}
     for pos, ref_b, alt_b, end, ids, source in zip(
-        rows["pos"], rows["ref"], rows["alt"], rows["end"], rows["id"], rows["source_contig"], strict=True
+        rows["pos"],
+        rows["ref"],
+        rows["alt"],
+        rows["end"],
+        rows["id"],
+        rows["source_contig"],
+        strict=True,
     ):
         alt = _text(alt_b)
         if not alt or int(end) < s:
@@ -527,8 +648,19 @@ def fednode_variants(array: tiledb.Array, contig: str, region: Region) -> list[V
     out = []
     for (pos, ref, alt), (end, ids, source) in found.items():
         kind = VariantType(variant_type_of(ref, alt))
-        out.append(Variant(contig, pos, end + 1, ref, alt, kind, ZERO_STATS,
-                           tuple(sorted(ids - {".", ""})), source))  # fmt: skip
+        out.append(
+            Variant(
+                contig,
+                pos,
+                end + 1,
+                ref,
+                alt,
+                kind,
+                ZERO_STATS,
+                tuple(sorted(ids - {".", ""})),
+                source,
+            )
+        )
     return out
 
 

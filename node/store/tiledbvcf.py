@@ -25,7 +25,7 @@ import tiledb
 from tqdm import tqdm
 
 from node.domain import AlleleKey, AlleleStats, Record, Region, Variant, normalize_contig
-from node.errors import Conflict, IngestError, InvalidInput, NotFound, UnsupportedFormat
+from node.errors import Conflict, IngestError, InvalidInput, NotFound
 from node.names import VariantType
 from node.store import layout, stats
 from node.store.base import IngestSummary
@@ -79,8 +79,14 @@ class _State:
     aggregate: bool = False  # fednode_allele_stats covers every sample
 
     def dump(self) -> str:
-        return json.dumps({"samples": self.samples, "assembly": self.assembly,
-                           "contigs": self.contigs, "aggregate": self.aggregate})  # fmt: skip
+        return json.dumps(
+            {
+                "samples": self.samples,
+                "assembly": self.assembly,
+                "contigs": self.contigs,
+                "aggregate": self.aggregate,
+            }
+        )
 
 
 class TileDBVCFStore:
@@ -102,8 +108,9 @@ class TileDBVCFStore:
         return exists(uri, tiledb_config=tiledb_config)
 
     @classmethod
-    def create(cls, uri: str, *, assembly: str = "GRCh38",
-               tiledb_config: Mapping[str, str] | None = None) -> TileDBVCFStore:  # fmt: skip
+    def create(
+        cls, uri: str, *, assembly: str = "GRCh38", tiledb_config: Mapping[str, str] | None = None
+    ) -> TileDBVCFStore:
         ctx = _ctx(tiledb_config)
         if tiledb.object_type(uri, ctx=ctx) is not None:
             raise Conflict(f"a dataset already exists at {uri}")
@@ -141,8 +148,13 @@ class TileDBVCFStore:
             raw = layout.meta_str(group.meta, _STATE, "")
         if committed is not None and raw:
             data = json.loads(raw)
-            return _State(int(committed), tuple(data["samples"]), data["assembly"],
-                          dict(data["contigs"]), bool(data["aggregate"]))  # fmt: skip
+            return _State(
+                int(committed),
+                tuple(data["samples"]),
+                data["assembly"],
+                dict(data["contigs"]),
+                bool(data["aggregate"]),
+            )
         return self._foreign_state(None if committed is None else int(committed))
 
     def _foreign_state(self, committed: int | None) -> _State:
@@ -156,11 +168,17 @@ class TileDBVCFStore:
         return _State(committed, samples, assembly, contigs, aggregate=False)
 
     def _foreign_contigs(self, committed: int | None, headers: Sequence[str]) -> dict[str, str]:
-        names = {line[13:].split(",")[0].rstrip(">") for h in headers for line in h.splitlines()
-                 if line.startswith("##contig=<ID=")}  # fmt: skip
+        names = {
+            line[13:].split(",")[0].rstrip(">")
+            for h in headers
+            for line in h.splitlines()
+            if line.startswith("##contig=<ID=")
+        }
         # Fragment non-empty domains settle most names without reading cells.
         uri = f"{self.uri}/{layout.DATA}"
-        spans = [_text_span(f.nonempty_domain[0]) for f in tiledb.array_fragments(uri, ctx=self._ctx)]
+        spans = [
+            _text_span(f.nonempty_domain[0]) for f in tiledb.array_fragments(uri, ctx=self._ctx)
+        ]
         present = {}
         with tiledb.open(uri, ctx=self._ctx, timestamp=committed) as arr:
             for name in sorted(names):
@@ -169,7 +187,9 @@ class TileDBVCFStore:
                     continue
                 exact = any(lo == hi == name for lo, hi in spans)
                 if not exact:
-                    hit = arr.query(attrs=[], dims=["contig"]).multi_index[[name], [slice(0, 2**32 - 2)]]
+                    hit = arr.query(attrs=[], dims=["contig"]).multi_index[
+                        [name], [slice(0, 2**32 - 2)]
+                    ]
                     exact = len(hit["contig"]) > 0
                 if exact:
                     present[name] = normalize_contig(name)
@@ -215,10 +235,14 @@ class TileDBVCFStore:
         with self._lock:
             if self._state.aggregate:
                 cover = self._array(layout.FEDNODE_COVERAGE)
-                return stats.fednode_lookup(self._array(layout.FEDNODE_STATS), cover, contig, points)
+                return stats.fednode_lookup(
+                    self._array(layout.FEDNODE_STATS), cover, contig, points
+                )
             array = self._array(layout.VARIANT_STATS)
             max_length = int(array.meta.get("max_length", 0))
-            return stats.variant_stats_lookup(array, self._sources(contig), points, max_length=max_length)
+            return stats.variant_stats_lookup(
+                array, self._sources(contig), points, max_length=max_length
+            )
 
     def variants(
         self,
@@ -277,8 +301,10 @@ class TileDBVCFStore:
         cached = getattr(self, "_header_tables", None)
         if cached is None:
             cells = self._array(layout.HEADERS)[:]
-            cached = {s.decode(): layout.header_id_table(stats._text(h))
-                      for s, h in zip(cells["sample"], cells["header"], strict=True)}  # fmt: skip
+            cached = {
+                s.decode(): layout.header_id_table(stats._text(h))
+                for s, h in zip(cells["sample"], cells["header"], strict=True)
+            }
             self._header_tables = cached
         return cached
 
@@ -301,7 +327,9 @@ class TileDBVCFStore:
             t_write = t_delete + 1
             ctx = _ctx({**self._config, **_thread_config(threads)})
             bar = progress and sys.stderr.isatty()
-            writer = IngestWriter(self.uri, ctx, t_write, aggregate=self._state.aggregate, progress=bar)
+            writer = IngestWriter(
+                self.uri, ctx, t_write, aggregate=self._state.aggregate, progress=bar
+            )
             try:
                 if replaced:
                     self._remove_samples(writer, replaced, ctx, t_delete)
@@ -317,16 +345,22 @@ class TileDBVCFStore:
             self._commit(t_write, writer, added, dataset_assembly)
         return IngestSummary(len(inputs), tuple(added), tuple(replaced), records, dataset_assembly)
 
-    def _check_samples(self, inputs: Sequence[VcfInput], *, replace: bool) -> tuple[list[str], list[str]]:
+    def _check_samples(
+        self, inputs: Sequence[VcfInput], *, replace: bool
+    ) -> tuple[list[str], list[str]]:
         seen: dict[str, str] = {}
         for inp in inputs:
             if not inp.samples:
                 raise IngestError("no samples (sites-only VCFs cannot be ingested)", path=inp.name)
             for sample in inp.samples:
                 if _BAD_SAMPLE_CHARS & set(sample):
-                    raise IngestError(f"unsupported characters in sample name {sample!r}", path=inp.name)
+                    raise IngestError(
+                        f"unsupported characters in sample name {sample!r}", path=inp.name
+                    )
                 if sample in seen:
-                    raise Conflict(f"sample {sample!r} appears in both {seen[sample]} and {inp.name}")
+                    raise Conflict(
+                        f"sample {sample!r} appears in both {seen[sample]} and {inp.name}"
+                    )
                 seen[sample] = inp.name
         existing = [s for s in seen if s in set(self._state.samples)]
         if existing and not replace:
@@ -341,7 +375,9 @@ class TileDBVCFStore:
                 raise IngestError(f"header declares {declared}, not {requested}", path=inp.name)
             empty = not self._state.samples
             if declared != current and not empty:
-                raise InvalidInput(f"{inp.name}: assembly {declared} does not match the dataset's {current}")
+                raise InvalidInput(
+                    f"{inp.name}: assembly {declared} does not match the dataset's {current}"
+                )
             current = declared if empty else current
         return current
 
@@ -378,8 +414,9 @@ class TileDBVCFStore:
                 else:
                     vfs.remove_file(entry)
 
-    def _remove_samples(self, writer: IngestWriter, samples: Sequence[str], ctx: tiledb.Ctx,
-                        t_delete: int) -> None:  # fmt: skip
+    def _remove_samples(
+        self, writer: IngestWriter, samples: Sequence[str], ctx: tiledb.Ctx, t_delete: int
+    ) -> None:
         """Negate the samples' statistics rows, then delete their cells (at `t_delete`)."""
         with self._lock:
             reader = RecordReader(self._array(layout.DATA), self._headers())
@@ -391,7 +428,9 @@ class TileDBVCFStore:
                 for sample in samples:
                     arr.query(cond=f"sample == '{sample}'").submit()
 
-    def _commit(self, t_write: int, writer: IngestWriter, added: Sequence[str], assembly: str) -> None:
+    def _commit(
+        self, t_write: int, writer: IngestWriter, added: Sequence[str], assembly: str
+    ) -> None:
         state = self._state
         contigs = {**state.contigs, **writer.contigs}
         samples = (*state.samples, *added)
@@ -408,20 +447,25 @@ class TileDBVCFStore:
         with tiledb.Group(self.uri, "w", ctx=self._ctx) as group:
             group.meta[_COMMITTED] = committed
             state = self._state
-            group.meta[_STATE] = _State(committed, state.samples, state.assembly,
-                                        state.contigs, state.aggregate).dump()  # fmt: skip
+            group.meta[_STATE] = _State(
+                committed, state.samples, state.assembly, state.contigs, state.aggregate
+            ).dump()
 
 
 def _write_initial_metadata(uri: str, ctx: tiledb.Ctx, t0: int) -> None:
     extra = base64.b64encode(",".join(layout.EXTRA_ATTRIBUTES).encode()).decode()
     metadata: dict[str, dict[str, object]] = {
-        layout.DATA: {"version": layout.FORMAT_VERSION, "tile_capacity": layout.TILE_CAPACITY,
-                      "anchor_gap": layout.ANCHOR_GAP, "extra_attributes": extra},
+        layout.DATA: {
+            "version": layout.FORMAT_VERSION,
+            "tile_capacity": layout.TILE_CAPACITY,
+            "anchor_gap": layout.ANCHOR_GAP,
+            "extra_attributes": extra,
+        },
         layout.ALLELE_COUNT: {"version": 1},
         layout.VARIANT_STATS: {"version": layout.VARIANT_STATS_VERSION, "max_length": 0},
         layout.SAMPLE_STATS: {"version": 1},
         layout.FEDNODE_STATS: {"version": 1, "max_length": 0},
-    }  # fmt: skip
+    }
     for name, values in metadata.items():
         with tiledb.open(f"{uri}/{name}", "w", ctx=ctx, timestamp=t0) as arr:
             for key, value in values.items():
@@ -430,7 +474,10 @@ def _write_initial_metadata(uri: str, ctx: tiledb.Ctx, t0: int) -> None:
 
 def _text_span(span: tuple[object, object]) -> tuple[str, str]:
     lo, hi = span
-    return (lo.decode() if isinstance(lo, bytes) else str(lo), hi.decode() if isinstance(hi, bytes) else str(hi))
+    return (
+        lo.decode() if isinstance(lo, bytes) else str(lo),
+        hi.decode() if isinstance(hi, bytes) else str(hi),
+    )
 
 
 def _thread_config(threads: int) -> dict[str, str]:
@@ -442,7 +489,9 @@ def _contig_order(name: str) -> tuple[int, int, str]:
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 
-def _wanted(variant: Variant, types: frozenset[VariantType] | None, lo: int | None, hi: int | None) -> bool:
+def _wanted(
+    variant: Variant, types: frozenset[VariantType] | None, lo: int | None, hi: int | None
+) -> bool:
     if types is not None and variant.variant_type not in types:
         return False
     if lo is not None and variant.length < lo:
@@ -451,8 +500,17 @@ def _wanted(variant: Variant, types: frozenset[VariantType] | None, lo: int | No
 
 
 def _with_stats(variant: Variant, stat: AlleleStats) -> Variant:
-    return Variant(variant.contig, variant.start, variant.end, variant.ref, variant.alt,
-                   variant.variant_type, stat, variant.ids, variant.source_contig)  # fmt: skip
+    return Variant(
+        variant.contig,
+        variant.start,
+        variant.end,
+        variant.ref,
+        variant.alt,
+        variant.variant_type,
+        stat,
+        variant.ids,
+        variant.source_contig,
+    )
 
 
 def fixture_variants(reader: RecordReader, sources: Sequence[str], region: Region) -> list[Variant]:
@@ -467,8 +525,17 @@ def fixture_variants(reader: RecordReader, sources: Sequence[str], region: Regio
                 continue
             key = (record.start, record.ref, alt)
             if key not in found:
-                found[key] = Variant(record.contig, record.start, record.end, record.ref, alt, kind,
-                                     stats.ZERO_STATS, record.ids, record.source_contig)  # fmt: skip
+                found[key] = Variant(
+                    record.contig,
+                    record.start,
+                    record.end,
+                    record.ref,
+                    alt,
+                    kind,
+                    stats.ZERO_STATS,
+                    record.ids,
+                    record.source_contig,
+                )
     return list(found.values())
 
 
@@ -481,8 +548,9 @@ class IngestWriter:
     FLUSH_BYTES = 64 << 20
     FLUSH_ROWS = 400_000
 
-    def __init__(self, uri: str, ctx: tiledb.Ctx, timestamp: int, *, aggregate: bool,
-                 progress: bool) -> None:  # fmt: skip
+    def __init__(
+        self, uri: str, ctx: tiledb.Ctx, timestamp: int, *, aggregate: bool, progress: bool
+    ) -> None:
         self.uri, self.ctx, self.timestamp, self.aggregate = uri, ctx, timestamp, aggregate
         self.cols: dict[str, list[object]] = {name: [] for name in _DATA_COLUMNS}
         self.bytes = 0
@@ -490,7 +558,10 @@ class IngestWriter:
         self.negative = stats.StatsCollector(sign=-1)
         self.contigs: dict[str, str] = {}
         self.headers: dict[str, str] = {}
-        self.fragment_samples: dict[str, dict[str, str]] = {layout.VARIANT_STATS: {}, layout.ALLELE_COUNT: {}}
+        self.fragment_samples: dict[str, dict[str, str]] = {
+            layout.VARIANT_STATS: {},
+            layout.ALLELE_COUNT: {},
+        }
         self.flush_samples: set[str] = set()
         self.max_length = 0
         self.bar = tqdm(desc="ingest", unit=" variants", disable=not progress, file=sys.stderr)
@@ -518,16 +589,32 @@ class IngestWriter:
         filter_ids = [len(rec.filters), *(_filter_id(f, ids, extra) for f in rec.filters)]
         keep = np.flatnonzero(rec.called() | (len(inp.samples) == 1))
         if keep.size:
-            self._cells(rec, [inp.samples[i] for i in keep], keep, np.asarray(filter_ids, dtype="<i4").tobytes())
-        self.collector.add(contig=rec.contig, pos=rec.pos, end=rec.end, ref=rec.ref, alts=rec.alts,
-                           filters=rec.filters, gt=rec.gt, samples=inp.samples,
-                           ref_block=rec.is_ref_block, ids=rec.ids)  # fmt: skip
+            self._cells(
+                rec,
+                [inp.samples[i] for i in keep],
+                keep,
+                np.asarray(filter_ids, dtype="<i4").tobytes(),
+            )
+        self.collector.add(
+            contig=rec.contig,
+            pos=rec.pos,
+            end=rec.end,
+            ref=rec.ref,
+            alts=rec.alts,
+            filters=rec.filters,
+            gt=rec.gt,
+            samples=inp.samples,
+            ref_block=rec.is_ref_block,
+            ids=rec.ids,
+        )
         if self.bytes >= self.FLUSH_BYTES:
             self.flush_data()
         if self.collector.pending() >= self.FLUSH_ROWS:
             self.flush_stats(self.collector)
 
-    def _cells(self, rec: ParsedRecord, samples: list[str], keep: np.ndarray, filter_ids: bytes) -> None:
+    def _cells(
+        self, rec: ParsedRecord, samples: list[str], keep: np.ndarray, filter_ids: bytes
+    ) -> None:
         alleles = (",".join((rec.ref, *rec.alts)) + "\0").encode()
         ident = (rec.ids + "\0").encode()
         fmt = [rec.fmt[i] for i in keep]
@@ -553,9 +640,18 @@ class IngestWriter:
 
     def negate(self, cells: Iterator[StoredCall]) -> None:
         for c in cells:
-            self.negative.add(contig=c.contig, pos=c.pos, end=c.end, ref=c.ref, alts=c.alts,
-                              filters=c.filters, gt=c.gt, samples=[c.sample],
-                              ref_block=c.is_ref_block, ids=c.ids)  # fmt: skip
+            self.negative.add(
+                contig=c.contig,
+                pos=c.pos,
+                end=c.end,
+                ref=c.ref,
+                alts=c.alts,
+                filters=c.filters,
+                gt=c.gt,
+                samples=[c.sample],
+                ref_block=c.is_ref_block,
+                ids=c.ids,
+            )
             self.contigs[c.contig] = normalize_contig(c.contig)
             if self.negative.pending() >= self.FLUSH_ROWS:
                 self.flush_stats(self.negative)
@@ -585,14 +681,18 @@ class IngestWriter:
     def flush_stats(self, collector: stats.StatsCollector) -> None:
         if self.aggregate and collector.keys:
             rows = collector.fednode_rows()
-            ends, starts = rows["end"], rows["pos"]
-            self.max_length = max(self.max_length, int((ends.astype(np.int64) - starts + 1).max()))  # type: ignore[union-attr, operator]
+            lengths = np.asarray(rows["end"], dtype=np.int64) - np.asarray(
+                rows["pos"], dtype=np.int64
+            )
+            self.max_length = max(self.max_length, int(lengths.max()) + 1)
             self._write(layout.FEDNODE_STATS, rows)
         if self.aggregate and len(collector.coverage):
             self._write(layout.FEDNODE_COVERAGE, collector.coverage.take())
         samples = ",".join(sorted(self.flush_samples))
-        for name, columns in ((layout.VARIANT_STATS, collector.variant_stats),
-                              (layout.ALLELE_COUNT, collector.allele_count)):  # fmt: skip
+        for name, columns in (
+            (layout.VARIANT_STATS, collector.variant_stats),
+            (layout.ALLELE_COUNT, collector.allele_count),
+        ):
             if len(columns):
                 uri = self._write(name, columns.take())
                 if uri:
@@ -603,7 +703,9 @@ class IngestWriter:
             schema = arr.schema
             columns = {}
             for key, values in rows.items():
-                dtype = schema.attr(key).dtype if schema.has_attr(key) else schema.domain.dim(key).dtype
+                dtype = (
+                    schema.attr(key).dtype if schema.has_attr(key) else schema.domain.dim(key).dtype
+                )
                 if dtype.kind in "SUO" or key in ("contig", "sample"):
                     columns[key] = layout.Var.text(values)  # type: ignore[arg-type]
                 else:
@@ -618,8 +720,13 @@ class IngestWriter:
         if self.headers:
             with self._open(layout.HEADERS) as arr:
                 names = sorted(self.headers)
-                layout.write_columns(arr, {"sample": layout.Var.text(names),
-                                           "header": layout.Var([self.headers[n].encode() for n in names])})  # fmt: skip
+                layout.write_columns(
+                    arr,
+                    {
+                        "sample": layout.Var.text(names),
+                        "header": layout.Var([self.headers[n].encode() for n in names]),
+                    },
+                )
         self._write_metadata()
 
     def _write_sample_stats(self) -> None:
@@ -639,7 +746,10 @@ class IngestWriter:
                 for uri, samples in fragments.items():
                     arr.meta[uri] = samples
         vs_max = max(self.collector.max_length, 0)
-        for name, value in ((layout.VARIANT_STATS, vs_max), (layout.FEDNODE_STATS, self.max_length)):
+        for name, value in (
+            (layout.VARIANT_STATS, vs_max),
+            (layout.FEDNODE_STATS, self.max_length),
+        ):
             if name == layout.FEDNODE_STATS and not self.aggregate:
                 continue
             with tiledb.open(f"{self.uri}/{name}", ctx=self.ctx) as current:
@@ -648,8 +758,20 @@ class IngestWriter:
                 arr.meta["max_length"] = max(old, value)
 
 
-_DATA_COLUMNS = ("contig", "start_pos", "sample", "real_start_pos", "end_pos", "qual", "alleles",
-                 "id", "filter_ids", "info", "fmt", "fmt_GT")  # fmt: skip
+_DATA_COLUMNS = (
+    "contig",
+    "start_pos",
+    "sample",
+    "real_start_pos",
+    "end_pos",
+    "qual",
+    "alleles",
+    "id",
+    "filter_ids",
+    "info",
+    "fmt",
+    "fmt_GT",
+)
 
 
 def _filter_id(name: str, ids: dict[str, int], extra: list[str]) -> int:

@@ -29,8 +29,13 @@ _TYPES = {"Flag": layout.HT_FLAG, "Integer": layout.HT_INT, "Float": layout.HT_R
 _MISSING_REAL = struct.pack("<I", 0x7F800001)
 _ASSEMBLY_PATTERNS = (
     (re.compile(r"GRCh38|hg38|GCA_000001405\.15|GCF_000001405\.(2[6-9]|[3-9]\d)", re.I), "GRCh38"),
-    (re.compile(r"GRCh37|hg19|\bb37\b|hs37d5|assembly19|human_g1k_v37|GCF_000001405\.(1\d|2[0-5])", re.I), "GRCh37"),
-)  # fmt: skip
+    (
+        re.compile(
+            r"GRCh37|hg19|\bb37\b|hs37d5|assembly19|human_g1k_v37|GCF_000001405\.(1\d|2[0-5])", re.I
+        ),
+        "GRCh37",
+    ),
+)
 _REF_ALTS = {"<NON_REF>", "<*>"}
 
 
@@ -72,7 +77,7 @@ class ParsedRecord:
         return all(alt in _REF_ALTS for alt in self.alts)
 
     def called(self) -> np.ndarray:
-        return (self.gt >= 0).any(axis=1)  # type: ignore[no-any-return]
+        return np.asarray((self.gt >= 0).any(axis=1))
 
 
 class VcfInput:
@@ -93,7 +98,9 @@ class VcfInput:
         self._header_lines = 0 if self.is_bcf else _count_header_lines(path)
         self._info_types = self._types("INFO")
         self._format_types = self._types("FORMAT")
-        self.filters = {h.info().get("ID", "") for h in self._vcf.header_iter() if h.type == "FILTER"}
+        self.filters = {
+            h.info().get("ID", "") for h in self._vcf.header_iter() if h.type == "FILTER"
+        }
 
     def _types(self, kind: str) -> dict[str, int]:
         out = {}
@@ -146,21 +153,36 @@ class VcfInput:
         gt, phased = self._genotypes(v, 1 + len(alts), line)
         qual = v.QUAL
         return ParsedRecord(
-            line=line, contig=v.CHROM, pos=pos, end=end, ref=ref, alts=alts,
-            ids=v.ID or ".", qual=float("nan") if qual is None else float(qual),
-            filters=_filters(v), info=self._info_blob(v), gt=gt, phased=phased,
-            fmt=self._fmt_blobs(v), fmt_gt=_gt_blobs(gt, phased),
-        )  # fmt: skip
+            line=line,
+            contig=v.CHROM,
+            pos=pos,
+            end=end,
+            ref=ref,
+            alts=alts,
+            ids=v.ID or ".",
+            qual=float("nan") if qual is None else float(qual),
+            filters=_filters(v),
+            info=self._info_blob(v),
+            gt=gt,
+            phased=phased,
+            fmt=self._fmt_blobs(v),
+            fmt_gt=_gt_blobs(gt, phased),
+        )
 
-    def _genotypes(self, v: cyvcf2.Variant, n_alleles: int, line: int) -> tuple[np.ndarray, np.ndarray]:
+    def _genotypes(
+        self, v: cyvcf2.Variant, n_alleles: int, line: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.samples)
         if n == 0 or "GT" not in v.FORMAT:
             return np.full((n, 1), -1, dtype=np.int16), np.zeros(n, dtype=bool)
         arr = v.genotype.array()
         gt, phased = arr[:, :-1].astype(np.int16), arr[:, -1].astype(bool)
         if gt.size and int(gt.max()) >= n_alleles:
-            raise IngestError(f"genotype allele index {int(gt.max())} >= {n_alleles} alleles",
-                              path=self.name, line=line)  # fmt: skip
+            raise IngestError(
+                f"genotype allele index {int(gt.max())} >= {n_alleles} alleles",
+                path=self.name,
+                line=line,
+            )
         return gt, phased
 
     def _info_blob(self, v: cyvcf2.Variant) -> bytes:
@@ -200,9 +222,8 @@ def _count_header_lines(path: Path) -> int:
     """Header lines as in the file (htslib's re-rendered header may add ##FILTER=PASS)."""
     with path.open("rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gz else open
     count = 0
-    with opener(path, "rb") as fh:  # type: ignore[operator]
+    with gzip.open(path, "rb") if gz else path.open("rb") as fh:
         for line in fh:
             if not line.startswith(b"#"):
                 break
@@ -283,6 +304,8 @@ class StoredCall:
         return all(alt in _REF_ALTS for alt in self.alts)
 
 
+# real start, end, alleles, id, QUAL ("nan" when missing), FILTER names, INFO blob
+_SiteKey = tuple[int, int, bytes, bytes, object, tuple[str, ...], bytes]
 _CELL_ATTRS = ("real_start_pos", "end_pos", "qual", "alleles", "id", "filter_ids", "info", "fmt")
 
 
@@ -301,12 +324,16 @@ class RecordReader:
         self._extracted = [n for n in names if n.startswith(("fmt_", "info_"))]
         self._gap = int(data.meta.get("anchor_gap", layout.ANCHOR_GAP))
 
-    def _chunks(self, source: str, lo: int, hi: int, samples: Sequence[str] | None,
-                lock: Lock | None) -> Iterator[dict[str, np.ndarray]]:  # fmt: skip
+    def _chunks(
+        self, source: str, lo: int, hi: int, samples: Sequence[str] | None, lock: Lock | None
+    ) -> Iterator[dict[str, np.ndarray]]:
         sample_ranges = slice(None) if samples is None else [slice(s, s) for s in sorted(samples)]
-        query = self._data.query(attrs=[*_CELL_ATTRS, *self._extracted],
-                                 dims=["start_pos", "sample"], order="G",
-                                 return_incomplete=True)  # fmt: skip
+        query = self._data.query(
+            attrs=[*_CELL_ATTRS, *self._extracted],
+            dims=["start_pos", "sample"],
+            order="G",
+            return_incomplete=True,
+        )
         indexer = query.multi_index[[source], slice(lo, hi), sample_ranges]
         iterator = iter(indexer) if not isinstance(indexer, dict) else iter([indexer])
         while True:
@@ -319,8 +346,14 @@ class RecordReader:
                 return
             yield chunk
 
-    def records(self, sources: Sequence[str], region: Region, samples: Sequence[str] | None,
-                *, lock: Lock | None) -> Iterator[Record]:  # fmt: skip
+    def records(
+        self,
+        sources: Sequence[str],
+        region: Region,
+        samples: Sequence[str] | None,
+        *,
+        lock: Lock | None,
+    ) -> Iterator[Record]:
         s, e = region.start, region.end - 1
         for source in sources:
             # Cells come in (start_pos, sample) order; anchor copies (start_pos < s) all come
@@ -347,16 +380,22 @@ class RecordReader:
             yield from self._group(source, bucket)
 
     def _group(self, source: str, cells: list[tuple[dict[str, np.ndarray], int]]) -> list[Record]:
-        groups: dict[tuple[object, ...], list[Call]] = {}
-        sites: dict[tuple[object, ...], tuple[dict[str, np.ndarray], int]] = {}
+        groups: dict[_SiteKey, list[Call]] = {}
+        sites: dict[_SiteKey, tuple[dict[str, np.ndarray], int]] = {}
         for chunk, i in cells:
             sample = chunk["sample"][i].decode()
             table = self._tables.get(sample, ["PASS"])
             filters = layout.decode_filters(chunk["filter_ids"][i].tolist(), table)
             qual = float(chunk["qual"][i])
-            key = (int(chunk["real_start_pos"][i]), int(chunk["end_pos"][i]), bytes(chunk["alleles"][i]),
-                   bytes(chunk["id"][i]), "nan" if qual != qual else qual, filters,
-                   bytes(chunk["info"][i]))  # fmt: skip
+            key = (
+                int(chunk["real_start_pos"][i]),
+                int(chunk["end_pos"][i]),
+                bytes(chunk["alleles"][i]),
+                bytes(chunk["id"][i]),
+                "nan" if qual != qual else qual,
+                filters,
+                bytes(chunk["info"][i]),
+            )
             groups.setdefault(key, []).append(self._call(chunk, i, sample))
             sites.setdefault(key, (chunk, i))
         return [self._record(source, key, sites[key], calls) for key, calls in groups.items()]
@@ -380,24 +419,38 @@ class RecordReader:
                 fields[name[4:]] = layout.field_value(value[0], value[2])
         return Call(sample, alleles, phased, fields)
 
-    def _record(self, source: str, key: tuple[object, ...], site: tuple[dict[str, np.ndarray], int],
-                calls: list[Call]) -> Record:  # fmt: skip
+    def _record(
+        self,
+        source: str,
+        key: _SiteKey,
+        site: tuple[dict[str, np.ndarray], int],
+        calls: list[Call],
+    ) -> Record:
         chunk, i = site
         alleles = _text(chunk["alleles"][i]).split(",")
         ids = _text(chunk["id"][i])
-        info = {k: layout.field_value(t, raw) for k, t, _c, raw in layout.decode_blob(bytes(chunk["info"][i]))}
+        info = {
+            k: layout.field_value(t, raw)
+            for k, t, _c, raw in layout.decode_blob(bytes(chunk["info"][i]))
+        }
         for name in self._extracted:
             value = layout.decode_field(bytes(chunk[name][i])) if name.startswith("info_") else None
             if value is not None:
                 info[name[5:]] = layout.field_value(value[0], value[2])
         qual = float(chunk["qual"][i])
         return Record(
-            contig=normalize_contig(source), start=int(key[0]), end=int(key[1]) + 1,  # type: ignore[call-overload]
-            ref=alleles[0], alts=tuple(alleles[1:]),
+            contig=normalize_contig(source),
+            start=int(key[0]),
+            end=int(key[1]) + 1,
+            ref=alleles[0],
+            alts=tuple(alleles[1:]),
             ids=() if ids in ("", ".") else tuple(ids.split(";")),
-            qual=None if qual != qual else qual, filters=key[5], info=info,  # type: ignore[arg-type]
-            calls=tuple(calls), source_contig=source,
-        )  # fmt: skip
+            qual=None if qual != qual else qual,
+            filters=key[5],
+            info=info,
+            calls=tuple(calls),
+            source_contig=source,
+        )
 
     def sample_cells(self, source: str, sample: str, *, lock: Lock | None) -> Iterator[StoredCall]:
         table = self._tables.get(sample, ["PASS"])
@@ -405,12 +458,20 @@ class RecordReader:
             for i in np.flatnonzero(chunk["start_pos"] == chunk["real_start_pos"]):
                 alleles = _text(chunk["alleles"][i]).split(",")
                 call = self._call(chunk, int(i), sample)
-                gt = np.array([[-1 if a is None else a for a in call.alleles] or [-1]], dtype=np.int16)
+                gt = np.array(
+                    [[-1 if a is None else a for a in call.alleles] or [-1]], dtype=np.int16
+                )
                 yield StoredCall(
-                    source, int(chunk["real_start_pos"][i]), int(chunk["end_pos"][i]), alleles[0],
-                    tuple(alleles[1:]), layout.decode_filters(chunk["filter_ids"][i].tolist(), table),
-                    _text(chunk["id"][i]), sample, gt,
-                )  # fmt: skip
+                    source,
+                    int(chunk["real_start_pos"][i]),
+                    int(chunk["end_pos"][i]),
+                    alleles[0],
+                    tuple(alleles[1:]),
+                    layout.decode_filters(chunk["filter_ids"][i].tolist(), table),
+                    _text(chunk["id"][i]),
+                    sample,
+                    gt,
+                )
 
 
 def _text(value: object) -> str:

@@ -54,9 +54,14 @@ def ours(fixture_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 def test_samples_and_contigs(fixture_dir: Path, name: str) -> None:
     store = TileDBVCFStore.open(str(fixture_dir / name))
     files = " ".join(map(str, inputs(fixture_dir, name)))
-    expected = sorted({s for f in inputs(fixture_dir, name) for s in sh(f"bcftools query -l {f}").split()})
+    expected = sorted(
+        {s for f in inputs(fixture_dir, name) for s in sh(f"bcftools query -l {f}").split()}
+    )
     assert list(store.samples) == expected
-    chroms = {normalize_contig(c) for c in sh(f"for f in {files}; do bcftools query -f '%CHROM\\n' $f; done").split()}
+    chroms = {
+        normalize_contig(c)
+        for c in sh(f"for f in {files}; do bcftools query -f '%CHROM\\n' $f; done").split()
+    }
     assert set(store.contigs()) == chroms
 
 
@@ -96,7 +101,9 @@ def _store_calls(store: TileDBVCFStore, region: Region) -> Counter[tuple[object,
         for r in batch:
             for c in r.calls:
                 gt = "/".join("." if a is None else str(a) for a in c.alleles)
-                out[(c.sample, r.source_contig, r.start + 1, r.ref, ",".join(r.alts), r.end, gt)] += 1
+                out[
+                    (c.sample, r.source_contig, r.start + 1, r.ref, ",".join(r.alts), r.end, gt)
+                ] += 1
     return out
 
 
@@ -122,30 +129,45 @@ def test_long_gvcf_blocks_are_returned_once_per_region(fixture_dir: Path) -> Non
 
 
 @pytest.mark.slow
-def test_round_trip_layout_is_tiledbvcf_v4(fixture_dir: Path, ours: dict[str, TileDBVCFStore]) -> None:
+def test_round_trip_layout_is_tiledbvcf_v4(
+    fixture_dir: Path, ours: dict[str, TileDBVCFStore]
+) -> None:
     """fednode writes the same schemas, metadata and (byte-identical) data cells."""
     theirs, mine = fixture_dir / "ds_snp_cohort10", Path(ours["ds_snp_cohort10"].uri)
     for name in layout.TILEDBVCF_ARRAYS:
-        assert repr(tiledb.ArraySchema.load(str(mine / name))) == repr(tiledb.ArraySchema.load(str(theirs / name)))
+        assert repr(tiledb.ArraySchema.load(str(mine / name))) == repr(
+            tiledb.ArraySchema.load(str(theirs / name))
+        )
     with tiledb.Group(str(theirs)) as a, tiledb.Group(str(mine)) as b:
-        assert layout.meta_str(a.meta, "dataset_type") == layout.meta_str(b.meta, "dataset_type") == "vcf"
+        assert (
+            layout.meta_str(a.meta, "dataset_type")
+            == layout.meta_str(b.meta, "dataset_type")
+            == "vcf"
+        )
         assert {m.name for m in a} <= {m.name for m in b}
         extra = {m.name for m in b} - {m.name for m in a}
         assert extra == {layout.FEDNODE_STATS, layout.FEDNODE_COVERAGE}
     with tiledb.open(str(theirs / "data")) as a, tiledb.open(str(mine / "data")) as b:
         for key in ("version", "tile_capacity", "anchor_gap", "extra_attributes"):
             assert layout.meta_str(a.meta, key) == layout.meta_str(b.meta, key)
-    with tiledb.open(str(theirs / "variant_stats")) as a, tiledb.open(str(mine / "variant_stats")) as b:
+    with (
+        tiledb.open(str(theirs / "variant_stats")) as a,
+        tiledb.open(str(mine / "variant_stats")) as b,
+    ):
         assert a.meta["version"] == b.meta["version"] == 3
     for name in ("data", "metadata/vcf_headers"):
         assert _cells(theirs / name) == _cells(mine / name)
-    assert _cells(theirs / "variant_stats", drop={"max_length"}) == _cells(mine / "variant_stats", drop={"max_length"})
+    assert _cells(theirs / "variant_stats", drop={"max_length"}) == _cells(
+        mine / "variant_stats", drop={"max_length"}
+    )
     assert _summed(theirs / "allele_count", "count") == _summed(mine / "allele_count", "count")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(INPUTS))
-def test_round_trip_cells_and_counters(fixture_dir: Path, ours: dict[str, TileDBVCFStore], name: str) -> None:
+def test_round_trip_cells_and_counters(
+    fixture_dir: Path, ours: dict[str, TileDBVCFStore], name: str
+) -> None:
     theirs, mine = fixture_dir / name, Path(ours[name].uri)
     # ds_synthetic_gvcf10 was created with `-a fmt_GT,fmt_DP`: DP sits in its own attribute.
     drop = {"fmt", "fmt_DP"} if name == "ds_synthetic_gvcf10" else set()

@@ -42,7 +42,9 @@ def big_vcf(path: Path, *, samples: int, records: int, seed: int) -> Path:
         pos += rng.randint(1, 50)
         ref = rng.choice("ACGT")
         alt = rng.choice([b for b in "ACGT" if b != ref])
-        calls = "\t".join(rng.choice(["0/0", "0/1", "1/1", "./."]) + ":10:5,5:PASS" for _ in range(samples))
+        calls = "\t".join(
+            rng.choice(["0/0", "0/1", "1/1", "./."]) + ":10:5,5:PASS" for _ in range(samples)
+        )
         rows.append(f"chr1\t{pos}\t.\t{ref}\t{alt}\t50\tPASS\t.\tGT:DP:AD:FT\t{calls}")
     return write_vcf(path, [f"B{i:03d}" for i in range(samples)], rows)
 
@@ -83,8 +85,10 @@ def test_genotype_allele_out_of_range_is_an_ingest_error(
 ) -> None:
     store, _, keys = base
     before = snapshot(store, keys)
-    rows = ["chr1\t500\t.\tA\tG\t.\tPASS\t.\tGT:DP:AD:FT\t0/1:3:1,2:PASS",
-            "chr1\t600\t.\tA\tG\t.\tPASS\t.\tGT:DP:AD:FT\t0/3:3:1,2:PASS"]  # fmt: skip
+    rows = [
+        "chr1\t500\t.\tA\tG\t.\tPASS\t.\tGT:DP:AD:FT\t0/1:3:1,2:PASS",
+        "chr1\t600\t.\tA\tG\t.\tPASS\t.\tGT:DP:AD:FT\t0/3:3:1,2:PASS",
+    ]
     vcf = write_vcf(tmp_path / "gt.vcf.gz", ["Z1"], rows)
     with pytest.raises(IngestError, match=r"gt\.vcf\.gz:\d+: genotype allele index 3"):
         store.ingest([vcf])
@@ -117,8 +121,12 @@ def test_sigkill_mid_ingest_leaves_dataset_unchanged_and_rerun_succeeds(
     assert committed is not None
     big = big_vcf(tmp_path / "big.vcf.gz", samples=80, records=3000, seed=1)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with subprocess.Popen([sys.executable, "-c", _KILLED_INGEST, store.uri, str(big)],
-                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:  # fmt: skip
+    with subprocess.Popen(
+        [sys.executable, "-c", _KILLED_INGEST, store.uri, str(big)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    ) as proc:
         deadline = time.monotonic() + 120
         while _new_fragments(store.uri, committed) < 2:
             assert proc.poll() is None, proc.communicate()
