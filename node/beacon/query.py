@@ -135,7 +135,8 @@ def _variants(ctx: Context, entry: EntryType, req: BeaconRequest, entry_id: str 
     found = search_variants(
         ctx.registry, replace(access, datasets=tuple(
             a for a in access.datasets if a.id in ctx.registry.ids())),
-        selector(query, ctx.genes), ctx.principal,
+        selector(query, ctx.genes, by_stats=access.granularity is not Granularity.RECORD),
+        ctx.principal,
         assembly=query.assembly if query else None, samples=samples,
         skip=req.skip, limit=req.limit)
     sets = [_variant_set(ctx, d) for d in found]

@@ -274,8 +274,54 @@ def variant_annotations(v: Variant, info: Mapping[str, object], n_alts: int) -> 
     return for_allele(parse_info(info), v.ref, v.alt, n_alts=n_alts)
 
 
-def selector(q: VariantQuery | None, genes: GeneIndex | None = None) -> Selector:
-    """The matching variants of a store, in store order (start, REF, ALT), each once."""
+_EXACT = re.compile(r"^[ACGT]+$")
+
+
+def _exact_key(q: VariantQuery | None) -> AlleleKey | None:
+    """The one allele a sequence query names exactly (no wildcard), for a stats lookup."""
+    if q is None or q.kind != "sequence" or q.contig is None or q.needs_annotations:
+        return None
+    ref, alt = q.reference_bases, q.alternate_bases
+    if ref is None or alt is None or not _EXACT.match(ref) or not _EXACT.match(alt):
+        return None
+    return AlleleKey(q.contig, q.start[0], ref, alt)
+
+
+def _stats_variant(store: VariantStore, key: AlleleKey) -> Variant | None:
+    (stats,) = store.allele_stats([key])
+    if stats is None or stats.ac == 0:  # as variants(): uncarried alleles are not listed
+        return None
+    if len(key.ref) == len(key.alt):
+        kind = VariantType.SNP if len(key.ref) == 1 else VariantType.MNP
+    else:
+        kind = VariantType.INDEL
+    return Variant(key.contig, key.start, key.start + len(key.ref), key.ref, key.alt, kind, stats)
+
+
+def selector(
+    q: VariantQuery | None, genes: GeneIndex | None = None, *, by_stats: bool = False
+) -> Selector:
+    """The matching variants of a store, in store order (start, REF, ALT), each once.
+
+    `by_stats`: an exact-allele query is answered from the precomputed allele statistics
+    (cost independent of sample count; no ids or INFO, so not for record answers); an
+    allele the lookup misses (a client's trimmed form of a padded allele) is still found
+    by the region scan.
+    """
+    key = _exact_key(q) if by_stats else None
+    scan = _scan(q, genes)
+
+    def run(store: VariantStore) -> Iterator[Variant]:
+        hit = _stats_variant(store, key) if key is not None else None
+        if hit is not None and q is not None and matches(q, hit):
+            yield hit
+            return
+        yield from scan(store)
+
+    return run
+
+
+def _scan(q: VariantQuery | None, genes: GeneIndex | None) -> Selector:
     classes = q.type_classes() if q is not None else None
     if classes is not None and "SNP" in classes:
         classes = classes | {"MNP"}  # padded SNPs; `beacon_type` decides per allele

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from node.beacon.variants import VariantQuery, selector
 from tests.beacon.schemas import validate
 from tests.beacon.truth import alleles, carriers, indexed_copy
 
@@ -195,3 +196,19 @@ async def test_test_mode_uses_no_real_data(tg_client: Any) -> None:
                     testMode="true", requestedGranularity="count")
     assert doc["meta"]["testMode"] is True
     assert doc["responseSummary"] == {"exists": False, "numTotalResults": 0}
+
+
+def test_stats_lookup_agrees_with_region_scan(tg_store: Any, tg_indexed: Path) -> None:
+    """The exact-allele fast path (precomputed statistics) and the region scan give the
+    same variants and statistics, hits and misses alike, on bcftools' allele list."""
+    truth = alleles(tg_indexed, "1:10001-20000")
+    assert len(truth) > 40
+    for t in truth[:40]:
+        for alt in (t.alt, "C" if t.alt != "C" else "G"):
+            q = VariantQuery(contig="1", start=(t.pos - 1,), reference_bases=t.ref,
+                             alternate_bases=alt)
+            fast = [(v.key, v.stats) for v in selector(q, by_stats=True)(tg_store)]
+            slow = [(v.key, v.stats) for v in selector(q)(tg_store)]
+            assert fast == slow
+            if alt == t.alt:
+                assert [s.ac for _, s in fast] == [t.ac]
