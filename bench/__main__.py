@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--full] [--workdir DIR]`."""
+"""`python -m bench [--quick | --full] [--samples N] [--length BP] [--workdir DIR]`."""
 
 from __future__ import annotations
 
@@ -17,8 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--full", action="store_true",
                       help="the 2,504 x 1M-variant lookup store (long: hours of simulation)")
     parser.add_argument("--workdir", type=Path, help="keep cohorts and stores here")
+    parser.add_argument("--samples", type=int, help="samples of the ingest cohort")
+    parser.add_argument("--length", type=int, help="bp simulated for the ingest cohort")
     args = parser.parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes.full() if args.full else Sizes.default()
+    sizes = sizes.with_ingest(args.samples, args.length)
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         run_all(sizes, args.workdir)

@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from node.domain import AlleleKey, Region, normalize_contig
@@ -51,6 +51,12 @@ class Sizes:
         return cls(2_504, 23_000_000, 225_000_000, (100, 1_000, 10_000), 200_000)
 
 
+    def with_ingest(self, samples: int | None, length: int | None) -> Sizes:
+        """These sizes with the ingest cohort overridden (command-line --samples/--length)."""
+        return replace(self, ingest_samples=samples or self.ingest_samples,
+                       ingest_length=length or self.ingest_length)
+
+
 def run_all(sizes: Sizes, work: Path) -> None:
     _facts()
     cohort = _cohort(work / "ingest.vcf.gz", sizes.ingest_samples, sizes.ingest_length)
@@ -62,7 +68,8 @@ def run_all(sizes: Sizes, work: Path) -> None:
         bcf = ingest_bench(big, store_uri, work)
         cohort = big
     lookup_bench(cohort, store_uri)
-    region_bench(store_uri, bcf, sizes.region_bp)
+    length = sizes.lookup_length or sizes.ingest_length
+    region_bench(store_uri, bcf, min(sizes.region_bp, length // 2), length)
     scaling_bench(sizes, work)
 
 
@@ -116,7 +123,9 @@ def ingest_bench(vcf: Path, store_uri: str, work: Path) -> Path:
 
 
 def _keys(vcf: Path, n: int) -> list[AlleleKey]:
-    out = _sh(f"bcftools query -f '%CHROM\\t%POS\\t%REF\\t%ALT\\n' {vcf}").splitlines()
+    """`n` random first-ALT keys of `vcf` that some genotype carries (AC > 0)."""
+    out = _sh(f"bcftools +fill-tags {vcf} -- -t AC | bcftools query -i 'AC[0]>0'"
+              f" -f '%CHROM\\t%POS\\t%REF\\t%ALT\\n'").splitlines()
     rows = random.Random(SEED).sample(out, min(n, len(out)))
     keys = []
     for row in rows:
@@ -156,10 +165,10 @@ def lookup_bench(vcf: Path, store_uri: str) -> float:
     return p50
 
 
-def region_bench(store_uri: str, bcf: Path, width: int) -> None:
+def region_bench(store_uri: str, bcf: Path, width: int, length: int) -> None:
     from node.store.tiledbvcf import TileDBVCFStore
 
-    start = 1_000_000
+    start = (length - width) // 2
     region = Region("1", start, start + width)
     store = TileDBVCFStore.open(store_uri)
     try:
