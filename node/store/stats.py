@@ -99,7 +99,8 @@ class StatsCollector:
         self._running: dict[tuple[tuple[str, ...], str], int] = {}
 
     def pending(self) -> int:
-        return len(self.keys) + len(self.coverage) + len(self.variant_stats)
+        """Rows waiting in the per-sample arrays (the aggregate is counted apart)."""
+        return len(self.coverage) + len(self.variant_stats) + len(self.allele_count)
 
     def add(
         self,

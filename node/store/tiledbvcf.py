@@ -77,6 +77,7 @@ class _State:
     assembly: str
     contigs: dict[str, str] = field(default_factory=dict)  # source name -> canonical
     aggregate: bool = False  # fednode_allele_stats covers every sample
+    coverage: bool = False  # fednode_coverage holds reference blocks (else never queried)
 
     def dump(self) -> str:
         return json.dumps(
@@ -85,6 +86,7 @@ class _State:
                 "assembly": self.assembly,
                 "contigs": self.contigs,
                 "aggregate": self.aggregate,
+                "coverage": self.coverage,
             }
         )
 
@@ -154,6 +156,7 @@ class TileDBVCFStore:
                 data["assembly"],
                 dict(data["contigs"]),
                 bool(data["aggregate"]),
+                bool(data.get("coverage", True)),
             )
         return self._foreign_state(None if committed is None else int(committed))
 
@@ -234,7 +237,7 @@ class TileDBVCFStore:
     def _lookup(self, contig: str, points: list[stats.Point]) -> list[AlleleStats | None]:
         with self._lock:
             if self._state.aggregate:
-                cover = self._array(layout.FEDNODE_COVERAGE)
+                cover = self._array(layout.FEDNODE_COVERAGE) if self._state.coverage else None
                 return stats.fednode_lookup(
                     self._array(layout.FEDNODE_STATS), cover, contig, points
                 )
@@ -434,7 +437,8 @@ class TileDBVCFStore:
         state = self._state
         contigs = {**state.contigs, **writer.contigs}
         samples = (*state.samples, *added)
-        new = _State(t_write, samples, assembly, contigs, state.aggregate)
+        coverage = state.coverage or writer.wrote_coverage
+        new = _State(t_write, samples, assembly, contigs, state.aggregate, coverage)
         with tiledb.Group(self.uri, "w", ctx=self._ctx) as group:
             group.meta[_COMMITTED] = t_write
             group.meta[_STATE] = new.dump()
@@ -448,7 +452,12 @@ class TileDBVCFStore:
             group.meta[_COMMITTED] = committed
             state = self._state
             group.meta[_STATE] = _State(
-                committed, state.samples, state.assembly, state.contigs, state.aggregate
+                committed,
+                state.samples,
+                state.assembly,
+                state.contigs,
+                state.aggregate,
+                state.coverage,
             ).dump()
 
 
@@ -547,6 +556,7 @@ class IngestWriter:
 
     FLUSH_BYTES = 64 << 20
     FLUSH_ROWS = 400_000
+    FLUSH_KEYS = 2_000_000  # aggregate keys held in memory (~200 bytes each)
 
     def __init__(
         self, uri: str, ctx: tiledb.Ctx, timestamp: int, *, aggregate: bool, progress: bool
@@ -564,6 +574,7 @@ class IngestWriter:
         }
         self.flush_samples: set[str] = set()
         self.max_length = 0
+        self.wrote_coverage = False
         self.bar = tqdm(desc="ingest", unit=" variants", disable=not progress, file=sys.stderr)
 
     def close(self) -> None:
@@ -610,7 +621,7 @@ class IngestWriter:
         if self.bytes >= self.FLUSH_BYTES:
             self.flush_data()
         if self.collector.pending() >= self.FLUSH_ROWS:
-            self.flush_stats(self.collector)
+            self.flush_stats(self.collector, final=False)
 
     def _cells(
         self, rec: ParsedRecord, samples: list[str], keep: np.ndarray, filter_ids: bytes
@@ -654,7 +665,7 @@ class IngestWriter:
             )
             self.contigs[c.contig] = normalize_contig(c.contig)
             if self.negative.pending() >= self.FLUSH_ROWS:
-                self.flush_stats(self.negative)
+                self.flush_stats(self.negative, final=False)
 
     def _open(self, name: str) -> tiledb.Array:
         return tiledb.open(f"{self.uri}/{name}", "w", ctx=self.ctx, timestamp=self.timestamp)
@@ -678,8 +689,9 @@ class IngestWriter:
         self.cols = {name: [] for name in _DATA_COLUMNS}
         self.bytes = 0
 
-    def flush_stats(self, collector: stats.StatsCollector) -> None:
-        if self.aggregate and collector.keys:
+    def flush_stats(self, collector: stats.StatsCollector, *, final: bool = True) -> None:
+        """Write pending rows; the aggregate only when big or final (few fragments: fast lookups)."""
+        if self.aggregate and collector.keys and (final or len(collector.keys) >= self.FLUSH_KEYS):
             rows = collector.fednode_rows()
             lengths = np.asarray(rows["end"], dtype=np.int64) - np.asarray(
                 rows["pos"], dtype=np.int64
@@ -687,6 +699,7 @@ class IngestWriter:
             self.max_length = max(self.max_length, int(lengths.max()) + 1)
             self._write(layout.FEDNODE_STATS, rows)
         if self.aggregate and len(collector.coverage):
+            self.wrote_coverage = True
             self._write(layout.FEDNODE_COVERAGE, collector.coverage.take())
         samples = ",".join(sorted(self.flush_samples))
         for name, columns in (
