@@ -690,7 +690,7 @@ class IngestWriter:
         self.bytes = 0
 
     def flush_stats(self, collector: stats.StatsCollector, *, final: bool = True) -> None:
-        """Write pending rows; the aggregate only when big or final (few fragments: fast lookups)."""
+        """Write pending rows; the aggregate only when big or final (few fragments)."""
         if self.aggregate and collector.keys and (final or len(collector.keys) >= self.FLUSH_KEYS):
             rows = collector.fednode_rows()
             lengths = np.asarray(rows["end"], dtype=np.int64) - np.asarray(
