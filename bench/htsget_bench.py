@@ -82,14 +82,14 @@ def start_node(work: Path, bam: Path, port: int) -> subprocess.Popen[bytes]:
         with (home / "fednode.toml").open("a") as fh:
             fh.write('\n[datasets.bench]\nsecurity_level = "PUBLIC"\n')
             fh.write('max_granularity = { PUBLIC = "record" }\n')
-            fh.write('\n[server]\nlog_level = "WARNING"\n')
         subprocess.run(
             [fednode, "reads", "add", str(home), "--dataset", "bench", "--id", "wgs", str(bam)],
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
+    env = dict(os.environ, FEDNODE_SERVER__LOG_LEVEL="WARNING")
     return subprocess.Popen(
         [fednode, "serve", str(home), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
 
 
@@ -202,7 +202,7 @@ async def run(work: Path, n_reads: int, n_tickets: int) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.htsget_bench", description=__doc__)
     p.add_argument("--workdir", type=Path, help="keep the BAM and node home here")
-    p.add_argument("--reads", type=int, default=700_000)
+    p.add_argument("--reads", type=int, default=1_000_000)
     p.add_argument("--tickets", type=int, default=2000)
     args = p.parse_args(argv)
     if args.workdir is not None:

@@ -201,7 +201,7 @@ def _bgzf_body(
         beg = max(chunk.beg, floor)
         if beg >= chunk.end:
             continue
-        segments, floor = _chunk_segments(layout, fh, beg, chunk.end)
+        segments, floor = _chunk_segments(layout, fh, beg, chunk.end, floor)
         out.extend(segments)
     return _coalesce(out)
 
@@ -228,13 +228,17 @@ def _merge(chunks: list[Chunk]) -> list[Chunk]:
     return merged
 
 
-def _chunk_segments(layout: Layout, fh: BinaryIO, beg: int, end: int) -> tuple[list[Segment], int]:
+def _chunk_segments(
+    layout: Layout, fh: BinaryIO, beg: int, end: int, floor: int
+) -> tuple[list[Segment], int]:
     """Segments of [beg, end) and the virtual offset they really reach.
 
-    A chunk starting inside a block is cut there (earlier bytes may be the tail of a
-    record or of the header). A chunk ending inside a block is extended to the end of that
-    block, found from the block's header, when the block ends on a record boundary;
-    otherwise it is cut exactly.
+    Whole blocks are served from the file wherever that adds only whole records: a chunk
+    starting inside a block starts at the block when records fill it from its first byte
+    and nothing before `floor` (already sent) is in it; a chunk ending inside a block is
+    extended to the end of that block, found from the block's header, when records fill it
+    to its last byte. Otherwise the block is cut exactly and the piece sent inline (bgzip'd
+    text crosses block boundaries mid-line; a header may share a block with records).
     """
     cb, ub = split_voffset(beg)
     ce, ue = split_voffset(end)
@@ -242,43 +246,42 @@ def _chunk_segments(layout: Layout, fh: BinaryIO, beg: int, end: int) -> tuple[l
     start = cb
     if ub:
         block, data = read_block(fh, cb)
+        whole = cb << 16 >= floor and _records_reach(layout.format, data, 0, ub)
+        lo = 0 if whole else ub
         if ce == cb:
-            return _tail(layout, fh, block, data, ub, ue, out)
-        out.append(Inline(compress_block(data[ub:])))
+            return _tail(layout, block, data, lo, ue, out)
+        out.append(Span(cb, block.end) if whole else Inline(compress_block(data[ub:])))
         start = block.end
     if ce > start:
         out.append(Span(start, ce))
     if not ue:
         return out, end
     block, data = read_block(fh, ce)
-    return _tail(layout, fh, block, data, 0, ue, out)
+    return _tail(layout, block, data, 0, ue, out)
 
 
 def _tail(
-    layout: Layout, fh: BinaryIO, block: Block, data: bytes, lo: int, ue: int, out: list[Segment]
+    layout: Layout, block: Block, data: bytes, lo: int, ue: int, out: list[Segment]
 ) -> tuple[list[Segment], int]:
-    if _ends_on_record(layout.format, data, ue):
-        if lo:
-            out.append(Inline(compress_block(data[lo:])))
-        else:
-            out.append(Span(block.offset, block.end))
+    if _records_reach(layout.format, data, ue, len(data)):
+        out.append(Span(block.offset, block.end) if not lo else Inline(compress_block(data[lo:])))
         return out, block.end << 16
     if ue > lo:
         out.append(Inline(compress_block(data[lo:ue])))
     return out, block.offset << 16 | ue
 
 
-def _ends_on_record(fmt: FileFormat, data: bytes, pos: int) -> bool:
-    """Whether records starting at `pos` fill the block exactly (no record spans it)."""
-    if fmt == "VCF":
-        return data.endswith(b"\n")
-    while pos + 8 <= len(data):
+def _records_reach(fmt: FileFormat, data: bytes, pos: int, target: int) -> bool:
+    """Whether whole records laid end to end from `pos` end exactly at `target`."""
+    if fmt == "VCF":  # text: only a block's end can be checked (does it end a line?)
+        return target == len(data) and data.endswith(b"\n")
+    while pos < target and pos + 8 <= len(data):
         if fmt == "BAM":
             pos += 4 + struct.unpack_from("<I", data, pos)[0]
-        else:  # BCF: l_shared and l_indiv follow the record's start
+        else:  # BCF: l_shared and l_indiv open each record
             l_shared, l_indiv = struct.unpack_from("<II", data, pos)
             pos += 8 + l_shared + l_indiv
-    return pos == len(data)
+    return pos == target
 
 
 def _coalesce(segments: list[Segment]) -> list[Segment]:

@@ -62,7 +62,10 @@ async def test_unplaced_reads(server: object, testdata: Path, tmp_path: Path) ->
     await download(url, out, reference_name="*", data_format="BAM")
     truth = sam_records(await run(samtools, "view", str(testdata / BAM), "*"))
     assert truth
-    assert sam_records(await run(samtools, "view", str(out))) == truth
+    # Placed reads sharing the first block may come along (htsget allows extra records).
+    assert await overlapping(samtools, out, "*") == truth
+    got_all = sam_records(await run(samtools, "view", str(out)))
+    assert len(got_all) == len(set(got_all)) and got_all[-len(truth) :] == truth
 
 
 async def test_samtools_follows_ticket(server: object, testdata: Path, tmp_path: Path) -> None:
