@@ -130,7 +130,7 @@ class VcfInput:
             except Exception as exc:
                 raise self._error(index, f"malformed record ({exc})") from exc
             try:
-                yield self._parse(variant, self.where(index))
+                yield self._parse(variant, index)
             except IngestError:
                 raise
             except Exception as exc:
@@ -142,18 +142,18 @@ class VcfInput:
             return IngestError(f"record {index + 1}: {message}", path=self.name)
         return IngestError(message, path=self.name, line=self.where(index))
 
-    def _parse(self, v: cyvcf2.Variant, line: int) -> ParsedRecord:
+    def _parse(self, v: cyvcf2.Variant, index: int) -> ParsedRecord:
         ref, alts = v.REF, tuple(v.ALT)
         if not ref:
-            raise IngestError("empty REF", path=self.name, line=line)
+            raise self._error(index, "empty REF")
         pos = int(v.POS) - 1
         end = int(v.end) - 1
         if pos < 0 or end < pos:
-            raise IngestError(f"invalid POS/END {v.POS}/{v.end}", path=self.name, line=line)
-        gt, phased = self._genotypes(v, 1 + len(alts), line)
+            raise self._error(index, f"invalid POS/END {v.POS}/{v.end}")
+        gt, phased = self._genotypes(v, 1 + len(alts), index)
         qual = v.QUAL
         return ParsedRecord(
-            line=line,
+            line=self.where(index),
             contig=v.CHROM,
             pos=pos,
             end=end,
@@ -170,7 +170,7 @@ class VcfInput:
         )
 
     def _genotypes(
-        self, v: cyvcf2.Variant, n_alleles: int, line: int
+        self, v: cyvcf2.Variant, n_alleles: int, index: int
     ) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.samples)
         if n == 0 or "GT" not in v.FORMAT:
@@ -178,10 +178,8 @@ class VcfInput:
         arr = v.genotype.array()
         gt, phased = arr[:, :-1].astype(np.int16), arr[:, -1].astype(bool)
         if gt.size and int(gt.max()) >= n_alleles:
-            raise IngestError(
-                f"genotype allele index {int(gt.max())} >= {n_alleles} alleles",
-                path=self.name,
-                line=line,
+            raise self._error(
+                index, f"genotype allele index {int(gt.max())} >= {n_alleles} alleles"
             )
         return gt, phased
 
