@@ -17,7 +17,7 @@ import aiohttp
 __all__ = ["SUITE_MODULES", "Check", "Context", "Report", "Result", "register", "run"]
 
 # Check modules, imported on first use; each registers its suites.
-SUITE_MODULES: tuple[str, ...] = ("conformance.beacon",)
+SUITE_MODULES: tuple[str, ...] = ("conformance.beacon", "conformance.htsget")
 
 DEFAULT_SCHEMAS = Path(__file__).resolve().parents[1].parent / "shared"
 

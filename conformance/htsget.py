@@ -22,6 +22,8 @@ from typing import Any
 
 import aiohttp
 
+from conformance import Context, register
+
 __all__ = ["CheckResult", "run_checks"]
 
 MEDIA_TYPE = "application/vnd.ga4gh.htsget.v1.3.0+json"
@@ -287,20 +289,32 @@ async def run_checks(
     variants: str = "spec-v4.3",
     region: tuple[str, int, int] = ("11", 5_000_000, 5_050_000),
     timeout_s: float = 30.0,
+    session: aiohttp.ClientSession | None = None,
 ) -> list[CheckResult]:
+    """Every check against the htsget API at `base` (e.g. http://host:8080/htsget)."""
+    if session is None:
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as own:
+            return await run_checks(base, reads=reads, variants=variants, region=region,
+                                    session=own)  # fmt: skip
     results = []
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
-        ctx = Ctx(http, base.rstrip("/"), reads, variants, region)
-        for name, check in CHECKS.items():
-            try:
-                await check(ctx)
-                results.append(CheckResult(name, True))
-            except CheckFailed as exc:
-                results.append(CheckResult(name, False, str(exc)))
-            except (aiohttp.ClientError, ValueError, KeyError, struct.error) as exc:
-                results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc}"))
+    ctx = Ctx(session, base.rstrip("/"), reads, variants, region)
+    for name, check in CHECKS.items():
+        try:
+            await check(ctx)
+            results.append(CheckResult(name, True))
+        except CheckFailed as exc:
+            results.append(CheckResult(name, False, str(exc)))
+        except (aiohttp.ClientError, ValueError, KeyError, struct.error) as exc:
+            results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc}"))
     return results
+
+
+@register("htsget")
+async def htsget_suite(ctx: Context) -> None:
+    """The suite as `python -m conformance URL` runs it (the node's base URL)."""
+    for r in await run_checks(f"{ctx.base}/htsget", session=ctx.session):
+        ctx.record(r.name, r.ok, r.detail)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,3 +30,11 @@ async def test_conformance_catches_wrong_errors() -> None:
     finally:
         await srv.close()
     assert results and not any(r.ok for r in results)
+
+
+async def test_registered_in_the_conformance_runner(server: TestServer) -> None:
+    from conformance import run
+
+    report = await run(f"http://127.0.0.1:{server.port}", suites=["htsget"])
+    assert report.ok, report.render()
+    assert len(report.results) >= 10
