@@ -19,7 +19,13 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
-from node.beacon.annotations import Annotation, GeneIndex, for_allele, parse_info
+from node.beacon.annotations import (
+    Annotation,
+    GeneIndex,
+    for_allele,
+    parse_info,
+    short_aa_change,
+)
 from node.beacon.refseq import accession
 from node.domain import AlleleKey, Region, Variant
 from node.errors import InvalidInput
@@ -170,7 +176,7 @@ def _annotations_ok(q: VariantQuery, annots: list[Annotation], in_gene: bool) ->
         if not any(wanted in (a.gene.upper(), a.gene_id.upper()) for a in annots):
             return False
     if q.aminoacid_change is not None:
-        wanted = q.aminoacid_change.upper().removeprefix("P.")
+        wanted = short_aa_change(q.aminoacid_change).upper()
         return any(a.aa_change.upper() == wanted for a in annots)
     return True
 
