@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -19,7 +19,16 @@ from node.errors import InvalidInput, NotFound
 from node.reads.bgzf import BGZF_EOF, Block, compress_block, iter_blocks, read_block, split_voffset
 from node.reads.index import BinIndex, Chunk, parse_index
 
-__all__ = ["FileFormat", "Inline", "Layout", "Query", "Segment", "Span", "load_layout"]
+__all__ = [
+    "FileFormat",
+    "Inline",
+    "Layout",
+    "Query",
+    "Segment",
+    "Span",
+    "file_version",
+    "load_layout",
+]
 
 FileFormat = Literal["BAM", "CRAM", "VCF", "BCF"]
 _MAX_HEADER = 256 << 20  # refuse absurd headers instead of reading a whole file
@@ -70,6 +79,7 @@ class Layout:
     data_end: int  # byte offset where the EOF marker starts
     eof: bytes
     index: BinIndex | tuple[CraiEntry, ...]
+    version: str = ""  # size and mtime when parsed: block URLs name the version they cut
 
     def ref_id(self, name: str) -> int:
         try:
@@ -87,9 +97,10 @@ class Layout:
 
 def load_layout(path: Path, index_path: Path, fmt: FileFormat) -> Layout:
     """Parse the index and header of `path` (blocking; callers cache the result)."""
-    size = path.stat().st_size
+    st = path.stat()
+    size, version = st.st_size, file_version(path)
     if fmt == "CRAM":
-        return _cram_layout(path, index_path, size)
+        return replace(_cram_layout(path, index_path, size), version=version)
     index = parse_index(index_path.read_bytes())
     with path.open("rb") as fh:
         header_len, refs = _bgzf_header(fh, fmt)
@@ -101,7 +112,13 @@ def load_layout(path: Path, index_path: Path, fmt: FileFormat) -> Layout:
         # they are known (an empty result) but have no index entries.
         refs = index.names + tuple(r for r in refs if r not in index.names)
     data_end = size - len(BGZF_EOF) if has_eof else size
-    return Layout(path, fmt, size, refs, header, c_h << 16 | u_h, data_end, BGZF_EOF, index)
+    data_start = c_h << 16 | u_h
+    return Layout(path, fmt, size, refs, header, data_start, data_end, BGZF_EOF, index, version)
+
+
+def file_version(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _bgzf_header(fh: BinaryIO, fmt: FileFormat) -> tuple[int, tuple[str, ...]]:

@@ -36,8 +36,8 @@ from node.htsget.signing import BlockSigner
 from node.htsget.tickets import file_ticket, ticket
 from node.htsget.variants import store_regions
 from node.names import Granularity
-from node.reads.catalog import ReadsCatalog, ReadsEntry
-from node.reads.layout import Span
+from node.reads.catalog import ReadsCatalog
+from node.reads.layout import Span, file_version
 from node.store.export import export_variants
 from node.web.auth import principal_of
 from node.web.keys import DATASETS, READS, SETTINGS
@@ -195,12 +195,14 @@ async def _answer(request: web.Request, req: HtsgetRequest) -> web.Response:
     base = _base_url(request)
     path = request.app.router["data"]
 
+    layout = await asyncio.to_thread(catalog.layout, entry)
+
     def url_for(span: Span) -> dict[str, Any]:
-        claims = {"k": "f", "id": entry.id, "f": entry.format, "s": span.start, "e": span.end}
-        token = signer.sign(claims)
+        claims = {"k": "f", "id": entry.id, "f": entry.format, "v": layout.version}
+        token = signer.sign({**claims, "s": span.start, "e": span.end})
         return {"url": base + str(path.url_for(token=token))}
 
-    ticket = await asyncio.to_thread(_file_ticket, catalog, entry, req, url_for)
+    ticket = await asyncio.to_thread(file_ticket, req, layout, url_for)
     return web.json_response(ticket, content_type=CONTENT_TYPE)
 
 
@@ -223,12 +225,6 @@ async def _store_answer(request: web.Request, req: HtsgetRequest) -> web.Respons
     url = _base_url(request) + str(request.app.router["data"].url_for(token=token))
     entry = {"url": url, "class": "header"} if req.header_only else {"url": url}
     return web.json_response(ticket(req.format, [entry]), content_type=CONTENT_TYPE)
-
-
-def _file_ticket(
-    catalog: ReadsCatalog, entry: ReadsEntry, req: HtsgetRequest, url_for: Any
-) -> dict[str, Any]:
-    return file_ticket(req, catalog.layout(entry), url_for)
 
 
 async def _check_access(request: web.Request, dataset_id: str) -> None:
@@ -258,7 +254,17 @@ async def data_handler(request: web.Request) -> web.StreamResponse:
         raise InvalidInput("malformed block token")
     entry = request.config_dict[READS].find(str(payload["id"]), str(payload["f"]))
     start, end = int(payload["s"]), int(payload["e"])
+    # Byte ranges are only valid for the version of the file they were cut from.
+    if await asyncio.to_thread(_version_or_none, Path(entry.path)) != payload.get("v"):
+        raise NotFound("the file changed since the ticket was issued; request a new ticket")
     return await _send_span(request, Path(entry.path), start, end)
+
+
+def _version_or_none(path: Path) -> str | None:
+    try:
+        return file_version(path)
+    except OSError:
+        return None
 
 
 def parse_range(header: str | None, length: int) -> tuple[int, int] | None:

@@ -4,6 +4,8 @@ CORS, Range on blocks, signed block URLs, access by dataset security level."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ from aiohttp.test_utils import TestServer
 from node.config import DatasetSettings
 from node.htsget.models import CONTENT_TYPE
 from node.htsget.signing import BlockSigner
+from node.reads.catalog import ReadsCatalog
+from node.reads.layout import file_version
 from node.web.app import create_app
 from tests.htsget.conftest import file_registry, node_settings, require_tool, run
 from tests.htsget.fetch import assemble
@@ -256,7 +260,9 @@ async def test_block_range_requests(http: aiohttp.ClientSession, testdata: Path)
         assert await resp.read() == whole
 
 
-async def test_block_tokens_are_signed_and_expire(http: aiohttp.ClientSession, home: Path) -> None:
+async def test_block_tokens_are_signed_and_expire(
+    http: aiohttp.ClientSession, home: Path, testdata: Path
+) -> None:
     url, _ = await _first_block(http)
     prefix, token = url.rsplit("/", 1)
     part, mac = token.split(".")
@@ -265,7 +271,8 @@ async def test_block_tokens_are_signed_and_expire(http: aiohttp.ClientSession, h
         await expect_error(resp, 403, "PermissionDenied")
     secret = (home / "htsget.secret").read_bytes()
     stale = BlockSigner(secret, ttl_s=10, clock=lambda: 1_000_000.0)
-    claims = {"k": "f", "id": "htsnexus_test_NA12878", "f": "BAM", "s": 0, "e": 10}
+    version = file_version(testdata / BAM)
+    claims = {"k": "f", "id": "htsnexus_test_NA12878", "f": "BAM", "v": version, "s": 0, "e": 10}
     async with http.get(f"{prefix}/{stale.sign(claims)}") as resp:
         await expect_error(resp, 403, "PermissionDenied")
     fresh = BlockSigner(secret, ttl_s=60)
@@ -294,3 +301,30 @@ async def test_bad_bearer_token_is_invalid_authentication(http: aiohttp.ClientSe
         await expect_error(resp, 401, "InvalidAuthentication")
     async with http.get(READS, headers={"Authorization": "Basic abc"}) as resp:
         await expect_error(resp, 401, "InvalidAuthentication")
+
+
+async def test_block_urls_refuse_a_changed_file(testdata: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.bam"
+    shutil.copyfile(testdata / BAM, copy)
+    ReadsCatalog(tmp_path / "reads").add(dataset="htsget-public", entry_id="copy", path=copy)
+    app = create_app(node_settings(tmp_path), registry_factory=file_registry())  # type: ignore[arg-type]
+    srv = TestServer(app, host="127.0.0.1")
+    await srv.start_server()
+    try:
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{srv.port}") as http:
+            async with http.get("/htsget/reads/copy?referenceName=11") as resp:
+                ticket = await ticket_of(resp)
+            block = [u["url"] for u in ticket["htsget"]["urls"] if u["url"].startswith("http")]
+            async with http.get(block[0]) as resp:
+                assert resp.status == 200
+            stat = copy.stat()
+            os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+            async with http.get(block[0]) as resp:
+                await expect_error(resp, 404, "NotFound")
+            async with http.get("/htsget/reads/copy?referenceName=11") as resp:
+                fresh = await ticket_of(resp)
+            url = next(u["url"] for u in fresh["htsget"]["urls"] if u["url"].startswith("http"))
+            async with http.get(url) as resp:
+                assert resp.status == 200
+    finally:
+        await srv.close()
