@@ -328,3 +328,48 @@ async def test_block_urls_refuse_a_changed_file(testdata: Path, tmp_path: Path) 
                 assert resp.status == 200
     finally:
         await srv.close()
+
+
+async def test_post_multi_region_cram(
+    http: aiohttp.ClientSession, testdata: Path, tmp_path: Path
+) -> None:
+    samtools = require_tool("samtools")
+    regions = [
+        {"referenceName": "20", "start": 6_000_000, "end": 6_100_000},
+        {"referenceName": "11", "start": 5_000_000, "end": 5_010_000},
+        {"referenceName": "11", "start": 5_005_000, "end": 5_070_000},
+    ]
+    async with http.post(READS, json={"format": "CRAM", "regions": regions}) as resp:
+        ticket = await ticket_of(resp)
+    out = tmp_path / "multi.cram"
+    out.write_bytes(await assemble(http, ticket))
+    await run(samtools, "quickcheck", str(out))
+    got = sam_records(await run(samtools, "view", str(out)))
+    assert len(got) == len(set(got))
+    await run(samtools, "index", str(out))
+    wanted = ["11:5000001-5070000", "20:6000001-6100000"]
+    source = str(testdata / "cram/htsnexus_test_NA12878.cram")
+    truth = sam_records(await run(samtools, "view", "-M", source, *wanted))
+    assert truth and sam_records(await run(samtools, "view", "-M", str(out), *wanted)) == truth
+
+
+@pytest.mark.parametrize("fmt", ["VCF", "BCF"])
+async def test_post_multi_region_variant_file(
+    http: aiohttp.ClientSession, testdata: Path, tmp_path: Path, fmt: str
+) -> None:
+    bcftools = require_tool("bcftools")
+    regions = [
+        {"referenceName": "chr22", "start": 100, "end": 200},
+        {"referenceName": "chrM", "start": 0, "end": 16000},
+        {"referenceName": "chr22", "start": 150, "end": 100_000_000},
+    ]
+    body = {"format": fmt, "regions": regions}
+    async with http.post("/htsget/variants/sample1-bcbio-cancer", json=body) as resp:
+        ticket = await ticket_of(resp)
+    out = tmp_path / f"multi.{fmt.lower()}"
+    out.write_bytes(await assemble(http, ticket))
+    got = (await run(bcftools, "view", "-H", str(out))).decode().splitlines()
+    assert len(got) == len(set(got))
+    source = testdata / f"{fmt.lower()}/sample1-bcbio-cancer.{'vcf.gz' if fmt == 'VCF' else 'bcf'}"
+    truth = await run(bcftools, "view", "-H", "-r", "chrM:1-16000,chr22:101-100000000", str(source))
+    assert truth.strip() and "\n".join(got) + "\n" == truth.decode()
