@@ -66,7 +66,10 @@ def _parse_entry(entry: str, idx: tuple[int, ...]) -> Annotation | None:
     fields = entry.split("|")
     if len(fields) <= max(idx[:5]):
         return None
-    get = lambda i: fields[i].strip() if i < len(fields) else ""  # noqa: E731
+
+    def get(i: int) -> str:
+        return fields[i].strip() if i < len(fields) else ""
+
     effects = tuple(e for e in get(idx[1]).split("&") if e)
     return Annotation(
         get(idx[0]), get(idx[3]), get(idx[4]), effects, get(idx[2]),

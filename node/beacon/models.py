@@ -43,40 +43,40 @@ class SchemaRef(_Wire):
 
 
 class RequestMeta(_Wire):
-    api_version: str | None = Field(None, alias="apiVersion", max_length=20)
+    api_version: str | None = Field(default=None, alias="apiVersion", max_length=20)
     requested_schemas: list[SchemaRef] = Field(
         default_factory=list, alias="requestedSchemas", max_length=10
     )
 
 
 class Pagination(_Wire):
-    skip: int = Field(0, ge=0, le=1_000_000_000)
-    limit: int = Field(DEFAULT_LIMIT, ge=0, le=1_000_000_000)
-    current_page: str | None = Field(None, alias="currentPage", max_length=200)
-    next_page: str | None = Field(None, alias="nextPage", max_length=200)
-    previous_page: str | None = Field(None, alias="previousPage", max_length=200)
+    skip: int = Field(default=0, ge=0, le=1_000_000_000)
+    limit: int = Field(default=DEFAULT_LIMIT, ge=0, le=1_000_000_000)
+    current_page: str | None = Field(default=None, alias="currentPage", max_length=200)
+    next_page: str | None = Field(default=None, alias="nextPage", max_length=200)
+    previous_page: str | None = Field(default=None, alias="previousPage", max_length=200)
 
 
 class FilterBody(_Wire):
     id: str = Field(min_length=1, max_length=200)
     operator: Literal["=", "<", ">", "!", ">=", "<="] | None = None
     value: str | int | float | None = None
-    include_descendant_terms: bool = Field(True, alias="includeDescendantTerms")
+    include_descendant_terms: bool = Field(default=True, alias="includeDescendantTerms")
     similarity: Literal["exact", "high", "medium", "low"] = "exact"
-    scope: str | None = Field(None, max_length=100)
+    scope: str | None = Field(default=None, max_length=100)
 
 
 class RequestQuery(_Wire):
     request_parameters: dict[str, Any] = Field(default_factory=dict, alias="requestParameters")
     filters: list[FilterBody | str] = Field(default_factory=list, max_length=MAX_FILTERS)
     include_resultset_responses: IncludeResultsets = Field(
-        "HIT", alias="includeResultsetResponses"
+        default="HIT", alias="includeResultsetResponses"
     )
     pagination: Pagination = Pagination()
     requested_granularity: Granularity = Field(
-        Granularity.BOOLEAN, alias="requestedGranularity"
+        default=Granularity.BOOLEAN, alias="requestedGranularity"
     )
-    test_mode: bool = Field(False, alias="testMode")
+    test_mode: bool = Field(default=False, alias="testMode")
 
 
 class RequestBody(_Wire):

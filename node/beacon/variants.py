@@ -334,8 +334,10 @@ def _scan(q: VariantQuery | None, genes: GeneIndex | None) -> Selector:
     types = frozenset(VariantType(c) for c in classes) if classes is not None else None
 
     def run(store: VariantStore) -> Iterator[Variant]:
-        seen: set[AlleleKey] = set()
-        for region, in_gene in _regions(q, store, genes):
+        regions = _regions(q, store, genes)
+        # Overlapping gene regions can list an allele twice; one region never does.
+        seen: set[AlleleKey] | None = set() if len(regions) > 1 else None
+        for region, in_gene in regions:
             index: dict[AlleleKey, list[Annotation]] | None = None
 
             def lookup(v: Variant, region: Region = region) -> list[Annotation]:
@@ -347,10 +349,12 @@ def _scan(q: VariantQuery | None, genes: GeneIndex | None) -> Selector:
                 return index.get(v.key, [])
 
             for v in store.variants(region, variant_types=types):
-                if v.key in seen or (q is not None and not matches(q, v, annotations=lookup,
-                                                                      in_gene=in_gene)):
+                if seen is not None and v.key in seen:
                     continue
-                seen.add(v.key)
+                if q is not None and not matches(q, v, annotations=lookup, in_gene=in_gene):
+                    continue
+                if seen is not None:
+                    seen.add(v.key)
                 yield v
 
     return run

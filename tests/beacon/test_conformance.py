@@ -28,7 +28,7 @@ async def test_live_node_passes(aiohttp_server: Any, tmp_path: Path, shared_dir:
     Catalog.open(tmp_path).load("cineca", [shared_dir / CINECA])
     app = make_app(tmp_path, {"synth": synth_store}, {"synth": OPEN38})
     server = await aiohttp_server(app)
-    report = await run(str(server.make_url("")), schemas=shared_dir)
+    report = await run(str(server.make_url("")), suites=["beacon"], schemas=shared_dir)
     assert report.ok, report.render()
     names = {r.name for r in report.results}
     assert len(report.results) > 100
@@ -36,7 +36,7 @@ async def test_live_node_passes(aiohttp_server: Any, tmp_path: Path, shared_dir:
     # The command line prints the same report and exits 0.
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "conformance", str(server.make_url("")),
-        "--schemas", str(shared_dir), cwd=REPO, stdout=asyncio.subprocess.PIPE)
+        "--suite", "beacon", "--schemas", str(shared_dir), cwd=REPO, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()[-2000:]
     assert "checks passed" in out.decode()
@@ -49,7 +49,7 @@ async def test_broken_node_fails(aiohttp_server: Any, shared_dir: Path) -> None:
     app = web.Application()
     app.router.add_get("/api/info", bad_info)
     server = await aiohttp_server(app)
-    report = await run(str(server.make_url("")), schemas=shared_dir)
+    report = await run(str(server.make_url("")), suites=["beacon"], schemas=shared_dir)
     assert not report.ok
     failed = {r.name for r in report.failures()}
     assert "GET /info: beaconInfoResponse.json" in failed
