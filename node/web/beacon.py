@@ -27,6 +27,7 @@ from node.config import Settings
 from node.domain import Principal
 from node.errors import InvalidInput, NodeError, PayloadTooLarge
 from node.service import MetadataCatalog
+from node.web.auth import principal_of
 from node.web.keys import DATASETS, SETTINGS
 from node.web.middleware import REQUEST_ID
 
@@ -34,7 +35,7 @@ __all__ = ["CATALOG", "create_beacon_app"]
 
 log = logging.getLogger("fednode.beacon")
 
-CATALOG = web.AppKey("catalog", MetadataCatalog)  # type: ignore[type-abstract]
+CATALOG = web.AppKey("catalog", MetadataCatalog)
 GENES = web.AppKey("genes", GeneIndex)
 PARSED = web.RequestKey("beacon_request", BeaconRequest)
 # Largest POST body the Beacon API reads (a query is small; filters are capped too).
@@ -104,13 +105,15 @@ async def _parse(request: web.Request, *, variants: bool) -> BeaconRequest:
     return req
 
 
-def _context(request: web.Request) -> Context:
-    # Until passports land (issue 5) every request is anonymous.
+async def _context(request: web.Request, req: BeaconRequest) -> Context:
+    # Beacon v2 testMode: answered "skipping authentication" (with no real data), so a
+    # test request never needs, nor is refused for, a token.
+    principal = Principal.anonymous() if req.test_mode else await principal_of(request)
     return Context(
         settings=request.config_dict[SETTINGS],
         registry=request.config_dict[DATASETS],
         catalog=request.app.get(CATALOG),
-        principal=Principal.anonymous(),
+        principal=principal,
         genes=request.app.get(GENES),
     )
 
@@ -122,8 +125,8 @@ def _entry_handler(entry: EntryType, *, nested: str | None, by_id: bool) -> Hand
     async def handler(request: web.Request) -> web.Response:
         req = await _parse(request, variants=takes_variant_params)
         entry_id = request.match_info.get("id")
-        doc = await asyncio.to_thread(
-            answer, _context(request), entry, req, entry_id=entry_id, nested=nested)
+        ctx = await _context(request, req)
+        doc = await asyncio.to_thread(answer, ctx, entry, req, entry_id=entry_id, nested=nested)
         return _json(doc)
 
     return handler

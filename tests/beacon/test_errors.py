@@ -135,3 +135,14 @@ async def test_unknown_filter_is_reported_not_500(client: Any) -> None:
     validate(doc, RESP + "beaconCountResponse.json")
     assert doc["info"]["warnings"]["unknownFilters"] == ["NOPE:0001"]
     assert doc["responseSummary"]["exists"] is False
+
+
+async def test_bad_token_is_401_envelope_but_test_mode_answers(client: Any) -> None:
+    headers = {"Authorization": "Bearer not-a-jwt"}
+    params = {"referenceName": "1", "start": "1", "end": "300000000"}
+    resp = await client.get("/api/g_variants", params=params, headers=headers)
+    await expect_error(resp, 401, "")
+    test = await client.get("/api/g_variants", params={**params, "testMode": "true"},
+                            headers=headers)
+    assert test.status == 200
+    validate(await test.json(), RESP + "beaconBooleanResponse.json")
