@@ -8,10 +8,11 @@ the file; datasets are discovered under `store_uri` and configured here by id.
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from node.errors import InvalidInput
 from node.names import Granularity, SecurityLevel
 
 __all__ = [
@@ -30,9 +32,9 @@ __all__ = [
     "DatasetSettings",
     "HtsgetSettings",
     "IssuerSettings",
-    "PrivacySettings",
     "PeerCoordinatorSettings",
     "PeerSettings",
+    "PrivacySettings",
     "ServerSettings",
     "Settings",
     "config_schema",
@@ -233,6 +235,9 @@ class Settings(BaseSettings):
     node: NodeInfo = NodeInfo()
     server: ServerSettings = ServerSettings()
     datasets: dict[str, DatasetSettings] = Field(default_factory=dict)
+    # Assembly id -> BED of gene coordinates (chrom, start, end, name), relative to home:
+    # Beacon geneId queries use it besides the VCF's own CSQ/ANN annotations.
+    gene_beds: dict[str, str] = Field(default_factory=dict)
     auth: AuthSettings = AuthSettings()
     privacy: PrivacySettings = PrivacySettings()
     audit: AuditSettings = AuditSettings()
@@ -275,8 +280,19 @@ def _toml_file_for(init_settings: PydanticBaseSettingsSource) -> Path | None:
 
 
 def load_settings(home: Path, **overrides: Any) -> Settings:
-    """Settings of the node home `home` (its `fednode.toml`, then the environment)."""
-    return Settings(home=home, **overrides)
+    """Settings of the node home `home` (its `fednode.toml`, then the environment).
+
+    A malformed file or value is an `InvalidInput` naming the file and the offending keys.
+    """
+    try:
+        return Settings(home=home, **overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{home / CONFIG_FILE}: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidInput(f"{home / CONFIG_FILE} (or FEDNODE_* environment): {problems}") from exc
 
 
 def config_schema() -> dict[str, Any]:

@@ -64,3 +64,19 @@ def test_audit_verify_detects_an_edited_entry(tmp_path: Path) -> None:
     (home / "audit.jsonl").write_text("\n".join(lines) + "\n")
     bad = fednode("audit", "verify", home)
     assert bad.returncode == 1 and ":2: edited" in bad.stdout
+
+
+def test_a_malformed_config_file_is_a_clean_error_naming_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    fednode("init", home)
+    config = home / "fednode.toml"
+    for text, expected in (
+        ("[server]\nport = 1\n[server]\nport = 2\n", "twice"),
+        ('[server]\nport = "eighty"\n', "server.port"),
+        ("unknown_key = 1\n", "unknown_key"),
+    ):
+        config.write_text(text)
+        result = fednode("serve", home)
+        assert result.returncode == 2, text
+        assert str(config) in result.stderr and expected in result.stderr
+        assert "Traceback" not in result.stderr
