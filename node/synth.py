@@ -90,7 +90,7 @@ def generate_cohort(
     names = tuple(f"{sample_prefix}{i:05d}" for i in range(samples))
     bounds = np.linspace(0, samples, groups + 1).astype(int)
     paths = _group_paths(path, groups)
-    writers = [pysam.BGZFile(str(p), "wb") for p in paths]
+    writers = [pysam.BGZFile(str(p), "wb", index=None) for p in paths]
     counts = np.zeros(4, dtype=np.int64)
     try:
         for w, lo, hi in zip(writers, bounds[:-1], bounds[1:], strict=True):

@@ -392,7 +392,7 @@ def _parse(rec: pysam.VariantRecord, samples: list[str]) -> _Rec:
         alts=alts,
         ids=tuple(rec.id.split(";")) if rec.id else (),
         qual=rec.qual,
-        filters=tuple(rec.filter.keys()),
+        filters=tuple(str(f) for f in rec.filter),
         info={k: rec.info[k] for k in rec.info},
         calls=calls,
     )
