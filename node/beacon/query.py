@@ -7,7 +7,7 @@ sees what; it only decides what a Beacon answer looks like.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,7 +41,7 @@ class Context:
     registry: DatasetRegistry
     catalog: MetadataCatalog | None
     principal: Principal
-    genes: GeneIndex | None = None
+    genes: Mapping[str, GeneIndex] | None = None  # assembly -> gene coordinates
 
     def dataset_ids(self) -> tuple[str, ...]:
         extra = self.catalog.dataset_ids() if self.catalog is not None else ()

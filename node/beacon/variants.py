@@ -305,7 +305,10 @@ def _stats_variant(store: VariantStore, key: AlleleKey) -> Variant | None:
 
 
 def selector(
-    q: VariantQuery | None, genes: GeneIndex | None = None, *, by_stats: bool = False
+    q: VariantQuery | None,
+    genes: Mapping[str, GeneIndex] | None = None,
+    *,
+    by_stats: bool = False,
 ) -> Selector:
     """The matching variants of a store, in store order (start, REF, ALT), each once.
 
@@ -327,13 +330,14 @@ def selector(
     return run
 
 
-def _scan(q: VariantQuery | None, genes: GeneIndex | None) -> Selector:
+def _scan(q: VariantQuery | None, by_assembly: Mapping[str, GeneIndex] | None) -> Selector:
     classes = q.type_classes() if q is not None else None
     if classes is not None and "SNP" in classes:
         classes = classes | {"MNP"}  # padded SNPs; `beacon_type` decides per allele
     types = frozenset(VariantType(c) for c in classes) if classes is not None else None
 
     def run(store: VariantStore) -> Iterator[Variant]:
+        genes = by_assembly.get(store.assembly) if by_assembly else None
         regions = _regions(q, store, genes)
         # Overlapping gene regions can list an allele twice; one region never does.
         seen: set[AlleleKey] | None = set() if len(regions) > 1 else None

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from node.beacon.models import BeaconRequest
 from node.beacon.openapi import openapi_document
 from node.beacon.parse import parse_body, parse_get
 from node.beacon.query import Context, answer
+from node.beacon.refseq import canonical_assembly
 from node.beacon.render import error_envelope
 from node.config import Settings
 from node.domain import Principal
@@ -36,7 +38,7 @@ __all__ = ["CATALOG", "create_beacon_app"]
 log = logging.getLogger("fednode.beacon")
 
 CATALOG = web.AppKey("catalog", MetadataCatalog)
-GENES = web.AppKey("genes", GeneIndex)
+GENES = web.AppKey("genes", dict[str, GeneIndex])
 PARSED = web.RequestKey("beacon_request", BeaconRequest)
 # Largest POST body the Beacon API reads (a query is small; filters are capped too).
 MAX_BODY = 64 * 1024
@@ -176,24 +178,35 @@ def _open_catalog(settings: Settings) -> MetadataCatalog | None:
     return Catalog.open(settings.home)
 
 
+def _load_genes(settings: Settings) -> dict[str, GeneIndex]:
+    out = {}
+    for assembly, path in settings.gene_beds.items():
+        bed = Path(path) if Path(path).is_absolute() else settings.home / path
+        out[canonical_assembly(assembly)] = GeneIndex.load(bed)
+    return out
+
+
 def create_beacon_app(
     settings: Settings,
     *,
     catalog_factory: CatalogFactory = _open_catalog,
-    genes: GeneIndex | None = None,
+    genes: Mapping[str, GeneIndex] | None = None,
 ) -> web.Application:
     """The Beacon API. `catalog_factory` opens the metadata catalog (node home's by
-    default); `genes` is an optional gene-coordinates index for geneId queries."""
+    default); `genes` maps assemblies to gene coordinates for geneId queries (default: the
+    BED files of `settings.gene_beds`)."""
     app = web.Application(middlewares=[beacon_errors], client_max_size=MAX_BODY)
 
     async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
         catalog = await asyncio.to_thread(catalog_factory, settings)
         if catalog is not None:
             app[CATALOG] = catalog
+        if genes is None and settings.gene_beds:
+            app[GENES] = await asyncio.to_thread(_load_genes, settings)
         yield
 
     if genes is not None:
-        app[GENES] = genes
+        app[GENES] = dict(genes)
     app.cleanup_ctx.append(catalog_ctx)
     r = app.router
     r.add_get("", info, name="root")

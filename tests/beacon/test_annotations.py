@@ -14,7 +14,7 @@ from node.names import Granularity, SecurityLevel
 from node.store.base import VariantStore
 from tests.beacon.conftest import make_app
 from tests.beacon.schemas import validate
-from tests.beacon.truth import _pipeline
+from tests.beacon.truth import _pipeline, indexed_copy
 
 OPEN38 = DatasetSettings(assembly="GRCh38", security_level=SecurityLevel.PUBLIC,
                          max_granularity={SecurityLevel.PUBLIC: Granularity.RECORD})
@@ -95,3 +95,29 @@ def test_gene_bed_index(tmp_path: Path) -> None:
     bad.write_text("chr1\tx\t5\tG\n")
     with pytest.raises(Exception, match="BED"):
         GeneIndex.load(bad)
+
+
+async def test_gene_bed_coordinates_answer_gene_queries(
+    aiohttp_client: Any, tmp_path: Path, synth_store: VariantStore, synth_vcf: Path
+) -> None:
+    """A gene known only from the configured BED (no CSQ names it) is found by region."""
+    bed = tmp_path / "genes.bed"
+    bed.write_text("chr17\t43044294\t43125483\tMY_BRCA1_LOCUS\n")
+    indexed = indexed_copy(synth_vcf, tmp_path / "synth.vcf.gz")
+    text = _pipeline(
+        ["bcftools", "+fill-tags", "-Ou", str(indexed), "--", "-t", "AC"],
+        ["bcftools", "view", "-Ou", "-"],
+        ["bcftools", "query", "-f", "%CHROM\t%POS\t%END\t%AC\n"],
+    )
+    expected = 0
+    for line in text.splitlines():
+        chrom, pos, end, counts = line.split("\t")
+        # BED [43044294, 43125483) against the record's 1-based [POS, END] span.
+        if chrom == "17" and int(pos) <= 43125483 and int(end) > 43044294:
+            expected += sum(1 for ac in counts.split(",") if int(ac) > 0)
+    app = make_app(tmp_path, {"synth": synth_store}, {"synth": OPEN38},
+                   gene_beds={"hg38": str(bed)})
+    client = await aiohttp_client(app)
+    doc = await (await client.get("/api/g_variants", params={
+        "geneId": "my_brca1_locus", "requestedGranularity": "count"})).json()
+    assert doc["responseSummary"]["numTotalResults"] == expected > 0
