@@ -25,7 +25,7 @@ import tiledb
 from tqdm import tqdm
 
 from node.domain import AlleleKey, AlleleStats, Record, Region, Variant, normalize_contig
-from node.errors import Conflict, IngestError, InvalidInput, NotFound
+from node.errors import Conflict, IngestError, InvalidInput, NotFound, UnsupportedFormat
 from node.names import VariantType
 from node.store import layout, stats
 from node.store.base import IngestSummary
@@ -323,6 +323,7 @@ class TileDBVCFStore:
         progress: bool = False,
     ) -> IngestSummary:
         with self._ingest_lock:
+            self._check_writable()
             inputs = [VcfInput(Path(p), threads=threads) for p in paths]
             added, replaced = self._check_samples(inputs, replace=replace)
             dataset_assembly = self._check_assembly(inputs, assembly)
@@ -347,6 +348,16 @@ class TileDBVCFStore:
                 writer.close()
             self._commit(t_write, writer, added, dataset_assembly)
         return IngestSummary(len(inputs), tuple(added), tuple(replaced), records, dataset_assembly)
+
+    def _check_writable(self) -> None:
+        """fednode writes variant_stats version 3 rows; a version 2 dataset cannot take them."""
+        with self._lock:
+            version = int(self._array(layout.VARIANT_STATS).meta.get("version", 0))
+        if version != layout.VARIANT_STATS_VERSION:
+            raise UnsupportedFormat(
+                f"{self.uri}: variant_stats version {version}; fednode ingests into version "
+                f"{layout.VARIANT_STATS_VERSION} datasets only"
+            )
 
     def _check_samples(
         self, inputs: Sequence[VcfInput], *, replace: bool

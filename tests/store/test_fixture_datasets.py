@@ -218,3 +218,35 @@ def _sample_counters(uri: Path, counters: tuple[str, ...]) -> dict[str, tuple[in
         row = np.array([int(data[c][i]) for c in counters])
         out[sample.decode()] = out.get(sample.decode(), 0) + row
     return {k: tuple(int(x) for x in v) for k, v in out.items()}
+
+
+def test_ingest_into_a_tiledbvcf_written_dataset(fixture_dir: Path, tmp_path: Path) -> None:
+    """New samples added by fednode to a TileDB-VCF dataset: statistics stay those of
+    `bcftools merge` (here over the variant_stats rows both wrote)."""
+    import shutil
+
+    from node.errors import UnsupportedFormat
+    from tests.store.test_tiledbvcf import write_vcf
+
+    copy = tmp_path / "cohort"
+    shutil.copytree(fixture_dir / "ds_snp_cohort10", copy)
+    store = TileDBVCFStore.open(str(copy))
+    merged10 = fixture_dir / "inputs/snp_cohort10/merged10.vcf.gz"
+    rows = sh(f"bcftools view -H {merged10}").splitlines()[:400]
+    new_rows = []
+    for row in rows:
+        cols = row.split("\t")
+        calls = [c.split(":")[0] for c in cols[9:12]]
+        new_rows.append("\t".join([*cols[:7], ".", "GT", *calls]))
+    extra = write_vcf(tmp_path / "extra.vcf.gz", ["N1", "N2", "N3"], new_rows)
+    store.ingest([extra])
+    assert store.samples[-3:] == ("N1", "N2", "N3") and len(store.samples) == 13
+    sh(f"tabix -f -p vcf {extra}")
+    both = tmp_path / "both.vcf.gz"
+    sh(f"bcftools merge -m none {merged10} {extra} -Oz -o {both}")
+    truth = fill_tags_truth(both)
+    assert assert_stats_match(TileDBVCFStore.open(str(copy)), truth) > 3000
+    small = tmp_path / "small"
+    shutil.copytree(fixture_dir / "ds_small", small)
+    with pytest.raises(UnsupportedFormat, match="version 2"):
+        TileDBVCFStore.open(str(small)).ingest([extra])
