@@ -339,6 +339,14 @@ class TileDBVCFStore:
                     self._remove_samples(writer, replaced, ctx, t_delete)
                 records = sum(writer.add_file(inp) for inp in inputs)
                 writer.finish()
+            except (tiledb.TileDBError, OSError) as exc:
+                # Disk full, permissions, object store errors: named, then like any failure.
+                with suppress(Exception):
+                    self._discard_after(self._state.committed or 0)
+                where, line = writer.position
+                raise IngestError(
+                    f"writing the dataset failed: {exc}", path=where, line=line
+                ) from exc
             except BaseException:
                 # Nothing was committed; remove what was written (the next ingest would).
                 with suppress(Exception):
@@ -586,6 +594,7 @@ class IngestWriter:
         self.flush_samples: set[str] = set()
         self.max_length = 0
         self.wrote_coverage = False
+        self.position: tuple[str, int | None] = (uri, None)  # input and line being written
         self.bar = tqdm(desc="ingest", unit=" variants", disable=not progress, file=sys.stderr)
 
     def close(self) -> None:
@@ -597,6 +606,7 @@ class IngestWriter:
         extra: list[str] = []
         count = 0
         for record in inp.records():
+            self.position = (inp.name, None if inp.is_bcf else record.line)
             self._add(record, inp, ids, extra)
             count += 1
             self.bar.update(1)

@@ -144,3 +144,31 @@ def test_sigkill_mid_ingest_leaves_dataset_unchanged_and_rerun_succeeds(
     merged = tmp_path / "merged.vcf.gz"
     sh(f"bcftools merge -m none {base_vcf} {big} -Oz -o {merged}")
     assert assert_stats_match(TileDBVCFStore.open(store.uri), fill_tags_truth(merged)) > 1000
+
+
+def test_disk_error_is_an_ingest_error_and_changes_nothing(
+    tmp_path: Path,
+    base: tuple[TileDBVCFStore, Path, list[AlleleKey]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failing write (here: the data array's fragment write) names the input, rolls back."""
+    from node.store import layout
+
+    store, _, keys = base
+    before = snapshot(store, keys)
+    vcf = write_vcf(tmp_path / "more.vcf.gz", ["M1", "M2"], cohort_rows(2, seed=13))
+    real = layout.write_columns
+    calls = {"n": 0}
+
+    def failing(array: object, columns: object) -> str | None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        return real(array, columns)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(layout, "write_columns", failing)
+    with pytest.raises(IngestError, match=r"more\.vcf\.gz.*No space left"):
+        store.ingest([vcf])
+    monkeypatch.setattr(layout, "write_columns", real)
+    assert snapshot(TileDBVCFStore.open(store.uri), keys) == before
+    assert store.ingest([vcf]).samples_added == ("M1", "M2")
