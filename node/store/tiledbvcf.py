@@ -575,7 +575,7 @@ class IngestWriter:
 
     FLUSH_BYTES = 64 << 20
     FLUSH_ROWS = 400_000
-    FLUSH_KEYS = 2_000_000  # aggregate keys held in memory (~200 bytes each)
+    FLUSH_KEYS = 1_000_000  # aggregate keys held in memory (~300 bytes each)
 
     def __init__(
         self, uri: str, ctx: tiledb.Ctx, timestamp: int, *, aggregate: bool, progress: bool
