@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from node.beacon.annotations import GeneIndex
@@ -35,17 +36,28 @@ from node.store.registry import DatasetRegistry
 __all__ = ["Context", "answer"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Context:
+    """One request's view of the node. Dataset listings are read once per request (on
+    object storage a listing is a remote call)."""
+
     settings: Settings
     registry: DatasetRegistry
     catalog: MetadataCatalog | None
     principal: Principal
     genes: Mapping[str, GeneIndex] | None = None  # assembly -> gene coordinates
 
-    def dataset_ids(self) -> tuple[str, ...]:
+    @cached_property
+    def store_ids(self) -> frozenset[str]:
+        return frozenset(self.registry.ids())
+
+    @cached_property
+    def _all_ids(self) -> tuple[str, ...]:
         extra = self.catalog.dataset_ids() if self.catalog is not None else ()
-        return tuple(sorted(set(self.registry.ids()) | set(extra)))
+        return tuple(sorted(self.store_ids | set(extra)))
+
+    def dataset_ids(self) -> tuple[str, ...]:
+        return self._all_ids
 
 
 def _plan(ctx: Context, req: BeaconRequest, *, force: Granularity | None = None) -> AccessPlan:
@@ -134,7 +146,7 @@ def _variants(ctx: Context, entry: EntryType, req: BeaconRequest, entry_id: str 
     access = _plan(ctx, req)
     found = search_variants(
         ctx.registry, replace(access, datasets=tuple(
-            a for a in access.datasets if a.id in ctx.registry.ids())),
+            a for a in access.datasets if a.id in ctx.store_ids)),
         selector(query, ctx.genes, by_stats=access.granularity is not Granularity.RECORD),
         ctx.principal,
         assembly=query.assembly if query else None, samples=samples,
@@ -250,7 +262,7 @@ def _entries_of_variant(ctx: Context, target: EntryType, req: BeaconRequest, var
     sets = []
     for dataset in access.datasets:
         ids: list[str] = []
-        if dataset.id in ctx.registry.ids():
+        if dataset.id in ctx.store_ids:
             store = ctx.registry.store(dataset.id)
             for v in selector(query)(store):
                 for rec in carriers(store, v, None):
