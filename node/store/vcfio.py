@@ -329,7 +329,7 @@ class RecordReader:
         query = self._data.query(
             attrs=[*_CELL_ATTRS, *self._extracted],
             dims=["start_pos", "sample"],
-            order="G",
+            order="C",
             return_incomplete=True,
         )
         indexer = query.multi_index[[source], slice(lo, hi), sample_ranges]
@@ -354,8 +354,8 @@ class RecordReader:
     ) -> Iterator[Record]:
         s, e = region.start, region.end - 1
         for source in sources:
-            # Cells come in (start_pos, sample) order; anchor copies (start_pos < s) all come
-            # first and are re-sorted by real start. Then one position at a time.
+            # Cells come in row-major (start_pos, sample) order; anchor copies (start_pos < s)
+            # all come first and are re-sorted by real start. Then one position at a time.
             before: list[tuple[dict[str, np.ndarray], int]] = []
             bucket: list[tuple[dict[str, np.ndarray], int]] = []
             current = -1

@@ -206,7 +206,7 @@ def test_create_open_exists_and_listing(tmp_path: Path) -> None:
 
 
 def test_statistics_match_fill_tags(store: TileDBVCFStore, cohort: Path) -> None:
-    summary = store.ingest([cohort])
+    summary = store.ingest([cohort], threads=2)
     assert summary.records == int(sh(f"bcftools view -H {cohort} | wc -l"))
     assert summary.samples_added == tuple(sh(f"bcftools query -l {cohort}").split())
     assert store.samples == summary.samples_added
@@ -243,6 +243,9 @@ def test_records_match_bcftools_query(store: TileDBVCFStore, cohort: Path) -> No
             got.append("\t".join(cols))
     lines = expected.splitlines()
     assert len(got) == len(lines) > 10
+    subset = [r for b in store.records(Region("1", 1999, 30000), samples=["P03", "P07"]) for r in b]
+    assert {c.sample for r in subset for c in r.calls} == {"P03", "P07"}
+    assert len(subset) <= len(got)
     for mine, theirs in zip(got, lines, strict=True):
         for a, b in zip(mine.split("\t"), theirs.split("\t"), strict=True):
             if a.endswith("=MISSING"):
