@@ -9,9 +9,11 @@ haploid, phased and unphased calls. Truth is `bcftools merge -m all` (absent = .
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.domain import AlleleKey, AlleleStats, Region, normalize_contig
+from node.domain import AlleleKey, AlleleStats, Region, Variant, normalize_contig
 from node.names import VariantType
+from node.store.base import VariantStore
 from node.store.memory import MemoryStore, is_placeholder_allele
 
 CONTIGS = ("1", "chr2", "X", "chrM")
@@ -30,6 +33,8 @@ SYMBOLIC = ("<DEL>", "<DUP>", "<INV>", "<CNV>")
 SETTINGS = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+# Each TileDB example creates a dataset and ingests 1-3 files (about a second).
+TILEDB_SETTINGS = settings(SETTINGS, max_examples=25)
 
 
 @dataclass(frozen=True)
@@ -152,9 +157,12 @@ def truth_stats(merged: Path) -> dict[AlleleKey, AlleleStats]:
     return truth
 
 
-def flat_records(store: object, region: Region, samples: list[str]) -> set[tuple[object, ...]]:
+def flat_records(
+    store: VariantStore, region: Region, samples: list[str]
+) -> set[tuple[object, ...]]:
+    """(contig, start, end, REF, sample, allele bases) per call: independent of grouping."""
     rows = set()
-    for batch in store.records(region, samples=samples, batch_size=3):  # type: ignore[attr-defined]
+    for batch in store.records(region, samples=samples, batch_size=3):
         for r in batch:
             alleles = (r.ref, *r.alts)
             for c in r.calls:
@@ -238,45 +246,58 @@ def _tiledb_store_class() -> type | None:
     return TileDBVCFStore
 
 
-@pytest.mark.skipif(_tiledb_store_class() is None, reason="node.store.tiledbvcf not written yet")
-@SETTINGS
-@given(cohort=cohorts(), query=queries, data=st.data())
-def test_tiledb_store_equals_memory_store(
-    cohort: Cohort, query: tuple, data: st.DataObject
-) -> None:
+needs_tiledb = pytest.mark.skipif(
+    _tiledb_store_class() is None, reason="node.store.tiledbvcf not written yet"
+)
+
+
+@contextlib.contextmanager
+def both_stores(cohort: Cohort) -> Iterator[tuple[MemoryStore, VariantStore, Path]]:
+    """The cohort ingested file by file into a MemoryStore and a TileDB store."""
     cls = _tiledb_store_class()
     assert cls is not None
     with tempfile.TemporaryDirectory() as tmp:
         paths, merged = write_cohort(cohort, Path(tmp))
-        memory = ingest_memory(paths)
         tiledb = cls.create(str(Path(tmp) / "ds"), assembly="GRCh38")
         try:
             for path in paths:
                 tiledb.ingest([path])
-            _compare(memory, tiledb, merged, query, data)
+            yield ingest_memory(paths), tiledb, merged
         finally:
             tiledb.close()
 
 
-def _compare(memory: MemoryStore, other: object, merged: Path, query: tuple,
-             data: st.DataObject) -> None:
-    store = other
-    assert store.samples == memory.samples  # type: ignore[attr-defined]
-    assert store.contigs() == memory.contigs()  # type: ignore[attr-defined]
-    keys = list(truth_stats(merged))
-    keys += [AlleleKey(k.contig, k.start, k.ref, k.alt + "T") for k in keys]
-    assert store.allele_stats(keys) == memory.allele_stats(keys)  # type: ignore[attr-defined]
+@needs_tiledb
+@pytest.mark.slow
+@TILEDB_SETTINGS
+@given(cohort=cohorts(), query=queries)
+def test_tiledb_stats_and_variants_equal_memory_store(cohort: Cohort, query: tuple) -> None:
     contig, start, width, types, lo, hi = query
     region = Region(normalize_contig(contig), start, start + width)
     filters = {"variant_types": types, "min_length": lo, "max_length": hi}
-    got = list(store.variants(region, **filters))  # type: ignore[attr-defined]
-    want = list(memory.variants(region, **filters))
-    assert [_variant_row(v) for v in got] == [_variant_row(v) for v in want]
-    samples = data.draw(st.lists(st.sampled_from(memory.samples), min_size=1, unique=True))
-    assert flat_records(store, region, samples) == flat_records(memory, region, samples)
+    with both_stores(cohort) as (memory, tiledb, merged):
+        assert tiledb.samples == memory.samples
+        assert tiledb.contigs() == memory.contigs()
+        keys = list(truth_stats(merged))
+        keys += [AlleleKey(k.contig, k.start, k.ref, k.alt + "T") for k in keys]
+        assert tiledb.allele_stats(keys) == memory.allele_stats(keys)
+        got = [_variant_row(v) for v in tiledb.variants(region, **filters)]
+        assert got == [_variant_row(v) for v in memory.variants(region, **filters)]
 
 
-def _variant_row(v: object) -> tuple[object, ...]:
-    return tuple(getattr(v, f) for f in ("contig", "start", "end", "ref", "alt",
-                                          "variant_type", "stats"))
+@needs_tiledb
+@pytest.mark.slow
+@TILEDB_SETTINGS
+@given(cohort=cohorts(), query=queries, data=st.data())
+def test_tiledb_records_equal_memory_store(
+    cohort: Cohort, query: tuple, data: st.DataObject
+) -> None:
+    contig, start, width, *_ = query
+    region = Region(normalize_contig(contig), start, start + width)
+    with both_stores(cohort) as (memory, tiledb, _):
+        samples = data.draw(st.lists(st.sampled_from(memory.samples), min_size=1, unique=True))
+        assert flat_records(tiledb, region, samples) == flat_records(memory, region, samples)
 
+
+def _variant_row(v: Variant) -> tuple[object, ...]:
+    return (v.contig, v.start, v.end, v.ref, v.alt, v.variant_type, v.stats)
