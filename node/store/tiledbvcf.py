@@ -594,6 +594,7 @@ class IngestWriter:
         self.flush_samples: set[str] = set()
         self.max_length = 0
         self.wrote_coverage = False
+        self._encoded: dict[str, list[bytes]] = {}  # sample names as bytes, per input
         self.position: tuple[str, int | None] = (uri, None)  # input and line being written
         self.bar = tqdm(desc="ingest", unit=" variants", disable=not progress, file=sys.stderr)
 
@@ -621,9 +622,12 @@ class IngestWriter:
         filter_ids = [len(rec.filters), *(_filter_id(f, ids, extra) for f in rec.filters)]
         keep = np.flatnonzero(rec.called() | (len(inp.samples) == 1))
         if keep.size:
+            names = self._encoded.get(inp.name)
+            if names is None:
+                names = self._encoded[inp.name] = [s.encode() for s in inp.samples]
             self._cells(
                 rec,
-                [inp.samples[i] for i in keep],
+                [names[i] for i in keep],
                 keep,
                 np.asarray(filter_ids, dtype="<i4").tobytes(),
             )
@@ -645,7 +649,7 @@ class IngestWriter:
             self.flush_stats(self.collector, final=False)
 
     def _cells(
-        self, rec: ParsedRecord, samples: list[str], keep: np.ndarray, filter_ids: bytes
+        self, rec: ParsedRecord, samples: list[bytes], keep: np.ndarray, filter_ids: bytes
     ) -> None:
         alleles = (",".join((rec.ref, *rec.alts)) + "\0").encode()
         ident = (rec.ids + "\0").encode()
@@ -656,7 +660,7 @@ class IngestWriter:
         # fixture: no copy when end_pos - start is a multiple of the gap).
         for anchor in range(rec.pos, max(rec.end, rec.pos + 1), layout.ANCHOR_GAP):
             c = self.cols
-            c["contig"].extend([rec.contig] * n)
+            c["contig"].extend([rec.contig.encode()] * n)
             c["start_pos"].extend([anchor] * n)
             c["sample"].extend(samples)
             c["real_start_pos"].extend([rec.pos] * n)
@@ -696,9 +700,9 @@ class IngestWriter:
         if not c["contig"]:
             return
         columns: dict[str, object] = {
-            "contig": layout.Var.text(c["contig"]),  # type: ignore[arg-type]
+            "contig": layout.Var(c["contig"]),  # type: ignore[arg-type]
             "start_pos": np.asarray(c["start_pos"], dtype=np.uint32),
-            "sample": layout.Var.text(c["sample"]),  # type: ignore[arg-type]
+            "sample": layout.Var(c["sample"]),  # type: ignore[arg-type]
             "real_start_pos": np.asarray(c["real_start_pos"], dtype=np.uint32),
             "end_pos": np.asarray(c["end_pos"], dtype=np.uint32),
             "qual": np.asarray(c["qual"], dtype=np.float32),

@@ -274,6 +274,14 @@ def _gt_blobs(gt: np.ndarray, phased: np.ndarray) -> list[bytes]:
     if codes.shape[1] > 1:
         codes[:, 1:] |= phased[:, None].astype(np.int32)
     widths = (alleles != -2).sum(axis=1)
+    if widths.size and (widths == widths[0]).all():
+        # One ploidy for all samples (the usual case): one buffer, sliced per sample.
+        width = int(widths[0])
+        rows = np.empty((len(widths), 2 + width), dtype="<i4")
+        rows[:, 0], rows[:, 1] = layout.HT_INT, width
+        rows[:, 2:] = codes[:, :width]
+        raw, size = rows.tobytes(), 4 * (2 + width)
+        return [raw[i * size : (i + 1) * size] for i in range(len(widths))]
     return [
         struct.pack("<ii", layout.HT_INT, int(w)) + codes[i, :w].astype("<i4").tobytes()
         for i, w in enumerate(widths)
