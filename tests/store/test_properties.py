@@ -301,3 +301,26 @@ def test_tiledb_records_equal_memory_store(
 
 def _variant_row(v: Variant) -> tuple[object, ...]:
     return (v.contig, v.start, v.end, v.ref, v.alt, v.variant_type, v.stats)
+
+
+@needs_tiledb
+@pytest.mark.parametrize("seed", range(3))
+def test_tiledb_reference_blocks_equal_memory_store(tmp_path: Path, seed: int) -> None:
+    """gVCF cohorts (blocks, gaps, variants; MemoryStore checked against merge --gvcf)."""
+    from tests.store.test_memory import _gvcf_cohort
+
+    cls = _tiledb_store_class()
+    assert cls is not None
+    paths = _gvcf_cohort(tmp_path, seed)
+    memory, tiledb = MemoryStore(), cls.create(str(tmp_path / "ds"), assembly="GRCh38")
+    try:
+        for path in paths:
+            memory.ingest([path])
+            tiledb.ingest([path])
+        region = Region("1", 0, 4000)
+        want = [_variant_row(v) for v in memory.variants(region)]
+        assert [_variant_row(v) for v in tiledb.variants(region)] == want and want
+        for sample in memory.samples:
+            assert flat_records(tiledb, region, [sample]) == flat_records(memory, region, [sample])
+    finally:
+        tiledb.close()
