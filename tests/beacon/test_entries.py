@@ -163,3 +163,18 @@ async def test_filtered_variants_match_bcftools(
     expected = len(text.splitlines())
     assert doc["responseSummary"]["numTotalResults"] == expected > 0
     assert expected < everyone["responseSummary"]["numTotalResults"]
+
+
+async def test_case_level_data_links_biosamples_to_individuals(
+    client: Any, raw: dict[str, Any], indexed: Path
+) -> None:
+    owner = {b["id"]: b["individualId"] for b in raw["biosamples"]}
+    doc = await (await client.get("/api/g_variants", params={
+        "referenceName": "1", "start": "15273", "referenceBases": "A", "alternateBases": "T",
+        "requestedGranularity": "record"})).json()
+    check(doc, "g_variants")
+    (record,) = doc["response"]["resultSets"][0]["results"]
+    cases = record["caseLevelData"]
+    assert {c["biosampleId"] for c in cases} == set(carriers(indexed, 15274, "A", "T"))
+    for case in cases:
+        assert case["individualId"] == owner[case["biosampleId"]]
