@@ -74,6 +74,8 @@ async def beacon_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except NodeError as exc:
         response = _json(error_envelope(_beacon_id(request), exc.http_status, exc.message,
                                         request.get(PARSED)), exc.http_status)
+        if exc.http_status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'  # RFC 6750 §3
     except web.HTTPException as exc:
         message = "no such endpoint" if exc.status == 404 else exc.reason
         response = _json(error_envelope(_beacon_id(request), exc.status, message), exc.status)

@@ -142,6 +142,7 @@ async def test_bad_token_is_401_envelope_but_test_mode_answers(client: Any) -> N
     params = {"referenceName": "1", "start": "1", "end": "300000000"}
     resp = await client.get("/api/g_variants", params=params, headers=headers)
     await expect_error(resp, 401, "")
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
     test = await client.get("/api/g_variants", params={**params, "testMode": "true"},
                             headers=headers)
     assert test.status == 200
