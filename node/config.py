@@ -162,6 +162,11 @@ class PrivacySettings(_Section):
     rare_allele_count: int = Field(default=4, ge=0)
     rare_allele_frequency: float = Field(default=0.01, ge=0, le=1)
     budget: BudgetSettings = BudgetSettings()
+    # Anonymous requesters are budgeted per client address: the TCP peer, or this header
+    # when a trusted reverse proxy sets it (and strips any the client sent).
+    client_address_header: str | None = Field(
+        default=None, description="e.g. X-Forwarded-For, only behind a trusted proxy"
+    )
 
 
 class AuditSettings(_Section):
