@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 from node.config import DatasetSettings, Settings
@@ -19,18 +20,29 @@ class DatasetRegistry:
     """Dataset id → (settings, store). Stores are opened on first use and cached.
 
     `lister` yields the ids present in the store; `opener` opens one by id. Both are
-    injected so tests can run on the in-memory store.
+    injected so tests can run on the in-memory store. Listing a store root costs a VFS
+    round trip (milliseconds locally, more on object storage), so the listing is cached
+    for `ids_ttl_s` seconds: a dataset created by another process appears within that time.
     """
 
-    def __init__(self, settings: Settings, *, opener: Opener, lister: Lister) -> None:
+    def __init__(
+        self, settings: Settings, *, opener: Opener, lister: Lister, ids_ttl_s: float = 5.0
+    ) -> None:
         self._settings = settings
         self._opener = opener
         self._lister = lister
+        self._ttl = ids_ttl_s
+        self._ids: tuple[str, ...] = ()
+        self._listed_at = float("-inf")
         self._stores: dict[str, VariantStore] = {}
         self._lock = threading.Lock()
 
     def ids(self) -> tuple[str, ...]:
-        return tuple(sorted(set(self._lister())))
+        now = time.monotonic()
+        if now - self._listed_at >= self._ttl:
+            self._ids = tuple(sorted(set(self._lister())))
+            self._listed_at = now
+        return self._ids
 
     def settings(self, dataset_id: str) -> DatasetSettings:
         return self._settings.dataset(dataset_id)
