@@ -620,7 +620,8 @@ class IngestWriter:
     def _add(self, rec: ParsedRecord, inp: VcfInput, ids: dict[str, int], extra: list[str]) -> None:
         self.contigs[rec.contig] = normalize_contig(rec.contig)
         filter_ids = [len(rec.filters), *(_filter_id(f, ids, extra) for f in rec.filters)]
-        keep = np.flatnonzero(rec.called() | (len(inp.samples) == 1))
+        # Every sample's call is stored, ./. included: records read back as in the input.
+        keep = np.arange(len(inp.samples))
         if keep.size:
             names = self._encoded.get(inp.name)
             if names is None:

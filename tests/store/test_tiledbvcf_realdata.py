@@ -46,8 +46,7 @@ def test_small_real_inputs(shared_dir: Path, tmp_path: Path, relative: str) -> N
     vcf = _input(shared_dir, relative)
     store = _check(vcf, tmp_path)
     contig = sh(f"bcftools query -f '%CHROM\\n' {vcf}").split()[0]
-    # Records where no sample has a called allele are not stored (like absent calls).
-    stored = sh(f"bcftools view -H -t {contig} -e 'N_MISSING=N_SAMPLES' {vcf} | wc -l")
+    stored = sh(f"bcftools view -H -t {contig} {vcf} | wc -l")
     records = [r for b in store.records(Region(contig, 0, 300_000_000)) for r in b]
     assert len(records) == int(stored) > 0
     assert all(r.source_contig == contig for r in records)
