@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_TOOLS := bcftools samtools tabix chromium nginx nodejs npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
@@ -21,10 +20,12 @@ $(STAMP): pyproject.toml
 
 # Debian packages the tests compare against (bcftools/samtools are the independent truth).
 debian-tools:
-	@missing=""; for t in bcftools samtools tabix chromium nginx node npm; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for pair in bcftools:bcftools samtools:samtools tabix:tabix chromium:chromium \
+	    nginx:nginx node:nodejs npm:npm; do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_TOOLS); \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
 # Browser-side test dependencies (igv.js, playwright-core driving Debian's chromium).
