@@ -14,9 +14,10 @@ from typing import Any, Literal, Protocol
 
 from node.auth.policy import effective_granularity
 from node.config import DatasetSettings
-from node.domain import AlleleKey, Filter, Principal, Record, Region, Variant
+from node.domain import AlleleKey, AlleleStats, Filter, Principal, Record, Region, Variant
 from node.errors import NotFound
 from node.names import Granularity
+from node.privacy.gate import Ledger
 from node.store.base import VariantStore
 from node.store.registry import DatasetRegistry
 
@@ -79,6 +80,7 @@ class AccessPlan:
 class ReleasedCount:
     value: int
     precision: Literal["exact", "rounded", "imprecise"] = "exact"
+    adjusted_to: int | None = None  # Beacon v2.2 countAdjustedTo: threshold or rounding unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +121,30 @@ def plan(
     return AccessPlan(level, keep, omitted)
 
 
-def release_count(n: int, dataset: DatasetAccess, principal: Principal) -> ReleasedCount:
-    """The single exit of every count (issue 5 adds the privacy guard here)."""
-    del dataset, principal  # used by the guard: per-dataset thresholds, per-requester budget
-    return ReleasedCount(n)
+def release_count(
+    n: int,
+    dataset: DatasetAccess,
+    principal: Principal,
+    *,
+    ledger: Ledger | None = None,
+    granularity: Granularity | None = None,
+    alleles: Sequence[AlleleStats] = (),
+    individuals: int = 0,
+    people: bool = False,
+) -> ReleasedCount:
+    """The single exit of every count: guarded, charged to the requester's budget (raises
+    BudgetExhausted) and recorded in the request's `ledger` (node/privacy/gate.py).
+
+    `alleles`: statistics of the alleles behind a variant count; `people`: `n` counts
+    people. Without a ledger (no gate: internal callers) the count leaves unchanged.
+    """
+    del principal  # the ledger already holds the requester's budget key
+    if ledger is None:
+        return ReleasedCount(n)
+    guarded = ledger.release(
+        n, dataset.id, granularity=granularity or dataset.granularity, alleles=alleles,
+        individuals=individuals, people=people)
+    return ReleasedCount(guarded.value, guarded.precision.value, guarded.adjusted_to)
 
 
 def carriers(store: VariantStore, v: Variant, samples: Sequence[str] | None) -> tuple[Record, ...]:
@@ -173,6 +195,7 @@ def search_variants(
     samples: Mapping[str, frozenset[str]] | None = None,
     skip: int = 0,
     limit: int = 10,
+    ledger: Ledger | None = None,
 ) -> list[DatasetVariants]:
     """Matching variants per dataset. `assembly` is enforced (another build never
     matches); `samples` restricts a dataset to variants carried by those samples."""
@@ -182,10 +205,12 @@ def search_variants(
         store = registry.store(dataset.id)
         subset = None if samples is None else sorted(samples.get(dataset.id, frozenset()))
         window = (skip, skip + limit) if want_page else (0, 0)
-        total, page = _matching(store, select, assembly, subset, window)
+        total, page, stats = _matching(store, select, assembly, subset, window)
         records = _page_records(store, page)
-        out.append(DatasetVariants(dataset, release_count(total, dataset, principal),
-                                   page, records))
+        count = release_count(total, dataset, principal, ledger=ledger,
+                              granularity=access.granularity, alleles=stats,
+                              individuals=len(store.samples))
+        out.append(DatasetVariants(dataset, count, page, records))
     return out
 
 
@@ -195,16 +220,19 @@ def _matching(
     assembly: str | None,
     subset: list[str] | None,
     window: tuple[int, int],
-) -> tuple[int, tuple[Variant, ...]]:
-    """(number of matches, the matches in `window`) without holding every match."""
+) -> tuple[int, tuple[Variant, ...], tuple[AlleleStats, ...]]:
+    """(number of matches, the matches in `window`, the statistics of every match: what
+    the privacy gate prices) without holding every matching variant."""
     if not _assembly_ok(store, assembly) or subset == []:
-        return 0, ()
+        return 0, (), ()
     total = 0
     page: list[Variant] = []
+    stats: list[AlleleStats] = []
     for v in select(store):
         if subset is not None and not _carried(store, v, subset):
             continue
         if window[0] <= total < window[1]:
             page.append(v)
+        stats.append(v.stats)
         total += 1
-    return total, tuple(page)
+    return total, tuple(page), tuple(stats)

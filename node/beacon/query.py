@@ -21,11 +21,13 @@ from node.config import Settings
 from node.domain import Filter, Principal
 from node.errors import InvalidInput, NotFound
 from node.names import Granularity
+from node.privacy.gate import Ledger
 from node.service import (
     AccessPlan,
     DatasetAccess,
     DatasetVariants,
     MetadataCatalog,
+    ReleasedCount,
     carriers,
     plan,
     release_count,
@@ -46,6 +48,7 @@ class Context:
     catalog: MetadataCatalog | None
     principal: Principal
     genes: Mapping[str, GeneIndex] | None = None  # assembly -> gene coordinates
+    ledger: Ledger | None = None  # this request's privacy gate (guard, budget, audit)
 
     @cached_property
     def store_ids(self) -> frozenset[str]:
@@ -150,7 +153,7 @@ def _variants(ctx: Context, entry: EntryType, req: BeaconRequest, entry_id: str 
         selector(query, ctx.genes, by_stats=access.granularity is not Granularity.RECORD),
         ctx.principal,
         assembly=query.assembly if query else None, samples=samples,
-        skip=req.skip, limit=req.limit)
+        skip=req.skip, limit=req.limit, ledger=ctx.ledger)
     sets = [_variant_set(ctx, d) for d in found]
     g_variants = by_path("g_variants")
     return response_envelope(ctx.settings.node.id, req, g_variants, access.granularity, sets,
@@ -172,7 +175,7 @@ def _variant_set(ctx: Context, found: DatasetVariants) -> dict[str, Any]:
         for v in found.variants
     ]
     return result_set(found.dataset.id, found.count.value, results,
-                      countPrecision=found.count.precision)
+                      **_precision(found.count))
 
 
 # -- metadata entries -----------------------------------------------------------------
@@ -217,10 +220,20 @@ def _entries(ctx: Context, entry: EntryType, target: EntryType, req: BeaconReque
 
 def _entry_set(ctx: Context, req: BeaconRequest, access: AccessPlan, dataset: DatasetAccess,
                rows: list[dict[str, Any]]) -> dict[str, Any]:
-    count = release_count(len(rows), dataset, ctx.principal)
+    # Entries are people or their samples: their counts get the small-count guard.
+    count = release_count(len(rows), dataset, ctx.principal, ledger=ctx.ledger,
+                          granularity=access.granularity, people=True)
     record = access.granularity is Granularity.RECORD
     page = rows[req.skip : req.skip + req.limit] if record else []
-    return result_set(dataset.id, count.value, page, countPrecision=count.precision)
+    return result_set(dataset.id, count.value, page, **_precision(count))
+
+
+def _precision(count: ReleasedCount) -> dict[str, Any]:
+    """Beacon v2.2 resultSet countPrecision (and countAdjustedTo when adjusted)."""
+    out: dict[str, Any] = {"countPrecision": count.precision}
+    if count.adjusted_to is not None:
+        out["countAdjustedTo"] = count.adjusted_to
+    return out
 
 
 def _dataset_document(ctx: Context, dataset_id: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from node.web.htsget import create_htsget_app
 from node.web.keys import DATASETS, METRICS, SETTINGS
 from node.web.metrics import Metrics
 from node.web.middleware import request_context
+from node.web.privacy import privacy_ctx
 
 __all__ = ["create_app"]
 
@@ -43,6 +44,7 @@ def create_app(
 
     app.cleanup_ctx.append(datasets_ctx)
     app.cleanup_ctx.append(auth_ctx)
+    app.cleanup_ctx.append(privacy_ctx)
     if settings.peer.port is not None:
         app.cleanup_ctx.append(peer_ctx)
     app.add_subapp("/htsget", create_htsget_app(settings))

@@ -7,6 +7,7 @@ Handlers only parse, call `node.beacon.query.answer` in a thread, and serialise.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -32,6 +33,7 @@ from node.service import MetadataCatalog
 from node.web.auth import principal_of
 from node.web.keys import DATASETS, SETTINGS
 from node.web.middleware import REQUEST_ID
+from node.web.privacy import audit_request, ledger_for
 
 __all__ = ["CATALOG", "create_beacon_app"]
 
@@ -119,6 +121,7 @@ async def _context(request: web.Request, req: BeaconRequest) -> Context:
         catalog=request.app.get(CATALOG),
         principal=principal,
         genes=request.app.get(GENES),
+        ledger=ledger_for(request, principal),
     )
 
 
@@ -130,10 +133,35 @@ def _entry_handler(entry: EntryType, *, nested: str | None, by_id: bool) -> Hand
         req = await _parse(request, variants=takes_variant_params)
         entry_id = request.match_info.get("id")
         ctx = await _context(request, req)
-        doc = await asyncio.to_thread(answer, ctx, entry, req, entry_id=entry_id, nested=nested)
+        doc: dict[str, Any] = {}
+        outcome = "refused"
+        try:
+            doc = await asyncio.to_thread(answer, ctx, entry, req, entry_id=entry_id,
+                                          nested=nested)
+            outcome = "answered"
+        finally:
+            # Every access is audited once, refusals (a spent budget) included.
+            if ctx.ledger is not None:
+                await audit_request(
+                    request, ctx.ledger, datasets=sorted(ctx.ledger.counts)
+                    or list(req.dataset_ids or ()), query=_summary(req, entry_id, nested),
+                    granularity=doc.get("meta", {}).get("returnedGranularity"),
+                    outcome=outcome)
         return _json(doc)
 
     return handler
+
+
+def _summary(req: BeaconRequest, entry_id: str | None, nested: str | None) -> dict[str, Any]:
+    """What was asked, for the audit log (no tokens, nothing the client did not send)."""
+    out: dict[str, Any] = {"id": entry_id, "nested": nested,
+                           "granularity": req.granularity.value}
+    if req.variant is not None:
+        out["variant"] = {k: v for k, v in dataclasses.asdict(req.variant).items()
+                          if v not in (None, ())}
+    if req.filters:
+        out["filters"] = [f.id for f in req.filters]
+    return out
 
 
 def _base(request: web.Request) -> str:

@@ -42,6 +42,7 @@ from node.store.export import export_variants
 from node.web.auth import principal_of
 from node.web.keys import DATASETS, READS, SETTINGS
 from node.web.middleware import REQUEST_ID
+from node.web.privacy import audit_request, ledger_for
 
 __all__ = ["create_htsget_app"]
 
@@ -156,7 +157,7 @@ async def ticket_get(request: web.Request) -> web.Response:
     kind: Kind = "reads" if "/reads/" in request.path else "variants"
     params = {k: request.query.getall(k) for k in request.query}
     req = parse_get(kind, request.match_info["id"], params)
-    return await _answer(request, req)
+    return await _audited(request, req)
 
 
 async def ticket_post(request: web.Request) -> web.Response:
@@ -172,7 +173,23 @@ async def ticket_post(request: web.Request) -> web.Response:
         has_query=bool(request.query_string),
         max_regions=limits.max_regions,
     )
-    return await _answer(request, req)
+    return await _audited(request, req)
+
+
+async def _audited(request: web.Request, req: HtsgetRequest) -> web.Response:
+    """One audit entry per ticket (the access decision; block URLs are signed tickets)."""
+    ledger = ledger_for(request, await principal_of(request))
+    granularity = None
+    try:
+        response = await _answer(request, req)
+        granularity = Granularity.RECORD.value
+        return response
+    finally:
+        query = {"kind": req.kind, "format": req.format, "headerOnly": req.header_only,
+                 "regions": [[q.reference, q.start, q.end] for q in req.regions]}
+        await audit_request(request, ledger, datasets=[req.id], query=query,
+                            granularity=granularity,
+                            outcome="answered" if granularity else "refused")
 
 
 async def _read_bounded(request: web.Request, limit: int) -> bytes:

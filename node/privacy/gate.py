@@ -1,0 +1,199 @@
+"""The disclosure gate: guard → disclosure check → budget charge, for every answer.
+
+One `DisclosureGate` per node (built from settings, holding the budget store and the
+audit log); one `Ledger` per request, opened with the requester's budget key. Each
+released count goes through `Ledger.release`, which:
+
+1. guards the count (node/privacy/guard.py): counts of people (individuals, biosamples,
+   runs, analyses) with 1..k-1 members are raised to k and marked imprecise, optionally
+   rounded or noised. Counts of *variants* are not counts of people and pass unchanged:
+   what a variant answer reveals about people is which rare alleles are present, and
+   that is what step 2 prices;
+2. decides per matched allele whether the answer reveals membership (`disclosure`: a
+   "yes" on a rare allele, an allele carried by fewer than k people at count
+   granularity) and prices it as the Shringarpure-Bustamante log-likelihood ratio it can
+   give an attacker (`membership_llr`, with the dataset's number of individuals), plus
+   ε for a noised count;
+3. charges the requester's budget atomically, raising `BudgetExhausted` (403 / gRPC
+   RESOURCE_EXHAUSTED / htsget PermissionDenied) when the charge does not fit. Nothing is
+   released from an answer that was refused.
+
+The ledger keeps what was released and charged, so the transport writes exactly one
+audit entry per request (`DisclosureGate.audit`), refused requests included.
+
+Budget keys: an authenticated requester is `Principal.requester_id` (pseudonymous);
+anonymous requesters are keyed per client address (`anonymous_key`) so that one client
+cannot spend every anonymous user's budget, nor many anonymous users share one.
+
+Blocking (SQLite, the log file): call from a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.config import PrivacySettings, Settings
+from node.domain import AlleleStats, Principal
+from node.names import CountPrecision, Granularity
+from node.privacy.audit import AuditLog
+from node.privacy.budget import BudgetStore, Charge, SQLiteBudget, membership_llr
+from node.privacy.guard import CountGuard, GuardedCount, disclosure
+
+__all__ = ["DisclosureGate", "Ledger", "anonymous_key"]
+
+
+def anonymous_key(client_address: str | None) -> str:
+    """The budget key of an anonymous client: a hash, so the log holds no addresses."""
+    raw = (client_address or "unknown").strip().encode()
+    return "anon:" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+def requester_key(principal: Principal, client_address: str | None) -> str:
+    return anonymous_key(client_address) if principal.is_anonymous else principal.requester_id
+
+
+@dataclass
+class Ledger:
+    """What one request released and was charged (not shared between requests)."""
+
+    gate: DisclosureGate
+    requester: str
+    counts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    llr: float = 0.0
+    epsilon: float = 0.0
+
+    def release(
+        self,
+        n: int,
+        dataset_id: str,
+        *,
+        granularity: Granularity,
+        alleles: Sequence[AlleleStats] = (),
+        individuals: int = 0,
+        people: bool = False,
+    ) -> GuardedCount:
+        """The reportable form of `n` for `dataset_id`, after charging what it reveals.
+
+        `alleles`: statistics of the matched alleles (variant answers); `individuals`:
+        people in the dataset (the N of the likelihood ratio); `people`: `n` counts people.
+        """
+        guarded = self.gate.guard(n, people=people, upper=individuals or None)
+        charge = self.gate.price(alleles, granularity, individuals, guarded)
+        self.gate.spend(self.requester, charge)
+        self.llr += charge.llr
+        self.epsilon += charge.epsilon
+        self.counts[dataset_id] = _count_entry(guarded)
+        return guarded
+
+
+def _count_entry(guarded: GuardedCount) -> dict[str, Any]:
+    entry: dict[str, Any] = {"value": guarded.value, "precision": guarded.precision.value}
+    if guarded.adjusted_to is not None:
+        entry["adjustedTo"] = guarded.adjusted_to
+    return entry
+
+
+class DisclosureGate:
+    """Guard, budget and audit of one node. `budget`/`audit` None: that defence is off."""
+
+    def __init__(
+        self,
+        privacy: PrivacySettings,
+        *,
+        budget: BudgetStore | None,
+        audit: AuditLog | None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.privacy = privacy
+        self._guard = CountGuard.from_settings(privacy, rng=rng)
+        self._budget = budget
+        self._audit = audit
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DisclosureGate:
+        privacy = settings.privacy
+        budget = (
+            SQLiteBudget.from_settings(privacy.budget, home=settings.home)
+            if privacy.budget.enabled
+            else None
+        )
+        audit = (
+            AuditLog.from_settings(settings.audit, home=settings.home)
+            if settings.audit.enabled
+            else None
+        )
+        return cls(privacy, budget=budget, audit=audit)
+
+    def ledger(self, principal: Principal, client_address: str | None) -> Ledger:
+        return Ledger(self, requester_key(principal, client_address))
+
+    def guard(self, n: int, *, people: bool, upper: int | None) -> GuardedCount:
+        if not people:
+            return GuardedCount(n, CountPrecision.EXACT)
+        # Noise is clamped to [0, N] when N (people in the dataset) is known and consistent.
+        return self._guard.count(n, upper=upper if upper is not None and upper >= n else None)
+
+    def price(
+        self,
+        alleles: Sequence[AlleleStats],
+        granularity: Granularity,
+        individuals: int,
+        guarded: GuardedCount,
+    ) -> Charge:
+        each = [self._allele_llr(stats, granularity, individuals) for stats in alleles]
+        # One "yes" for many alleles says only that one of them is present: no more
+        # evidence than the least revealing of them (1 - ΠD >= 1 - D_i for every i). A
+        # count tells which alleles are present: their evidence adds up.
+        boolean = granularity is Granularity.BOOLEAN
+        llr = min(each, default=0.0) if boolean else sum(each)
+        return Charge(llr=llr, epsilon=guarded.epsilon or 0.0)
+
+    def _allele_llr(self, stats: AlleleStats, granularity: Granularity, individuals: int) -> float:
+        p = self.privacy
+        verdict = disclosure(
+            stats,
+            granularity,
+            min_count=p.min_count,
+            rare_allele_count=p.rare_allele_count,
+            rare_allele_frequency=p.rare_allele_frequency,
+        )
+        if not verdict.revealing:
+            return 0.0
+        return membership_llr(stats.af, max(1, individuals), delta=p.budget.sequencing_error)
+
+    def spend(self, requester: str, charge: Charge) -> None:
+        """Charge `requester` or raise BudgetExhausted (nothing is charged then)."""
+        if self._budget is not None and charge:
+            self._budget.charge(requester, charge)
+
+    def audit(
+        self,
+        ledger: Ledger,
+        *,
+        request_id: str,
+        datasets: Sequence[str],
+        query: Mapping[str, Any],
+        granularity: str | None,
+        outcome: str = "answered",
+    ) -> None:
+        """One entry per request: who, which datasets, what was asked and released."""
+        if self._audit is None:
+            return
+        budget = {"llr": ledger.llr, "epsilon": ledger.epsilon} if self._budget else {}
+        self._audit.append(
+            request_id=request_id,
+            requester=ledger.requester,
+            datasets=datasets,
+            query={**query, "outcome": outcome},
+            granularity=granularity,
+            counts=ledger.counts,
+            budget=budget,
+        )
+
+    def close(self) -> None:
+        if self._budget is not None:
+            self._budget.close()
