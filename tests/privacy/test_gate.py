@@ -1,0 +1,118 @@
+"""The disclosure gate on its own: guard, pricing, budget refusal, audit entry.
+
+Expected charges are computed here from the Shringarpure-Bustamante formula directly
+(not through node.privacy.budget), so a wrong formula in the node fails these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from node.config import PrivacySettings
+from node.domain import AlleleStats, Principal
+from node.errors import BudgetExhausted
+from node.names import CountPrecision, Granularity
+from node.privacy.audit import AuditLog, verify
+from node.privacy.budget import SQLiteBudget
+from node.privacy.gate import DisclosureGate, anonymous_key
+
+N = 1000  # individuals in the dataset
+DELTA = 1e-6
+
+
+def sb_yes_llr(f: float, n: int = N) -> float:
+    """-log P(yes | not a member) + log P(yes | member): SB 2015 with D_N = (1-f)^(2N)."""
+    d_n, d_n1 = (1 - f) ** (2 * n), (1 - f) ** (2 * n - 2)
+    return math.log(1 - DELTA * d_n1) - math.log(1 - d_n)
+
+
+def stats(ac: int, carriers: int) -> AlleleStats:
+    return AlleleStats(ac=ac, an=2 * N, n_hom_alt=0, n_het=carriers, n_carriers=carriers,
+                       n_called=N)
+
+
+RARE = stats(3, 3)  # AF 0.0015, 3 carriers
+COMMON = stats(400, 360)  # AF 0.2
+
+
+def gate(tmp_path: Path, *, max_llr: float = 25.0, audit: bool = False) -> DisclosureGate:
+    budget = SQLiteBudget(tmp_path / "b.sqlite3", max_llr=max_llr, max_epsilon=10.0)
+    log = AuditLog(tmp_path / "audit.jsonl", fsync=False) if audit else None
+    return DisclosureGate(PrivacySettings(), budget=budget, audit=log)
+
+
+def test_people_counts_below_k_are_imprecise_never_exact(tmp_path: Path) -> None:
+    ledger = gate(tmp_path).ledger(Principal.anonymous(), "10.0.0.1")
+    for n in range(1, 5):
+        out = ledger.release(n, "d", granularity=Granularity.COUNT, people=True)
+        assert (out.value, out.precision, out.adjusted_to) == (5, CountPrecision.IMPRECISE, 5)
+    for n in (0, 5, 17):
+        out = ledger.release(n, "d", granularity=Granularity.COUNT, people=True)
+        assert (out.value, out.precision) == (n, CountPrecision.EXACT)
+
+
+def test_rare_yes_is_charged_its_likelihood_ratio_common_is_free(tmp_path: Path) -> None:
+    g = gate(tmp_path)
+    ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
+    out = ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[COMMON],
+                         individuals=N)
+    assert (out.value, out.precision, ledger.llr) == (1, CountPrecision.EXACT, 0.0)
+    ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[RARE], individuals=N)
+    assert ledger.llr == pytest.approx(sb_yes_llr(3 / (2 * N)), rel=1e-9)
+    # Boolean over several alleles: only "one of them is present" -> the cheapest one.
+    ledger2 = g.ledger(Principal.anonymous(), "10.0.0.2")
+    ledger2.release(2, "d", granularity=Granularity.BOOLEAN, alleles=[RARE, COMMON],
+                    individuals=N)
+    assert ledger2.llr == 0.0
+    # A count tells which alleles are there: the evidence adds up.
+    ledger3 = g.ledger(Principal.anonymous(), "10.0.0.3")
+    ledger3.release(2, "d", granularity=Granularity.COUNT, alleles=[RARE, RARE],
+                    individuals=N)
+    assert ledger3.llr == pytest.approx(2 * sb_yes_llr(3 / (2 * N)), rel=1e-9)
+
+
+def test_spent_budget_refuses_and_charges_nothing(tmp_path: Path) -> None:
+    one = sb_yes_llr(3 / (2 * N))
+    g = gate(tmp_path, max_llr=2.5 * one)
+    ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
+    for _ in range(2):
+        ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[RARE], individuals=N)
+    ledger.counts.clear()
+    with pytest.raises(BudgetExhausted):
+        ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[RARE], individuals=N)
+    assert ledger.counts == {} and ledger.llr == pytest.approx(2 * one)
+    # Answers that reveal nobody still flow; another client has its own budget.
+    ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[COMMON], individuals=N)
+    other = g.ledger(Principal.anonymous(), "10.0.0.9")
+    other.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[RARE], individuals=N)
+
+
+def test_budget_keys(tmp_path: Path) -> None:
+    g = gate(tmp_path)
+    assert anonymous_key("10.0.0.1") != anonymous_key("10.0.0.2")
+    assert g.ledger(Principal.anonymous(), "10.0.0.1").requester == anonymous_key("10.0.0.1")
+    assert "10.0.0.1" not in anonymous_key("10.0.0.1")
+    alice = Principal("alice", "https://idp", False, frozenset(), None)
+    assert g.ledger(alice, "10.0.0.1").requester == alice.requester_id
+
+
+def test_one_audit_entry_with_counts_granularity_and_charge(tmp_path: Path) -> None:
+    g = gate(tmp_path, audit=True)
+    ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
+    ledger.release(2, "d1", granularity=Granularity.COUNT, people=True)
+    ledger.release(1, "d2", granularity=Granularity.COUNT, alleles=[RARE], individuals=N)
+    g.audit(ledger, request_id="r1", datasets=["d1", "d2"], query={"q": 1},
+            granularity="count")
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["counts"] == {"d1": {"value": 5, "precision": "imprecise", "adjustedTo": 5},
+                               "d2": {"value": 1, "precision": "exact"}}
+    assert entry["granularity"] == "count" and entry["request_id"] == "r1"
+    assert entry["budget"]["llr"] == pytest.approx(sb_yes_llr(3 / (2 * N)))
+    assert entry["requester"] == anonymous_key("10.0.0.1")
+    assert verify(tmp_path / "audit.jsonl").ok
