@@ -116,6 +116,7 @@ def response_envelope(
     }
     if granularity is not Granularity.BOOLEAN:
         out["responseSummary"]["numTotalResults"] = sum(s["resultsCount"] for s in sets)
+        out["responseSummary"].update(_summary_precision(sets))
     if granularity is Granularity.RECORD:
         if entry.collection:
             out["response"] = {"collections": [r for s in sets for r in s["results"]]}
@@ -123,6 +124,23 @@ def response_envelope(
             out["response"] = {"resultSets": _visible(sets, req.include)}
     if info:
         out["info"] = info
+    return out
+
+
+_PRECISION_RANK = {"exact": 0, "rounded": 1, "imprecise": 2}
+
+
+def _summary_precision(sets: Sequence[ResultSet]) -> dict[str, Any]:
+    """Beacon v2.2 countPrecision (and countAdjustedTo) of a total: as imprecise as its
+    least precise part, so a small count hidden in a sum is never called exact."""
+    stated = [s for s in sets if "countPrecision" in s]
+    if not stated:
+        return {}
+    worst = max((str(s["countPrecision"]) for s in stated), key=_PRECISION_RANK.__getitem__)
+    out: dict[str, Any] = {"countPrecision": worst}
+    adjusted = [int(s["countAdjustedTo"]) for s in stated if "countAdjustedTo" in s]
+    if adjusted:
+        out["countAdjustedTo"] = max(adjusted)
     return out
 
 
