@@ -30,7 +30,6 @@ from node.store import layout
 __all__ = [
     "ZERO_STATS",
     "StatsCollector",
-    "fednode_lookup",
     "fednode_variants",
     "normalise_stats_allele",
     "variant_stats_lookup",
@@ -518,68 +517,6 @@ def point_ranges(positions: Sequence[int], *, before: int = 0) -> list[slice]:
         else:
             out.append([lo, p])
     return [slice(lo, hi) for lo, hi in out]
-
-
-def fednode_lookup(
-    stats: tiledb.Array, coverage: tiledb.Array | None, contig: str, points: Sequence[Point]
-) -> list[AlleleStats | None]:
-    """Sum the aggregate rows of each point: a few rows per allele, whatever the sample count."""
-    if not points:
-        return []
-    ranges = point_ranges([p for p, _, _ in points])
-    rows = stats.query(attrs=["ref", "alt", *layout.FEDNODE_COUNTS], dims=["pos"]).multi_index[
-        [contig], ranges
-    ]
-    sums: dict[Point, np.ndarray] = defaultdict(lambda: np.zeros(6, dtype=np.int64))
-    counts = np.stack([rows[name] for name in layout.FEDNODE_COUNTS], axis=1).astype(np.int64)
-    for pos, ref, alt, row in zip(rows["pos"], rows["ref"], rows["alt"], counts, strict=True):
-        sums[(int(pos), _text(ref), _text(alt))] += row
-    covered = coverage_counts(coverage, contig, [p for p, _, _ in points])
-    out: list[AlleleStats | None] = []
-    for point in points:
-        allele = sums.get(point)
-        if allele is None or allele[4] <= 0:
-            out.append(None)
-            continue
-        site = sums.get((point[0], "", ""), np.zeros(6, dtype=np.int64))
-        an, n_called = covered.get(point[0], (0, 0))
-        out.append(
-            AlleleStats(
-                int(allele[0]),
-                int(site[1]) + an,
-                int(allele[2]),
-                int(allele[3]),
-                int(allele[4]),
-                int(site[5]) + n_called,
-            )
-        )
-    return out
-
-
-def coverage_counts(
-    coverage: tiledb.Array | None, contig: str, positions: Sequence[int]
-) -> dict[int, tuple[int, int]]:
-    """(AN, called samples) that reference blocks add at each position (anchor rule)."""
-    if coverage is None or not positions:
-        return {}
-    gap = layout.ANCHOR_GAP
-    rows = coverage.query(
-        attrs=["real_start", "end", "an", "n_called"], dims=["start"]
-    ).multi_index[[contig], point_ranges(positions, before=gap)]
-    order = np.argsort(rows["start"], kind="stable")
-    start = rows["start"][order].astype(np.int64)
-    real, end = rows["real_start"][order].astype(np.int64), rows["end"][order].astype(np.int64)
-    an, called = rows["an"][order], rows["n_called"][order]
-    out = {}
-    for p in set(positions):
-        lo, hi = (
-            np.searchsorted(start, [p - gap, p], side="left")[0],
-            np.searchsorted(start, p, side="right"),
-        )
-        sel = slice(lo, hi)
-        keep = (end[sel] >= p) & (real[sel] <= p) & ((start[sel] == real[sel]) | (start[sel] < p))
-        out[p] = (int(an[sel][keep].sum()), int(called[sel][keep].sum()))
-    return out
 
 
 def variant_stats_lookup(

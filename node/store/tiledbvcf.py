@@ -28,6 +28,7 @@ from node.domain import AlleleKey, AlleleStats, Record, Region, Variant, normali
 from node.errors import Conflict, IngestError, InvalidInput, NotFound, UnsupportedFormat
 from node.names import VariantType
 from node.store import layout, stats
+from node.store.aggregate_index import ContigIndex, build_contig_index
 from node.store.base import IngestSummary
 from node.store.vcfio import ParsedRecord, RecordReader, StoredCall, VcfInput, detect_assembly
 
@@ -101,6 +102,7 @@ class TileDBVCFStore:
         self._lock = threading.Lock()
         self._ingest_lock = threading.Lock()
         self._arrays: dict[str, tiledb.Array] = {}
+        self._indexes: dict[str, ContigIndex] = {}  # built lazily, valid until a commit
         self._state = self._load_state()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -143,6 +145,7 @@ class TileDBVCFStore:
             for array in self._arrays.values():
                 array.close()
             self._arrays.clear()
+            self._indexes.clear()
 
     def _load_state(self) -> _State:
         with tiledb.Group(self.uri, ctx=self._ctx) as group:
@@ -237,15 +240,21 @@ class TileDBVCFStore:
     def _lookup(self, contig: str, points: list[stats.Point]) -> list[AlleleStats | None]:
         with self._lock:
             if self._state.aggregate:
-                cover = self._array(layout.FEDNODE_COVERAGE) if self._state.coverage else None
-                return stats.fednode_lookup(
-                    self._array(layout.FEDNODE_STATS), cover, contig, points
-                )
+                return self._index(contig).lookup(points)
             array = self._array(layout.VARIANT_STATS)
             max_length = int(array.meta.get("max_length", 0))
             return stats.variant_stats_lookup(
                 array, self._sources(contig), points, max_length=max_length
             )
+
+    def _index(self, contig: str) -> ContigIndex:
+        """The contig's summed aggregate (caller holds `_lock`)."""
+        index = self._indexes.get(contig)
+        if index is None:
+            cover = self._array(layout.FEDNODE_COVERAGE) if self._state.coverage else None
+            index = build_contig_index(self._array(layout.FEDNODE_STATS), cover, contig)
+            self._indexes[contig] = index
+        return index
 
     def variants(
         self,

@@ -1,0 +1,160 @@
+"""In-memory index of one contig's committed aggregate, for allele-statistics lookups.
+
+`fednode_allele_stats` holds signed delta rows (one or a few per allele and ingest) and
+`fednode_coverage` holds reference blocks; a lookup needs their sums at one position.
+Reading them from TileDB per request cost milliseconds (a query plan, a tile decode);
+the store reads at a fixed committed timestamp, so the sums can be computed once per
+contig and kept for the store instance's lifetime (a re-`open` sees new ingests).
+
+Memory is ~40 bytes per distinct allele (int64 position, two int32 allele ids, six int32
+counts) plus the interned allele strings: ~1M alleles take ~50 MB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tiledb
+
+from node.domain import AlleleStats
+from node.store import layout
+
+__all__ = ["ContigIndex", "build_contig_index"]
+
+_POS_MAX = 2**32 - 2
+Point = tuple[int, str, str]  # pos, ref, alt
+
+
+@dataclass(frozen=True, slots=True)
+class _Coverage:
+    """Reference blocks as prefix sums: covering(p) = started by p minus ended before p."""
+
+    starts: np.ndarray  # sorted real starts
+    start_sums: np.ndarray  # (n + 1, 2) cumulative (an, n_called) in `starts` order
+    ends: np.ndarray  # sorted ends (inclusive)
+    end_sums: np.ndarray  # (n + 1, 2) cumulative (an, n_called) in `ends` order
+
+    def at(self, pos: int) -> tuple[int, int]:
+        opened = int(np.searchsorted(self.starts, pos, side="right"))
+        closed = int(np.searchsorted(self.ends, pos, side="left"))
+        an, called = self.start_sums[opened] - self.end_sums[closed]
+        return int(an), int(called)
+
+
+@dataclass(frozen=True, slots=True)
+class ContigIndex:
+    """Summed aggregate of one contig: alleles and site rows sorted by position."""
+
+    ids: dict[str, int]  # interned REF/ALT strings
+    pos: np.ndarray  # int64, sorted
+    ref: np.ndarray  # int32 allele ids
+    alt: np.ndarray  # int32 allele ids
+    counts: np.ndarray  # int32 (n, 6) in layout.FEDNODE_COUNTS order
+    site_pos: np.ndarray  # int64, sorted, unique
+    site_counts: np.ndarray  # int32 (m, 2): called alleles, called samples
+    coverage: _Coverage | None
+
+    def lookup(self, points: Sequence[Point]) -> list[AlleleStats | None]:
+        return [self._one(*point) for point in points]
+
+    def _one(self, pos: int, ref: str, alt: str) -> AlleleStats | None:
+        ref_id, alt_id = self.ids.get(ref), self.ids.get(alt)
+        if ref_id is None or alt_id is None:
+            return None
+        lo = int(np.searchsorted(self.pos, pos, side="left"))
+        hi = int(np.searchsorted(self.pos, pos, side="right"))
+        for i in range(lo, hi):
+            if self.ref[i] == ref_id and self.alt[i] == alt_id:
+                return self._stats(pos, self.counts[i])
+        return None
+
+    def _stats(self, pos: int, allele: np.ndarray) -> AlleleStats | None:
+        ac, _, n_hom, n_het, carriers, _ = (int(x) for x in allele)
+        if carriers <= 0:
+            return None
+        an = called = 0
+        i = int(np.searchsorted(self.site_pos, pos, side="left"))
+        if i < self.site_pos.size and self.site_pos[i] == pos:
+            an, called = (int(x) for x in self.site_counts[i])
+        if self.coverage is not None:
+            block_an, block_called = self.coverage.at(pos)
+            an, called = an + block_an, called + block_called
+        return AlleleStats(ac, an, n_hom, n_het, carriers, called)
+
+
+def build_contig_index(
+    stats: tiledb.Array, coverage: tiledb.Array | None, contig: str
+) -> ContigIndex:
+    """Read and sum every aggregate row of `contig` (arrays opened at the committed time)."""
+    rows = stats.query(attrs=["ref", "alt", *layout.FEDNODE_COUNTS], dims=["pos"]).multi_index[
+        [contig], slice(0, _POS_MAX)
+    ]
+    ids: dict[str, int] = {"": 0}
+    ref, alt = _intern(rows["ref"], ids), _intern(rows["alt"], ids)
+    pos = rows["pos"].astype(np.int64)
+    counts = np.stack([rows[name] for name in layout.FEDNODE_COUNTS], axis=1).astype(np.int64)
+    pos, ref, alt, counts = _sum_groups(pos, ref, alt, counts)
+    site = (ref == 0) & (alt == 0)
+    allele = ~site
+    return ContigIndex(
+        ids=ids,
+        pos=pos[allele],
+        ref=ref[allele],
+        alt=alt[allele],
+        counts=counts[allele].astype(np.int32),
+        site_pos=pos[site],
+        site_counts=counts[site][:, [1, 5]].astype(np.int32),
+        coverage=None if coverage is None else _coverage(coverage, contig),
+    )
+
+
+def _intern(values: np.ndarray, ids: dict[str, int]) -> np.ndarray:
+    """Allele ids of `values`; each distinct string is decoded once."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int32)
+    uniques, inverse = np.unique(values, return_inverse=True)
+    table = np.fromiter(
+        (ids.setdefault(_text(u), len(ids)) for u in uniques), dtype=np.int32, count=len(uniques)
+    )
+    return table[inverse.reshape(-1)]
+
+
+def _sum_groups(
+    pos: np.ndarray, ref: np.ndarray, alt: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One row per (pos, ref, alt): the signed deltas of every ingest summed."""
+    if pos.size == 0:
+        return pos, ref, alt, counts
+    order = np.lexsort((alt, ref, pos))
+    pos, ref, alt, counts = pos[order], ref[order], alt[order], counts[order]
+    new = np.ones(pos.size, dtype=bool)
+    new[1:] = (pos[1:] != pos[:-1]) | (ref[1:] != ref[:-1]) | (alt[1:] != alt[:-1])
+    starts = np.flatnonzero(new)
+    return pos[starts], ref[starts], alt[starts], np.add.reduceat(counts, starts, axis=0)
+
+
+def _coverage(array: tiledb.Array, contig: str) -> _Coverage:
+    rows = array.query(attrs=["real_start", "end", "an", "n_called"], dims=["start"]).multi_index[
+        [contig], slice(0, _POS_MAX)
+    ]
+    # Anchor copies repeat a block inside long blocks; each block counts once, at its start.
+    own = rows["start"] == rows["real_start"]
+    start, end = rows["real_start"][own].astype(np.int64), rows["end"][own].astype(np.int64)
+    values = np.stack([rows["an"][own], rows["n_called"][own]], axis=1).astype(np.int64)
+    by_start, by_end = np.argsort(start, kind="stable"), np.argsort(end, kind="stable")
+    return _Coverage(
+        start[by_start], _prefix(values[by_start]), end[by_end], _prefix(values[by_end])
+    )
+
+
+def _prefix(values: np.ndarray) -> np.ndarray:
+    out = np.zeros((values.shape[0] + 1, 2), dtype=np.int64)
+    np.cumsum(values, axis=0, out=out[1:])
+    return out
+
+
+def _text(value: object) -> str:
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    return text.rstrip("\0")
