@@ -377,7 +377,17 @@ class Var:
 
     @classmethod
     def text(cls, values: Sequence[str]) -> Var:
-        return cls([v.encode() for v in values])
+        joined = "".join(values)
+        data = joined.encode()
+        if len(data) != len(joined):  # non-ASCII: lengths in bytes differ from characters
+            return cls([v.encode() for v in values])
+        out = cls([])
+        lengths = np.fromiter(map(len, values), dtype=np.uint64, count=len(values))
+        out.offsets = np.zeros(len(values), dtype=np.uint64)
+        if len(values) > 1:
+            np.cumsum(lengths[:-1], out=out.offsets[1:])
+        out.data = np.frombuffer(data, dtype="u1") if values else out.data
+        return out
 
 
 class Null:

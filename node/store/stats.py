@@ -89,7 +89,7 @@ class StatsCollector:
         self.sign = sign
         self.keys: dict[FednodeKey, np.ndarray] = {}
         self.key_info: dict[FednodeKey, tuple[int, str, str]] = {}  # end, ids, source contig
-        self._last_site: dict[tuple[str, ...], tuple[tuple[str, int], list[int]]] = {}
+        self._last_site: dict[tuple[str, ...], tuple[tuple[str, int], np.ndarray]] = {}
         self.coverage = _Columns()
         self.variant_stats = _Columns()
         self.allele_count = _Columns()
@@ -322,15 +322,13 @@ class StatsCollector:
         position adds only what the first did not.
         """
         group = tuple(samples)
-        values = [int(x) for x in alleles]
+        values = np.asarray(alleles, dtype=np.int64)
         last = self._last_site.get(group)
-        counted = last[1] if last is not None and last[0] == (canonical, pos) else [0] * len(values)
-        an = sum(max(v - c, 0) for v, c in zip(values, counted, strict=True))
-        n_called = sum(1 for v, c in zip(values, counted, strict=True) if c == 0 and v > 0)
-        self._last_site[group] = (
-            (canonical, pos),
-            [max(v, c) for v, c in zip(values, counted, strict=True)],
-        )
+        same = last is not None and last[0] == (canonical, pos)
+        counted = last[1] if last is not None and same else np.zeros_like(values)
+        an = int(np.maximum(values - counted, 0).sum())
+        n_called = int(((counted == 0) & (values > 0)).sum())
+        self._last_site[group] = ((canonical, pos), np.maximum(values, counted))
         if an or n_called:
             self._key((canonical, pos, "", ""), [0, an, 0, 0, 0, n_called], (pos, ".", contig))
 
@@ -415,9 +413,14 @@ class StatsCollector:
     ) -> None:
         filter_text = ";".join(filters) if filters else "."
         classes: dict[tuple[str, str], int] = defaultdict(int)
-        for row in gt[(gt > 0).any(axis=1)]:
-            present = [int(a) for a in row if a != -2]
-            classes[_allele_count_class(present, (ref, *alts))] += 1
+        carriers = np.sort(gt[(gt > 0).any(axis=1)], axis=1)
+        if carriers.size:
+            # One class per genotype multiset: classify each distinct row once, in order
+            # of first appearance (the order rows were written before).
+            rows, first, counts = np.unique(carriers, axis=0, return_index=True, return_counts=True)
+            for i in np.argsort(first, kind="stable"):
+                present = [a for a in rows[i].tolist() if a != -2]
+                classes[_allele_count_class(present, (ref, *alts))] += int(counts[i])
         for (alt_text, gt_class), count in classes.items():
             self.allele_count.add(
                 contig=contig,

@@ -663,8 +663,9 @@ class IngestWriter:
     ) -> None:
         alleles = (",".join((rec.ref, *rec.alts)) + "\0").encode()
         ident = (rec.ids + "\0").encode()
-        fmt = [rec.fmt[i] for i in keep]
-        fmt_gt = [rec.fmt_gt[i] for i in keep]
+        everyone = keep.size == len(rec.fmt)
+        fmt = rec.fmt if everyone else [rec.fmt[i] for i in keep]
+        fmt_gt = rec.fmt_gt if everyone else [rec.fmt_gt[i] for i in keep]
         n = len(samples)
         # Anchor copies strictly before end_pos, as TileDB-VCF writes them (checked on the
         # fixture: no copy when end_pos - start is a multiple of the gap).
@@ -682,7 +683,7 @@ class IngestWriter:
             c["info"].extend([rec.info] * n)
             c["fmt"].extend(fmt)
             c["fmt_GT"].extend(fmt_gt)
-            self.bytes += n * (len(alleles) + len(rec.info) + 64) + sum(map(len, fmt))
+            self.bytes += n * (len(alleles) + len(rec.info) + 64 + len(fmt[0]) if n else 0)
 
     def negate(self, cells: Iterator[StoredCall]) -> None:
         for c in cells:

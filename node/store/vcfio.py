@@ -193,6 +193,8 @@ class VcfInput:
     def _fmt_blobs(self, v: cyvcf2.Variant) -> list[bytes]:
         keys = [k for k in v.FORMAT if k != "GT"]
         n = len(self.samples)
+        if not keys:
+            return [struct.pack("<I", 0)] * n  # GT only: every sample's blob is the same
         per_sample: list[list[bytes]] = [[] for _ in range(n)]
         for key in keys:
             htype = self._format_types.get(key, layout.HT_STR)
