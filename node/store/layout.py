@@ -390,6 +390,46 @@ class Var:
         return out
 
 
+class VarChunk:
+    """Several cells of one variable-length column: their bytes joined, and each length."""
+
+    __slots__ = ("data", "lengths")
+
+    def __init__(self, data: bytes, lengths: np.ndarray) -> None:
+        self.data, self.lengths = data, lengths
+
+    @classmethod
+    def of(cls, values: Sequence[bytes]) -> VarChunk:
+        lengths = np.fromiter(map(len, values), dtype=np.uint64, count=len(values))
+        return cls(b"".join(values), lengths)
+
+    @classmethod
+    def repeat(cls, value: bytes, n: int) -> VarChunk:
+        """`n` cells holding `value` (a site field copied to every sample's cell)."""
+        return cls(value * n, np.full(n, len(value), dtype=np.uint64))
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def cells(self) -> list[bytes]:
+        ends = np.cumsum(self.lengths).tolist()
+        starts = [0, *ends[:-1]]
+        return [self.data[a:b] for a, b in zip(starts, ends, strict=True)]
+
+
+def var_of_chunks(chunks: Sequence[VarChunk], dtype: str = "u1") -> Var:
+    """One column from chunks, without a Python object per cell."""
+    out = Var([], dtype)
+    lengths = np.concatenate([c.lengths for c in chunks]) if chunks else np.zeros(0, np.uint64)
+    out.offsets = np.zeros(len(lengths), dtype=np.uint64)
+    if len(lengths) > 1:
+        np.cumsum(lengths[:-1], out=out.offsets[1:])
+    data = b"".join(c.data for c in chunks)
+    if data:
+        out.data = np.frombuffer(data, dtype=dtype)
+    return out
+
+
 class Null:
     """A column of nulls for a nullable attribute (TileDB requires every attribute)."""
 

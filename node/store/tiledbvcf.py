@@ -630,17 +630,13 @@ class IngestWriter:
         self.contigs[rec.contig] = normalize_contig(rec.contig)
         filter_ids = [len(rec.filters), *(_filter_id(f, ids, extra) for f in rec.filters)]
         # Every sample's call is stored, ./. included: records read back as in the input.
-        keep = np.arange(len(inp.samples))
-        if keep.size:
+        if inp.samples:
             names = self._encoded.get(inp.name)
             if names is None:
-                names = self._encoded[inp.name] = [s.encode() for s in inp.samples]
-            self._cells(
-                rec,
-                [names[i] for i in keep],
-                keep,
-                np.asarray(filter_ids, dtype="<i4").tobytes(),
-            )
+                names = self._encoded[inp.name] = layout.VarChunk.of(
+                    [s.encode() for s in inp.samples]
+                )
+            self._cells(rec, names, np.asarray(filter_ids, dtype="<i4").tobytes())
         self.collector.add(
             contig=rec.contig,
             pos=rec.pos,
@@ -658,32 +654,31 @@ class IngestWriter:
         if self.collector.pending() >= self.FLUSH_ROWS:
             self.flush_stats(self.collector, final=False)
 
-    def _cells(
-        self, rec: ParsedRecord, samples: list[bytes], keep: np.ndarray, filter_ids: bytes
-    ) -> None:
-        alleles = (",".join((rec.ref, *rec.alts)) + "\0").encode()
-        ident = (rec.ids + "\0").encode()
-        everyone = keep.size == len(rec.fmt)
-        fmt = rec.fmt if everyone else [rec.fmt[i] for i in keep]
-        fmt_gt = rec.fmt_gt if everyone else [rec.fmt_gt[i] for i in keep]
+    def _cells(self, rec: ParsedRecord, samples: layout.VarChunk, filter_ids: bytes) -> None:
+        """Cells of every sample, as whole-record column chunks (no object per cell)."""
         n = len(samples)
+        site = {
+            "contig": layout.VarChunk.repeat(rec.contig.encode(), n),
+            "alleles": layout.VarChunk.repeat((",".join((rec.ref, *rec.alts)) + "\0").encode(), n),
+            "id": layout.VarChunk.repeat((rec.ids + "\0").encode(), n),
+            "filter_ids": layout.VarChunk.repeat(filter_ids, n),
+            "info": layout.VarChunk.repeat(rec.info, n),
+        }
+        size = sum(len(c.data) for c in site.values()) + len(rec.fmt.data) + len(rec.fmt_gt.data)
         # Anchor copies strictly before end_pos, as TileDB-VCF writes them (checked on the
         # fixture: no copy when end_pos - start is a multiple of the gap).
         for anchor in range(rec.pos, max(rec.end, rec.pos + 1), layout.ANCHOR_GAP):
             c = self.cols
-            c["contig"].extend([rec.contig.encode()] * n)
-            c["start_pos"].extend([anchor] * n)
-            c["sample"].extend(samples)
-            c["real_start_pos"].extend([rec.pos] * n)
-            c["end_pos"].extend([rec.end] * n)
-            c["qual"].extend([rec.qual] * n)
-            c["alleles"].extend([alleles] * n)
-            c["id"].extend([ident] * n)
-            c["filter_ids"].extend([filter_ids] * n)
-            c["info"].extend([rec.info] * n)
-            c["fmt"].extend(fmt)
-            c["fmt_GT"].extend(fmt_gt)
-            self.bytes += n * (len(alleles) + len(rec.info) + 64 + len(fmt[0]) if n else 0)
+            for name, chunk in site.items():
+                c[name].append(chunk)
+            c["sample"].append(samples)
+            c["fmt"].append(rec.fmt)
+            c["fmt_GT"].append(rec.fmt_gt)
+            c["start_pos"].append(np.full(n, anchor, dtype=np.uint32))
+            c["real_start_pos"].append(np.full(n, rec.pos, dtype=np.uint32))
+            c["end_pos"].append(np.full(n, rec.end, dtype=np.uint32))
+            c["qual"].append(np.full(n, rec.qual, dtype=np.float32))
+            self.bytes += size + 16 * n
 
     def negate(self, cells: Iterator[StoredCall]) -> None:
         for c in cells:
@@ -711,14 +706,17 @@ class IngestWriter:
         if not c["contig"]:
             return
         columns: dict[str, object] = {
-            "contig": layout.Var(c["contig"]),  # type: ignore[arg-type]
-            "start_pos": np.asarray(c["start_pos"], dtype=np.uint32),
-            "sample": layout.Var(c["sample"]),  # type: ignore[arg-type]
-            "real_start_pos": np.asarray(c["real_start_pos"], dtype=np.uint32),
-            "end_pos": np.asarray(c["end_pos"], dtype=np.uint32),
-            "qual": np.asarray(c["qual"], dtype=np.float32),
-            "filter_ids": layout.Var(c["filter_ids"], "<i4"),  # type: ignore[arg-type]
-            **{name: layout.Var(c[name]) for name in ("alleles", "id", "info", "fmt", "fmt_GT")},  # type: ignore[arg-type]
+            "contig": layout.var_of_chunks(c["contig"]),  # type: ignore[arg-type]
+            "start_pos": np.concatenate(c["start_pos"]),  # type: ignore[arg-type]
+            "sample": layout.var_of_chunks(c["sample"]),  # type: ignore[arg-type]
+            "real_start_pos": np.concatenate(c["real_start_pos"]),  # type: ignore[arg-type]
+            "end_pos": np.concatenate(c["end_pos"]),  # type: ignore[arg-type]
+            "qual": np.concatenate(c["qual"]),  # type: ignore[arg-type]
+            "filter_ids": layout.var_of_chunks(c["filter_ids"], "<i4"),  # type: ignore[arg-type]
+            **{
+                name: layout.var_of_chunks(c[name])  # type: ignore[arg-type]
+                for name in ("alleles", "id", "info", "fmt", "fmt_GT")
+            },
         }
         with self._open(layout.DATA) as arr:
             layout.write_columns(arr, columns)

@@ -68,8 +68,8 @@ class ParsedRecord:
     info: bytes
     gt: np.ndarray  # int16 (samples, ploidy): allele index, -1 missing, -2 past ploidy
     phased: np.ndarray  # bool (samples,)
-    fmt: list[bytes]  # per sample, the fmt blob without GT
-    fmt_gt: list[bytes]  # per sample, the extracted fmt_GT value
+    fmt: layout.VarChunk  # per sample, the fmt blob without GT
+    fmt_gt: layout.VarChunk  # per sample, the extracted fmt_GT value
 
     @property
     def is_ref_block(self) -> bool:
@@ -190,11 +190,11 @@ class VcfInput:
             fields.append((key, htype, *_encode_values(htype, value)))
         return layout.encode_blob(fields)
 
-    def _fmt_blobs(self, v: cyvcf2.Variant) -> list[bytes]:
+    def _fmt_blobs(self, v: cyvcf2.Variant) -> layout.VarChunk:
         keys = [k for k in v.FORMAT if k != "GT"]
         n = len(self.samples)
         if not keys:
-            return [struct.pack("<I", 0)] * n  # GT only: every sample's blob is the same
+            return layout.VarChunk.repeat(struct.pack("<I", 0), n)  # GT only: one blob
         per_sample: list[list[bytes]] = [[] for _ in range(n)]
         for key in keys:
             htype = self._format_types.get(key, layout.HT_STR)
@@ -202,7 +202,7 @@ class VcfInput:
             for i, (count, raw) in enumerate(_format_values(v, key, htype, n)):
                 per_sample[i].append(prefix + struct.pack("<ii", htype, count) + raw)
         head = struct.pack("<I", len(keys))
-        return [head + b"".join(parts) for parts in per_sample]
+        return layout.VarChunk.of([head + b"".join(parts) for parts in per_sample])
 
 
 def _is_bcf(path: Path) -> bool:
@@ -269,7 +269,7 @@ def _format_values(v: cyvcf2.Variant, key: str, htype: int, n: int) -> list[tupl
     return [(int(counts[i]), mat[i, : counts[i]].tobytes()) for i in range(n)]
 
 
-def _gt_blobs(gt: np.ndarray, phased: np.ndarray) -> list[bytes]:
+def _gt_blobs(gt: np.ndarray, phased: np.ndarray) -> layout.VarChunk:
     """htslib GT codes: `(allele + 1) << 1`, phase bit on every allele after the first."""
     alleles = gt.astype(np.int32)
     codes = np.where(alleles >= 0, (alleles + 1) << 1, 0)
@@ -282,12 +282,14 @@ def _gt_blobs(gt: np.ndarray, phased: np.ndarray) -> list[bytes]:
         rows = np.empty((len(widths), 2 + width), dtype="<i4")
         rows[:, 0], rows[:, 1] = layout.HT_INT, width
         rows[:, 2:] = codes[:, :width]
-        raw, size = rows.tobytes(), 4 * (2 + width)
-        return [raw[i * size : (i + 1) * size] for i in range(len(widths))]
-    return [
-        struct.pack("<ii", layout.HT_INT, int(w)) + codes[i, :w].astype("<i4").tobytes()
-        for i, w in enumerate(widths)
-    ]
+        sizes = np.full(len(widths), 4 * (2 + width), dtype=np.uint64)
+        return layout.VarChunk(rows.tobytes(), sizes)
+    return layout.VarChunk.of(
+        [
+            struct.pack("<ii", layout.HT_INT, int(w)) + codes[i, :w].astype("<i4").tobytes()
+            for i, w in enumerate(widths)
+        ]
+    )
 
 
 # --- records out: data cells back to VCF-like records -----------------------------------
