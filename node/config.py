@@ -162,6 +162,11 @@ class PrivacySettings(_Section):
     rare_allele_count: int = Field(default=4, ge=0)
     rare_allele_frequency: float = Field(default=0.01, ge=0, le=1)
     budget: BudgetSettings = BudgetSettings()
+    # Strict pricing against the SB attack (tests/privacy/test_reidentification.py): a
+    # "no" on a variant query is charged like a "yes" on a singleton (the "no"s
+    # non-members get are the attack's contrast), and rarity is judged without the
+    # target's own copies. Off: a "yes" is priced at the dataset's allele frequency.
+    strict_pricing: bool = False
     # Anonymous requesters are budgeted per client address: the TCP peer, or this header
     # when a trusted reverse proxy sets it (and strips any the client sent).
     client_address_header: str | None = Field(

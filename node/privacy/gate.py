@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from node.config import PrivacySettings, Settings
@@ -82,7 +82,7 @@ class Ledger:
         people in the dataset (the N of the likelihood ratio); `people`: `n` counts people.
         """
         guarded = self.gate.guard(n, people=people, upper=individuals or None)
-        charge = self.gate.price(alleles, granularity, individuals, guarded)
+        charge = self.gate.price(alleles, granularity, individuals, guarded, people=people)
         self.gate.spend(self.requester, charge)
         self.llr += charge.llr
         self.epsilon += charge.epsilon
@@ -143,7 +143,15 @@ class DisclosureGate:
         granularity: Granularity,
         individuals: int,
         guarded: GuardedCount,
+        *,
+        people: bool = False,
     ) -> Charge:
+        if not alleles and self._absence_charged(granularity, people):
+            # Nothing matched: as telling as a "yes" on a singleton to an attacker who
+            # knows the target carries the allele.
+            llr = membership_llr(1 / (2 * max(1, individuals)), max(1, individuals),
+                                 delta=self.privacy.budget.sequencing_error)
+            return Charge(llr=llr, epsilon=guarded.epsilon or 0.0)
         each = [self._allele_llr(stats, granularity, individuals) for stats in alleles]
         # One "yes" for many alleles says only that one of them is present: no more
         # evidence than the least revealing of them (1 - ΠD >= 1 - D_i for every i). A
@@ -152,18 +160,37 @@ class DisclosureGate:
         llr = min(each, default=0.0) if boolean else sum(each)
         return Charge(llr=llr, epsilon=guarded.epsilon or 0.0)
 
+    def _absence_charged(self, granularity: Granularity, people: bool) -> bool:
+        return self.privacy.strict_pricing and not people and granularity is not Granularity.RECORD
+
     def _allele_llr(self, stats: AlleleStats, granularity: Granularity, individuals: int) -> float:
         p = self.privacy
-        verdict = disclosure(
-            stats,
-            granularity,
-            min_count=p.min_count,
-            rare_allele_count=p.rare_allele_count,
-            rare_allele_frequency=p.rare_allele_frequency,
-        )
-        if not verdict.revealing:
+        if not p.strict_pricing:
+            verdict = disclosure(stats, granularity, min_count=p.min_count,
+                                 rare_allele_count=p.rare_allele_count,
+                                 rare_allele_frequency=p.rare_allele_frequency)
+            if not verdict.revealing:
+                return 0.0
+            return membership_llr(stats.af, max(1, individuals),
+                                  delta=p.budget.sequencing_error)
+        # Strict: judged without the target's own copies (up to two), else a member's
+        # alleles cross the "common" line more often than a non-member's, and which
+        # answers are free would itself tell members apart.
+        without = replace(stats, ac=max(0, stats.ac - 2), an=max(2, stats.an - 2),
+                          n_carriers=max(0, stats.n_carriers - 1))
+        if stats.ac > 0 and without.ac > 0:
+            verdict = disclosure(
+                without,
+                granularity,
+                min_count=p.min_count,
+                rare_allele_count=p.rare_allele_count,
+                rare_allele_frequency=p.rare_allele_frequency,
+            )
+            if not verdict.revealing:
+                return 0.0
+        elif stats.ac <= 0 or granularity is Granularity.RECORD:
             return 0.0
-        return membership_llr(stats.af, max(1, individuals), delta=p.budget.sequencing_error)
+        return membership_llr(without.af, max(1, individuals), delta=p.budget.sequencing_error)
 
     def spend(self, requester: str, charge: Charge) -> None:
         """Charge `requester` or raise BudgetExhausted (nothing is charged then)."""

@@ -37,6 +37,7 @@ def stats(ac: int, carriers: int) -> AlleleStats:
 
 RARE = stats(3, 3)  # AF 0.0015, 3 carriers
 COMMON = stats(400, 360)  # AF 0.2
+ONE = sb_yes_llr(3 / (2 * N))  # a "yes" on RARE, priced at the dataset's frequency
 
 
 def gate(tmp_path: Path, *, max_llr: float = 25.0, audit: bool = False) -> DisclosureGate:
@@ -62,7 +63,7 @@ def test_rare_yes_is_charged_its_likelihood_ratio_common_is_free(tmp_path: Path)
                          individuals=N)
     assert (out.value, out.precision, ledger.llr) == (1, CountPrecision.EXACT, 0.0)
     ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[RARE], individuals=N)
-    assert ledger.llr == pytest.approx(sb_yes_llr(3 / (2 * N)), rel=1e-9)
+    assert ledger.llr == pytest.approx(ONE, rel=1e-9)
     # Boolean over several alleles: only "one of them is present" -> the cheapest one.
     ledger2 = g.ledger(Principal.anonymous(), "10.0.0.2")
     ledger2.release(2, "d", granularity=Granularity.BOOLEAN, alleles=[RARE, COMMON],
@@ -72,11 +73,11 @@ def test_rare_yes_is_charged_its_likelihood_ratio_common_is_free(tmp_path: Path)
     ledger3 = g.ledger(Principal.anonymous(), "10.0.0.3")
     ledger3.release(2, "d", granularity=Granularity.COUNT, alleles=[RARE, RARE],
                     individuals=N)
-    assert ledger3.llr == pytest.approx(2 * sb_yes_llr(3 / (2 * N)), rel=1e-9)
+    assert ledger3.llr == pytest.approx(2 * ONE, rel=1e-9)
 
 
 def test_spent_budget_refuses_and_charges_nothing(tmp_path: Path) -> None:
-    one = sb_yes_llr(3 / (2 * N))
+    one = ONE
     g = gate(tmp_path, max_llr=2.5 * one)
     ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
     for _ in range(2):
@@ -113,6 +114,35 @@ def test_one_audit_entry_with_counts_granularity_and_charge(tmp_path: Path) -> N
     assert entry["counts"] == {"d1": {"value": 5, "precision": "imprecise", "adjustedTo": 5},
                                "d2": {"value": 1, "precision": "exact"}}
     assert entry["granularity"] == "count" and entry["request_id"] == "r1"
-    assert entry["budget"]["llr"] == pytest.approx(sb_yes_llr(3 / (2 * N)))
+    assert entry["budget"]["llr"] == pytest.approx(ONE)
     assert entry["requester"] == anonymous_key("10.0.0.1")
     assert verify(tmp_path / "audit.jsonl").ok
+
+
+def test_absence_is_charged_only_when_configured(tmp_path: Path) -> None:
+    budget = SQLiteBudget(tmp_path / "b.sqlite3", max_llr=25.0, max_epsilon=10.0)
+    on = DisclosureGate(PrivacySettings(strict_pricing=True), budget=budget, audit=None)
+    off = gate(tmp_path / "off")
+    for g, expected in ((on, sb_yes_llr(1 / (2 * N))), (off, 0.0)):
+        ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
+        ledger.release(0, "d", granularity=Granularity.BOOLEAN, individuals=N)
+        ledger.release(0, "d", granularity=Granularity.COUNT, individuals=N, people=True)
+        assert ledger.llr == pytest.approx(expected, rel=1e-9)
+
+
+def test_strict_pricing_judges_rarity_without_the_targets_copies(tmp_path: Path) -> None:
+    # AF exactly 1% counts as common, but without the target's two copies it is rare:
+    # charged, so a member's own copies cannot make its answers free. A singleton is
+    # then absent: its "yes" is worth log(1/δ).
+    budget = SQLiteBudget(tmp_path / "b.sqlite3", max_llr=100.0, max_epsilon=10.0)
+    strict = DisclosureGate(PrivacySettings(strict_pricing=True), budget=budget, audit=None)
+    default = gate(tmp_path / "default")
+    for g, expected in ((strict, sb_yes_llr(18 / (2 * N - 2))), (default, 0.0)):
+        ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
+        ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[stats(20, 19)],
+                       individuals=N)
+        assert ledger.llr == pytest.approx(expected, rel=1e-9)
+    ledger = strict.ledger(Principal.anonymous(), "10.0.0.2")
+    ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[stats(1, 1)],
+                   individuals=N)
+    assert ledger.llr == pytest.approx(-math.log(DELTA))

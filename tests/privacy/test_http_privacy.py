@@ -37,6 +37,7 @@ SITES = [(100, "A", "G", 1), (200, "C", "T", 10)]
 
 
 def yes_llr(ac: int) -> float:
+    """The SB evidence of a "yes" on an allele of count `ac` (D_N = (1-f)^(2N))."""
     f = ac / (2 * N)
     return math.log(1 - 1e-6 * (1 - f) ** (2 * N - 2)) - math.log(1 - (1 - f) ** (2 * N))
 
