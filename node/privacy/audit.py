@@ -24,7 +24,7 @@ import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -66,12 +66,23 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
 
 
+@dataclass
+class _Batch:
+    """Entries appended together (group commit) and how their write ended."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    done: bool = False
+    error: Exception | None = None
+
+
 class AuditLog:
     def __init__(self, path: Path, *, fsync: bool = True) -> None:
         self.path = path
         self.head_path = path.with_name(path.name + ".head")
         self._fsync = fsync
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._batch = _Batch()
+        self._writing = False
         path.parent.mkdir(parents=True, exist_ok=True)
 
     @classmethod
@@ -101,28 +112,59 @@ class AuditLog:
             "counts": dict(counts or {}),
             "budget": dict(budget or {}),
         }
-        with self._lock:
+        # Group commit: concurrent appends join one batch; whichever thread finds no write
+        # in progress writes the whole batch with one flock, one fsync and one head update,
+        # and every caller returns only once its own entry is on disk.
+        with self._cond:
+            batch = self._batch
+            batch.records.append(record)
+            while not batch.done:
+                if self._writing:
+                    self._cond.wait()
+                    continue
+                self._writing = True
+                self._batch = _Batch()
+                self._cond.release()
+                try:
+                    self._write_batch(batch)
+                finally:
+                    self._cond.acquire()
+                    self._writing = False
+                    batch.done = True
+                    self._cond.notify_all()
+        if batch.error is not None:
+            raise batch.error
+        return record
+
+    def _write_batch(self, batch: _Batch) -> None:
+        try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                return self._append_locked(fd, record)
+                self._append_locked(fd, batch.records)
             finally:
                 os.close(fd)  # releases the flock
+        except Exception as exc:
+            batch.error = exc
 
-    def _append_locked(self, fd: int, record: dict[str, Any]) -> dict[str, Any]:
+    def _append_locked(self, fd: int, records: list[dict[str, Any]]) -> None:
         try:
             last = _last_entry(self.path)
         except ValueError as exc:
             # Fail closed: an answer that cannot be audited is not given.
             raise Unavailable("audit log damaged at its end; refusing to append") from exc
-        record["seq"] = 0 if last is None else int(last["seq"]) + 1
-        record["prev"] = GENESIS if last is None else str(last["hash"])
-        record["hash"] = entry_hash(record)
-        os.write(fd, _canonical(record) + b"\n")
+        lines = []
+        for record in records:
+            record["seq"] = 0 if last is None else int(last["seq"]) + 1
+            record["prev"] = GENESIS if last is None else str(last["hash"])
+            record["hash"] = entry_hash(record)
+            lines.append(_canonical(record) + b"\n")
+            last = record
+        os.write(fd, b"".join(lines))
         if self._fsync:
             os.fsync(fd)
-        self._write_head(record["seq"], record["hash"])
-        return record
+        if last is not None:
+            self._write_head(last["seq"], last["hash"])
 
     def _write_head(self, seq: int, digest: str) -> None:
         tmp = self.head_path.with_name(f"{self.head_path.name}.{os.getpid()}.tmp")
