@@ -441,9 +441,14 @@ class Null:
 
 def write_columns(array: tiledb.Array, columns: Mapping[str, object]) -> str | None:
     """One unordered sparse write of `columns` (dims and attrs); returns the fragment URI."""
+    from node.store.global_order import sorted_columns  # imports this module
+
     lt = tiledb.libtiledb
     query = lt.Query(lt.Context(array.ctx), array.array, lt.QueryType.WRITE)
     query.layout = lt.LayoutType.UNORDERED
+    if array.schema.sparse and array.schema.allows_duplicates:
+        columns = sorted_columns(array.schema, columns)
+        query.layout = lt.LayoutType.GLOBAL_ORDER
     keep: list[tuple[np.ndarray, np.ndarray]] = []
     for name, column in columns.items():
         if isinstance(column, Null):

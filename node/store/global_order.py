@@ -1,0 +1,98 @@
+"""Cells sorted into a sparse array's global order, so writes skip TileDB's own sort.
+
+An unordered write makes TileDB sort every cell by its coordinates (string dimensions
+compared byte by byte); for the 3.3M `variant_stats` rows of a 2,504-sample ingest that
+sort took ~80% of the write. numpy sorts the same keys in a fraction of the time, and a
+global-order write of sorted cells stores the same tiles. Our position dimensions have a
+single tile spanning the domain, so the global order is the row-major order of the
+dimensions. Cells with equal coordinates keep their input order (a stable sort).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import tiledb
+
+from node.store.layout import Null, Var
+
+__all__ = ["sorted_columns"]
+
+_GATHER_CELLS = 1 << 18  # cells per block when gathering variable-length bytes
+
+
+def sorted_columns(schema: tiledb.ArraySchema, columns: Mapping[str, object]) -> dict[str, object]:
+    """`columns` permuted into the global order of `schema` (returned as is when sorted)."""
+    keys = []
+    for dim in reversed([schema.domain.dim(i) for i in range(schema.domain.ndim)]):
+        column = columns[dim.name]
+        keys.append(_ranks(column) if isinstance(column, Var) else np.asarray(column))
+    order = np.lexsort(keys)
+    if np.array_equal(order, np.arange(order.size)):
+        return dict(columns)
+    return {name: _take(column, order) for name, column in columns.items()}
+
+
+def _ranks(column: Var) -> np.ndarray:
+    """Byte-wise rank of each string of `column` (shorter prefixes first, as TileDB)."""
+    lengths = _lengths(column)
+    if lengths.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    width = max(int(lengths.max()), 1)
+    data = column.data.view(np.uint8)
+    padded = np.zeros((lengths.size, width), dtype=np.uint8)
+    for j in range(width):  # one pass per byte position, not per cell
+        present = lengths > j
+        padded[present, j] = data[column.offsets[present] + np.uint64(j)]
+    if width <= 8:  # big-endian integers of the zero-padded bytes sort like the bytes
+        wide = np.zeros((lengths.size, 8), dtype=np.uint8)
+        wide[:, :width] = padded
+        return wide.view(">u8").reshape(-1)
+    _, inverse = np.unique(padded.view(f"S{width}").reshape(-1), return_inverse=True)
+    return inverse.reshape(-1)
+
+
+def _lengths(column: Var) -> np.ndarray:
+    total = np.uint64(column.data.view(np.uint8).size if column.offsets.size else 0)
+    ends = np.append(column.offsets[1:], total)
+    return (ends - column.offsets).astype(np.int64)
+
+
+def _take(column: object, order: np.ndarray) -> object:
+    if isinstance(column, Null):
+        return column
+    if not isinstance(column, Var):
+        return np.asarray(column)[order]
+    lengths = _lengths(column)
+    data = column.data.view(np.uint8)
+    out = Var([], "u1")
+    if lengths.size and (lengths == lengths[0]).all():
+        width = int(lengths[0])
+        moved = data.reshape(-1, width)[order].reshape(-1) if width else data[:0]
+    else:
+        moved = np.concatenate(
+            [
+                _gather(data, column.offsets, lengths, order[i : i + _GATHER_CELLS])
+                for i in range(0, order.size, _GATHER_CELLS)
+            ]
+        )
+    new_lengths = lengths[order]
+    out.offsets = np.zeros(order.size, dtype=np.uint64)
+    if order.size > 1:
+        np.cumsum(new_lengths[:-1], out=out.offsets[1:])
+    out.data = moved.view(column.data.dtype) if moved.size else column.data[:1]
+    return out
+
+
+def _gather(
+    data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    sizes = lengths[rows]
+    total = int(sizes.sum())
+    if total == 0:
+        return data[:0]
+    starts = offsets[rows].astype(np.int64)
+    first = np.cumsum(sizes) - sizes  # where each cell begins in the output
+    index = np.arange(total, dtype=np.int64) + np.repeat(starts - first, sizes)
+    return data[index]
