@@ -333,6 +333,9 @@ class RecordReader:
         names = [data.schema.attr(i).name for i in range(data.schema.nattr)]
         self._extracted = [n for n in names if n.startswith(("fmt_", "info_"))]
         self._gap = int(data.meta.get("anchor_gap", layout.ANCHOR_GAP))
+        # A cohort has few distinct genotypes and FILTER lists: decode each once.
+        self._genotypes: dict[bytes, tuple[tuple[int | None, ...], bool] | None] = {}
+        self._filters: dict[tuple[bytes, int], tuple[str, ...]] = {}
 
     def _chunks(
         self, source: str, lo: int, hi: int, samples: Sequence[str] | None, lock: Lock | None
@@ -395,7 +398,7 @@ class RecordReader:
         for chunk, i in cells:
             sample = chunk["sample"][i].decode()
             table = self._tables.get(sample, ["PASS"])
-            filters = layout.decode_filters(chunk["filter_ids"][i].tolist(), table)
+            filters = self._decode_filters(chunk["filter_ids"][i], table)
             qual = float(chunk["qual"][i])
             key = (
                 int(chunk["real_start_pos"][i]),
@@ -420,14 +423,30 @@ class RecordReader:
             else:
                 fields[key] = layout.field_value(htype, raw)
         for name in self._extracted:
+            if name == "fmt_GT":
+                gt = self._decode_gt(bytes(chunk[name][i]))
+                if gt is not None:
+                    alleles, phased = gt
+                continue
             value = layout.decode_field(bytes(chunk[name][i]))
             if value is None:
                 continue
-            if name == "fmt_GT":
-                alleles, phased = layout.decode_gt(value[2])
-            elif name.startswith("fmt_"):
+            if name.startswith("fmt_"):
                 fields[name[4:]] = layout.field_value(value[0], value[2])
         return Call(sample, alleles, phased, fields)
+
+    def _decode_gt(self, blob: bytes) -> tuple[tuple[int | None, ...], bool] | None:
+        if blob not in self._genotypes:
+            value = layout.decode_field(blob)
+            self._genotypes[blob] = None if value is None else layout.decode_gt(value[2])
+        return self._genotypes[blob]
+
+    def _decode_filters(self, ids: np.ndarray, table: Sequence[str]) -> tuple[str, ...]:
+        key = (ids.tobytes(), id(table))
+        filters = self._filters.get(key)
+        if filters is None:
+            filters = self._filters[key] = layout.decode_filters(ids.tolist(), table)
+        return filters
 
     def _record(
         self,
