@@ -1,0 +1,274 @@
+"""`IngestWriter`: buffers one ingest's cells and statistics rows, writes its fragments.
+
+Every fragment is written at the ingest's timestamp (see `tiledbvcf` for the commit
+protocol). Cells are buffered as whole-record column chunks (`layout.VarChunk`), so no
+Python object is made per sample and record.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import tiledb
+from tqdm import tqdm
+
+from node.domain import normalize_contig
+from node.store import layout, stats
+from node.store.vcfio import ParsedRecord, StoredCall, VcfInput
+
+__all__ = ["IngestWriter"]
+
+
+class IngestWriter:
+    """Buffers cells and statistics rows; writes fragments at the ingest's timestamp.
+
+    Memory is bounded by the flush thresholds, not by the input size.
+    """
+
+    FLUSH_BYTES = 64 << 20
+    FLUSH_ROWS = 400_000
+    FLUSH_KEYS = 1_000_000  # aggregate keys held in memory (~300 bytes each)
+
+    def __init__(
+        self, uri: str, ctx: tiledb.Ctx, timestamp: int, *, aggregate: bool, progress: bool
+    ) -> None:
+        self.uri, self.ctx, self.timestamp, self.aggregate = uri, ctx, timestamp, aggregate
+        self.cols: dict[str, list[object]] = {name: [] for name in _DATA_COLUMNS}
+        self.bytes = 0
+        self.collector = stats.StatsCollector()
+        self.negative = stats.StatsCollector(sign=-1)
+        self.contigs: dict[str, str] = {}
+        self.headers: dict[str, str] = {}
+        self.fragment_samples: dict[str, dict[str, str]] = {
+            layout.VARIANT_STATS: {},
+            layout.ALLELE_COUNT: {},
+        }
+        self.flush_samples: set[str] = set()
+        self.max_length = 0
+        self.wrote_coverage = False
+        self._encoded: dict[str, list[bytes]] = {}  # sample names as bytes, per input
+        self.position: tuple[str, int | None] = (uri, None)  # input and line being written
+        self.bar = tqdm(desc="ingest", unit=" variants", disable=not progress, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def add_file(self, inp: VcfInput) -> int:
+        table = layout.header_id_table(inp.header)
+        ids = {name: i for i, name in enumerate(table)}
+        extra: list[str] = []
+        count = 0
+        for record in inp.records():
+            self.position = (inp.name, None if inp.is_bcf else record.line)
+            self._add(record, inp, ids, extra)
+            count += 1
+            self.bar.update(1)
+        header = inp.sample_header(extra)
+        for sample in inp.samples:
+            self.headers[sample] = header
+        self.flush_samples.update(inp.samples)
+        return count
+
+    def _add(self, rec: ParsedRecord, inp: VcfInput, ids: dict[str, int], extra: list[str]) -> None:
+        self.contigs[rec.contig] = normalize_contig(rec.contig)
+        filter_ids = [len(rec.filters), *(_filter_id(f, ids, extra) for f in rec.filters)]
+        # Every sample's call is stored, ./. included: records read back as in the input.
+        if inp.samples:
+            names = self._encoded.get(inp.name)
+            if names is None:
+                names = self._encoded[inp.name] = layout.VarChunk.of(
+                    [s.encode() for s in inp.samples]
+                )
+            self._cells(rec, names, np.asarray(filter_ids, dtype="<i4").tobytes())
+        self.collector.add(
+            contig=rec.contig,
+            pos=rec.pos,
+            end=rec.end,
+            ref=rec.ref,
+            alts=rec.alts,
+            filters=rec.filters,
+            gt=rec.gt,
+            samples=inp.samples,
+            ref_block=rec.is_ref_block,
+            ids=rec.ids,
+        )
+        if self.bytes >= self.FLUSH_BYTES:
+            self.flush_data()
+        if self.collector.pending() >= self.FLUSH_ROWS:
+            self.flush_stats(self.collector, final=False)
+
+    def _cells(self, rec: ParsedRecord, samples: layout.VarChunk, filter_ids: bytes) -> None:
+        """Cells of every sample, as whole-record column chunks (no object per cell)."""
+        n = len(samples)
+        site = {
+            "contig": layout.VarChunk.repeat(rec.contig.encode(), n),
+            "alleles": layout.VarChunk.repeat((",".join((rec.ref, *rec.alts)) + "\0").encode(), n),
+            "id": layout.VarChunk.repeat((rec.ids + "\0").encode(), n),
+            "filter_ids": layout.VarChunk.repeat(filter_ids, n),
+            "info": layout.VarChunk.repeat(rec.info, n),
+        }
+        size = sum(len(c.data) for c in site.values()) + len(rec.fmt.data) + len(rec.fmt_gt.data)
+        # Anchor copies strictly before end_pos, as TileDB-VCF writes them (checked on the
+        # fixture: no copy when end_pos - start is a multiple of the gap).
+        for anchor in range(rec.pos, max(rec.end, rec.pos + 1), layout.ANCHOR_GAP):
+            c = self.cols
+            for name, chunk in site.items():
+                c[name].append(chunk)
+            c["sample"].append(samples)
+            c["fmt"].append(rec.fmt)
+            c["fmt_GT"].append(rec.fmt_gt)
+            c["start_pos"].append(np.full(n, anchor, dtype=np.uint32))
+            c["real_start_pos"].append(np.full(n, rec.pos, dtype=np.uint32))
+            c["end_pos"].append(np.full(n, rec.end, dtype=np.uint32))
+            c["qual"].append(np.full(n, rec.qual, dtype=np.float32))
+            self.bytes += size + 16 * n
+
+    def negate(self, cells: Iterator[StoredCall]) -> None:
+        for c in cells:
+            self.negative.add(
+                contig=c.contig,
+                pos=c.pos,
+                end=c.end,
+                ref=c.ref,
+                alts=c.alts,
+                filters=c.filters,
+                gt=c.gt,
+                samples=[c.sample],
+                ref_block=c.is_ref_block,
+                ids=c.ids,
+            )
+            self.contigs[c.contig] = normalize_contig(c.contig)
+            if self.negative.pending() >= self.FLUSH_ROWS:
+                self.flush_stats(self.negative, final=False)
+
+    def _open(self, name: str) -> tiledb.Array:
+        return tiledb.open(f"{self.uri}/{name}", "w", ctx=self.ctx, timestamp=self.timestamp)
+
+    def flush_data(self) -> None:
+        c = self.cols
+        if not c["contig"]:
+            return
+        columns: dict[str, object] = {
+            "contig": layout.var_of_chunks(c["contig"]),  # type: ignore[arg-type]
+            "start_pos": np.concatenate(c["start_pos"]),  # type: ignore[arg-type]
+            "sample": layout.var_of_chunks(c["sample"]),  # type: ignore[arg-type]
+            "real_start_pos": np.concatenate(c["real_start_pos"]),  # type: ignore[arg-type]
+            "end_pos": np.concatenate(c["end_pos"]),  # type: ignore[arg-type]
+            "qual": np.concatenate(c["qual"]),  # type: ignore[arg-type]
+            "filter_ids": layout.var_of_chunks(c["filter_ids"], "<i4"),  # type: ignore[arg-type]
+            **{
+                name: layout.var_of_chunks(c[name])  # type: ignore[arg-type]
+                for name in ("alleles", "id", "info", "fmt", "fmt_GT")
+            },
+        }
+        with self._open(layout.DATA) as arr:
+            layout.write_columns(arr, columns)
+        self.cols = {name: [] for name in _DATA_COLUMNS}
+        self.bytes = 0
+
+    def flush_stats(self, collector: stats.StatsCollector, *, final: bool = True) -> None:
+        """Write pending rows; the aggregate only when big or final (few fragments)."""
+        if self.aggregate and collector.keys and (final or len(collector.keys) >= self.FLUSH_KEYS):
+            rows = collector.fednode_rows()
+            lengths = np.asarray(rows["end"], dtype=np.int64) - np.asarray(
+                rows["pos"], dtype=np.int64
+            )
+            self.max_length = max(self.max_length, int(lengths.max()) + 1)
+            self._write(layout.FEDNODE_STATS, rows)
+        if self.aggregate and len(collector.coverage):
+            self.wrote_coverage = True
+            self._write(layout.FEDNODE_COVERAGE, collector.coverage.take())
+        samples = ",".join(sorted(self.flush_samples))
+        for name, columns in (
+            (layout.VARIANT_STATS, collector.variant_stats),
+            (layout.ALLELE_COUNT, collector.allele_count),
+        ):
+            if len(columns):
+                uri = self._write(name, columns.take())
+                if uri:
+                    self.fragment_samples[name][uri] = samples
+
+    def _write(self, name: str, rows: Mapping[str, object]) -> str | None:
+        with self._open(name) as arr:
+            schema = arr.schema
+            columns = {}
+            for key, values in rows.items():
+                dtype = (
+                    schema.attr(key).dtype if schema.has_attr(key) else schema.domain.dim(key).dtype
+                )
+                if dtype.kind in "SUO" or key in ("contig", "sample"):
+                    columns[key] = layout.Var.text(values)  # type: ignore[arg-type]
+                else:
+                    columns[key] = np.asarray(values, dtype=dtype)  # type: ignore[assignment]
+            return layout.write_columns(arr, columns)
+
+    def finish(self) -> None:
+        self.flush_data()
+        self.flush_stats(self.negative)
+        self.flush_stats(self.collector)
+        self._write_sample_stats()
+        if self.headers:
+            with self._open(layout.HEADERS) as arr:
+                names = sorted(self.headers)
+                layout.write_columns(
+                    arr,
+                    {
+                        "sample": layout.Var.text(names),
+                        "header": layout.Var([self.headers[n].encode() for n in names]),
+                    },
+                )
+        self._write_metadata()
+
+    def _write_sample_stats(self) -> None:
+        rows = self.collector.take_sample_stats()
+        if not rows["sample"]:
+            return
+        n = len(rows["sample"])  # type: ignore[arg-type]
+        columns: dict[str, object] = {"sample": layout.Var.text(rows["sample"])}  # type: ignore[arg-type]
+        columns.update({name: rows[name] for name in layout.SAMPLE_STATS_COUNTERS})
+        columns.update({name: layout.Null(n, np.uint64) for name in layout.SAMPLE_STATS_NULLABLE})
+        with self._open(layout.SAMPLE_STATS) as arr:
+            layout.write_columns(arr, columns)
+
+    def _write_metadata(self) -> None:
+        for name, fragments in self.fragment_samples.items():
+            with self._open(name) as arr:
+                for uri, samples in fragments.items():
+                    arr.meta[uri] = samples
+        vs_max = max(self.collector.max_length, 0)
+        for name, value in (
+            (layout.VARIANT_STATS, vs_max),
+            (layout.FEDNODE_STATS, self.max_length),
+        ):
+            if name == layout.FEDNODE_STATS and not self.aggregate:
+                continue
+            with tiledb.open(f"{self.uri}/{name}", ctx=self.ctx) as current:
+                old = int(current.meta.get("max_length", 0))
+            with self._open(name) as arr:
+                arr.meta["max_length"] = max(old, value)
+
+
+_DATA_COLUMNS = (
+    "contig",
+    "start_pos",
+    "sample",
+    "real_start_pos",
+    "end_pos",
+    "qual",
+    "alleles",
+    "id",
+    "filter_ids",
+    "info",
+    "fmt",
+    "fmt_GT",
+)
+
+
+def _filter_id(name: str, ids: dict[str, int], extra: list[str]) -> int:
+    """htslib id of a FILTER; one the header lacks is declared (htslib does the same)."""
+    if name not in ids:
+        ids[name] = len(ids)
+        extra.append(f'##FILTER=<ID={name},Description="Declared by fednode ingest">')
+    return ids[name]
