@@ -97,8 +97,10 @@ def start_nginx(work: Path, root: Path, port: int) -> subprocess.Popen[bytes]:
     prefix = work / "nginx"
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
     conf = prefix / "nginx.conf"
+    # As root, nginx's workers drop to `nobody`, who cannot enter a private temporary folder.
+    user = "user root;\n" if os.geteuid() == 0 else ""
     conf.write_text(
-        f"daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n"
+        f"{user}daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n"
         f"error_log {prefix}/logs/e.log;\n"
         "events { worker_connections 64; }\n"
         "http { access_log off; sendfile on; tcp_nopush on;\n"
