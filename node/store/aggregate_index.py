@@ -12,14 +12,17 @@ counts) plus the interned allele strings: ~1M alleles take ~50 MB.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import tiledb
 
-from node.domain import AlleleStats
+from node.domain import ZERO_STATS, AlleleStats, Region, Variant
+from node.names import VariantType
 from node.store import layout
+from node.store.stats import variant_type_of
 
 __all__ = ["ContigIndex", "build_contig_index"]
 
@@ -55,6 +58,32 @@ class ContigIndex:
     site_pos: np.ndarray  # int64, sorted, unique
     site_counts: np.ndarray  # int32 (m, 2): called alleles, called samples
     coverage: _Coverage | None
+    end: np.ndarray  # int64 inclusive end of each allele (the longest of its records)
+    record_ids: tuple[tuple[str, ...], ...]  # VCF IDs of each allele
+    source_contig: str  # the contig's name in the input
+    reach: int  # the longest allele span: how far before a region an allele may start
+
+    def variants_in(self, contig: str, region: Region) -> list[Variant]:
+        """ALT alleles overlapping `region`, statistics not filled in (`lookup` does that)."""
+        s, e = region.start, region.end - 1
+        lo = int(np.searchsorted(self.pos, max(0, s - self.reach), side="left"))
+        hi = int(np.searchsorted(self.pos, e, side="right"))
+        names = self._names()
+        out = []
+        for i in range(lo, hi):
+            if self.end[i] < s:
+                continue
+            ref, alt = names[self.ref[i]], names[self.alt[i]]
+            kind = VariantType(variant_type_of(ref, alt))
+            out.append(Variant(contig, int(self.pos[i]), int(self.end[i]) + 1, ref, alt, kind,
+                               ZERO_STATS, self.record_ids[i], self.source_contig))
+        return out
+
+    def _names(self) -> list[str]:
+        names = [""] * len(self.ids)
+        for name, i in self.ids.items():
+            names[i] = name
+        return names
 
     def lookup(self, points: Sequence[Point]) -> list[AlleleStats | None]:
         return [self._one(*point) for point in points]
@@ -88,16 +117,22 @@ def build_contig_index(
     stats: tiledb.Array, coverage: tiledb.Array | None, contig: str
 ) -> ContigIndex:
     """Read and sum every aggregate row of `contig` (arrays opened at the committed time)."""
-    rows = stats.query(attrs=["ref", "alt", *layout.FEDNODE_COUNTS], dims=["pos"]).multi_index[
-        [contig], slice(0, _POS_MAX)
-    ]
+    attrs = ["ref", "alt", "end", "id", "source_contig", *layout.FEDNODE_COUNTS]
+    rows = stats.query(attrs=attrs, dims=["pos"]).multi_index[[contig], slice(0, _POS_MAX)]
     ids: dict[str, int] = {"": 0}
     ref, alt = _intern(rows["ref"], ids), _intern(rows["alt"], ids)
     pos = rows["pos"].astype(np.int64)
     counts = np.stack([rows[name] for name in layout.FEDNODE_COUNTS], axis=1).astype(np.int64)
-    pos, ref, alt, counts = _sum_groups(pos, ref, alt, counts)
+    order, starts = _groups(pos, ref, alt)
+    pos, ref, alt = pos[order][starts], ref[order][starts], alt[order][starts]
+    counts = np.add.reduceat(counts[order], starts, axis=0) if starts.size else counts
+    end = rows["end"].astype(np.int64)[order]
+    end = np.maximum.reduceat(end, starts) if starts.size else end
+    record_ids = _group_ids(rows["id"][order], starts)
     site = (ref == 0) & (alt == 0)
     allele = ~site
+    sources = rows["source_contig"]
+    spans = end[allele] - pos[allele]
     return ContigIndex(
         ids=ids,
         pos=pos[allele],
@@ -107,7 +142,34 @@ def build_contig_index(
         site_pos=pos[site],
         site_counts=counts[site][:, [1, 5]].astype(np.int32),
         coverage=None if coverage is None else _coverage(coverage, contig),
+        end=end[allele],
+        record_ids=tuple(ids_ for ids_, keep in zip(record_ids, allele, strict=True) if keep),
+        source_contig=_text(sources[0]) if sources.size else contig,
+        reach=int(spans.max()) if spans.size else 0,
     )
+
+
+def _groups(pos: np.ndarray, ref: np.ndarray, alt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order sorting rows by (pos, ref, alt), and where each group starts in it."""
+    order = np.lexsort((alt, ref, pos))
+    if pos.size == 0:
+        return order, np.zeros(0, dtype=np.int64)
+    p, r, a = pos[order], ref[order], alt[order]
+    new = np.ones(p.size, dtype=bool)
+    new[1:] = (p[1:] != p[:-1]) | (r[1:] != r[:-1]) | (a[1:] != a[:-1])
+    return order, np.flatnonzero(new)
+
+
+def _group_ids(values: np.ndarray, starts: np.ndarray) -> list[tuple[str, ...]]:
+    """The VCF IDs of each group (the union over its rows, without `.`)."""
+    bounds = [*starts.tolist(), len(values)]
+    out = []
+    for lo, hi in itertools.pairwise(bounds):
+        found: set[str] = set()
+        for value in values[lo:hi]:
+            found.update(_text(value).split(";"))
+        out.append(tuple(sorted(found - {".", ""})))
+    return out
 
 
 def _intern(values: np.ndarray, ids: dict[str, int]) -> np.ndarray:
@@ -119,20 +181,6 @@ def _intern(values: np.ndarray, ids: dict[str, int]) -> np.ndarray:
         (ids.setdefault(_text(u), len(ids)) for u in uniques), dtype=np.int32, count=len(uniques)
     )
     return table[inverse.reshape(-1)]
-
-
-def _sum_groups(
-    pos: np.ndarray, ref: np.ndarray, alt: np.ndarray, counts: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One row per (pos, ref, alt): the signed deltas of every ingest summed."""
-    if pos.size == 0:
-        return pos, ref, alt, counts
-    order = np.lexsort((alt, ref, pos))
-    pos, ref, alt, counts = pos[order], ref[order], alt[order], counts[order]
-    new = np.ones(pos.size, dtype=bool)
-    new[1:] = (pos[1:] != pos[:-1]) | (ref[1:] != ref[:-1]) | (alt[1:] != alt[:-1])
-    starts = np.flatnonzero(new)
-    return pos[starts], ref[starts], alt[starts], np.add.reduceat(counts, starts, axis=0)
 
 
 def _coverage(array: tiledb.Array, contig: str) -> _Coverage:

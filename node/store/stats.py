@@ -23,14 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import tiledb
 
-from node.domain import ZERO_STATS, AlleleStats, Region, Variant, normalize_contig
-from node.names import VariantType
+from node.domain import ZERO_STATS, AlleleStats, normalize_contig
 from node.store import layout
 
 __all__ = [
     "ZERO_STATS",
     "StatsCollector",
-    "fednode_variants",
     "normalise_stats_allele",
     "variant_stats_lookup",
     "variant_type_of",
@@ -558,48 +556,6 @@ def variant_stats_lookup(
         out.append(
             AlleleStats(
                 int(sum(int(ac[i]) for i in wanted)), total, n_hom, n_het, len(wanted), called
-            )
-        )
-    return out
-
-
-def fednode_variants(array: tiledb.Array, contig: str, region: Region) -> list[Variant]:
-    """ALT alleles of the aggregate overlapping `region` (statistics filled in later)."""
-    s, e = region.start, region.end - 1
-    reach = int(array.meta.get("max_length", 0))
-    rows = array.query(
-        attrs=["ref", "alt", "end", "id", "source_contig", "n_carriers"], dims=["pos"]
-    ).multi_index[[contig], slice(max(0, s - reach), e)]
-    found: dict[Point, tuple[int, set[str], str]] = {}
-    for pos, ref_b, alt_b, end, ids, source in zip(
-        rows["pos"],
-        rows["ref"],
-        rows["alt"],
-        rows["end"],
-        rows["id"],
-        rows["source_contig"],
-        strict=True,
-    ):
-        alt = _text(alt_b)
-        if not alt or int(end) < s:
-            continue
-        key = (int(pos), _text(ref_b), alt)
-        old_end, old_ids, _ = found.get(key, (0, set(), ""))
-        found[key] = (max(old_end, int(end)), old_ids | set(_text(ids).split(";")), _text(source))
-    out = []
-    for (pos, ref, alt), (end, ids, source) in found.items():
-        kind = VariantType(variant_type_of(ref, alt))
-        out.append(
-            Variant(
-                contig,
-                pos,
-                end + 1,
-                ref,
-                alt,
-                kind,
-                ZERO_STATS,
-                tuple(sorted(ids - {".", ""})),
-                source,
             )
         )
     return out

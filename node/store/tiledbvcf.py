@@ -278,7 +278,7 @@ class TileDBVCFStore:
     def _variants_in(self, contig: str, region: Region) -> list[Variant]:
         with self._lock:
             if self._state.aggregate:
-                return stats.fednode_variants(self._array(layout.FEDNODE_STATS), contig, region)
+                return self._index(contig).variants_in(contig, region)
             reader = RecordReader(self._array(layout.DATA), self._headers())
             return fixture_variants(reader, self._sources(contig), region)
 
