@@ -239,6 +239,12 @@ class StatsCollector:
         for row in rows:
             if any(a > 0 for a in row):
                 classes[_allele_count_class(row, (ref, *alts))] += 1
+        self._emit_allele_counts(contig, pos, ref, filter_text, classes)
+
+    def _emit_allele_counts(
+        self, contig: str, pos: int, ref: str, filter_text: str, classes: dict[tuple[str, str], int]
+    ) -> None:
+        """allele_count rows: one per (ALT, genotype class), signed like every delta."""
         for (alt_text, gt_class), count in classes.items():
             self.allele_count.add(
                 contig=contig,
@@ -419,16 +425,7 @@ class StatsCollector:
             for i in np.argsort(first, kind="stable"):
                 present = [a for a in rows[i].tolist() if a != -2]
                 classes[_allele_count_class(present, (ref, *alts))] += int(counts[i])
-        for (alt_text, gt_class), count in classes.items():
-            self.allele_count.add(
-                contig=contig,
-                pos=pos,
-                ref=ref,
-                alt=alt_text,
-                filter=filter_text,
-                gt=gt_class,
-                count=count * self.sign,
-            )
+        self._emit_allele_counts(contig, pos, ref, filter_text, classes)
 
     def _sample_counts(
         self, gt: np.ndarray, samples: Sequence[str], alts: Sequence[str], called: np.ndarray
