@@ -115,6 +115,17 @@ SPLIT = {  # node -> dataset -> samples: a cohort split by samples and by datase
 }
 
 
+def samples_truth(
+    merged: Path, samples: list[str], out: Path
+) -> dict[AlleleKey, Truth]:
+    """bcftools truth over only `samples` of `merged` (what one node of a split holds)."""
+    subprocess.run(
+        ["bcftools", "view", "-s", ",".join(samples), "-Oz", "-o", str(out), str(merged)],
+        check=True,
+    )
+    return bcftools_truth(out)
+
+
 def write_peers(tmp: Path, key, ports: dict[str, int], *, deadline_s: float = 5.0) -> Path:
     (tmp / "coordinator.pem").write_text(private_pem(key))
     doc = {
