@@ -12,8 +12,17 @@ cutting entries off the end is detected too.
 `truncated` (entries or a partial line cut off the end), `malformed`.
 
 Appends are serialised within a process (a lock) and across processes (`fcntl.flock` on
-the log); each entry is one `write` to an O_APPEND descriptor, fsync'd when configured.
-Methods block; servers call `append` off the event loop.
+the log); each batch of entries is one `write` to an O_APPEND descriptor, fsync'd when
+configured, and every caller returns only once its entry is written (and flushed, with
+fsync). The chain head (last seq and hash) is kept in memory together with the log's
+inode, size and mtime as this process last left it; under the flock a `fstat` that still
+matches proves nobody else appended, and anything else (another process's append, a
+rotated or edited file) makes the head be read back from the file, so entries of several
+processes still chain. The `.head` record is rewritten in place (one fixed-width `pwrite`
+to a descriptor kept open, reopened if the file was replaced) after the log's write and
+fsync; it is not fsync'd itself, so after a power loss it can lag the log by the last
+batches, which `verify` reports as a mismatch at the log's end. Methods block; servers
+call `append` off the event loop.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from node.errors import Unavailable
 __all__ = ["AuditLog", "AuditReport", "Problem", "verify"]
 
 GENESIS = "0" * 64
+HEAD_WIDTH = 128  # the .head record, space-padded so each rewrite covers the last one
 ProblemKind = Literal["edited", "removed", "reordered", "truncated", "malformed"]
 
 
@@ -83,6 +93,8 @@ class AuditLog:
         self._cond = threading.Condition()
         self._batch = _Batch()
         self._writing = False
+        self._tail: _Tail | None = None  # only touched by the writing thread
+        self._head_fd: int | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
 
     @classmethod
@@ -147,29 +159,86 @@ class AuditLog:
         except Exception as exc:
             batch.error = exc
 
+    def close(self) -> None:
+        """Release the `.head` descriptor (appending again reopens it)."""
+        with self._cond:
+            while self._writing:
+                self._cond.wait()
+            if self._head_fd is not None:
+                os.close(self._head_fd)
+                self._head_fd = None
+
     def _append_locked(self, fd: int, records: list[dict[str, Any]]) -> None:
+        seq, digest = self._chain_head(fd)
+        lines = []
+        for record in records:
+            record["seq"] = seq + 1
+            record["prev"] = digest
+            record["hash"] = digest = entry_hash(record)
+            seq = record["seq"]
+            lines.append(_canonical(record) + b"\n")
+        self._tail = None  # unknown until the write is complete
+        _write_all(fd, b"".join(lines))
+        if self._fsync:
+            os.fsync(fd)
+        self._tail = _Tail.of(os.fstat(fd), seq, digest)
+        self._write_head(seq, digest)
+
+    def _chain_head(self, fd: int) -> tuple[int, str]:
+        """(seq, hash) of the log's last entry: (-1, GENESIS) for an empty log."""
+        tail = self._tail
+        if tail is not None and tail.matches(os.fstat(fd)):
+            return tail.seq, tail.hash
         try:
             last = _last_entry(self.path)
         except ValueError as exc:
             # Fail closed: an answer that cannot be audited is not given.
             raise Unavailable("audit log damaged at its end; refusing to append") from exc
-        lines = []
-        for record in records:
-            record["seq"] = 0 if last is None else int(last["seq"]) + 1
-            record["prev"] = GENESIS if last is None else str(last["hash"])
-            record["hash"] = entry_hash(record)
-            lines.append(_canonical(record) + b"\n")
-            last = record
-        os.write(fd, b"".join(lines))
-        if self._fsync:
-            os.fsync(fd)
-        if last is not None:
-            self._write_head(last["seq"], last["hash"])
+        if last is None:
+            return -1, GENESIS
+        return int(last["seq"]), str(last["hash"])
 
     def _write_head(self, seq: int, digest: str) -> None:
-        tmp = self.head_path.with_name(f"{self.head_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"seq": seq, "hash": digest}))
-        os.replace(tmp, self.head_path)
+        record = json.dumps({"seq": seq, "hash": digest}).encode().ljust(HEAD_WIDTH - 1)
+        os.pwrite(self._head_descriptor(), record + b"\n", 0)
+
+    def _head_descriptor(self) -> int:
+        fd = self._head_fd
+        if fd is not None:
+            try:
+                if os.stat(self.head_path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        self._head_fd = fd = os.open(self.head_path, os.O_RDWR | os.O_CREAT, 0o640)
+        if os.fstat(fd).st_size > HEAD_WIDTH:
+            os.ftruncate(fd, HEAD_WIDTH)
+        return fd
+
+
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    """The chain head as this process left the log, and the file state that proves it."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+    seq: int
+    hash: str
+
+    @classmethod
+    def of(cls, st: os.stat_result, seq: int, digest: str) -> _Tail:
+        return cls(st.st_ino, st.st_size, st.st_mtime_ns, seq, digest)
+
+    def matches(self, st: os.stat_result) -> bool:
+        return (st.st_ino, st.st_size, st.st_mtime_ns) == (self.inode, self.size, self.mtime_ns)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _last_entry(path: Path) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ import pytest
 
 from node.config import AuditSettings
 from node.errors import Unavailable
+from node.privacy import audit
 from node.privacy.audit import AuditLog, verify
 
 
@@ -185,3 +186,46 @@ def test_from_settings_relative_to_home(tmp_path: Path) -> None:
     log = AuditLog.from_settings(AuditSettings(path="logs/a.jsonl", fsync=True), home=tmp_path)
     _fill(log, 1)
     assert (tmp_path / "logs" / "a.jsonl").is_file() and verify(log.path).ok
+
+
+def test_chain_head_kept_in_memory(log: AuditLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill(log, 1)
+    reads: list[Path] = []
+    real = audit._last_entry
+
+    def counting(path: Path) -> dict[str, Any] | None:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(audit, "_last_entry", counting)
+    _fill(log, 20)
+    assert reads == []  # nobody else wrote: the head in memory is used
+    assert verify(log.path).ok
+
+
+def test_two_writers_on_one_file_still_chain(tmp_path: Path) -> None:
+    # Two replicas (or processes) sharing the log: each notices the other's appends.
+    first = AuditLog(tmp_path / "audit.jsonl", fsync=False)
+    second = AuditLog(tmp_path / "audit.jsonl", fsync=False)
+    for i in range(10):
+        (first if i % 3 else second).append(request_id=str(i), requester="r", datasets=["d"],
+                                            query={}, granularity="count")
+    report = verify(first.path)
+    assert report.ok and report.entries == 10
+    head = json.loads(first.head_path.read_text())
+    assert head["seq"] == 9
+
+
+def test_edit_then_append_rereads_the_file(log: AuditLog) -> None:
+    _fill(log, 3)
+    lines = _lines(log)
+    _write(log, lines[:2])  # cut one entry off (a different size from what the log left)
+    entry = _fill(log, 1)[0]
+    assert entry["seq"] == 2 and entry["prev"] == json.loads(lines[1])["hash"]
+
+
+def test_close_then_append_reopens_head(log: AuditLog) -> None:
+    _fill(log, 2)
+    log.close()
+    _fill(log, 1)
+    assert verify(log.path).ok
