@@ -179,6 +179,11 @@ class MemoryStore:
     def close(self) -> None:
         """Nothing to release; present for the Protocol."""
 
+    def resident(self, contig: str) -> bool:
+        """Every lookup is answered from memory (no I/O) unless an ingest is running."""
+        del contig
+        return not self._lock.locked()
+
     # -- ingest -----------------------------------------------------------------------
 
     def ingest(

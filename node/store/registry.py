@@ -57,6 +57,19 @@ class DatasetRegistry:
                 self._stores[dataset_id] = store
             return store
 
+    def resident(self, contig: str, dataset_ids: Iterable[str] | None = None) -> bool:
+        """Whether `ids()`, and `store()` with its `allele_stats`/`variants` on `contig` for
+        each of `dataset_ids` (default: every listed dataset), answer from memory now: the
+        listing is fresh and each store is open and says so (`resident`). Then an async
+        caller may make those calls on its event loop instead of a thread."""
+        if time.monotonic() - self._listed_at >= self._ttl or self._lock.locked():
+            return False
+        for dataset_id in self._ids if dataset_ids is None else dataset_ids:
+            probe = getattr(self._stores.get(dataset_id), "resident", None)
+            if probe is None or not probe(contig):
+                return False
+        return True
+
     def close(self) -> None:
         with self._lock:
             for store in self._stores.values():

@@ -246,6 +246,16 @@ class TileDBVCFStore:
                 array, self._sources(contig), points, max_length=max_length
             )
 
+    def resident(self, contig: str) -> bool:
+        """Whether `allele_stats` and `variants` on `contig` answer from memory now (its
+        aggregate index is built and no other call holds the store): microseconds and no
+        I/O, so an async caller may make them on its event loop."""
+        return (
+            self._state.aggregate
+            and normalize_contig(contig) in self._indexes
+            and not self._lock.locked()
+        )
+
     def _index(self, contig: str) -> ContigIndex:
         """The contig's summed aggregate (caller holds `_lock`)."""
         index = self._indexes.get(contig)
