@@ -23,12 +23,17 @@ def data_uri(data: bytes) -> str:
     return "data:;base64," + base64.b64encode(data).decode()
 
 
-def file_ticket(req: HtsgetRequest, layout: Layout, url_for: UrlFor) -> dict[str, Any]:
-    """The ticket of `req` on an indexed file; `url_for` turns a span into a block URL."""
+def file_ticket(
+    req: HtsgetRequest, layout: Layout, url_for: UrlFor, *, io: bool = True
+) -> dict[str, Any]:
+    """The ticket of `req` on an indexed file; `url_for` turns a span into a block URL.
+
+    `io=False`: only from what the layout has cached, else `BlockMiss` (reads nothing).
+    """
     header = [_url(seg, url_for, "header") for seg in layout.header]
     if req.header_only:
         return ticket(req.format, header)
-    body = layout.body(req.regions) if req.regions else layout.body([Query(None)])
+    body = layout.body(req.regions or (Query(None),), io=io)
     urls = header + [_url(seg, url_for, "body") for seg in body]
     if layout.eof:
         urls.append({"url": data_uri(layout.eof), "class": "body"})

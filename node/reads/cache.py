@@ -25,11 +25,9 @@ class LayoutCache:
 
     def get(self, path: Path, index_path: Path, fmt: FileFormat) -> Layout:
         stamp = _stamp(path, index_path)
-        with self._lock:
-            hit = self._entries.get(path)
-            if hit is not None and hit[0] == stamp:
-                self._entries.move_to_end(path)
-                return hit[1]
+        hit = self._hit(path, stamp)
+        if hit is not None:
+            return hit
         layout = load_layout(path, index_path, fmt)
         with self._lock:
             self._entries[path] = (stamp, layout)
@@ -37,6 +35,19 @@ class LayoutCache:
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
         return layout
+
+    def peek(self, path: Path, index_path: Path) -> Layout | None:
+        """The cached layout if it is still current, else None (never parses: two `stat`
+        calls, cheap enough for the event loop)."""
+        return self._hit(path, _stamp(path, index_path))
+
+    def _hit(self, path: Path, stamp: Stamp) -> Layout | None:
+        with self._lock:
+            hit = self._entries.get(path)
+            if hit is None or hit[0] != stamp:
+                return None
+            self._entries.move_to_end(path)
+            return hit[1]
 
 
 def _stamp(path: Path, index_path: Path) -> Stamp:

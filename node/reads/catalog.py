@@ -85,6 +85,10 @@ class ReadsCatalog:
     def layout(self, entry: ReadsEntry) -> Layout:
         return self.cache.get(Path(entry.path), Path(entry.index), entry.format)
 
+    def cached_layout(self, entry: ReadsEntry) -> Layout | None:
+        """The layout when already parsed and current (no parsing: event-loop safe)."""
+        return self.cache.peek(Path(entry.path), Path(entry.index))
+
     def add(self, *, dataset: str, entry_id: str, path: Path, replace: bool = False) -> ReadsEntry:
         if not _ID.match(entry_id) or entry_id == "service-info":
             raise InvalidInput(f"invalid id {entry_id!r}")

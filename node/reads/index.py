@@ -16,6 +16,7 @@ from node.errors import InvalidInput
 __all__ = ["BinIndex", "Chunk", "parse_index"]
 
 _BAI_MIN_SHIFT, _BAI_DEPTH = 14, 5
+_NO_BOUND = 1 << 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +51,10 @@ class BinIndex:
         if ref_id < 0 or ref_id >= len(self.refs) or end <= beg:
             return []
         ref = self.refs[ref_id]
-        min_off = self._linear_min(ref, beg)
+        min_off, max_off = self._linear_min(ref, beg), self._right_bound(ref, end)
         found: list[Chunk] = []
         for bin_id in self._reg2bins(beg, end):
-            found.extend(c for c in ref.bins.get(bin_id, ()) if c.end > min_off)
+            found.extend(c for c in ref.bins.get(bin_id, ()) if c.end > min_off and c.beg < max_off)
         return found
 
     def placed_end(self) -> int:
@@ -73,6 +74,28 @@ class BinIndex:
             return 0
         window = beg >> self.min_shift
         return ref.linear[min(window, len(ref.linear) - 1)]
+
+    def _right_bound(self, ref: RefIndex, end: int) -> int:
+        """A virtual offset after which every record starts at or beyond `end`.
+
+        As htslib's hts_itr_query: the first chunk of the nearest non-empty bin to the
+        right of `end` (moving up to the parent at a first child, whose range begins
+        where the child's does). Coordinate-sorted records from there on start at or after
+        that bin's start, which is past `end`; chunks beginning there cannot overlap.
+        """
+        first_leaf = ((1 << (3 * self.depth)) - 1) // 7
+        bin_id = first_leaf + ((end - 1) >> self.min_shift) + 1
+        if bin_id >= self.meta_bin - 1:  # past the last leaf: nothing to the right
+            return _NO_BOUND
+        while True:
+            while bin_id % 8 == 1:
+                bin_id = (bin_id - 1) >> 3
+            if bin_id == 0:
+                return _NO_BOUND
+            chunks = ref.bins.get(bin_id)
+            if chunks:
+                return min(c.beg for c in chunks)
+            bin_id += 1
 
     def _reg2bins(self, beg: int, end: int) -> list[int]:
         # CSIv1 §reg2bins, generalised from SAM v1 §5.3 to any min_shift/depth.

@@ -11,12 +11,13 @@ from __future__ import annotations
 import gzip
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 from node.errors import InvalidInput, NotFound
-from node.reads.bgzf import BGZF_EOF, Block, compress_block, iter_blocks, read_block, split_voffset
+from node.reads.bgzf import BGZF_EOF, compress_block, iter_blocks, split_voffset
+from node.reads.blocks import BlockCache, BlockSource
 from node.reads.index import BinIndex, Chunk, parse_index
 
 __all__ = [
@@ -80,6 +81,7 @@ class Layout:
     eof: bytes
     index: BinIndex | tuple[CraiEntry, ...]
     version: str = ""  # size and mtime when parsed: block URLs name the version they cut
+    blocks: BlockCache = field(default_factory=BlockCache, compare=False, repr=False)
 
     def ref_id(self, name: str) -> int:
         try:
@@ -87,12 +89,15 @@ class Layout:
         except ValueError:
             raise NotFound(f"reference {name!r} is not in this file") from None
 
-    def body(self, queries: Sequence[Query]) -> list[Segment]:
-        """Segments of the records of `queries`, merged, in file order, each record once."""
+    def body(self, queries: Sequence[Query], *, io: bool = True) -> list[Segment]:
+        """Segments of the records of `queries`, merged, in file order, each record once.
+
+        `io=False`: from cached block facts only, else `BlockMiss` (nothing is read).
+        """
         if isinstance(self.index, tuple):
             return _cram_body(self, self.index, queries)
-        with self.path.open("rb") as fh:
-            return _bgzf_body(self, self.index, fh, queries)
+        with BlockSource(self.path, self.format, self.blocks, io=io) as src:
+            return _bgzf_body(self, self.index, src, queries)
 
 
 def load_layout(path: Path, index_path: Path, fmt: FileFormat) -> Layout:
@@ -209,7 +214,7 @@ def _header_segments(fh: BinaryIO, header_len: int) -> tuple[int, int, tuple[Seg
 
 
 def _bgzf_body(
-    layout: Layout, index: BinIndex, fh: BinaryIO, queries: Sequence[Query]
+    layout: Layout, index: BinIndex, src: BlockSource, queries: Sequence[Query]
 ) -> list[Segment]:
     chunks = _merge([c for q in queries for c in _chunks(layout, index, q)])
     out: list[Segment] = []
@@ -218,7 +223,7 @@ def _bgzf_body(
         beg = max(chunk.beg, floor)
         if beg >= chunk.end:
             continue
-        segments, floor = _chunk_segments(layout, fh, beg, chunk.end, floor)
+        segments, floor = _chunk_segments(src, beg, chunk.end, floor)
         out.extend(segments)
     return _coalesce(out)
 
@@ -235,9 +240,12 @@ def _chunks(layout: Layout, index: BinIndex, q: Query) -> list[Chunk]:
 
 
 def _merge(chunks: list[Chunk]) -> list[Chunk]:
+    """Chunks in file order, overlapping ones joined; so are chunks that meet inside one
+    block (as htslib does): the few records between them come along (htsget allows it)
+    and the block is cut once instead of twice."""
     merged: list[Chunk] = []
     for c in sorted(chunks, key=lambda c: c.beg):
-        if merged and c.beg <= merged[-1].end:
+        if merged and c.beg >> 16 <= merged[-1].end >> 16:
             last = merged[-1]
             merged[-1] = Chunk(last.beg, max(last.end, c.end))
         else:
@@ -245,9 +253,7 @@ def _merge(chunks: list[Chunk]) -> list[Chunk]:
     return merged
 
 
-def _chunk_segments(
-    layout: Layout, fh: BinaryIO, beg: int, end: int, floor: int
-) -> tuple[list[Segment], int]:
+def _chunk_segments(src: BlockSource, beg: int, end: int, floor: int) -> tuple[list[Segment], int]:
     """Segments of [beg, end) and the virtual offset they really reach.
 
     Whole blocks are served from the file wherever that adds only whole records: a chunk
@@ -262,43 +268,32 @@ def _chunk_segments(
     out: list[Segment] = []
     start = cb
     if ub:
-        block, data = read_block(fh, cb)
-        whole = cb << 16 >= floor and _records_reach(layout.format, data, 0, ub)
+        block = src.facts(cb).block
+        whole = cb << 16 >= floor and src.reaches(cb, 0, ub)
         lo = 0 if whole else ub
         if ce == cb:
-            return _tail(layout, block, data, lo, ue, out)
-        out.append(Span(cb, block.end) if whole else Inline(compress_block(data[ub:])))
+            return _tail(src, cb, lo, ue, out)
+        out.append(Span(cb, block.end) if whole else Inline(compress_block(src.data(cb)[ub:])))
         start = block.end
     if ce > start:
         out.append(Span(start, ce))
     if not ue:
         return out, end
-    block, data = read_block(fh, ce)
-    return _tail(layout, block, data, 0, ue, out)
+    return _tail(src, ce, 0, ue, out)
 
 
 def _tail(
-    layout: Layout, block: Block, data: bytes, lo: int, ue: int, out: list[Segment]
+    src: BlockSource, offset: int, lo: int, ue: int, out: list[Segment]
 ) -> tuple[list[Segment], int]:
-    if _records_reach(layout.format, data, ue, len(data)):
-        out.append(Span(block.offset, block.end) if not lo else Inline(compress_block(data[lo:])))
+    facts = src.facts(offset)
+    block = facts.block
+    if src.reaches(offset, ue, facts.length):
+        whole = Span(block.offset, block.end)
+        out.append(whole if not lo else Inline(compress_block(src.data(offset)[lo:])))
         return out, block.end << 16
     if ue > lo:
-        out.append(Inline(compress_block(data[lo:ue])))
+        out.append(Inline(compress_block(src.data(offset)[lo:ue])))
     return out, block.offset << 16 | ue
-
-
-def _records_reach(fmt: FileFormat, data: bytes, pos: int, target: int) -> bool:
-    """Whether whole records laid end to end from `pos` end exactly at `target`."""
-    if fmt == "VCF":  # text: only a block's end can be checked (does it end a line?)
-        return target == len(data) and data.endswith(b"\n")
-    while pos < target and pos + 8 <= len(data):
-        if fmt == "BAM":
-            pos += 4 + struct.unpack_from("<I", data, pos)[0]
-        else:  # BCF: l_shared and l_indiv open each record
-            l_shared, l_indiv = struct.unpack_from("<II", data, pos)
-            pos += 8 + l_shared + l_indiv
-    return pos == target
 
 
 def _coalesce(segments: list[Segment]) -> list[Segment]:

@@ -36,6 +36,7 @@ from node.htsget.signing import BlockSigner
 from node.htsget.tickets import file_ticket, ticket
 from node.htsget.variants import store_regions
 from node.names import Granularity
+from node.reads.blocks import BlockMiss
 from node.reads.catalog import ReadsCatalog
 from node.reads.layout import Span, file_version
 from node.store.export import export_variants
@@ -50,6 +51,8 @@ log = logging.getLogger("fednode.htsget")
 SIGNER = web.AppKey("htsget_signer", BlockSigner)
 _CHUNK = 1 << 20
 _CORS_MAX_AGE = str(30 * 24 * 3600)
+# Tickets of more regions are computed off the event loop even when their blocks are cached.
+_INLINE_MAX_REGIONS = 16
 
 
 def create_htsget_app(settings: Settings) -> web.Application:
@@ -185,11 +188,20 @@ async def _audited(request: web.Request, req: HtsgetRequest) -> web.Response:
         granularity = Granularity.RECORD.value
         return response
     finally:
-        query = {"kind": req.kind, "format": req.format, "headerOnly": req.header_only,
-                 "regions": [[q.reference, q.start, q.end] for q in req.regions]}
-        await audit_request(request, ledger, datasets=[req.id], query=query,
-                            granularity=granularity,
-                            outcome="answered" if granularity else "refused")
+        query = {
+            "kind": req.kind,
+            "format": req.format,
+            "headerOnly": req.header_only,
+            "regions": [[q.reference, q.start, q.end] for q in req.regions],
+        }
+        await audit_request(
+            request,
+            ledger,
+            datasets=[req.id],
+            query=query,
+            granularity=granularity,
+            outcome="answered" if granularity else "refused",
+        )
 
 
 async def _read_bounded(request: web.Request, limit: int) -> bytes:
@@ -212,14 +224,21 @@ async def _answer(request: web.Request, req: HtsgetRequest) -> web.Response:
     base = _base_url(request)
     path = request.app.router["data"]
 
-    layout = await asyncio.to_thread(catalog.layout, entry)
+    cached = catalog.cached_layout(entry)
+    layout = cached if cached is not None else await asyncio.to_thread(catalog.layout, entry)
 
     def url_for(span: Span) -> dict[str, Any]:
         claims = {"k": "f", "id": entry.id, "f": entry.format, "v": layout.version}
         token = signer.sign({**claims, "s": span.start, "e": span.end})
         return {"url": base + str(path.url_for(token=token))}
 
-    ticket = await asyncio.to_thread(file_ticket, req, layout, url_for)
+    try:
+        # Blocks already known: a few microseconds of work, not worth a thread hop.
+        if len(req.regions) > _INLINE_MAX_REGIONS:
+            raise BlockMiss(-1)
+        ticket = file_ticket(req, layout, url_for, io=False)
+    except BlockMiss:
+        ticket = await asyncio.to_thread(file_ticket, req, layout, url_for)
     return web.json_response(ticket, content_type=CONTENT_TYPE)
 
 

@@ -1,0 +1,151 @@
+"""What a ticket needs to know about a BGZF block, remembered per version of a file.
+
+Cutting a chunk at a block boundary needs the block's compressed size (its header) and
+where whole records start inside it (its content, decompressed: most of a ticket's cost).
+Both are fixed for one version of a file, so they are kept with the file's layout; a ticket
+whose blocks are all known is computed without reading or decompressing anything, which
+lets the server answer it on the event loop instead of a worker thread.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from array import array
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from node.reads.bgzf import Block, read_block
+
+__all__ = ["BlockCache", "BlockFacts", "BlockMiss", "BlockSource", "records_reach"]
+
+TextOrBinary = Literal["BAM", "BCF", "VCF", "CRAM"]
+
+
+class BlockMiss(Exception):
+    """A block is not in the cache and the caller asked not to read the file."""
+
+
+def records_reach(fmt: TextOrBinary, data: bytes, pos: int, target: int) -> bool:
+    """Whether whole records laid end to end from `pos` end exactly at `target`."""
+    if fmt == "VCF":  # text: only a block's end can be checked (does it end a line?)
+        return target == len(data) and data.endswith(b"\n")
+    while pos < target and pos + 8 <= len(data):
+        pos = _next_record(fmt, data, pos)
+    return pos == target
+
+
+def _next_record(fmt: TextOrBinary, data: bytes, pos: int) -> int:
+    if fmt == "BAM":  # SAM v1 §4.2: block_size opens each record
+        return pos + 4 + int(struct.unpack_from("<I", data, pos)[0])
+    l_shared, l_indiv = struct.unpack_from("<II", data, pos)  # BCF 2.2 §6.3
+    return int(pos + 8 + l_shared + l_indiv)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockFacts:
+    """A block's extent, uncompressed length, and the record starts reached from byte 0."""
+
+    block: Block
+    length: int
+    chain: array[int]  # BAM/BCF: every position the walk from byte 0 visits (ascending)
+    ends_line: bool  # VCF: the block ends with a newline
+
+    @classmethod
+    def of(cls, fmt: TextOrBinary, block: Block, data: bytes) -> BlockFacts:
+        chain = array("I")
+        if fmt != "VCF":
+            pos = 0
+            while pos < len(data) and pos + 8 <= len(data):
+                chain.append(pos)
+                pos = _next_record(fmt, data, pos)
+            chain.append(pos)
+        return cls(block, len(data), chain, data.endswith(b"\n"))
+
+    def reaches(self, fmt: TextOrBinary, pos: int, target: int) -> bool | None:
+        """`records_reach` from the facts alone; None when `pos` is not on the chain."""
+        if fmt == "VCF":
+            return target == self.length and self.ends_line
+        if not self._on_chain(pos):
+            return None
+        return target >= pos and self._on_chain(target)
+
+    def _on_chain(self, pos: int) -> bool:
+        lo, hi = 0, len(self.chain)
+        while lo < hi:  # bisect (array has no bisect support before Python 3.12's key=)
+            mid = (lo + hi) // 2
+            if self.chain[mid] < pos:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo < len(self.chain) and self.chain[lo] == pos
+
+
+class BlockCache:
+    """Facts of the most recently used blocks of one file version (thread-safe)."""
+
+    def __init__(self, *, max_blocks: int = 8192) -> None:
+        self._facts: OrderedDict[int, BlockFacts] = OrderedDict()
+        self._max = max_blocks
+        self._lock = threading.Lock()
+
+    def get(self, offset: int) -> BlockFacts | None:
+        with self._lock:
+            facts = self._facts.get(offset)
+            if facts is not None:
+                self._facts.move_to_end(offset)
+            return facts
+
+    def put(self, offset: int, facts: BlockFacts) -> None:
+        with self._lock:
+            self._facts[offset] = facts
+            while len(self._facts) > self._max:
+                self._facts.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._facts)
+
+
+class BlockSource:
+    """A file's blocks for one ticket: facts from the cache, the file read only on a miss
+    (and not at all with `io=False`: `BlockMiss` then says the ticket needs the file)."""
+
+    def __init__(self, path: Path, fmt: TextOrBinary, cache: BlockCache, *, io: bool) -> None:
+        self.path, self.format, self._cache, self._io = path, fmt, cache, io
+        self._fh: BinaryIO | None = None
+        self._data: dict[int, bytes] = {}  # decompressed during this ticket only
+
+    def __enter__(self) -> BlockSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+    def facts(self, offset: int) -> BlockFacts:
+        facts = self._cache.get(offset)
+        if facts is None:
+            block, data = self._read(offset)
+            facts = BlockFacts.of(self.format, block, data)
+            self._cache.put(offset, facts)
+        return facts
+
+    def data(self, offset: int) -> bytes:
+        return self._data.get(offset) or self._read(offset)[1]
+
+    def reaches(self, offset: int, pos: int, target: int) -> bool:
+        known = self.facts(offset).reaches(self.format, pos, target)
+        if known is not None:
+            return known
+        return records_reach(self.format, self.data(offset), pos, target)
+
+    def _read(self, offset: int) -> tuple[Block, bytes]:
+        if not self._io:
+            raise BlockMiss(offset)
+        if self._fh is None:
+            self._fh = self.path.open("rb")
+        block, data = read_block(self._fh, offset)
+        self._data[offset] = data
+        return block, data
