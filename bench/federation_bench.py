@@ -3,10 +3,15 @@
     python -m bench.federation_bench [--nodes 8] [--variants 10000] [--repeat 3]
 
 Each node is its own process (a peer API server over a MemoryStore holding a slice of
-../shared's snp_cohort10 samples). Measured in the same run: the end-to-end federated
-call, and each node asked alone; reported: overhead = federated / slowest single - 1
-(target <= 20%). Then one node is stopped (SIGSTOP) and the federated call must return
-at the deadline with the others' partial total. Prints one JSON document.
+../shared's snp_cohort10 samples). Measured in the same run, the same way (a Coordinator
+over the peers in question, channels connected before timing, totals built as objects):
+the federated call over all nodes, and each node asked alone with all node processes up,
+interleaved per round; medians of --repeat rounds. Reported: overhead = federated /
+slowest single - 1 (target <= 20%), and the CPU seconds the federated call costs (nodes +
+coordinator): on C cores no schedule beats CPU / C, the bound a shared machine imposes.
+Then one node is stopped (SIGSTOP) and the federated call must return at the deadline
+with the others' partial total (wall time includes closing the channels).
+Prints one JSON document.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -127,44 +133,94 @@ def _start_nodes(folder: Path, pub: Path, n: int) -> dict[str, tuple[int, subpro
     return ports
 
 
-async def _measure(peers_file: Path, keys: list, repeat: int) -> dict[str, float]:
-    from node.peer.coordinator import Coordinator
-    from node.peer.peers import load_peers
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by processes `pids` (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
-    coordinator = Coordinator(load_peers(peers_file))
+
+async def _timed(peers: Any, keys: list, pids: list[int]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of nodes + this process) of one call by a Coordinator
+    over `peers`: channels connected first, closed after, neither timed."""
+    from node.peer.coordinator import Coordinator
+
+    coordinator = Coordinator(peers)
     try:
-        await coordinator.allele_stats(keys[:10])  # connect and warm up every channel
-        federated, slowest = [], []
-        for _ in range(repeat):
-            singles = []
-            for client in coordinator.clients:
-                started = time.monotonic()
-                result = await client.allele_stats(keys, timeout=60)
-                assert result.ok, result
-                singles.append(time.monotonic() - started)
-            slowest.append(max(singles))
-            result = await coordinator.allele_stats(keys, deadline_s=60)
-            assert result.complete, result.nodes
-            federated.append(result.elapsed_s)
+        warm = await coordinator.allele_stats(keys[:10])
+        assert warm.complete, warm.nodes
+        cpu0, own0, started = _cpu_s(pids), time.process_time(), time.monotonic()
+        result = await coordinator.allele_stats(keys, deadline_s=120)
+        wall = time.monotonic() - started
+        cpu = _cpu_s(pids) - cpu0 + time.process_time() - own0
+        assert result.complete, result.nodes
+        assert len(result.alleles) == len(keys)  # totals as objects: part of the answer
     finally:
         await coordinator.close()
+    return wall, cpu
+
+
+async def _measure(
+    peers_file: Path, keys: list, repeat: int, pids: dict[str, int]
+) -> dict[str, Any]:
+    """Federated call vs each node asked alone, the same way (a Coordinator with that one
+    peer, all node processes up), interleaved in each round; medians over rounds."""
+    from node.peer.peers import load_peers
+
+    peers = load_peers(peers_file)
+    everyone = list(pids.values())
+    federated, slowest, cpu_fed, cpu_single = [], [], [], []
+    for _ in range(repeat):
+        singles = []
+        for entry in peers.peers:
+            alone = peers.model_copy(update={"peers": [entry]})
+            singles.append(await _timed(alone, keys, [pids[entry.id]]))
+        wall, cpu = await _timed(peers, keys, everyone)
+        federated.append(wall)
+        cpu_fed.append(cpu)
+        slowest.append(max(w for w, _ in singles))
+        cpu_single.append(statistics.mean(c for _, c in singles))
     fed, slow = statistics.median(federated), statistics.median(slowest)
-    return {"federated_s": fed, "slowest_single_s": slow, "overhead": fed / slow - 1}
+    cores = os.cpu_count() or 1
+    bound = statistics.median(cpu_fed) / cores  # no schedule on `cores` CPUs can beat this
+    return {
+        "federated_s": statistics.median(federated),
+        "federated_runs_s": federated,
+        "slowest_single_s": slow,
+        "slowest_single_runs_s": slowest,
+        "overhead": fed / slow - 1,
+        "cpu_federated_s": statistics.median(cpu_fed),
+        "cpu_single_mean_s": statistics.median(cpu_single),
+        "cores": cores,
+        "cpu_bound_s": bound,
+        "federated_vs_cpu_bound": fed / bound - 1,
+    }
 
 
-async def _hung(peers_file: Path, keys: list, deadline: float) -> dict[str, object]:
+async def _hung(peers_file: Path, keys: list, deadline: float, repeat: int) -> dict[str, object]:
+    """The federated call with one node stopped: wall time from the call to the
+    coordinator closed (what `fednode federate count` waits), per round."""
     from node.peer.coordinator import Coordinator
     from node.peer.peers import load_peers
 
-    coordinator = Coordinator(load_peers(peers_file))
-    try:
-        result = await coordinator.allele_stats(keys, deadline_s=deadline)
-    finally:
-        await coordinator.close()
+    walls, statuses = [], set()
+    for _ in range(repeat):
+        started = time.monotonic()
+        coordinator = Coordinator(load_peers(peers_file))
+        try:
+            result = await coordinator.allele_stats(keys, deadline_s=deadline)
+        finally:
+            await coordinator.close()
+        walls.append(time.monotonic() - started)
+        statuses |= {f"{n.node_id}:{n.status}" for n in result.nodes if n.status != "OK"}
     return {
         "deadline_s": deadline,
-        "elapsed_s": result.elapsed_s,
-        "statuses": sorted({n.status for n in result.nodes}),
+        "elapsed_s": statistics.median(walls),
+        "runs_s": walls,
+        "not_ok": sorted(statuses),
     }
 
 
@@ -197,10 +253,13 @@ def main() -> None:
                 )
             )
             keys = _keys(args.variants)
-            report = {"nodes": args.nodes, "variants": len(keys)}
-            report["all_up"] = asyncio.run(_measure(peers_file, keys, args.repeat))
+            pids = {name: proc.pid for name, (_, proc) in nodes.items()}
+            report: dict[str, Any] = {"nodes": args.nodes, "variants": len(keys)}
+            report["load_before"] = os.getloadavg()
+            report["all_up"] = asyncio.run(_measure(peers_file, keys, args.repeat, pids))
             os.kill(nodes["node-0"][1].pid, signal.SIGSTOP)
-            report["one_hung"] = asyncio.run(_hung(peers_file, keys, args.deadline))
+            report["one_hung"] = asyncio.run(_hung(peers_file, keys, args.deadline, args.repeat))
+            report["load_after"] = os.getloadavg()
             print(json.dumps(report, indent=2))
         finally:
             for _, proc in nodes.values():

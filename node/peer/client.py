@@ -26,7 +26,7 @@ import grpc
 import jwt
 
 from node.domain import AlleleKey, Region
-from node.peer import messages, validate
+from node.peer import columns, validate
 from node.peer._pb import peer_pb2 as pb
 from node.peer._pb import peer_pb2_grpc as pb_grpc
 from node.peer.peers import CoordinatorIdentity, PeerEntry
@@ -35,9 +35,9 @@ __all__ = ["OK", "PeerClient", "PeerResult", "TokenSigner", "batch_request"]
 
 OK = "OK"
 INVALID_RESPONSE = "INVALID_RESPONSE"
-_GRACE_S = 0.25  # beyond the gRPC deadline before the asyncio guard gives up
 _SERVICE = "fednode.v1.PeerService"
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +141,7 @@ class PeerClient:
             )
             return cast(pb.NodeInfo, reply)
 
-        return await self._run(call, validate.node_info, timeout)
+        return await self._run(call, _checked(validate.node_info), timeout)
 
     async def allele_stats(
         self,
@@ -151,8 +151,10 @@ class PeerClient:
         dataset_ids: Sequence[str] = (),
         on_behalf_of: str | None = None,
         request: pb.BatchAlleleStatsRequest | None = None,
-    ) -> PeerResult[pb.BatchAlleleStatsResponse]:
-        """`request`, when given, is `keys` already encoded (built once for many peers)."""
+    ) -> PeerResult[list[columns.DatasetColumns]]:
+        """Per dataset, every allele's checked counts as columns (columns.py).
+
+        `request`, when given, is `keys` already encoded (built once for many peers)."""
         if request is None:
             request = batch_request(keys, dataset_ids)
 
@@ -162,7 +164,7 @@ class PeerClient:
             )
             return cast(pb.BatchAlleleStatsResponse, reply)
 
-        return await self._run(call, lambda r: validate.allele_stats(r, keys), timeout)
+        return await self._run(call, lambda r: columns.decode(r, len(keys)), timeout)
 
     async def region_stats(
         self,
@@ -182,42 +184,54 @@ class PeerClient:
             )
             return [v async for chunk in stream for v in chunk.variants]
 
-        return await self._run(call, lambda r: validate.region_stats(r, region), timeout)
+        return await self._run(call, _checked(lambda r: validate.region_stats(r, region)), timeout)
 
     async def _run(
         self,
         call: Callable[[float], Awaitable[T]],
-        check: Callable[[T], None],
+        check: Callable[[T], U],
         timeout: float,
-    ) -> PeerResult[T]:
+    ) -> PeerResult[U]:
+        """`call` under `timeout`; `check` turns the reply into the result's value or
+        raises InvalidAnswer. An asyncio timeout at the same instant backs the gRPC
+        deadline, so nothing (not even a peer silent at the HTTP/2 level) holds it longer."""
         peer, started = self.entry.id, time.monotonic()
 
-        def result(status: str, message: str, value: T | None = None) -> PeerResult[T]:
+        def result(status: str, message: str, value: U | None = None) -> PeerResult[U]:
             return PeerResult(peer, status, message, time.monotonic() - started, value)
 
         if timeout <= 0:
             return result("DEADLINE_EXCEEDED", "no time left before the deadline")
         try:
-            async with asyncio.timeout(timeout + _GRACE_S):
+            async with asyncio.timeout(timeout):
                 reply = await call(timeout)
             if reply is None:
                 # grpc.aio yields None (and logs) when the bytes are no such message.
                 raise validate.InvalidAnswer("answer is not a fednode.v1 message")
-            check(reply)
+            value = check(reply)
         except grpc.aio.AioRpcError as exc:
             return result(*_status_of(exc))
         except TimeoutError:
             return result("DEADLINE_EXCEEDED", "peer did not answer before the deadline")
         except validate.InvalidAnswer as exc:
             return result(INVALID_RESPONSE, str(exc))
-        return result(OK, "", reply)
+        return result(OK, "", value)
+
+
+def _checked(check: Callable[[T], None]) -> Callable[[T], T]:
+    def checked(reply: T) -> T:
+        check(reply)
+        return reply
+
+    return checked
 
 
 def batch_request(
     keys: Sequence[AlleleKey], dataset_ids: Sequence[str] = ()
 ) -> pb.BatchAlleleStatsRequest:
+    """The alleles as columns: the node answers in columns too (columns.py)."""
     return pb.BatchAlleleStatsRequest(
-        alleles=[messages.allele_message(k) for k in keys], dataset_ids=dataset_ids
+        allele_columns=columns.allele_columns(keys), dataset_ids=dataset_ids
     )
 
 

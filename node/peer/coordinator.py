@@ -15,12 +15,14 @@ coordinator is where a user's budget across the federation is kept (node/privacy
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from node.domain import AlleleKey, Region, normalize_contig
+from node.peer import columns
 from node.peer._pb import peer_pb2 as pb
 from node.peer.client import PeerClient, PeerResult, TokenSigner, batch_request
 from node.peer.messages import PRECISION_NAME
@@ -29,7 +31,6 @@ from node.peer.peers import PeersFile
 __all__ = ["AlleleTotal", "Coordinator", "FederatedStats", "Interval", "NodeReport"]
 
 T = TypeVar("T")
-_GUARD_GRACE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,15 +112,52 @@ class NodeReport:
     datasets: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
 class FederatedStats:
-    alleles: list[AlleleTotal]
-    nodes: list[NodeReport]
-    elapsed_s: float
+    """Merged totals per allele (in the order asked), each node's report, time taken.
+
+    `alleles` is built on first use from `columns` (a batch merged as arrays) when given."""
+
+    def __init__(
+        self,
+        alleles: list[AlleleTotal] | tuple[Sequence[AlleleKey], columns.Totals],
+        nodes: list[NodeReport],
+        elapsed_s: float,
+    ) -> None:
+        self._alleles = alleles
+        self.nodes = nodes
+        self.elapsed_s = elapsed_s
+
+    @functools.cached_property
+    def alleles(self) -> list[AlleleTotal]:
+        if isinstance(self._alleles, list):
+            return self._alleles
+        keys, totals = self._alleles
+        return _allele_totals(keys, totals)
 
     @property
     def complete(self) -> bool:
         return all(n.status == "OK" for n in self.nodes)
+
+
+def _allele_totals(keys: Sequence[AlleleKey], totals: columns.Totals) -> list[AlleleTotal]:
+    as_lists = [
+        [
+            c.value.tolist(),
+            c.lower.tolist(),
+            c.upper.tolist(),
+            c.unbounded.tolist(),
+            c.exact.tolist(),
+        ]
+        for c in (totals.counts[name] for name in columns.COUNTS)
+    ]
+
+    def interval(parts: list[list[Any]], i: int) -> Interval:
+        value, lower, upper, unbounded, exact = (part[i] for part in parts)
+        return Interval(value, lower, None if unbounded else upper, exact)
+
+    return [
+        AlleleTotal(key, *(interval(parts, i) for parts in as_lists)) for i, key in enumerate(keys)
+    ]
 
 
 class Coordinator:
@@ -151,23 +189,24 @@ class Coordinator:
         deadline_s: float | None = None,
         on_behalf_of: str | None = None,
     ) -> FederatedStats:
+        """Every peer's counts of `keys`, summed as intervals.
+
+        Each answer is merged (as arrays) the moment it arrives, while the others are
+        still awaited: at the deadline only the cancelling of late peers remains."""
+        started, deadline_at = self._start(deadline_s)
         request = batch_request(keys)  # encoded once, sent to every peer
+        totals = columns.Totals(len(keys))
 
         async def ask(client: PeerClient, timeout: float) -> PeerResult[Any]:
-            return await client.allele_stats(
+            result = await client.allele_stats(
                 keys, timeout=timeout, on_behalf_of=on_behalf_of, request=request
             )
+            for dataset in result.value or () if result.ok else ():
+                totals.add(dataset)
+            return result
 
-        started = time.monotonic()
-        results = await self._fan_out(ask, deadline_s)
-        totals = {key: AlleleTotal(key) for key in keys}
-        for result in results:
-            if result.ok and result.value is not None:
-                for key, answer in zip(keys, result.value.results, strict=True):
-                    totals[key] = _merge(totals[key], answer.datasets)
-        return FederatedStats(
-            [totals[k] for k in keys], _reports(results), time.monotonic() - started
-        )
+        results = await self._fan_out(ask, deadline_at)
+        return FederatedStats((keys, totals), _reports(results), time.monotonic() - started)
 
     async def region_stats(
         self,
@@ -201,40 +240,49 @@ class Coordinator:
         """Each peer's checked answer (per dataset, unmerged): for callers that report
         per node and dataset, like the Beacon aggregator."""
 
+        _, deadline_at = self._start(deadline_s)
+
         async def ask(client: PeerClient, timeout: float) -> PeerResult[Any]:
             return await client.region_stats(
                 region, timeout=timeout, variant_types=variant_types, on_behalf_of=on_behalf_of
             )
 
-        return await self._fan_out(ask, deadline_s)
+        return await self._fan_out(ask, deadline_at)
 
     async def node_info(self, *, deadline_s: float | None = None) -> list[PeerResult[Any]]:
+        _, deadline_at = self._start(deadline_s)
+
         async def ask(client: PeerClient, timeout: float) -> PeerResult[Any]:
             return await client.node_info(timeout=timeout)
 
-        return await self._fan_out(ask, deadline_s)
+        return await self._fan_out(ask, deadline_at)
+
+    def _start(self, deadline_s: float | None) -> tuple[float, float]:
+        """(monotonic start, absolute event-loop deadline) of a federated call."""
+        budget = self.peers.deadline_s if deadline_s is None else deadline_s
+        return time.monotonic(), asyncio.get_running_loop().time() + budget
 
     async def _fan_out(
         self,
         ask: Callable[[PeerClient, float], Awaitable[PeerResult[Any]]],
-        deadline_s: float | None,
+        deadline_at: float,
     ) -> list[PeerResult[Any]]:
-        """Ask every peer at once, under one absolute deadline.
+        """Ask every peer at once, under one absolute deadline for the whole fan-out.
 
-        Each call's own deadline is what is left when it starts; a last guard collects
-        whatever has finished at the deadline (plus a grace for in-flight answers) and
-        cancels the rest, so the caller never waits longer whatever the peers do.
+        Each call's deadline is min(the peer's own timeout, what is left of the whole);
+        retries (UNAVAILABLE only, by the channel) end with it. At the deadline whatever
+        has finished is kept and the rest is cancelled: the caller never waits longer.
         """
-        budget = self.peers.deadline_s if deadline_s is None else deadline_s
         loop = asyncio.get_running_loop()
-        deadline_at = loop.time() + budget
 
         async def one(client: PeerClient) -> PeerResult[Any]:
-            return await ask(client, deadline_at - loop.time())
+            left = deadline_at - loop.time()
+            own = client.entry.timeout_s
+            return await ask(client, left if own is None else min(own, left))
 
         tasks = [asyncio.create_task(one(c)) for c in self.clients]
         if tasks:
-            await asyncio.wait(tasks, timeout=budget + _GUARD_GRACE_S)
+            await asyncio.wait(tasks, timeout=max(0.0, deadline_at - loop.time()))
         return [_finished(task, client) for task, client in zip(tasks, self.clients, strict=True)]
 
 
@@ -248,12 +296,6 @@ def _finished(task: asyncio.Task[PeerResult[Any]], client: PeerClient) -> PeerRe
     return PeerResult(client.entry.id, "DEADLINE_EXCEEDED", "no answer by the deadline", 0.0)
 
 
-def _merge(total: AlleleTotal, datasets: Sequence[pb.DatasetAlleleStats]) -> AlleleTotal:
-    for stats in datasets:
-        total = total.add(stats)
-    return total
-
-
 def _reports(results: Sequence[PeerResult[Any]]) -> list[NodeReport]:
     return [
         NodeReport(r.peer_id, r.status, r.message, r.elapsed_s, _datasets_of(r)) for r in results
@@ -262,8 +304,8 @@ def _reports(results: Sequence[PeerResult[Any]]) -> list[NodeReport]:
 
 def _datasets_of(result: PeerResult[Any]) -> tuple[str, ...]:
     value = result.value
-    if isinstance(value, pb.BatchAlleleStatsResponse) and value.results:
-        return tuple(d.dataset_id for d in value.results[0].datasets)
+    if isinstance(value, list) and value and isinstance(value[0], columns.DatasetColumns):
+        return tuple(d.dataset_id for d in value)
     if isinstance(value, list):
         return tuple(dict.fromkeys(v.stats.dataset_id for v in value))
     return ()

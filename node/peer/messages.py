@@ -16,6 +16,7 @@ __all__ = [
     "count_message",
     "dataset_stats",
     "granularity_message",
+    "precision_message",
     "region",
 ]
 
@@ -70,6 +71,10 @@ def count_message(count: BoundedCount) -> pb.Count:
         upper=count.upper if count.upper is not None else 0,
         unbounded=count.upper is None,
     )
+
+
+def precision_message(precision: Precision) -> Any:
+    return _PRECISION[precision]
 
 
 def granularity_message(granularity: Granularity) -> Any:

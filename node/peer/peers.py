@@ -10,6 +10,7 @@
         address: node-a.example.org:50051 # gRPC (fednode.v1)
         audience: org.example.node-a      # that node's `node.id` (default: id)
         tls: {ca: ca.pem, cert: client.pem, key: client-key.pem}  # omit: plaintext
+        timeout_s: 5                      # optional: at most this, within deadline_s
       - id: some-beacon
         beacon_url: https://beacon.example.org/api   # a third-party Beacon v2
 
@@ -49,6 +50,9 @@ class PeerEntry(_Model):
     beacon_url: str | None = Field(default=None, pattern=r"^https?://")
     audience: str | None = None
     tls: PeerTLS | None = None
+    timeout_s: float | None = Field(
+        default=None, gt=0, le=600, description="this peer's own limit within the deadline"
+    )
 
     @model_validator(mode="after")
     def _one_transport(self) -> PeerEntry:

@@ -27,7 +27,7 @@ from node.config import Settings
 from node.domain import AlleleKey, AlleleStats, Region, Variant
 from node.errors import InvalidInput, NotFound
 from node.names import Granularity, VariantType
-from node.peer import messages
+from node.peer import columns, messages
 from node.peer._pb import peer_pb2 as pb
 from node.peer._pb import peer_pb2_grpc as pb_grpc
 from node.peer.accounting import Accounting, Answer
@@ -68,6 +68,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         self._registry = registry
         self._verifier = verifier or CoordinatorVerifier(settings)
         self._guard = guard or BoundedGuard(settings.privacy)
+        # node/privacy's guard without noise answers equal counts alike (guarded once each).
+        self._deterministic = guard is None and settings.privacy.epsilon is None
 
     @_unary
     async def GetNodeInfo(
@@ -106,18 +108,50 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         self, request: pb.BatchAlleleStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.BatchAlleleStatsResponse:
         caller = self._authenticate(context)
+        columnar = request.HasField("allele_columns")
+        if columnar and request.alleles:
+            raise InvalidInput("give alleles or allele_columns, not both")
         limit = self._settings.peer.max_batch_alleles
-        if len(request.alleles) > limit:
-            raise InvalidInput(f"{len(request.alleles)} alleles in one call; at most {limit}")
-        keys = [messages.allele_key(a) for a in request.alleles]
+        n = len(request.allele_columns.starts) if columnar else len(request.alleles)
+        if n > limit:
+            raise InvalidInput(f"{n} alleles in one call; at most {limit}")
+        if columnar:
+            keys = columns.keys_of(request.allele_columns)
+        else:
+            keys = [messages.allele_key(a) for a in request.alleles]
         visible = await self._visible(caller, request.dataset_ids)
         async with asyncio.timeout(self._time_left(context)):
             answers = {ds: await self._allele_stats(ds, keys) for ds, _ in visible}
-        sizes = {ds: await self._individuals_in(ds) for ds, _ in visible}
-        charge = self._accounting.cost(
-            (answers[ds][i], g, sizes[ds]) for ds, g in visible for i in range(len(keys))
+        spent: dict[str, float] = {}
+        if self._settings.privacy.budget.enabled:  # else nothing is charged: skip pricing
+            sizes = {ds: await self._individuals_in(ds) for ds, _ in visible}
+            charge = self._accounting.cost(
+                (stats, g, sizes[ds]) for ds, g in visible for stats in answers[ds]
+            )
+            spent = await self._accounting.charge(caller, charge)
+        if columnar:
+            response = pb.BatchAlleleStatsResponse(
+                columns=[
+                    columns.dataset_columns(
+                        ds, g, answers[ds], self._guard, deterministic=self._deterministic
+                    )
+                    for ds, g in visible
+                ]
+            )
+        else:
+            response = self._allele_results(keys, visible, answers)
+        await self._accounting.audit(
+            caller, "BatchAlleleStats", [ds for ds, _ in visible], {"alleles": len(keys)}, spent
         )
-        spent = await self._accounting.charge(caller, charge)
+        return response
+
+    def _allele_results(
+        self,
+        keys: Sequence[AlleleKey],
+        visible: Visible,
+        answers: dict[str, list[AlleleStats | None]],
+    ) -> pb.BatchAlleleStatsResponse:
+        """The per-allele form of the answer (requests that list `alleles`)."""
         results = [
             pb.AlleleResult(
                 allele=messages.allele_message(key),
@@ -127,9 +161,6 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             )
             for i, key in enumerate(keys)
         ]
-        await self._accounting.audit(
-            caller, "BatchAlleleStats", [ds for ds, _ in visible], {"alleles": len(keys)}, spent
-        )
         return pb.BatchAlleleStatsResponse(results=results)
 
     async def _allele_stats(

@@ -37,10 +37,34 @@ async def garbage(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -
 
 
 async def liar(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-    """Well-formed answers whose counts cannot be true (AC above AN)."""
+    """Well-formed answers whose counts cannot be true (AC above AN), in the form asked."""
     asked = pb.BatchAlleleStatsRequest.FromString(request)
     count = pb.Count(value=7, precision=pb.COUNT_PRECISION_EXACT, lower=7, upper=7)
     small = pb.Count(value=2, precision=pb.COUNT_PRECISION_EXACT, lower=2, upper=2)
+    if asked.HasField("allele_columns"):
+        n = len(asked.allele_columns.starts)
+
+        def column(c: pb.Count) -> pb.CountColumns:
+            return pb.CountColumns(
+                values=[c.value] * n,
+                precisions=[c.precision] * n,
+                lowers=[c.lower] * n,
+                uppers=[c.upper] * n,
+                unbounded=[False] * n,
+            )
+
+        lie = pb.DatasetStatsColumns(
+            dataset_id="x",
+            granularity=pb.GRANULARITY_COUNT,
+            exists=[True] * n,
+            allele_count=column(count),
+            allele_number=column(small),
+            carriers=column(small),
+            homozygotes=column(small),
+            frequency=[1.0] * n,
+            frequency_precision=[pb.COUNT_PRECISION_EXACT] * n,
+        )
+        return pb.BatchAlleleStatsResponse(columns=[lie]).SerializeToString()
     stats = pb.DatasetAlleleStats(
         dataset_id="x",
         granularity=pb.GRANULARITY_COUNT,

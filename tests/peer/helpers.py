@@ -115,9 +115,7 @@ SPLIT = {  # node -> dataset -> samples: a cohort split by samples and by datase
 }
 
 
-def samples_truth(
-    merged: Path, samples: list[str], out: Path
-) -> dict[AlleleKey, Truth]:
+def samples_truth(merged: Path, samples: list[str], out: Path) -> dict[AlleleKey, Truth]:
     """bcftools truth over only `samples` of `merged` (what one node of a split holds)."""
     subprocess.run(
         ["bcftools", "view", "-s", ",".join(samples), "-Oz", "-o", str(out), str(merged)],

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64node/v1/peer.proto\x12\nfednode.v1\"v\n\x05\x43ount\x12\r\n\x05value\x18\x01 \x01(\x04\x12-\n\tprecision\x18\x02 \x01(\x0e\x32\x1a.fednode.v1.CountPrecision\x12\r\n\x05lower\x18\x03 \x01(\x04\x12\r\n\x05upper\x18\x04 \x01(\x04\x12\x11\n\tunbounded\x18\x05 \x01(\x08\"A\n\x06\x41llele\x12\x0e\n\x06\x63ontig\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x03\x12\x0b\n\x03ref\x18\x03 \x01(\t\x12\x0b\n\x03\x61lt\x18\x04 \x01(\t\"\x14\n\x12GetNodeInfoRequest\"\x7f\n\x0b\x44\x61tasetInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x61ssembly\x18\x03 \x01(\t\x12\x16\n\x0esecurity_level\x18\x04 \x01(\t\x12,\n\x0bgranularity\x18\x05 \x01(\x0e\x32\x17.fednode.v1.Granularity\"\xf4\x01\n\x08NodeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0corganization\x18\x03 \x01(\t\x12\x18\n\x10software_version\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12)\n\x08\x64\x61tasets\x18\x06 \x03(\x0b\x32\x17.fednode.v1.DatasetInfo\x12\x12\n\nassemblies\x18\x07 \x03(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\x12\x19\n\x11max_batch_alleles\x18\t \x01(\r\x12\x19\n\x11max_message_bytes\x18\n \x01(\r\"S\n\x17\x42\x61tchAlleleStatsRequest\x12#\n\x07\x61lleles\x18\x01 \x03(\x0b\x32\x12.fednode.v1.Allele\x12\x13\n\x0b\x64\x61taset_ids\x18\x02 \x03(\t\"\xd2\x02\n\x12\x44\x61tasetAlleleStats\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12,\n\x0bgranularity\x18\x02 \x01(\x0e\x32\x17.fednode.v1.Granularity\x12\x0e\n\x06\x65xists\x18\x03 \x01(\x08\x12\'\n\x0c\x61llele_count\x18\x04 \x01(\x0b\x32\x11.fednode.v1.Count\x12(\n\rallele_number\x18\x05 \x01(\x0b\x32\x11.fednode.v1.Count\x12\x11\n\tfrequency\x18\x06 \x01(\x01\x12\x37\n\x13\x66requency_precision\x18\x07 \x01(\x0e\x32\x1a.fednode.v1.CountPrecision\x12#\n\x08\x63\x61rriers\x18\x08 \x01(\x0b\x32\x11.fednode.v1.Count\x12&\n\x0bhomozygotes\x18\t \x01(\x0b\x32\x11.fednode.v1.Count\"d\n\x0c\x41lleleResult\x12\"\n\x06\x61llele\x18\x01 \x01(\x0b\x32\x12.fednode.v1.Allele\x12\x30\n\x08\x64\x61tasets\x18\x02 \x03(\x0b\x32\x1e.fednode.v1.DatasetAlleleStats\"E\n\x18\x42\x61tchAlleleStatsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.fednode.v1.AlleleResult\"\xc8\x01\n\x12RegionStatsRequest\x12\x0e\n\x06\x63ontig\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x03\x12\x15\n\rvariant_types\x18\x04 \x03(\t\x12\x1a\n\rmin_frequency\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\rmax_frequency\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0b\x64\x61taset_ids\x18\x07 \x03(\tB\x10\n\x0e_min_frequencyB\x10\n\x0e_max_frequency\"}\n\x12RegionVariantStats\x12\"\n\x06\x61llele\x18\x01 \x01(\x0b\x32\x12.fednode.v1.Allele\x12\x14\n\x0cvariant_type\x18\x02 \x01(\t\x12-\n\x05stats\x18\x03 \x01(\x0b\x32\x1e.fednode.v1.DatasetAlleleStats\"D\n\x10RegionStatsChunk\x12\x30\n\x08variants\x18\x01 \x03(\x0b\x32\x1e.fednode.v1.RegionVariantStats\"S\n\x17\x43ountIndividualsRequest\x12#\n\x07\x61lleles\x18\x01 \x03(\x0b\x32\x12.fednode.v1.Allele\x12\x13\n\x0b\x64\x61taset_ids\x18\x02 \x03(\t\"\x92\x01\n\x16\x44\x61tasetIndividualCount\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12,\n\x0bgranularity\x18\x02 \x01(\x0e\x32\x17.fednode.v1.Granularity\x12\x0e\n\x06\x65xists\x18\x03 \x01(\x08\x12&\n\x0bindividuals\x18\x04 \x01(\x0b\x32\x11.fednode.v1.Count\"P\n\x18\x43ountIndividualsResponse\x12\x34\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\".fednode.v1.DatasetIndividualCount*\x88\x01\n\x0e\x43ountPrecision\x12\x1f\n\x1b\x43OUNT_PRECISION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43OUNT_PRECISION_EXACT\x10\x01\x12\x1b\n\x17\x43OUNT_PRECISION_ROUNDED\x10\x02\x12\x1d\n\x19\x43OUNT_PRECISION_IMPRECISE\x10\x03*r\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x17\n\x13GRANULARITY_BOOLEAN\x10\x01\x12\x15\n\x11GRANULARITY_COUNT\x10\x02\x12\x16\n\x12GRANULARITY_RECORD\x10\x03\x32\xe5\x02\n\x0bPeerService\x12\x43\n\x0bGetNodeInfo\x12\x1e.fednode.v1.GetNodeInfoRequest\x1a\x14.fednode.v1.NodeInfo\x12]\n\x10\x42\x61tchAlleleStats\x12#.fednode.v1.BatchAlleleStatsRequest\x1a$.fednode.v1.BatchAlleleStatsResponse\x12S\n\x11StreamRegionStats\x12\x1e.fednode.v1.RegionStatsRequest\x1a\x1c.fednode.v1.RegionStatsChunk0\x01\x12]\n\x10\x43ountIndividuals\x12#.fednode.v1.CountIndividualsRequest\x1a$.fednode.v1.CountIndividualsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64node/v1/peer.proto\x12\nfednode.v1\"v\n\x05\x43ount\x12\r\n\x05value\x18\x01 \x01(\x04\x12-\n\tprecision\x18\x02 \x01(\x0e\x32\x1a.fednode.v1.CountPrecision\x12\r\n\x05lower\x18\x03 \x01(\x04\x12\r\n\x05upper\x18\x04 \x01(\x04\x12\x11\n\tunbounded\x18\x05 \x01(\x08\"A\n\x06\x41llele\x12\x0e\n\x06\x63ontig\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x03\x12\x0b\n\x03ref\x18\x03 \x01(\t\x12\x0b\n\x03\x61lt\x18\x04 \x01(\t\"\x14\n\x12GetNodeInfoRequest\"\x7f\n\x0b\x44\x61tasetInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x61ssembly\x18\x03 \x01(\t\x12\x16\n\x0esecurity_level\x18\x04 \x01(\t\x12,\n\x0bgranularity\x18\x05 \x01(\x0e\x32\x17.fednode.v1.Granularity\"\xf4\x01\n\x08NodeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0corganization\x18\x03 \x01(\t\x12\x18\n\x10software_version\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12)\n\x08\x64\x61tasets\x18\x06 \x03(\x0b\x32\x17.fednode.v1.DatasetInfo\x12\x12\n\nassemblies\x18\x07 \x03(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\x12\x19\n\x11max_batch_alleles\x18\t \x01(\r\x12\x19\n\x11max_message_bytes\x18\n \x01(\r\"\x86\x01\n\x17\x42\x61tchAlleleStatsRequest\x12#\n\x07\x61lleles\x18\x01 \x03(\x0b\x32\x12.fednode.v1.Allele\x12\x13\n\x0b\x64\x61taset_ids\x18\x02 \x03(\t\x12\x31\n\x0e\x61llele_columns\x18\x03 \x01(\x0b\x32\x19.fednode.v1.AlleleColumns\"L\n\rAlleleColumns\x12\x0f\n\x07\x63ontigs\x18\x01 \x03(\t\x12\x0e\n\x06starts\x18\x02 \x03(\x03\x12\x0c\n\x04refs\x18\x03 \x03(\t\x12\x0c\n\x04\x61lts\x18\x04 \x03(\t\"\x81\x01\n\x0c\x43ountColumns\x12\x0e\n\x06values\x18\x01 \x03(\x04\x12.\n\nprecisions\x18\x02 \x03(\x0e\x32\x1a.fednode.v1.CountPrecision\x12\x0e\n\x06lowers\x18\x03 \x03(\x04\x12\x0e\n\x06uppers\x18\x04 \x03(\x04\x12\x11\n\tunbounded\x18\x05 \x03(\x08\"\xef\x02\n\x13\x44\x61tasetStatsColumns\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12,\n\x0bgranularity\x18\x02 \x01(\x0e\x32\x17.fednode.v1.Granularity\x12\x0e\n\x06\x65xists\x18\x03 \x03(\x08\x12.\n\x0c\x61llele_count\x18\x04 \x01(\x0b\x32\x18.fednode.v1.CountColumns\x12/\n\rallele_number\x18\x05 \x01(\x0b\x32\x18.fednode.v1.CountColumns\x12*\n\x08\x63\x61rriers\x18\x06 \x01(\x0b\x32\x18.fednode.v1.CountColumns\x12-\n\x0bhomozygotes\x18\x07 \x01(\x0b\x32\x18.fednode.v1.CountColumns\x12\x11\n\tfrequency\x18\x08 \x03(\x01\x12\x37\n\x13\x66requency_precision\x18\t \x03(\x0e\x32\x1a.fednode.v1.CountPrecision\"\xd2\x02\n\x12\x44\x61tasetAlleleStats\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12,\n\x0bgranularity\x18\x02 \x01(\x0e\x32\x17.fednode.v1.Granularity\x12\x0e\n\x06\x65xists\x18\x03 \x01(\x08\x12\'\n\x0c\x61llele_count\x18\x04 \x01(\x0b\x32\x11.fednode.v1.Count\x12(\n\rallele_number\x18\x05 \x01(\x0b\x32\x11.fednode.v1.Count\x12\x11\n\tfrequency\x18\x06 \x01(\x01\x12\x37\n\x13\x66requency_precision\x18\x07 \x01(\x0e\x32\x1a.fednode.v1.CountPrecision\x12#\n\x08\x63\x61rriers\x18\x08 \x01(\x0b\x32\x11.fednode.v1.Count\x12&\n\x0bhomozygotes\x18\t \x01(\x0b\x32\x11.fednode.v1.Count\"d\n\x0c\x41lleleResult\x12\"\n\x06\x61llele\x18\x01 \x01(\x0b\x32\x12.fednode.v1.Allele\x12\x30\n\x08\x64\x61tasets\x18\x02 \x03(\x0b\x32\x1e.fednode.v1.DatasetAlleleStats\"w\n\x18\x42\x61tchAlleleStatsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.fednode.v1.AlleleResult\x12\x30\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x1f.fednode.v1.DatasetStatsColumns\"\xc8\x01\n\x12RegionStatsRequest\x12\x0e\n\x06\x63ontig\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x03\x12\x15\n\rvariant_types\x18\x04 \x03(\t\x12\x1a\n\rmin_frequency\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\rmax_frequency\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0b\x64\x61taset_ids\x18\x07 \x03(\tB\x10\n\x0e_min_frequencyB\x10\n\x0e_max_frequency\"}\n\x12RegionVariantStats\x12\"\n\x06\x61llele\x18\x01 \x01(\x0b\x32\x12.fednode.v1.Allele\x12\x14\n\x0cvariant_type\x18\x02 \x01(\t\x12-\n\x05stats\x18\x03 \x01(\x0b\x32\x1e.fednode.v1.DatasetAlleleStats\"D\n\x10RegionStatsChunk\x12\x30\n\x08variants\x18\x01 \x03(\x0b\x32\x1e.fednode.v1.RegionVariantStats\"S\n\x17\x43ountIndividualsRequest\x12#\n\x07\x61lleles\x18\x01 \x03(\x0b\x32\x12.fednode.v1.Allele\x12\x13\n\x0b\x64\x61taset_ids\x18\x02 \x03(\t\"\x92\x01\n\x16\x44\x61tasetIndividualCount\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12,\n\x0bgranularity\x18\x02 \x01(\x0e\x32\x17.fednode.v1.Granularity\x12\x0e\n\x06\x65xists\x18\x03 \x01(\x08\x12&\n\x0bindividuals\x18\x04 \x01(\x0b\x32\x11.fednode.v1.Count\"P\n\x18\x43ountIndividualsResponse\x12\x34\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\".fednode.v1.DatasetIndividualCount*\x88\x01\n\x0e\x43ountPrecision\x12\x1f\n\x1b\x43OUNT_PRECISION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43OUNT_PRECISION_EXACT\x10\x01\x12\x1b\n\x17\x43OUNT_PRECISION_ROUNDED\x10\x02\x12\x1d\n\x19\x43OUNT_PRECISION_IMPRECISE\x10\x03*r\n\x0bGranularity\x12\x1b\n\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x17\n\x13GRANULARITY_BOOLEAN\x10\x01\x12\x15\n\x11GRANULARITY_COUNT\x10\x02\x12\x16\n\x12GRANULARITY_RECORD\x10\x03\x32\xe5\x02\n\x0bPeerService\x12\x43\n\x0bGetNodeInfo\x12\x1e.fednode.v1.GetNodeInfoRequest\x1a\x14.fednode.v1.NodeInfo\x12]\n\x10\x42\x61tchAlleleStats\x12#.fednode.v1.BatchAlleleStatsRequest\x1a$.fednode.v1.BatchAlleleStatsResponse\x12S\n\x11StreamRegionStats\x12\x1e.fednode.v1.RegionStatsRequest\x1a\x1c.fednode.v1.RegionStatsChunk0\x01\x12]\n\x10\x43ountIndividuals\x12#.fednode.v1.CountIndividualsRequest\x1a$.fednode.v1.CountIndividualsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fednode.v1.peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COUNTPRECISION']._serialized_start=1938
-  _globals['_COUNTPRECISION']._serialized_end=2074
-  _globals['_GRANULARITY']._serialized_start=2076
-  _globals['_GRANULARITY']._serialized_end=2190
+  _globals['_COUNTPRECISION']._serialized_start=2620
+  _globals['_COUNTPRECISION']._serialized_end=2756
+  _globals['_GRANULARITY']._serialized_start=2758
+  _globals['_GRANULARITY']._serialized_end=2872
   _globals['_COUNT']._serialized_start=37
   _globals['_COUNT']._serialized_end=155
   _globals['_ALLELE']._serialized_start=157
@@ -45,26 +45,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASETINFO']._serialized_end=373
   _globals['_NODEINFO']._serialized_start=376
   _globals['_NODEINFO']._serialized_end=620
-  _globals['_BATCHALLELESTATSREQUEST']._serialized_start=622
-  _globals['_BATCHALLELESTATSREQUEST']._serialized_end=705
-  _globals['_DATASETALLELESTATS']._serialized_start=708
-  _globals['_DATASETALLELESTATS']._serialized_end=1046
-  _globals['_ALLELERESULT']._serialized_start=1048
-  _globals['_ALLELERESULT']._serialized_end=1148
-  _globals['_BATCHALLELESTATSRESPONSE']._serialized_start=1150
-  _globals['_BATCHALLELESTATSRESPONSE']._serialized_end=1219
-  _globals['_REGIONSTATSREQUEST']._serialized_start=1222
-  _globals['_REGIONSTATSREQUEST']._serialized_end=1422
-  _globals['_REGIONVARIANTSTATS']._serialized_start=1424
-  _globals['_REGIONVARIANTSTATS']._serialized_end=1549
-  _globals['_REGIONSTATSCHUNK']._serialized_start=1551
-  _globals['_REGIONSTATSCHUNK']._serialized_end=1619
-  _globals['_COUNTINDIVIDUALSREQUEST']._serialized_start=1621
-  _globals['_COUNTINDIVIDUALSREQUEST']._serialized_end=1704
-  _globals['_DATASETINDIVIDUALCOUNT']._serialized_start=1707
-  _globals['_DATASETINDIVIDUALCOUNT']._serialized_end=1853
-  _globals['_COUNTINDIVIDUALSRESPONSE']._serialized_start=1855
-  _globals['_COUNTINDIVIDUALSRESPONSE']._serialized_end=1935
-  _globals['_PEERSERVICE']._serialized_start=2193
-  _globals['_PEERSERVICE']._serialized_end=2550
+  _globals['_BATCHALLELESTATSREQUEST']._serialized_start=623
+  _globals['_BATCHALLELESTATSREQUEST']._serialized_end=757
+  _globals['_ALLELECOLUMNS']._serialized_start=759
+  _globals['_ALLELECOLUMNS']._serialized_end=835
+  _globals['_COUNTCOLUMNS']._serialized_start=838
+  _globals['_COUNTCOLUMNS']._serialized_end=967
+  _globals['_DATASETSTATSCOLUMNS']._serialized_start=970
+  _globals['_DATASETSTATSCOLUMNS']._serialized_end=1337
+  _globals['_DATASETALLELESTATS']._serialized_start=1340
+  _globals['_DATASETALLELESTATS']._serialized_end=1678
+  _globals['_ALLELERESULT']._serialized_start=1680
+  _globals['_ALLELERESULT']._serialized_end=1780
+  _globals['_BATCHALLELESTATSRESPONSE']._serialized_start=1782
+  _globals['_BATCHALLELESTATSRESPONSE']._serialized_end=1901
+  _globals['_REGIONSTATSREQUEST']._serialized_start=1904
+  _globals['_REGIONSTATSREQUEST']._serialized_end=2104
+  _globals['_REGIONVARIANTSTATS']._serialized_start=2106
+  _globals['_REGIONVARIANTSTATS']._serialized_end=2231
+  _globals['_REGIONSTATSCHUNK']._serialized_start=2233
+  _globals['_REGIONSTATSCHUNK']._serialized_end=2301
+  _globals['_COUNTINDIVIDUALSREQUEST']._serialized_start=2303
+  _globals['_COUNTINDIVIDUALSREQUEST']._serialized_end=2386
+  _globals['_DATASETINDIVIDUALCOUNT']._serialized_start=2389
+  _globals['_DATASETINDIVIDUALCOUNT']._serialized_end=2535
+  _globals['_COUNTINDIVIDUALSRESPONSE']._serialized_start=2537
+  _globals['_COUNTINDIVIDUALSRESPONSE']._serialized_end=2617
+  _globals['_PEERSERVICE']._serialized_start=2875
+  _globals['_PEERSERVICE']._serialized_end=3232
 # @@protoc_insertion_point(module_scope)

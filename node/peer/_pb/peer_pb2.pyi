@@ -98,12 +98,62 @@ class NodeInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., organization: _Optional[str] = ..., software_version: _Optional[str] = ..., api_version: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetInfo, _Mapping]]] = ..., assemblies: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Iterable[str]] = ..., max_batch_alleles: _Optional[int] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
 
 class BatchAlleleStatsRequest(_message.Message):
-    __slots__ = ("alleles", "dataset_ids")
+    __slots__ = ("alleles", "dataset_ids", "allele_columns")
     ALLELES_FIELD_NUMBER: _ClassVar[int]
     DATASET_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALLELE_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     alleles: _containers.RepeatedCompositeFieldContainer[Allele]
     dataset_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, alleles: _Optional[_Iterable[_Union[Allele, _Mapping]]] = ..., dataset_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    allele_columns: AlleleColumns
+    def __init__(self, alleles: _Optional[_Iterable[_Union[Allele, _Mapping]]] = ..., dataset_ids: _Optional[_Iterable[str]] = ..., allele_columns: _Optional[_Union[AlleleColumns, _Mapping]] = ...) -> None: ...
+
+class AlleleColumns(_message.Message):
+    __slots__ = ("contigs", "starts", "refs", "alts")
+    CONTIGS_FIELD_NUMBER: _ClassVar[int]
+    STARTS_FIELD_NUMBER: _ClassVar[int]
+    REFS_FIELD_NUMBER: _ClassVar[int]
+    ALTS_FIELD_NUMBER: _ClassVar[int]
+    contigs: _containers.RepeatedScalarFieldContainer[str]
+    starts: _containers.RepeatedScalarFieldContainer[int]
+    refs: _containers.RepeatedScalarFieldContainer[str]
+    alts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, contigs: _Optional[_Iterable[str]] = ..., starts: _Optional[_Iterable[int]] = ..., refs: _Optional[_Iterable[str]] = ..., alts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CountColumns(_message.Message):
+    __slots__ = ("values", "precisions", "lowers", "uppers", "unbounded")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    PRECISIONS_FIELD_NUMBER: _ClassVar[int]
+    LOWERS_FIELD_NUMBER: _ClassVar[int]
+    UPPERS_FIELD_NUMBER: _ClassVar[int]
+    UNBOUNDED_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[int]
+    precisions: _containers.RepeatedScalarFieldContainer[CountPrecision]
+    lowers: _containers.RepeatedScalarFieldContainer[int]
+    uppers: _containers.RepeatedScalarFieldContainer[int]
+    unbounded: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, values: _Optional[_Iterable[int]] = ..., precisions: _Optional[_Iterable[_Union[CountPrecision, str]]] = ..., lowers: _Optional[_Iterable[int]] = ..., uppers: _Optional[_Iterable[int]] = ..., unbounded: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class DatasetStatsColumns(_message.Message):
+    __slots__ = ("dataset_id", "granularity", "exists", "allele_count", "allele_number", "carriers", "homozygotes", "frequency", "frequency_precision")
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    ALLELE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ALLELE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CARRIERS_FIELD_NUMBER: _ClassVar[int]
+    HOMOZYGOTES_FIELD_NUMBER: _ClassVar[int]
+    FREQUENCY_FIELD_NUMBER: _ClassVar[int]
+    FREQUENCY_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    granularity: Granularity
+    exists: _containers.RepeatedScalarFieldContainer[bool]
+    allele_count: CountColumns
+    allele_number: CountColumns
+    carriers: CountColumns
+    homozygotes: CountColumns
+    frequency: _containers.RepeatedScalarFieldContainer[float]
+    frequency_precision: _containers.RepeatedScalarFieldContainer[CountPrecision]
+    def __init__(self, dataset_id: _Optional[str] = ..., granularity: _Optional[_Union[Granularity, str]] = ..., exists: _Optional[_Iterable[bool]] = ..., allele_count: _Optional[_Union[CountColumns, _Mapping]] = ..., allele_number: _Optional[_Union[CountColumns, _Mapping]] = ..., carriers: _Optional[_Union[CountColumns, _Mapping]] = ..., homozygotes: _Optional[_Union[CountColumns, _Mapping]] = ..., frequency: _Optional[_Iterable[float]] = ..., frequency_precision: _Optional[_Iterable[_Union[CountPrecision, str]]] = ...) -> None: ...
 
 class DatasetAlleleStats(_message.Message):
     __slots__ = ("dataset_id", "granularity", "exists", "allele_count", "allele_number", "frequency", "frequency_precision", "carriers", "homozygotes")
@@ -136,10 +186,12 @@ class AlleleResult(_message.Message):
     def __init__(self, allele: _Optional[_Union[Allele, _Mapping]] = ..., datasets: _Optional[_Iterable[_Union[DatasetAlleleStats, _Mapping]]] = ...) -> None: ...
 
 class BatchAlleleStatsResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "columns")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[AlleleResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[AlleleResult, _Mapping]]] = ...) -> None: ...
+    columns: _containers.RepeatedCompositeFieldContainer[DatasetStatsColumns]
+    def __init__(self, results: _Optional[_Iterable[_Union[AlleleResult, _Mapping]]] = ..., columns: _Optional[_Iterable[_Union[DatasetStatsColumns, _Mapping]]] = ...) -> None: ...
 
 class RegionStatsRequest(_message.Message):
     __slots__ = ("contig", "start", "end", "variant_types", "min_frequency", "max_frequency", "dataset_ids")
