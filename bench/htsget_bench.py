@@ -117,7 +117,7 @@ def start_nginx(work: Path, root: Path, port: int) -> subprocess.Popen[bytes]:
         f"{user}daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n"
         f"error_log {prefix}/logs/e.log;\n"
         "events { worker_connections 64; }\n"
-        "http { access_log off; sendfile on; tcp_nopush on;\n"
+        "http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;\n"
         f"  server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n"
     )
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"

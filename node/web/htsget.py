@@ -248,8 +248,9 @@ async def _store_answer(request: web.Request, req: HtsgetRequest) -> web.Respons
     if req.id not in await asyncio.to_thread(registry.ids):
         raise NotFound(f"no variants with id {req.id!r}")
     await _check_access(request, req.id)
-    store = await asyncio.to_thread(registry.store, req.id)
-    regions = await asyncio.to_thread(store_regions, store, req.regions)
+    regions = await asyncio.to_thread(
+        lambda: store_regions(registry.store(req.id), req.regions)
+    )  # one thread hop for both
     claims = {
         "k": "g",
         "d": req.id,

@@ -3,6 +3,7 @@ CORS, Range on blocks, signed block URLs, access by dataset security level."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -200,6 +201,25 @@ async def test_service_info(http: aiohttp.ClientSession) -> None:
         # fields/tags are not applied to byte ranges, and the node says so.
         assert info["htsget"]["fieldsParameterEffective"] is False
         assert info["htsget"]["tagsParametersEffective"] is False
+    # ... and it is true: asking for fewer fields and no tags gives the same blocks.
+    region = "?referenceName=11&start=5000000&end=5001000"
+    plain = _claims(await ticket_of(await http.get(READS + region)))
+    narrowed = _claims(await ticket_of(await http.get(READS + region + "&fields=QNAME&tags=")))
+    assert narrowed == plain and len(plain) >= 3
+
+
+def _claims(ticket: dict[str, Any]) -> list[object]:
+    """Each block of a ticket: a data URI as is, a block URL as its signed claims."""
+    out: list[object] = []
+    for entry in ticket["htsget"]["urls"]:
+        url = str(entry["url"])
+        if url.startswith("data:"):
+            out.append(url)
+            continue
+        part = url.rsplit("/", 1)[1].split(".")[0]
+        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        out.append({k: v for k, v in claims.items() if k != "x"})
+    return out
 
 
 async def test_cors_preflight_and_simple(http: aiohttp.ClientSession) -> None:
