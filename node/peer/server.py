@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,9 +24,9 @@ import grpc
 from node import __version__
 from node.auth.policy import effective_granularity
 from node.config import Settings
-from node.domain import AlleleKey, AlleleStats, Region, Variant
+from node.domain import AlleleKey, AlleleStats, Variant
 from node.errors import InvalidInput, NotFound
-from node.names import Granularity, VariantType
+from node.names import Granularity
 from node.peer import columns, messages
 from node.peer._pb import peer_pb2 as pb
 from node.peer._pb import peer_pb2_grpc as pb_grpc
@@ -34,9 +34,9 @@ from node.peer.accounting import Accounting, Answer
 from node.peer.auth import Caller, CoordinatorVerifier, bearer_token
 from node.peer.carriers import carriers_of_all
 from node.peer.guard import BoundedGuard, CountGuard
+from node.peer.regions import frequency_filter, variant_batches, variant_types
 from node.peer.status import streaming as _streaming
 from node.peer.status import unary as _unary
-from node.store.base import VariantStore
 from node.store.registry import DatasetRegistry
 
 __all__ = ["API_VERSION", "CAPABILITIES", "PeerServer", "PeerServicer", "start_peer_server"]
@@ -44,7 +44,6 @@ __all__ = ["API_VERSION", "CAPABILITIES", "PeerServer", "PeerServicer", "start_p
 API_VERSION = "v1"
 CAPABILITIES = ("node_info", "allele_stats", "region_stats", "individual_counts")
 STATS_CHUNK = 1000  # alleles per store call: the unit of cancellation
-REGION_CHUNK = 500  # variants per streamed message
 MAX_INDIVIDUAL_ALLELES = 100
 
 log = logging.getLogger("fednode.peer")
@@ -178,15 +177,15 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
     ) -> AsyncIterator[pb.RegionStatsChunk]:
         caller = self._authenticate(context)
         region = messages.region(request.contig, request.start, request.end)
-        types = _variant_types(request.variant_types)
+        types = variant_types(request.variant_types)
         visible = await self._visible(caller, request.dataset_ids)
-        keep = _frequency_filter(request)
+        keep = frequency_filter(request)
         deadline = asyncio.get_running_loop().time() + self._time_left(context)
         sent = 0
         for dataset_id, granularity in visible:
             store = await asyncio.to_thread(self._registry.store, dataset_id)
             individuals = await self._individuals_in(dataset_id)
-            async for batch in _variant_batches(store, region, types, deadline):
+            async for batch in variant_batches(store, region, types, deadline):
                 chunk = [self._region_variant(dataset_id, granularity, v) for v in batch]
                 chunk = [c for c in chunk if keep(c.stats)]
                 if chunk:
@@ -281,65 +280,6 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
     async def _individuals_in(self, dataset_id: str) -> int:
         store = await asyncio.to_thread(self._registry.store, dataset_id)
         return len(store.samples)
-
-
-def _variant_types(names: Sequence[str]) -> frozenset[VariantType] | None:
-    if not names:
-        return None
-    try:
-        return frozenset(VariantType(n.upper()) for n in names)
-    except ValueError as exc:
-        raise InvalidInput(f"unknown variant type in {list(names)}") from exc
-
-
-def _frequency_filter(request: pb.RegionStatsRequest) -> Callable[[pb.DatasetAlleleStats], bool]:
-    """Filter on the frequency as reported (after the guard), so a filter cannot be used
-    to bisect a suppressed count."""
-    lo = request.min_frequency if request.HasField("min_frequency") else None
-    hi = request.max_frequency if request.HasField("max_frequency") else None
-    if lo is None and hi is None:
-        return lambda stats: True
-
-    def keep(stats: pb.DatasetAlleleStats) -> bool:
-        if stats.granularity == pb.GRANULARITY_BOOLEAN:
-            return False  # no frequency may be disclosed, so none can be filtered on
-        f = stats.frequency
-        return (lo is None or f >= lo) and (hi is None or f <= hi)
-
-    return keep
-
-
-async def _variant_batches(
-    store: VariantStore,
-    region: Region,
-    types: frozenset[VariantType] | None,
-    deadline: float,
-) -> AsyncIterator[list[Variant]]:
-    """The store's variants in batches, each read in a worker thread before the deadline."""
-    iterator: Iterator[Variant] = store.variants(region, variant_types=types)
-    loop = asyncio.get_running_loop()
-    try:
-        while True:
-            async with asyncio.timeout_at(deadline):
-                batch = await asyncio.to_thread(_take, iterator, REGION_CHUNK)
-            if not batch:
-                return
-            yield batch
-            if loop.time() >= deadline:
-                raise TimeoutError
-    finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            close()
-
-
-def _take(iterator: Iterator[Variant], n: int) -> list[Variant]:
-    out = []
-    for item in iterator:
-        out.append(item)
-        if len(out) == n:
-            break
-    return out
 
 
 @dataclass
