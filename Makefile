@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 # Debian packages the tests compare against (bcftools/samtools are the independent truth).
 debian-tools:
 	@missing=""; for pair in bcftools:bcftools samtools:samtools tabix:tabix chromium:chromium \
-	    nginx:nginx node:nodejs npm:npm; do \
+	    nginx:nginx node:nodejs npm:npm redis-server:redis-server; do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

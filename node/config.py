@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,9 +50,9 @@ class _Section(BaseModel):
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    max_body_bytes: int = Field(1 << 20, gt=0, description="largest accepted request body")
-    request_timeout_s: float = Field(30.0, gt=0)
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1 << 20, gt=0, description="largest accepted request body")
+    request_timeout_s: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
 
 
@@ -146,12 +146,31 @@ class BudgetSettings(_Section):
     """Per-requester disclosure budget (see node/privacy/budget.py)."""
 
     enabled: bool = True
+    # Where budgets live: "sqlite" (`path`, one host or a shared volume) or "redis"
+    # (`redis_url`, replicas on several hosts share one server).
+    backend: Literal["sqlite", "redis"] = "sqlite"
     path: str = Field(default="budget.sqlite3", description="SQLite file, relative to home")
+    redis_url: str | None = Field(
+        default=None, description="redis://[user:password@]host:port/db; never logged"
+    )
+    redis_prefix: str = Field(default="fednode:budget:", min_length=1)
     # Shringarpure-Bustamante log-likelihood ratio (nats) a requester may accumulate.
-    max_llr: float = Field(default=25.0, gt=0)
+    # A "yes" on an allele with c copies besides the target's is worth about
+    # D_N = (1-f)^(2N) = e^-c nats, so a budget of e^-20 (2e-9) admits, over a whole
+    # window, only answers about alleles carried ~20 times or more besides the target:
+    # at N = 1,000 that is the evidence of one "yes" at AF 1% (1.9e-9). Rarer alleles,
+    # and every "no" under strict pricing (0.29-0.46 nats), are refused: this is what
+    # holds the rarest-first attack at its false-positive rate (docs/decisions.md).
+    max_llr: float = Field(default=2e-9, gt=0)
     max_epsilon: float = Field(default=10.0, gt=0)
     window_s: int | None = Field(default=30 * 24 * 3600, gt=0, description="None: lifetime")
     sequencing_error: float = Field(default=1e-6, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> BudgetSettings:
+        if self.enabled and self.backend == "redis" and not self.redis_url:
+            raise ValueError("privacy.budget.backend = 'redis' needs privacy.budget.redis_url")
+        return self
 
 
 class PrivacySettings(_Section):
@@ -165,8 +184,9 @@ class PrivacySettings(_Section):
     # Strict pricing against the SB attack (tests/privacy/test_reidentification.py): a
     # "no" on a variant query is charged like a "yes" on a singleton (the "no"s
     # non-members get are the attack's contrast), and rarity is judged without the
-    # target's own copies. Off: a "yes" is priced at the dataset's allele frequency.
-    strict_pricing: bool = False
+    # target's own copies. Off (not safe against the rarest-first attack): a "yes" is
+    # priced at the dataset's allele frequency and "no" answers are free.
+    strict_pricing: bool = True
     # Anonymous requesters are budgeted per client address: the TCP peer, or this header
     # when a trusted reverse proxy sets it (and strips any the client sent).
     client_address_header: str | None = Field(
@@ -193,7 +213,7 @@ class PeerCoordinatorSettings(_Section):
     public_key: str | None = Field(default=None, description="PEM public key (inline)")
     public_key_file: str | None = Field(default=None, description="PEM file, relative to home")
     algorithms: list[Literal["RS256", "ES256"]] = Field(
-        default_factory=lambda: ["ES256"], min_length=1
+        default_factory=lambda: list[Literal["RS256", "ES256"]](["ES256"]), min_length=1
     )
     tls_subject: str | None = None
     level: SecurityLevel = SecurityLevel.REGISTERED

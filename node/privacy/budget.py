@@ -9,10 +9,11 @@ revealing answer to the requester and refusing once the budget is spent:
   target is in the dataset (`membership_llr`, nats);
 - a noised count is charged its ε (sequential composition: ε adds up).
 
-Budgets live in SQLite (WAL): they survive restarts and can be shared by replicas on one
-host or a shared volume that supports POSIX locks. Check-and-charge is a single
-`BEGIN IMMEDIATE` transaction, so concurrent processes cannot both spend the last unit.
-A Redis backend for replicas on several hosts is not implemented.
+Budgets live in SQLite (WAL) by default: they survive restarts and can be shared by
+replicas on one host or a shared volume that supports POSIX locks. Check-and-charge is a
+single `BEGIN IMMEDIATE` transaction, so concurrent processes cannot both spend the last
+unit. Replicas on several hosts share a Redis server instead (node/privacy/redis_budget.py,
+`privacy.budget.backend = "redis"`); `open_budget` picks the configured store.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ __all__ = [
     "Charge",
     "SQLiteBudget",
     "beta_prior_llr",
+    "check_fits",
     "membership_llr",
+    "open_budget",
 ]
 
 _SLACK = 1e-9  # float sums: never refuse a charge that fits exactly
@@ -111,6 +114,22 @@ class Balance:
         return max(0.0, self.epsilon_limit - self.epsilon_spent)
 
 
+def check_fits(balance: Balance, charge: Charge, window_s: float | None) -> None:
+    """Raise BudgetExhausted unless `charge` fits in what `balance` has left."""
+    over_llr = balance.llr_spent + charge.llr > balance.llr_limit + _SLACK
+    over_eps = balance.epsilon_spent + charge.epsilon > balance.epsilon_limit + _SLACK
+    if over_llr or over_eps:
+        when = (
+            f"; it is restored as charges older than {window_s:g} s expire"
+            if window_s is not None
+            else ""
+        )
+        raise BudgetExhausted(
+            "privacy budget exhausted: this answer would reveal more about individuals "
+            f"than your remaining budget allows{when}"
+        )
+
+
 class BudgetStore(Protocol):
     def charge(self, requester_id: str, charge: Charge) -> Balance: ...
     def balance(self, requester_id: str) -> Balance: ...
@@ -173,7 +192,7 @@ class SQLiteBudget:
             try:
                 balance = self._balance(requester_id, now)
                 if charge:
-                    self._check(balance, charge)
+                    check_fits(balance, charge, self.window_s)
                     self._db.execute(
                         "INSERT INTO charges VALUES (?, ?, ?, ?)",
                         (requester_id, now, charge.llr, charge.epsilon),
@@ -209,23 +228,18 @@ class SQLiteBudget:
         ).fetchone()
         return Balance(float(llr), self.max_llr, float(eps), self.max_epsilon)
 
-    def _check(self, balance: Balance, charge: Charge) -> None:
-        over_llr = balance.llr_spent + charge.llr > self.max_llr + _SLACK
-        over_eps = balance.epsilon_spent + charge.epsilon > self.max_epsilon + _SLACK
-        if over_llr or over_eps:
-            when = (
-                f"; it is restored as charges older than {self.window_s:g} s expire"
-                if self.window_s is not None
-                else ""
-            )
-            raise BudgetExhausted(
-                "privacy budget exhausted: this answer would reveal more about individuals "
-                f"than your remaining budget allows{when}"
-            )
-
     def _prune(self, requester_id: str, now: float) -> None:
         if self.window_s is not None:
             self._db.execute(
                 "DELETE FROM charges WHERE requester = ? AND at <= ?",
                 (requester_id, self._since(now)),
             )
+
+
+def open_budget(settings: BudgetSettings, *, home: Path) -> BudgetStore:
+    """The configured budget store: SQLite under `home`, or the Redis server."""
+    if settings.backend == "redis":
+        from node.privacy.redis_budget import RedisBudget
+
+        return RedisBudget.from_settings(settings)
+    return SQLiteBudget.from_settings(settings, home=home)

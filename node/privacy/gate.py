@@ -40,7 +40,7 @@ from node.config import PrivacySettings, Settings
 from node.domain import AlleleStats, Principal
 from node.names import CountPrecision, Granularity
 from node.privacy.audit import AuditLog
-from node.privacy.budget import BudgetStore, Charge, SQLiteBudget, membership_llr
+from node.privacy.budget import BudgetStore, Charge, membership_llr, open_budget
 from node.privacy.guard import CountGuard, GuardedCount, disclosure
 
 __all__ = ["DisclosureGate", "Ledger", "anonymous_key"]
@@ -75,14 +75,18 @@ class Ledger:
         alleles: Sequence[AlleleStats] = (),
         individuals: int = 0,
         people: bool = False,
+        entitled: Granularity | None = None,
     ) -> GuardedCount:
         """The reportable form of `n` for `dataset_id`, after charging what it reveals.
 
         `alleles`: statistics of the matched alleles (variant answers); `individuals`:
-        people in the dataset (the N of the likelihood ratio); `people`: `n` counts people.
+        people in the dataset (the N of the likelihood ratio); `people`: `n` counts people;
+        `entitled`: the most this requester may see of the dataset. A requester entitled to
+        records is not charged, whatever granularity it asked for: it could read them.
         """
         guarded = self.gate.guard(n, people=people, upper=individuals or None)
-        charge = self.gate.price(alleles, granularity, individuals, guarded, people=people)
+        priced_at = Granularity.RECORD if entitled is Granularity.RECORD else granularity
+        charge = self.gate.price(alleles, priced_at, individuals, guarded, people=people)
         self.gate.spend(self.requester, charge)
         self.llr += charge.llr
         self.epsilon += charge.epsilon
@@ -117,7 +121,7 @@ class DisclosureGate:
     def from_settings(cls, settings: Settings) -> DisclosureGate:
         privacy = settings.privacy
         budget = (
-            SQLiteBudget.from_settings(privacy.budget, home=settings.home)
+            open_budget(privacy.budget, home=settings.home)
             if privacy.budget.enabled
             else None
         )

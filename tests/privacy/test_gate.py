@@ -41,9 +41,37 @@ ONE = sb_yes_llr(3 / (2 * N))  # a "yes" on RARE, priced at the dataset's freque
 
 
 def gate(tmp_path: Path, *, max_llr: float = 25.0, audit: bool = False) -> DisclosureGate:
+    """Lenient pricing (a "yes" priced at the dataset's frequency, "no" free)."""
     budget = SQLiteBudget(tmp_path / "b.sqlite3", max_llr=max_llr, max_epsilon=10.0)
     log = AuditLog(tmp_path / "audit.jsonl", fsync=False) if audit else None
-    return DisclosureGate(PrivacySettings(), budget=budget, audit=log)
+    return DisclosureGate(PrivacySettings(strict_pricing=False), budget=budget, audit=log)
+
+
+def test_defaults_are_strict_with_a_budget_below_any_no(tmp_path: Path) -> None:
+    defaults = PrivacySettings()
+    assert defaults.strict_pricing and defaults.budget.enabled
+    limit = defaults.budget.max_llr
+    # Power of any test on one requester's answers <= FPR * exp(budget): <= 5.3% at 5%.
+    assert 0.05 * math.exp(limit) <= 0.053
+    # A "no" must never fit in a fresh default budget, whatever the dataset's size.
+    for n in (1, 2, 5, 10, 100, 1000, 10**4, 10**6):
+        assert sb_yes_llr(1 / (2 * n), n) > limit
+
+
+def test_default_gate_answers_common_alleles_and_refuses_no_and_rare(tmp_path: Path) -> None:
+    budget = SQLiteBudget(tmp_path / "b.sqlite3", max_llr=PrivacySettings().budget.max_llr,
+                          max_epsilon=10.0)
+    g = DisclosureGate(PrivacySettings(), budget=budget, audit=None)
+    ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
+    for _ in range(50):
+        out = ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[COMMON],
+                             individuals=N)
+        assert (out.value, out.precision) == (1, CountPrecision.EXACT)
+    for refused in ([RARE], [stats(1, 1)], []):
+        with pytest.raises(BudgetExhausted):
+            ledger.release(len(refused), "d", granularity=Granularity.BOOLEAN,
+                           alleles=refused, individuals=N)
+    assert ledger.llr == 0.0
 
 
 def test_people_counts_below_k_are_imprecise_never_exact(tmp_path: Path) -> None:
@@ -136,8 +164,8 @@ def test_strict_pricing_judges_rarity_without_the_targets_copies(tmp_path: Path)
     # then absent: its "yes" is worth log(1/δ).
     budget = SQLiteBudget(tmp_path / "b.sqlite3", max_llr=100.0, max_epsilon=10.0)
     strict = DisclosureGate(PrivacySettings(strict_pricing=True), budget=budget, audit=None)
-    default = gate(tmp_path / "default")
-    for g, expected in ((strict, sb_yes_llr(18 / (2 * N - 2))), (default, 0.0)):
+    lenient = gate(tmp_path / "lenient")
+    for g, expected in ((strict, sb_yes_llr(18 / (2 * N - 2))), (lenient, 0.0)):
         ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
         ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[stats(20, 19)],
                        individuals=N)
@@ -146,3 +174,18 @@ def test_strict_pricing_judges_rarity_without_the_targets_copies(tmp_path: Path)
     ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[stats(1, 1)],
                    individuals=N)
     assert ledger.llr == pytest.approx(-math.log(DELTA))
+
+
+def test_requesters_entitled_to_records_are_not_charged(tmp_path: Path) -> None:
+    budget = SQLiteBudget(tmp_path / "b.sqlite3", max_llr=1e-12, max_epsilon=10.0)
+    g = DisclosureGate(PrivacySettings(), budget=budget, audit=None)
+    ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
+    for granularity in (Granularity.BOOLEAN, Granularity.COUNT):
+        ledger.release(1, "d", granularity=granularity, alleles=[stats(1, 1)], individuals=N,
+                       entitled=Granularity.RECORD)
+        ledger.release(0, "d", granularity=granularity, individuals=N,
+                       entitled=Granularity.RECORD)
+    assert ledger.llr == 0.0
+    with pytest.raises(BudgetExhausted):  # the same answers at a count entitlement
+        ledger.release(1, "d", granularity=Granularity.COUNT, alleles=[stats(1, 1)],
+                       individuals=N, entitled=Granularity.COUNT)

@@ -61,6 +61,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> MemoryStore:
 
 
 def app_settings(home: Path, max_llr: float, **privacy: Any) -> Settings:
+    # Lenient pricing unless a test asks otherwise: a "yes" costs its SB evidence at the
+    # dataset's frequency, which the expected charges below are computed from.
+    privacy.setdefault("strict_pricing", False)
     return Settings(
         home=home,
         datasets={"ds": PUBLIC_COUNT},
@@ -174,3 +177,18 @@ async def test_small_people_counts_are_never_exact(
                summary.get("countAdjustedTo"))
         assert got == expected
         await client.close()
+
+
+async def test_default_settings_answer_common_alleles_and_refuse_no_and_singletons(
+    aiohttp_client: Client, tmp_path: Path, store: MemoryStore
+) -> None:
+    settings = Settings(home=tmp_path, datasets={"ds": PUBLIC_COUNT},
+                        audit=AuditSettings(fsync=False))
+    client = await client_for(aiohttp_client, settings, store)
+    for _ in range(3):
+        status, doc = await ask(client, COMMON, "203.0.113.1")
+        assert status == 200 and doc["responseSummary"]["exists"] is True
+    absent = allele(300, "G", "A")
+    for params in (RARE, absent):
+        status, doc = await ask(client, params, "203.0.113.1")
+        assert status == 403 and "budget" in doc["error"]["errorMessage"]

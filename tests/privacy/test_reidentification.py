@@ -48,7 +48,6 @@ LENGTH_MB = 8
 VICTIMS = 40
 RAREST, RANDOM = 30, 40  # queries per victim
 FPR = 0.05
-BUDGET = 1e-9  # nats per requester
 PUBLIC_BOOLEAN = DatasetSettings(
     assembly="GRCh38",
     security_level=SecurityLevel.PUBLIC,
@@ -129,7 +128,7 @@ def power(members: list[Outcome], non_members: list[Outcome]) -> float:
 async def test_without_defences_the_attack_identifies_members(
     aiohttp_client: Client, tmp_path: Path, cohort: Cohort
 ) -> None:
-    off = PrivacySettings(min_count=1, budget=BudgetSettings(enabled=False),
+    off = PrivacySettings(min_count=1, strict_pricing=False, budget=BudgetSettings(enabled=False),
                           client_address_header="X-Forwarded-For")
     client = await node(aiohttp_client, tmp_path, cohort.store, off)
     members, non_members, _ = await run(client, cohort, "rarest")
@@ -143,10 +142,11 @@ async def test_without_defences_the_attack_identifies_members(
 async def test_with_defences_power_stays_at_the_false_positive_rate(
     aiohttp_client: Client, tmp_path: Path, cohort: Cohort
 ) -> None:
-    # k = 5; every answer that could reveal membership (a rare "yes", or a "no") charged;
-    # a budget too small for any of them: what it takes to hold the attack at the FPR.
-    on = PrivacySettings(client_address_header="X-Forwarded-For", strict_pricing=True,
-                         budget=BudgetSettings(max_llr=BUDGET))
+    # The DEFAULT privacy settings (strict pricing, the default budget); only the
+    # client-address header, so that each victim has its own attacker identity.
+    on = PrivacySettings(client_address_header="X-Forwarded-For")
+    assert on.model_dump(exclude={"client_address_header"}) == PrivacySettings().model_dump(
+        exclude={"client_address_header"})
     client = await node(aiohttp_client, tmp_path, cohort.store, on)
     for order in ("rarest", "random"):
         members, non_members, queries = await run(client, cohort, order)
