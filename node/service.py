@@ -143,7 +143,7 @@ def release_count(
         return ReleasedCount(n)
     guarded = ledger.release(
         n, dataset.id, granularity=granularity or dataset.granularity, alleles=alleles,
-        individuals=individuals, people=people)
+        individuals=individuals, people=people, entitled=dataset.granularity)
     return ReleasedCount(guarded.value, guarded.precision.value, guarded.adjusted_to)
 
 
