@@ -1,0 +1,100 @@
+"""Retries: only UNAVAILABLE is retried, with backoff, and never past the deadline; a
+peer's own `timeout_s` bounds its calls within the whole call's deadline."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+import yaml
+
+from node.domain import AlleleKey
+from node.peer.coordinator import Coordinator
+from node.peer.peers import load_peers
+from tests.peer import fakes
+from tests.peer.helpers import write_peers
+
+KEYS = [AlleleKey("1", 100, "A", "C")]
+
+
+def _counting(code: grpc.StatusCode) -> tuple[list[float], fakes.Handler]:
+    calls: list[float] = []
+
+    async def handler(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        calls.append(time.monotonic())
+        await context.abort(code, "try later")
+        return b""
+
+    return calls, handler
+
+
+def _peers(tmp_path, key, ports: dict[str, int], deadline: float, **extra: Any):
+    path = write_peers(tmp_path, key, ports, deadline_s=deadline)
+    doc = yaml.safe_load(path.read_text())
+    doc.update(extra.pop("top", {}))
+    for peer in doc["peers"]:
+        peer.update(extra.get(peer["id"], {}))
+    path.write_text(yaml.safe_dump(doc))
+    return load_peers(path)
+
+
+async def _ask(peers) -> tuple[Any, float]:
+    coordinator = Coordinator(peers)
+    started = time.monotonic()
+    try:
+        return await coordinator.allele_stats(KEYS), time.monotonic() - started
+    finally:
+        await coordinator.close()
+
+
+async def test_only_unavailable_is_retried_with_backoff(tmp_path, coordinator_key):
+    unavailable, flaky = _counting(grpc.StatusCode.UNAVAILABLE)
+    internal, broken = _counting(grpc.StatusCode.INTERNAL)
+    servers = [await fakes.start_fake(h) for h in (flaky, broken)]
+    try:
+        peers = _peers(
+            tmp_path,
+            coordinator_key,
+            {"flaky": servers[0][1], "broken": servers[1][1]},
+            5.0,
+            top={"max_attempts": 3},
+        )
+        result, _ = await _ask(peers)
+    finally:
+        for server, _ in servers:
+            await server.stop(0)
+    assert {n.node_id: n.status for n in result.nodes} == {
+        "flaky": "UNAVAILABLE",
+        "broken": "INTERNAL",
+    }
+    assert len(unavailable) == 3 and len(internal) == 1
+
+
+async def test_retries_stop_at_the_deadline(tmp_path, coordinator_key):
+    unavailable, flaky = _counting(grpc.StatusCode.UNAVAILABLE)
+    server, port = await fakes.start_fake(flaky)
+    deadline = 0.25
+    try:
+        peers = _peers(
+            tmp_path, coordinator_key, {"flaky": port}, deadline, top={"max_attempts": 5}
+        )
+        result, elapsed = await _ask(peers)
+    finally:
+        await server.stop(0)
+    assert elapsed < deadline + 0.15
+    assert result.nodes[0].status in {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
+    assert all(t - unavailable[0] < deadline for t in unavailable)
+
+
+async def test_a_peer_timeout_bounds_that_peer_only(tmp_path, coordinator_key, three_nodes):
+    hung, port = await fakes.start_fake(fakes.hang)
+    try:
+        ports = {"node-a": three_nodes["node-a"], "hung": port}
+        peers = _peers(tmp_path, coordinator_key, ports, 5.0, hung={"timeout_s": 0.3})
+        result, elapsed = await _ask(peers)
+    finally:
+        await hung.stop(0)
+    assert elapsed < 0.3 + 0.5  # not the 5 s deadline of the whole call
+    status = {n.node_id: n.status for n in result.nodes}
+    assert status == {"node-a": "OK", "hung": "DEADLINE_EXCEEDED"}
