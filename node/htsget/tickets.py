@@ -24,16 +24,16 @@ def data_uri(data: bytes) -> str:
 
 
 def file_ticket(
-    req: HtsgetRequest, layout: Layout, url_for: UrlFor, *, io: bool = True
+    req: HtsgetRequest, layout: Layout, url_for: UrlFor, *, max_reads: int | None = None
 ) -> dict[str, Any]:
     """The ticket of `req` on an indexed file; `url_for` turns a span into a block URL.
 
-    `io=False`: only from what the layout has cached, else `BlockMiss` (reads nothing).
+    `max_reads`: how many uncached blocks it may read (None: any), else `BlockMiss`.
     """
     header = [_url(seg, url_for, "header") for seg in layout.header]
     if req.header_only:
         return ticket(req.format, header)
-    body = layout.body(req.regions or (Query(None),), io=io)
+    body = layout.body(req.regions or (Query(None),), max_reads=max_reads)
     urls = header + [_url(seg, url_for, "body") for seg in body]
     if layout.eof:
         urls.append({"url": data_uri(layout.eof), "class": "body"})

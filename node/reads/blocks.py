@@ -3,8 +3,8 @@
 Cutting a chunk at a block boundary needs the block's compressed size (its header) and
 where whole records start inside it (its content, decompressed: most of a ticket's cost).
 Both are fixed for one version of a file, so they are kept with the file's layout; a ticket
-whose blocks are all known is computed without reading or decompressing anything, which
-lets the server answer it on the event loop instead of a worker thread.
+whose blocks are all known is computed without reading or decompressing anything, and one
+that needs at most a couple of blocks is cheap enough for the server's event loop.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ TextOrBinary = Literal["BAM", "BCF", "VCF", "CRAM"]
 
 
 class BlockMiss(Exception):
-    """A block is not in the cache and the caller asked not to read the file."""
+    """A block is not in the cache and the caller's budget of block reads is spent."""
 
 
 def records_reach(fmt: TextOrBinary, data: bytes, pos: int, target: int) -> bool:
@@ -109,11 +109,13 @@ class BlockCache:
 
 
 class BlockSource:
-    """A file's blocks for one ticket: facts from the cache, the file read only on a miss
-    (and not at all with `io=False`: `BlockMiss` then says the ticket needs the file)."""
+    """A file's blocks for one ticket: facts from the cache, the file read only on a miss,
+    at most `max_reads` times (None: no limit); past that, `BlockMiss`."""
 
-    def __init__(self, path: Path, fmt: TextOrBinary, cache: BlockCache, *, io: bool) -> None:
-        self.path, self.format, self._cache, self._io = path, fmt, cache, io
+    def __init__(
+        self, path: Path, fmt: TextOrBinary, cache: BlockCache, *, max_reads: int | None
+    ) -> None:
+        self.path, self.format, self._cache, self._budget = path, fmt, cache, max_reads
         self._fh: BinaryIO | None = None
         self._data: dict[int, bytes] = {}  # decompressed during this ticket only
 
@@ -142,8 +144,10 @@ class BlockSource:
         return records_reach(self.format, self.data(offset), pos, target)
 
     def _read(self, offset: int) -> tuple[Block, bytes]:
-        if not self._io:
-            raise BlockMiss(offset)
+        if self._budget is not None:
+            if self._budget <= 0:
+                raise BlockMiss(offset)
+            self._budget -= 1
         if self._fh is None:
             self._fh = self.path.open("rb")
         block, data = read_block(self._fh, offset)

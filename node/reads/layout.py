@@ -89,14 +89,14 @@ class Layout:
         except ValueError:
             raise NotFound(f"reference {name!r} is not in this file") from None
 
-    def body(self, queries: Sequence[Query], *, io: bool = True) -> list[Segment]:
+    def body(self, queries: Sequence[Query], *, max_reads: int | None = None) -> list[Segment]:
         """Segments of the records of `queries`, merged, in file order, each record once.
 
-        `io=False`: from cached block facts only, else `BlockMiss` (nothing is read).
+        `max_reads`: how many blocks not yet cached may be read, else `BlockMiss`.
         """
         if isinstance(self.index, tuple):
             return _cram_body(self, self.index, queries)
-        with BlockSource(self.path, self.format, self.blocks, io=io) as src:
+        with BlockSource(self.path, self.format, self.blocks, max_reads=max_reads) as src:
             return _bgzf_body(self, self.index, src, queries)
 
 

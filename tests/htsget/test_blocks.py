@@ -79,10 +79,10 @@ def test_cached_ticket_equals_ticket_from_file(testdata: Path) -> None:
     layout = load_layout(source, Path(str(source) + ".bai"), "BAM")
     queries = _regions(30, seed=2)
     with pytest.raises(BlockMiss):
-        layout.body(queries[:1], io=False)  # nothing known yet: refuses to read the file
+        layout.body(queries[:1], max_reads=0)  # nothing known yet: refuses to read the file
     from_file = [layout.body([q]) for q in queries]
     assert len(layout.blocks) > 0
-    assert [layout.body([q], io=False) for q in queries] == from_file
+    assert [layout.body([q], max_reads=0) for q in queries] == from_file
 
 
 @pytest.mark.parametrize("which", ["samtools", "bgzip"])
