@@ -1,10 +1,13 @@
 """Budget and audit of peer calls: the same node/privacy machinery as HTTP.
 
 The requester is the coordinator (its pseudonymous `requester_id`): every answer that
-reveals membership (node/privacy/guard.py `disclosure`) is charged to it before the
-answer leaves, and the whole call is refused (RESOURCE_EXHAUSTED) when it would overdraw.
-Asking the same node through many users of one coordinator therefore draws on one
-budget; each node guards its own data subjects with its own budget.
+can reveal membership is priced by the node's `DisclosureGate` (node/privacy/gate.py),
+exactly as the same answer over HTTP, strict pricing included (an allele the dataset
+does not hold costs what a "no" costs), and charged to the same budget store (SQLite or
+Redis) before the answer leaves; the whole call is refused (RESOURCE_EXHAUSTED) when it
+would overdraw. Each allele of a batch is its own answer: their charges add up, as for a
+count over several alleles. Asking the same node through many users of one coordinator
+therefore draws on one budget; each node guards its own data subjects with its own budget.
 """
 
 from __future__ import annotations
@@ -16,16 +19,19 @@ from typing import Any
 
 from node.config import Settings
 from node.domain import AlleleStats
-from node.names import Granularity
+from node.names import CountPrecision, Granularity
 from node.peer.auth import Caller
 from node.privacy.audit import AuditLog
-from node.privacy.budget import Charge, SQLiteBudget, membership_llr
-from node.privacy.guard import disclosure
+from node.privacy.budget import Charge, open_budget
+from node.privacy.gate import DisclosureGate
+from node.privacy.guard import GuardedCount
 
 __all__ = ["Accounting", "Answer"]
 
 # (true statistics or None, granularity, individuals in the dataset)
 Answer = tuple[AlleleStats | None, Granularity, int]
+
+_UNNOISED = GuardedCount(0, CountPrecision.EXACT)
 
 
 class Accounting:
@@ -33,10 +39,10 @@ class Accounting:
         privacy = settings.privacy
         self._privacy = privacy
         self._budget = (
-            SQLiteBudget.from_settings(privacy.budget, home=settings.home)
-            if privacy.budget.enabled
-            else None
+            open_budget(privacy.budget, home=settings.home) if privacy.budget.enabled else None
         )
+        # Pricing only: the budget is charged here (off the event loop), the audit below.
+        self._gate = DisclosureGate(privacy, budget=None, audit=None)
         self._audit = (
             AuditLog.from_settings(settings.audit, home=settings.home)
             if settings.audit.enabled
@@ -44,24 +50,15 @@ class Accounting:
         )
 
     def cost(self, answers: Iterable[Answer], *, counts_per_answer: int = 4) -> Charge:
+        """What `answers` reveal, priced as HTTP prices them, plus ε for each noised count
+        (`counts_per_answer` noised counts per allele at count granularity)."""
         llr, epsilon = 0.0, 0.0
-        p = self._privacy
         for stats, granularity, individuals in answers:
-            if stats is None:
-                continue
-            if granularity is not Granularity.BOOLEAN and p.epsilon is not None:
-                epsilon += p.epsilon * counts_per_answer
-            verdict = disclosure(
-                stats,
-                granularity,
-                min_count=p.min_count,
-                rare_allele_count=p.rare_allele_count,
-                rare_allele_frequency=p.rare_allele_frequency,
-            )
-            if verdict.revealing:
-                llr += membership_llr(
-                    stats.af, max(1, individuals), delta=p.budget.sequencing_error
-                )
+            alleles = [] if stats is None or stats.ac <= 0 else [stats]
+            llr += self._gate.price(alleles, granularity, individuals, _UNNOISED).llr
+            noised = stats is not None and granularity is not Granularity.BOOLEAN
+            if noised and self._privacy.epsilon is not None:
+                epsilon += self._privacy.epsilon * counts_per_answer
         return Charge(llr=llr, epsilon=epsilon)
 
     async def charge(self, caller: Caller, charge: Charge) -> dict[str, float]:
