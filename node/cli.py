@@ -143,6 +143,12 @@ def cmd_federate_count(args: argparse.Namespace) -> int:
     region = report.parse_region(args.region) if args.region else None
     if (region is None) == (not variants):
         raise NodeError("give VARIANT(s) and/or --file, or --region (not both)")
+    if args.individuals:
+        if region is not None or not 0 < len(variants) <= 100:
+            raise NodeError("--individuals counts carriers of 1 to 100 VARIANTs (no --region)")
+        found = asyncio.run(report.run_individuals(peers, variants, deadline_s=args.deadline))
+        print(report.render_individuals(found, as_json=args.json))
+        return 0 if found.complete else 1
     result = asyncio.run(
         report.run(peers, variants=variants, region=region, deadline_s=args.deadline)
     )
@@ -261,6 +267,11 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--region", help="CHROM:START-END (1-based, inclusive)")
     q.add_argument("--deadline", type=float, help="seconds (default: from PEERS.yaml)")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.add_argument(
+        "--individuals",
+        action="store_true",
+        help="count individuals carrying every VARIANT (cohort count), not allele counts",
+    )
     q.set_defaults(func=cmd_federate_count)
 
     p = sub.add_parser("demo", help="build the embedded demo node and serve it")

@@ -26,7 +26,7 @@ import grpc
 import jwt
 
 from node.domain import AlleleKey, Region
-from node.peer import columns, validate
+from node.peer import columns, messages, validate
 from node.peer._pb import peer_pb2 as pb
 from node.peer._pb import peer_pb2_grpc as pb_grpc
 from node.peer.peers import CoordinatorIdentity, PeerEntry
@@ -165,6 +165,20 @@ class PeerClient:
             return cast(pb.BatchAlleleStatsResponse, reply)
 
         return await self._run(call, lambda r: columns.decode(r, len(keys)), timeout)
+
+    async def count_individuals(
+        self, keys: Sequence[AlleleKey], *, timeout: float, on_behalf_of: str | None = None
+    ) -> PeerResult[pb.CountIndividualsResponse]:
+        """Per dataset, the individuals carrying every one of `keys`."""
+        request = pb.CountIndividualsRequest(alleles=[messages.allele_message(k) for k in keys])
+
+        async def call(t: float) -> pb.CountIndividualsResponse:
+            reply = await self._stub.CountIndividuals(
+                request, timeout=t, metadata=self._metadata(on_behalf_of)
+            )
+            return cast(pb.CountIndividualsResponse, reply)
+
+        return await self._run(call, _checked(validate.individual_counts), timeout)
 
     async def region_stats(
         self,

@@ -28,7 +28,14 @@ from node.peer.client import PeerClient, PeerResult, TokenSigner, batch_request
 from node.peer.messages import PRECISION_NAME
 from node.peer.peers import PeersFile
 
-__all__ = ["AlleleTotal", "Coordinator", "FederatedStats", "Interval", "NodeReport"]
+__all__ = [
+    "AlleleTotal",
+    "Coordinator",
+    "FederatedIndividuals",
+    "FederatedStats",
+    "Interval",
+    "NodeReport",
+]
 
 T = TypeVar("T")
 
@@ -160,6 +167,27 @@ def _allele_totals(keys: Sequence[AlleleKey], totals: columns.Totals) -> list[Al
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class FederatedIndividuals:
+    """Individuals carrying all of `keys`: the total and each (node, dataset) part."""
+
+    keys: list[AlleleKey]
+    total: Interval
+    parts: list[tuple[str, str, Interval]]
+    nodes: list[NodeReport]
+    elapsed_s: float
+
+    @property
+    def complete(self) -> bool:
+        return all(n.status == "OK" for n in self.nodes)
+
+
+def _individuals(d: pb.DatasetIndividualCount) -> Interval:
+    if d.granularity == pb.GRANULARITY_BOOLEAN:
+        return UNKNOWN_NONZERO if d.exists else Interval.zero()
+    return _interval(d.individuals)
+
+
 class Coordinator:
     """Fans calls out to the gRPC peers of a PEERS.yaml; one instance per process."""
 
@@ -207,6 +235,30 @@ class Coordinator:
 
         results = await self._fan_out(ask, deadline_at)
         return FederatedStats((keys, totals), _reports(results), time.monotonic() - started)
+
+    async def count_individuals(
+        self,
+        keys: Sequence[AlleleKey],
+        *,
+        deadline_s: float | None = None,
+        on_behalf_of: str | None = None,
+    ) -> FederatedIndividuals:
+        """Individuals carrying every one of `keys` (at least one copy each), summed over
+        the datasets of every peer as intervals (a boolean "yes" is at least one)."""
+        started, deadline_at = self._start(deadline_s)
+
+        async def ask(client: PeerClient, timeout: float) -> PeerResult[Any]:
+            return await client.count_individuals(keys, timeout=timeout, on_behalf_of=on_behalf_of)
+
+        results = await self._fan_out(ask, deadline_at)
+        parts: list[tuple[str, str, Interval]] = []
+        for result in results:
+            for d in result.value.datasets if result.ok and result.value is not None else ():
+                parts.append((result.peer_id, d.dataset_id, _individuals(d)))
+        total = sum((p[2] for p in parts), Interval.zero())
+        return FederatedIndividuals(
+            list(keys), total, parts, _reports(results), time.monotonic() - started
+        )
 
     async def region_stats(
         self,
@@ -308,4 +360,6 @@ def _datasets_of(result: PeerResult[Any]) -> tuple[str, ...]:
         return tuple(d.dataset_id for d in value)
     if isinstance(value, list):
         return tuple(dict.fromkeys(v.stats.dataset_id for v in value))
+    if isinstance(value, pb.CountIndividualsResponse):
+        return tuple(d.dataset_id for d in value.datasets)
     return ()

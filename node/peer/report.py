@@ -16,10 +16,19 @@ from typing import Any
 
 from node.domain import AlleleKey, Region, normalize_contig
 from node.errors import InvalidInput
-from node.peer.coordinator import Coordinator, FederatedStats, Interval
+from node.peer.coordinator import Coordinator, FederatedIndividuals, FederatedStats, Interval
 from node.peer.peers import PeersFile
 
-__all__ = ["parse_region", "parse_variant", "read_variants", "render_json", "render_table", "run"]
+__all__ = [
+    "parse_region",
+    "parse_variant",
+    "read_variants",
+    "render_individuals",
+    "render_json",
+    "render_table",
+    "run",
+    "run_individuals",
+]
 
 _VARIANT = re.compile(r"^([\w.]+)[:-](\d+)[:-]([ACGTNacgtn]+)[:-]([ACGTNacgtn]+|<[^>]+>)$")
 _REGION = re.compile(r"^([\w.]+):([\d,]+)-([\d,]+)$")
@@ -84,6 +93,54 @@ async def run(
         return await coordinator.allele_stats(variants, deadline_s=deadline_s)
     finally:
         await coordinator.close()
+
+
+async def run_individuals(
+    peers: PeersFile, variants: Sequence[AlleleKey], *, deadline_s: float | None = None
+) -> FederatedIndividuals:
+    coordinator = Coordinator(peers)
+    try:
+        return await coordinator.count_individuals(variants, deadline_s=deadline_s)
+    finally:
+        await coordinator.close()
+
+
+def render_individuals(result: FederatedIndividuals, *, as_json: bool) -> str:
+    """Individuals carrying every variant asked: the total, then per node and dataset."""
+    nodes = [
+        {
+            "id": n.node_id,
+            "status": n.status,
+            "message": n.message,
+            "elapsedSeconds": round(n.elapsed_s, 4),
+            "datasets": list(n.datasets),
+        }
+        for n in result.nodes
+    ]
+    if as_json:
+        doc = {
+            "complete": result.complete,
+            "elapsedSeconds": round(result.elapsed_s, 4),
+            "variants": [_variant_name(k) for k in result.keys],
+            "individuals": _interval_json(result.total),
+            "datasets": [
+                {"node": node, "dataset": ds, "individuals": _interval_json(count)}
+                for node, ds, count in result.parts
+            ],
+            "nodes": nodes,
+        }
+        return json.dumps(doc, indent=2)
+    rows: list[tuple[str, ...]] = [("NODE", "DATASET", "INDIVIDUALS")]
+    rows += [(node, ds, _show(count)) for node, ds, count in result.parts]
+    rows.append(("total", "", _show(result.total)))
+    status = [("NODE", "STATUS", "SECONDS", "MESSAGE")]
+    status += [(n.node_id, n.status, f"{n.elapsed_s:.3f}", n.message or "") for n in result.nodes]
+    answered = sum(n.status == "OK" for n in result.nodes)
+    footer = f"individuals carrying all {len(result.keys)} variant(s); "
+    footer += f"{answered}/{len(result.nodes)} nodes answered"
+    if not result.complete:
+        footer += "; totals are partial (failed nodes not included)"
+    return "\n".join([_columns(rows), "", _columns(status), "", footer])
 
 
 def _show(count: Interval) -> str:

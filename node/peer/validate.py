@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from node.domain import AlleleKey, Region, normalize_contig
 from node.peer._pb import peer_pb2 as pb
 
-__all__ = ["InvalidAnswer", "allele_stats", "node_info", "region_stats"]
+__all__ = ["InvalidAnswer", "allele_stats", "individual_counts", "node_info", "region_stats"]
 
 _PRECISIONS = {pb.COUNT_PRECISION_EXACT, pb.COUNT_PRECISION_ROUNDED, pb.COUNT_PRECISION_IMPRECISE}
 _GRANULARITIES = {pb.GRANULARITY_BOOLEAN, pb.GRANULARITY_COUNT, pb.GRANULARITY_RECORD}
@@ -74,6 +74,24 @@ def dataset_stats(stats: pb.DatasetAlleleStats) -> None:
         raise InvalidAnswer("exists disagrees with the allele count")
     if not (math.isfinite(stats.frequency) and 0.0 <= stats.frequency <= 1.0):
         raise InvalidAnswer("frequency outside [0, 1]")
+
+
+def individual_counts(reply: pb.CountIndividualsResponse) -> None:
+    ids = [d.dataset_id for d in reply.datasets]
+    if len(set(ids)) != len(ids) or not all(ids):
+        raise InvalidAnswer("dataset ids missing or repeated")
+    for d in reply.datasets:
+        if d.granularity not in _GRANULARITIES:
+            raise InvalidAnswer("unknown granularity")
+        if d.granularity == pb.GRANULARITY_BOOLEAN:
+            if d.HasField("individuals"):
+                raise InvalidAnswer("counts in a boolean answer")
+            continue
+        if not d.HasField("individuals"):
+            raise InvalidAnswer("count answer without counts")
+        _count(d.individuals)
+        if d.exists != (d.individuals.lower > 0):
+            raise InvalidAnswer("exists disagrees with the count")
 
 
 def _count(count: pb.Count) -> None:

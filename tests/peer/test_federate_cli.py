@@ -67,3 +67,70 @@ async def test_federate_count_bad_input_is_a_message_not_a_traceback(tmp_path, c
     ]:
         code, _, err = await _fednode("federate", "count", "--peers", str(peers), *args)
         assert code == 2 and fragment in err and "Traceback" not in err
+
+
+def _carriers(vcf) -> dict:
+    """Samples with at least one ALT copy, per allele (bcftools; biallelic input)."""
+    import subprocess
+
+    from node.domain import AlleleKey, normalize_contig
+
+    fmt = "%CHROM\t%POS\t%REF\t%ALT[\t%SAMPLE=%GT]\n"
+    out = subprocess.run(
+        ["bcftools", "query", "-f", fmt, str(vcf)], check=True, capture_output=True, text=True
+    ).stdout
+    found = {}
+    for line in out.splitlines():
+        chrom, pos, ref, alt, *calls = line.split("\t")
+        key = AlleleKey(normalize_contig(chrom), int(pos) - 1, ref, alt)
+        found[key] = {c.split("=")[0] for c in calls if "1" in c.split("=")[1]}
+    return found
+
+
+async def test_federate_count_individuals_equals_bcftools_carriers(
+    tmp_path, cohort, three_nodes, coordinator_key
+):
+    from tests.peer.helpers import SPLIT
+
+    carriers = _carriers(cohort / "merged10.vcf.gz")
+    keys = sorted(carriers, key=lambda k: (k.start, k.ref, k.alt))
+    common = sorted(keys, key=lambda k: -len(carriers[k]))[:40]
+    pair = next(
+        (a, b)
+        for i, a in enumerate(common)
+        for b in common[i + 1 :]
+        if len(carriers[a] & carriers[b]) >= 2 and carriers[a] != carriers[b]
+    )
+    disjoint = next(
+        (a, b) for a in keys for b in keys if carriers[a] and not carriers[a] & carriers[b]
+    )
+    peers = write_peers(tmp_path, coordinator_key, three_nodes)
+    for asked in (pair[:1], pair, disjoint):
+        code, out, err = await _fednode(
+            "federate",
+            "count",
+            "--peers",
+            str(peers),
+            "--individuals",
+            "--json",
+            *(_name(k) for k in asked),
+        )
+        assert code == 0, err
+        doc = json.loads(out)
+        want = set.intersection(*(carriers[k] for k in asked))
+        assert doc["individuals"] == {
+            "value": len(want),
+            "lower": len(want),
+            "upper": len(want),
+            "precision": "exact",
+        }
+        parts = {(d["node"], d["dataset"]): d["individuals"]["value"] for d in doc["datasets"]}
+        assert parts == {
+            (node, ds): len(want & set(samples))
+            for node, datasets in SPLIT.items()
+            for ds, samples in datasets.items()
+        }
+    code, _, err = await _fednode(
+        "federate", "count", "--peers", str(peers), "--individuals", "--region", "1:1-100"
+    )
+    assert code == 2 and "--individuals" in err
