@@ -37,6 +37,25 @@ def records_reach(fmt: TextOrBinary, data: bytes, pos: int, target: int) -> bool
     return pos == target
 
 
+def _walk(fmt: TextOrBinary, data: bytes) -> list[int]:
+    """Every position the walk from byte 0 visits, the last one where it stops."""
+    visited, pos, n = [], 0, len(data)
+    if fmt == "BAM":  # the hot case, kept to one unpack per record
+        unpack = _U32.unpack_from
+        while pos + 8 <= n:
+            visited.append(pos)
+            pos += 4 + unpack(data, pos)[0]
+    else:
+        while pos + 8 <= n:
+            visited.append(pos)
+            pos = _next_record(fmt, data, pos)
+    visited.append(pos)
+    return visited
+
+
+_U32 = struct.Struct("<I")
+
+
 def _next_record(fmt: TextOrBinary, data: bytes, pos: int) -> int:
     if fmt == "BAM":  # SAM v1 §4.2: block_size opens each record
         return pos + 4 + int(struct.unpack_from("<I", data, pos)[0])
@@ -57,11 +76,7 @@ class BlockFacts:
     def of(cls, fmt: TextOrBinary, block: Block, data: bytes) -> BlockFacts:
         chain = array("I")
         if fmt != "VCF":
-            pos = 0
-            while pos < len(data) and pos + 8 <= len(data):
-                chain.append(pos)
-                pos = _next_record(fmt, data, pos)
-            chain.append(pos)
+            chain.extend(_walk(fmt, data))
         return cls(block, len(data), chain, data.endswith(b"\n"))
 
     def reaches(self, fmt: TextOrBinary, pos: int, target: int) -> bool | None:
