@@ -95,4 +95,4 @@ def _gather(
     starts = offsets[rows].astype(np.int64)
     first = np.cumsum(sizes) - sizes  # where each cell begins in the output
     index = np.arange(total, dtype=np.int64) + np.repeat(starts - first, sizes)
-    return data[index]
+    return np.asarray(data[index])

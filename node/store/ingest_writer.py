@@ -2,11 +2,15 @@
 
 Every fragment is written at the ingest's timestamp (see `tiledbvcf` for the commit
 protocol). Cells are buffered as whole-record column chunks (`layout.VarChunk`), so no
-Python object is made per sample and record.
+Python object is made per sample and record. Each record's cells are laid out in
+sample-name order, so a batch of records in increasing position order is already in the
+`data` array's global order and is written without a sort. Fragments are written by a
+background thread (`WriteQueue`) while the next batch is parsed.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Iterator, Mapping
 
@@ -17,6 +21,8 @@ from tqdm import tqdm
 from node.domain import normalize_contig
 from node.store import layout, stats
 from node.store.vcfio import ParsedRecord, StoredCall, VcfInput
+from node.store.vs_rows import RowBatch
+from node.store.write_queue import WriteQueue
 
 __all__ = ["IngestWriter"]
 
@@ -48,18 +54,29 @@ class IngestWriter:
         self.flush_samples: set[str] = set()
         self.max_length = 0
         self.wrote_coverage = False
-        self._encoded: dict[str, list[bytes]] = {}  # sample names as bytes, per input
+        self._encoded: dict[str, tuple[layout.VarChunk, np.ndarray | None]] = {}
+        self._chunk_keys: list[tuple[bytes, int]] = []  # (contig, start_pos) per cell chunk
+        self.writes = WriteQueue()
         self.position: tuple[str, int | None] = (uri, None)  # input and line being written
         self.bar = tqdm(desc="ingest", unit=" variants", disable=not progress, file=sys.stderr)
 
     def close(self) -> None:
+        self.writes.abort()
         self.bar.close()
 
     def add_file(self, inp: VcfInput) -> int:
+        try:
+            return self._add_file(inp)
+        except BaseException:
+            self.writes.abort()  # no fragment may appear after the caller cleans up
+            raise
+
+    def _add_file(self, inp: VcfInput) -> int:
         table = layout.header_id_table(inp.header)
         ids = {name: i for i, name in enumerate(table)}
         extra: list[str] = []
         count = 0
+        self.flush_samples.update(inp.samples)  # the samples of the fragments written next
         for record in inp.records():
             self.position = (inp.name, None if inp.is_bcf else record.line)
             self._add(record, inp, ids, extra)
@@ -68,7 +85,6 @@ class IngestWriter:
         header = inp.sample_header(extra)
         for sample in inp.samples:
             self.headers[sample] = header
-        self.flush_samples.update(inp.samples)
         return count
 
     def _add(self, rec: ParsedRecord, inp: VcfInput, ids: dict[str, int], extra: list[str]) -> None:
@@ -76,12 +92,7 @@ class IngestWriter:
         filter_ids = [len(rec.filters), *(_filter_id(f, ids, extra) for f in rec.filters)]
         # Every sample's call is stored, ./. included: records read back as in the input.
         if inp.samples:
-            names = self._encoded.get(inp.name)
-            if names is None:
-                names = self._encoded[inp.name] = layout.VarChunk.of(
-                    [s.encode() for s in inp.samples]
-                )
-            self._cells(rec, names, np.asarray(filter_ids, dtype="<i4").tobytes())
+            self._cells(rec, self._names(inp), np.asarray(filter_ids, dtype="<i4").tobytes())
         self.collector.add(
             contig=rec.contig,
             pos=rec.pos,
@@ -99,8 +110,31 @@ class IngestWriter:
         if self.collector.pending() >= self.FLUSH_ROWS:
             self.flush_stats(self.collector, final=False)
 
-    def _cells(self, rec: ParsedRecord, samples: layout.VarChunk, filter_ids: bytes) -> None:
+    def _names(self, inp: VcfInput) -> tuple[layout.VarChunk, np.ndarray | None]:
+        """The input's sample names in byte order, and that order (None: already sorted)."""
+        found = self._encoded.get(inp.name)
+        if found is None:
+            names = [s.encode() for s in inp.samples]
+            order = sorted(range(len(names)), key=names.__getitem__)
+            chunk = layout.VarChunk.of([names[i] for i in order])
+            identity = order == list(range(len(names)))
+            found = self._encoded[inp.name] = (
+                chunk,
+                None if identity else np.asarray(order, dtype=np.int64),
+            )
+        return found
+
+    def _cells(
+        self,
+        rec: ParsedRecord,
+        names: tuple[layout.VarChunk, np.ndarray | None],
+        filter_ids: bytes,
+    ) -> None:
         """Cells of every sample, as whole-record column chunks (no object per cell)."""
+        samples, order = names
+        fmt, fmt_gt = rec.fmt, rec.fmt_gt
+        if order is not None:
+            fmt, fmt_gt = fmt.take(order), fmt_gt.take(order)
         n = len(samples)
         site = {
             "contig": layout.VarChunk.repeat(rec.contig.encode(), n),
@@ -109,7 +143,8 @@ class IngestWriter:
             "filter_ids": layout.VarChunk.repeat(filter_ids, n),
             "info": layout.VarChunk.repeat(rec.info, n),
         }
-        size = sum(len(c.data) for c in site.values()) + len(rec.fmt.data) + len(rec.fmt_gt.data)
+        size = sum(len(c.data) for c in site.values()) + len(fmt.data) + len(fmt_gt.data)
+        contig = rec.contig.encode()
         # Anchor copies strictly before end_pos, as TileDB-VCF writes them (checked on the
         # fixture: no copy when end_pos - start is a multiple of the gap).
         for anchor in range(rec.pos, max(rec.end, rec.pos + 1), layout.ANCHOR_GAP):
@@ -117,8 +152,9 @@ class IngestWriter:
             for name, chunk in site.items():
                 c[name].append(chunk)
             c["sample"].append(samples)
-            c["fmt"].append(rec.fmt)
-            c["fmt_GT"].append(rec.fmt_gt)
+            c["fmt"].append(fmt)
+            c["fmt_GT"].append(fmt_gt)
+            self._chunk_keys.append((contig, anchor))
             c["start_pos"].append(np.full(n, anchor, dtype=np.uint32))
             c["real_start_pos"].append(np.full(n, rec.pos, dtype=np.uint32))
             c["end_pos"].append(np.full(n, rec.end, dtype=np.uint32))
@@ -126,30 +162,44 @@ class IngestWriter:
             self.bytes += size + 16 * n
 
     def negate(self, cells: Iterator[StoredCall]) -> None:
-        for c in cells:
-            self.negative.add(
-                contig=c.contig,
-                pos=c.pos,
-                end=c.end,
-                ref=c.ref,
-                alts=c.alts,
-                filters=c.filters,
-                gt=c.gt,
-                samples=[c.sample],
-                ref_block=c.is_ref_block,
-                ids=c.ids,
-            )
-            self.contigs[c.contig] = normalize_contig(c.contig)
-            if self.negative.pending() >= self.FLUSH_ROWS:
-                self.flush_stats(self.negative, final=False)
+        try:
+            for c in cells:
+                self.negative.add(
+                    contig=c.contig,
+                    pos=c.pos,
+                    end=c.end,
+                    ref=c.ref,
+                    alts=c.alts,
+                    filters=c.filters,
+                    gt=c.gt,
+                    samples=[c.sample],
+                    ref_block=c.is_ref_block,
+                    ids=c.ids,
+                )
+                self.contigs[c.contig] = normalize_contig(c.contig)
+                if self.negative.pending() >= self.FLUSH_ROWS:
+                    self.flush_stats(self.negative, final=False)
+        except BaseException:
+            self.writes.abort()
+            raise
 
     def _open(self, name: str) -> tiledb.Array:
         return tiledb.open(f"{self.uri}/{name}", "w", ctx=self.ctx, timestamp=self.timestamp)
 
     def flush_data(self) -> None:
-        c = self.cols
+        """Hand the buffered cells to the writer thread (which builds the columns)."""
+        c, keys = self.cols, self._chunk_keys
         if not c["contig"]:
             return
+        self.cols = {name: [] for name in _DATA_COLUMNS}
+        self._chunk_keys = []
+        self.bytes = 0
+        # Each chunk is one record (or anchor copy) in sample order: the batch is in global
+        # order when (contig, start_pos) strictly increases from chunk to chunk.
+        ordered = all(a < b for a, b in itertools.pairwise(keys))
+        self.writes.submit(lambda: self._write_data(c, ordered))
+
+    def _write_data(self, c: dict[str, list[object]], ordered: bool) -> None:
         columns: dict[str, object] = {
             "contig": layout.var_of_chunks(c["contig"]),  # type: ignore[arg-type]
             "start_pos": np.concatenate(c["start_pos"]),  # type: ignore[arg-type]
@@ -164,9 +214,7 @@ class IngestWriter:
             },
         }
         with self._open(layout.DATA) as arr:
-            layout.write_columns(arr, columns)
-        self.cols = {name: [] for name in _DATA_COLUMNS}
-        self.bytes = 0
+            layout.write_columns(arr, columns, ordered=ordered)
 
     def flush_stats(self, collector: stats.StatsCollector, *, final: bool = True) -> None:
         """Write pending rows; the aggregate only when big or final (few fragments)."""
@@ -176,19 +224,30 @@ class IngestWriter:
                 rows["pos"], dtype=np.int64
             )
             self.max_length = max(self.max_length, int(lengths.max()) + 1)
-            self._write(layout.FEDNODE_STATS, rows)
+            self._submit(layout.FEDNODE_STATS, rows)
         if self.aggregate and len(collector.coverage):
             self.wrote_coverage = True
-            self._write(layout.FEDNODE_COVERAGE, collector.coverage.take())
+            self._submit(layout.FEDNODE_COVERAGE, collector.coverage.take())
         samples = ",".join(sorted(self.flush_samples))
-        for name, columns in (
-            (layout.VARIANT_STATS, collector.variant_stats),
-            (layout.ALLELE_COUNT, collector.allele_count),
-        ):
-            if len(columns):
-                uri = self._write(name, columns.take())
-                if uri:
-                    self.fragment_samples[name][uri] = samples
+        if len(collector.allele_count):
+            self._submit(layout.ALLELE_COUNT, collector.allele_count.take(), samples)
+        if len(collector.variant_stats):
+            batch = collector.variant_stats.take()
+            self.writes.submit(lambda: self._write_variant_stats(batch, samples))
+
+    def _write_variant_stats(self, batch: RowBatch, samples: str) -> None:
+        with self._open(layout.VARIANT_STATS) as arr:
+            uri = layout.write_columns(arr, batch.columns(), ordered=batch.ordered())
+        if uri:
+            self.fragment_samples[layout.VARIANT_STATS][uri] = samples
+
+    def _submit(self, name: str, rows: Mapping[str, object], samples: str | None = None) -> None:
+        def job() -> None:
+            uri = self._write(name, rows)
+            if uri and samples is not None:
+                self.fragment_samples[name][uri] = samples
+
+        self.writes.submit(job)
 
     def _write(self, name: str, rows: Mapping[str, object]) -> str | None:
         with self._open(name) as arr:
@@ -205,9 +264,14 @@ class IngestWriter:
             return layout.write_columns(arr, columns)
 
     def finish(self) -> None:
-        self.flush_data()
-        self.flush_stats(self.negative)
-        self.flush_stats(self.collector)
+        try:
+            self.flush_data()
+            self.flush_stats(self.negative)
+            self.flush_stats(self.collector)
+            self.writes.join()
+        except BaseException:
+            self.writes.abort()
+            raise
         self._write_sample_stats()
         if self.headers:
             with self._open(layout.HEADERS) as arr:

@@ -411,6 +411,18 @@ class VarChunk:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def take(self, order: np.ndarray) -> VarChunk:
+        """The cells in `order` (indexes into this chunk)."""
+        lengths = self.lengths
+        if lengths.size and (lengths == lengths[0]).all():
+            width = int(lengths[0])
+            if width == 0:
+                return self
+            rows = np.frombuffer(self.data, dtype=np.uint8).reshape(-1, width)
+            return VarChunk(rows[order].tobytes(), lengths)
+        cells = self.cells()
+        return VarChunk.of([cells[i] for i in order.tolist()])
+
     def cells(self) -> list[bytes]:
         ends = np.cumsum(self.lengths).tolist()
         starts = [0, *ends[:-1]]
@@ -439,15 +451,21 @@ class Null:
         self.values = np.zeros(size, dtype=dtype)
 
 
-def write_columns(array: tiledb.Array, columns: Mapping[str, object]) -> str | None:
-    """One unordered sparse write of `columns` (dims and attrs); returns the fragment URI."""
+def write_columns(
+    array: tiledb.Array, columns: Mapping[str, object], *, ordered: bool = False
+) -> str | None:
+    """One sparse write of `columns` (dims and attrs); returns the fragment URI.
+
+    `ordered`: the caller knows the cells are in the array's global order (no sort).
+    """
     from node.store.global_order import sorted_columns  # imports this module
 
     lt = tiledb.libtiledb
     query = lt.Query(lt.Context(array.ctx), array.array, lt.QueryType.WRITE)
     query.layout = lt.LayoutType.UNORDERED
     if array.schema.sparse and array.schema.allows_duplicates:
-        columns = sorted_columns(array.schema, columns)
+        if not ordered:
+            columns = sorted_columns(array.schema, columns)
         query.layout = lt.LayoutType.GLOBAL_ORDER
     keep: list[tuple[np.ndarray, np.ndarray]] = []
     for name, column in columns.items():

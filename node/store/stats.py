@@ -17,34 +17,36 @@ Every row is a signed delta: replacing a sample writes the negation of its old r
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import tiledb
 
-from node.domain import ZERO_STATS, AlleleStats, normalize_contig
+from node.domain import ZERO_STATS, normalize_contig
 from node.store import layout
+from node.store.allele_count_rows import Classes, genotype_classes, genotype_classes_small
+from node.store.calls import Calls
+from node.store.stats_lookup import Point as Point
+from node.store.stats_lookup import point_ranges as point_ranges
+from node.store.stats_lookup import text_of
+from node.store.stats_lookup import variant_stats_lookup as variant_stats_lookup
+from node.store.vs_rows import VariantStatsRows, normalise_stats_allele
 
 __all__ = [
     "ZERO_STATS",
+    "Point",
     "StatsCollector",
     "normalise_stats_allele",
+    "point_ranges",
     "variant_stats_lookup",
     "variant_type_of",
 ]
 
+_text = text_of  # the read path decodes TileDB text with it
 _NON_VARIANT = {"<NON_REF>", "<*>", "*", "."}
 _SV_TYPES = {"DEL", "INS", "DUP", "INV", "CNV", "BND"}
 SMALL = 8  # records of at most this many samples take the plain-Python path
 FednodeKey = tuple[str, int, str, str]  # canonical contig, pos, ref, alt ("" = site row)
-
-
-def normalise_stats_allele(ref: str, alt: str) -> str:
-    """TileDB-VCF variant_stats v3 key: one shared trailing base trimmed ("CAC,C" -> "CA,")."""
-    if ref and alt and not alt.startswith("<") and ref[-1] == alt[-1]:
-        ref, alt = ref[:-1], alt[:-1]
-    return f"{ref},{alt}"
 
 
 def variant_type_of(ref: str, alt: str) -> str:
@@ -89,7 +91,7 @@ class StatsCollector:
         self.key_info: dict[FednodeKey, tuple[int, str, str]] = {}  # end, ids, source contig
         self._last_site: dict[tuple[str, ...], tuple[tuple[str, int], np.ndarray]] = {}
         self.coverage = _Columns()
-        self.variant_stats = _Columns()
+        self.variant_stats = VariantStatsRows()
         self.allele_count = _Columns()
         self.sample_stats: dict[tuple[str, ...], np.ndarray] = {}
         self.max_length = 0
@@ -117,37 +119,40 @@ class StatsCollector:
         if gt.shape[0] <= SMALL:
             self._add_small(contig, pos, end, ref, alts, filters, gt, samples, ref_block, ids)
             return
-        called_alleles = (gt >= 0).sum(axis=1)
-        called = called_alleles > 0
-        if not called.any():
-            self._sample_counts(gt, samples, alts, called)
+        calls = Calls(gt)
+        if not calls.called.any():
+            self._sample_counts(calls, samples, alts)
             return
         canonical = normalize_contig(contig)
+        called, n_called = calls.called, calls.n_called
         # Hom-ref calls of a gVCF reference block cover its whole span; any other call
         # counts at its own position only (like TileDB-VCF's "nr" rows).
-        spanning = called & ~(gt > 0).any(axis=1) if ref_block else np.zeros_like(called)
+        spanning = called & ~calls.non_ref if ref_block else np.zeros_like(called)
         if spanning.any():
-            self._coverage(
-                canonical, pos, end, int(called_alleles[spanning].sum()), int(spanning.sum())
-            )
-        local = np.where(called & ~spanning, called_alleles, 0)
+            self._coverage(canonical, pos, end, int(n_called[spanning].sum()), int(spanning.sum()))
+        local = np.where(called & ~spanning, n_called, 0)
         if local.any():
             self._site(canonical, contig, pos, samples, local)
-        ploidy = (gt != -2).sum(axis=1)
-        complete = called_alleles == ploidy
+        copies_all = calls.copies(1 + len(alts))
+        complete = n_called == calls.ploidy
+        diploid = calls.ploidy >= 2
         for index, alt in enumerate(alts, start=1):
             if alt in _NON_VARIANT:
                 continue
-            copies = (gt == index).sum(axis=1)
+            copies = copies_all[:, index]
             carriers = copies > 0
             if not carriers.any():
                 continue
-            hom = carriers & complete & (copies == ploidy) & (ploidy >= 2)
-            het = carriers & (called_alleles > copies)
+            hom = carriers & complete & (copies == calls.ploidy) & diploid
+            het = carriers & (n_called > copies)
             counts = [int(copies.sum()), 0, int(hom.sum()), int(het.sum()), int(carriers.sum()), 0]
             self._key((canonical, pos, ref, alt), counts, (end, ids, contig))
-        self._tiledbvcf_rows(contig, pos, end, ref, alts, filters, gt, samples, ref_block)
-        self._sample_counts(gt, samples, alts, called)
+        running = self._running_max(samples, contig, pos, end)
+        self._emit_allele_counts(contig, pos, ref, filters, genotype_classes(gt, (ref, *alts)))
+        if self.sign > 0:
+            site = (contig, pos, end, running)
+            self.variant_stats.add(site, ref, alts, calls, samples, ref_block)
+        self._sample_counts(calls, samples, alts)
 
     def _add_small(
         self,
@@ -183,68 +188,19 @@ class StatsCollector:
                     self._small_allele(
                         canonical, pos, ref, alt, index, rows, called, (end, ids, contig)
                     )
-            self._tiledbvcf_small(contig, pos, end, ref, alts, filters, rows, samples, ref_block)
+            running = self._running_max(samples, contig, pos, end)
+            classes = genotype_classes_small(rows, (ref, *alts))
+            self._emit_allele_counts(contig, pos, ref, filters, classes)
+            if self.sign > 0:
+                site = (contig, pos, end, running)
+                self.variant_stats.add_small(site, ref, alts, rows, samples, ref_block)
         self._sample_counts_small(rows, samples, alts)
 
-    def _tiledbvcf_small(
-        self,
-        contig: str,
-        pos: int,
-        end: int,
-        ref: str,
-        alts: Sequence[str],
-        filters: Sequence[str],
-        rows: list[list[int]],
-        samples: Sequence[str],
-        ref_block: bool,
-    ) -> None:
-        running = self._running_max(samples, contig, pos, end)
-        self._allele_count_small(contig, pos, ref, alts, filters, rows)
-        if self.sign < 0:
-            return
-        alleles = (ref, *alts)
-        cols = self.variant_stats.cols
-        for row, sample in zip(rows, samples, strict=True):
-            called = [a for a in row if a >= 0]
-            homozygous = len(called) == len(row) and len(set(called)) == 1
-            for allele in sorted(set(called)):
-                if allele == 0:
-                    key = "nr" if ref_block and homozygous else "ref"
-                else:
-                    key = normalise_stats_allele(ref, alleles[allele])
-                for name, value in (
-                    ("contig", contig),
-                    ("pos", pos),
-                    ("end", end),
-                    ("sample", sample),
-                    ("allele", key),
-                    ("ac", called.count(allele) * self.sign),
-                    ("an", len(called) * self.sign),
-                    ("n_hom", int(homozygous) * self.sign),
-                    ("max_length", running),
-                ):
-                    cols[name].append(value)
-
-    def _allele_count_small(
-        self,
-        contig: str,
-        pos: int,
-        ref: str,
-        alts: Sequence[str],
-        filters: Sequence[str],
-        rows: list[list[int]],
-    ) -> None:
-        filter_text = ";".join(filters) if filters else "."
-        classes: dict[tuple[str, str], int] = defaultdict(int)
-        for row in rows:
-            if any(a > 0 for a in row):
-                classes[_allele_count_class(row, (ref, *alts))] += 1
-        self._emit_allele_counts(contig, pos, ref, filter_text, classes)
-
     def _emit_allele_counts(
-        self, contig: str, pos: int, ref: str, filter_text: str, classes: dict[tuple[str, str], int]
+        self, contig: str, pos: int, ref: str, filters: Sequence[str], classes: Classes
     ) -> None:
         """allele_count rows: one per (ALT, genotype class), signed like every delta."""
+        filter_text = ";".join(filters) if filters else "."
         for (alt_text, gt_class), count in classes.items():
             self.allele_count.add(
                 contig=contig,
@@ -358,95 +314,19 @@ class StatsCollector:
                 n_called=n_called * self.sign,
             )
 
-    def _tiledbvcf_rows(
-        self,
-        contig: str,
-        pos: int,
-        end: int,
-        ref: str,
-        alts: Sequence[str],
-        filters: Sequence[str],
-        gt: np.ndarray,
-        samples: Sequence[str],
-        ref_block: bool,
-    ) -> None:
-        """variant_stats v3 rows per (sample, called allele) and allele_count v1 rows.
-
-        A removal (sign -1) writes no variant_stats rows: those are deleted by sample.
-        """
-        running = self._running_max(samples, contig, pos, end)
-        self._allele_count_rows(contig, pos, ref, alts, filters, gt)
-        if self.sign < 0:
-            return
-        called_alleles = (gt >= 0).sum(axis=1)
-        ploidy = (gt != -2).sum(axis=1)
-        homozygous = (called_alleles == ploidy) & (
-            gt.max(axis=1) == np.where(gt >= 0, gt, 99).min(axis=1)
-        )
-        names = np.asarray(samples, dtype=object)
-        for allele, text in enumerate((ref, *alts)):
-            copies = (gt == allele).sum(axis=1)
-            rows = np.flatnonzero(copies > 0)
-            if rows.size == 0:
-                continue
-            if allele == 0:
-                keys = ["ref"] * rows.size
-                if ref_block:
-                    keys = ["nr" if h else "ref" for h in homozygous[rows]]
-            else:
-                keys = [normalise_stats_allele(ref, text)] * rows.size
-            cols = self.variant_stats.cols
-            cols["contig"].extend([contig] * rows.size)
-            cols["pos"].extend([pos] * rows.size)
-            cols["end"].extend([end] * rows.size)
-            cols["sample"].extend(names[rows].tolist())
-            cols["allele"].extend(keys)
-            cols["ac"].extend((copies[rows] * self.sign).tolist())
-            cols["an"].extend((called_alleles[rows] * self.sign).tolist())
-            cols["n_hom"].extend((homozygous[rows].astype(np.int64) * self.sign).tolist())
-            cols["max_length"].extend([running] * rows.size)
-
-    def _allele_count_rows(
-        self,
-        contig: str,
-        pos: int,
-        ref: str,
-        alts: Sequence[str],
-        filters: Sequence[str],
-        gt: np.ndarray,
-    ) -> None:
-        filter_text = ";".join(filters) if filters else "."
-        classes: dict[tuple[str, str], int] = defaultdict(int)
-        carriers = np.sort(gt[(gt > 0).any(axis=1)], axis=1)
-        if carriers.size:
-            # One class per genotype multiset: classify each distinct row once, in order
-            # of first appearance (the order rows were written before).
-            rows, first, counts = np.unique(carriers, axis=0, return_index=True, return_counts=True)
-            for i in np.argsort(first, kind="stable"):
-                present = [a for a in rows[i].tolist() if a != -2]
-                classes[_allele_count_class(present, (ref, *alts))] += int(counts[i])
-        self._emit_allele_counts(contig, pos, ref, filter_text, classes)
-
-    def _sample_counts(
-        self, gt: np.ndarray, samples: Sequence[str], alts: Sequence[str], called: np.ndarray
-    ) -> None:
+    def _sample_counts(self, calls: Calls, samples: Sequence[str], alts: Sequence[str]) -> None:
         if self.sign < 0:
             return
         block = self._sample_block(samples)
-        non_ref = (gt > 0).any(axis=1)
-        values = np.where(gt >= 0, gt, -1)
-        distinct = (values.max(axis=1) != np.where(gt >= 0, gt, 99).min(axis=1)) & called
-        counts = {
-            "n_records": np.ones(len(samples), dtype=np.int64),
-            "n_called": called,
-            "n_not_called": ~called,
-            "n_hom_ref": called & ~non_ref,
-            "n_het": distinct,
-            "n_multiallelic": non_ref & (len(alts) > 1),
-        }
-        for i, name in enumerate(layout.SAMPLE_STATS_COUNTERS):
-            if name in counts:
-                block[:, i] += np.asarray(counts[name], dtype=np.int64)
+        called, non_ref = calls.called, calls.non_ref
+        index = _COUNTER_INDEX
+        block[:, index["n_records"]] += 1
+        block[:, index["n_called"]] += called
+        block[:, index["n_not_called"]] += ~called
+        block[:, index["n_hom_ref"]] += called & ~non_ref
+        block[:, index["n_het"]] += called & (calls.max != calls.min)
+        if len(alts) > 1:
+            block[:, index["n_multiallelic"]] += non_ref
 
     def fednode_rows(self) -> dict[str, object]:
         keys = list(self.keys)
@@ -482,82 +362,3 @@ class StatsCollector:
 
 
 _COUNTER_INDEX = {name: i for i, name in enumerate(layout.SAMPLE_STATS_COUNTERS)}
-
-
-def _allele_count_class(present: Sequence[int], alleles: Sequence[str]) -> tuple[str, str]:
-    """allele_count `gt` class ("0,1", "1,1", "1,2", ".,1", "1") and its ALT text."""
-    alts = sorted({a for a in present if a > 0})
-    renumber = {a: i + 1 for i, a in enumerate(alts)}
-    parts = sorted(present, key=lambda a: (a >= 0, a))
-    text = ",".join("." if a < 0 else str(renumber.get(a, 0)) for a in parts)
-    return ",".join(alleles[a] for a in alts), text
-
-
-def sum_rows(rows: Iterable[np.ndarray]) -> np.ndarray:
-    total = np.zeros(6, dtype=np.int64)
-    for row in rows:
-        total += row
-    return total
-
-
-# --- lookups --------------------------------------------------------------------------------
-
-Point = tuple[int, str, str]  # pos, ref, alt
-
-
-def point_ranges(positions: Sequence[int], *, before: int = 0) -> list[slice]:
-    """Sorted positions as merged inclusive ranges [p - before, p] for a multi-range query."""
-    out: list[list[int]] = []
-    for p in sorted(set(positions)):
-        lo = max(0, p - before)
-        if out and lo <= out[-1][1] + 1:
-            out[-1][1] = p
-        else:
-            out.append([lo, p])
-    return [slice(lo, hi) for lo, hi in out]
-
-
-def variant_stats_lookup(
-    array: tiledb.Array, names: Sequence[str], points: Sequence[Point], *, max_length: int
-) -> list[AlleleStats | None]:
-    """Fallback for datasets TileDB-VCF wrote (no fednode aggregate): sum variant_stats rows.
-
-    Scales with the samples at the position; `fednode` could build the aggregate later.
-    """
-    if not points or not names:
-        return [None] * len(points)
-    ranges = point_ranges([p for p, _, _ in points], before=max_length)
-    rows = array.query(
-        attrs=["allele", "ac", "an", "n_hom"], dims=["pos", "sample", "end"]
-    ).multi_index[list(names), ranges]
-    pos, end = rows["pos"].astype(np.int64), rows["end"].astype(np.int64)
-    alleles = [_text(a) for a in rows["allele"]]
-    samples, ac, an, hom = rows["sample"], rows["ac"], rows["an"], rows["n_hom"]
-    at: dict[int, list[int]] = defaultdict(list)
-    for i, p in enumerate(pos.tolist()):
-        at[p].append(i)
-    blocks = [i for i, a in enumerate(alleles) if a == "nr"]
-    out: list[AlleleStats | None] = []
-    for p, ref, alt in points:
-        keys = {normalise_stats_allele(ref, alt), f"{ref},{alt}"}
-        here = at.get(p, [])
-        wanted = [i for i in here if alleles[i] in keys]
-        if not wanted:
-            out.append(None)
-            continue
-        site = here + [i for i in blocks if pos[i] < p <= end[i]]
-        n_hom = sum(1 for i in wanted if hom[i] > 0 and an[i] >= 2)
-        n_het = sum(1 for i in wanted if 0 < ac[i] < an[i])
-        called = len({samples[i] for i in site})
-        total = int(sum(int(ac[i]) for i in site))
-        out.append(
-            AlleleStats(
-                int(sum(int(ac[i]) for i in wanted)), total, n_hom, n_het, len(wanted), called
-            )
-        )
-    return out
-
-
-def _text(value: object) -> str:
-    text = value.decode() if isinstance(value, bytes) else str(value)
-    return text.rstrip("\0")

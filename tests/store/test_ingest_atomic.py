@@ -160,11 +160,11 @@ def test_disk_error_is_an_ingest_error_and_changes_nothing(
     real = layout.write_columns
     calls = {"n": 0}
 
-    def failing(array: object, columns: object) -> str | None:
+    def failing(array: object, columns: object, **options: bool) -> str | None:
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError(28, "No space left on device")
-        return real(array, columns)  # type: ignore[arg-type]
+        return real(array, columns, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(layout, "write_columns", failing)
     with pytest.raises(IngestError, match=r"more\.vcf\.gz.*No space left"):

@@ -139,6 +139,16 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path, capsys: pytest.CaptureF
     assert "30 variants" in capsys.readouterr().err
 
 
+def _cells(column: object) -> list[object]:
+    """A column's values: bytes for a text column, ints otherwise."""
+    if not isinstance(column, layout.Var):
+        return np.asarray(column).tolist()
+    data = column.data.tobytes()
+    starts = column.offsets.tolist()
+    ends = [*starts[1:], len(data)] if starts else []
+    return [data[a:b] for a, b in zip(starts, ends, strict=True)]
+
+
 def _collect(gt: np.ndarray, samples: list[str], ref_block: bool, small: bool,
              monkeypatch: pytest.MonkeyPatch) -> tuple[object, ...]:  # fmt: skip
     monkeypatch.setattr(stats, "SMALL", 10_000 if small else 0)
@@ -147,7 +157,8 @@ def _collect(gt: np.ndarray, samples: list[str], ref_block: bool, small: bool,
         c.add(contig="chr2", pos=pos, end=pos + 2, ref="ACG", alts=("A", "TCG", "<NON_REF>"),
               filters=("PASS",), gt=gt, samples=samples, ref_block=ref_block)  # fmt: skip
     keys = {k: tuple(int(x) for x in v) for k, v in c.keys.items()}
-    vs = Counter(zip(*(c.variant_stats.cols[k] for k in sorted(c.variant_stats.cols)), strict=True))
+    columns = c.variant_stats.take().columns()
+    vs = Counter(zip(*(_cells(columns[k]) for k in sorted(columns)), strict=True))
     ac = Counter(zip(*(c.allele_count.cols[k] for k in sorted(c.allele_count.cols)), strict=True))
     cov = sorted(zip(*(c.coverage.cols[k] for k in sorted(c.coverage.cols)), strict=True))
     samples_out = c.take_sample_stats()
