@@ -207,7 +207,7 @@ def sequential_latency(port: int, paths: list[str]) -> dict[str, float]:
                 samples.append(elapsed)
     finally:
         conn.close()
-    return summary(samples)
+    return {**summary(samples), "load_1m": round(os.getloadavg()[0], 2)}
 
 
 def ticket_paths(n: int, seed: int) -> list[str]:

@@ -99,11 +99,12 @@ class BlockFacts:
 
 
 class BlockCache:
-    """Facts of the most recently used blocks of one file version (thread-safe)."""
+    """Facts of the most recently used blocks of one file version (thread-safe), within a
+    memory budget: a BAM block's facts take about 1 KB, so the default holds ~4,000."""
 
-    def __init__(self, *, max_blocks: int = 8192) -> None:
+    def __init__(self, *, max_bytes: int = 4 << 20) -> None:
         self._facts: OrderedDict[int, BlockFacts] = OrderedDict()
-        self._max = max_blocks
+        self._max, self._bytes = max_bytes, 0
         self._lock = threading.Lock()
 
     def get(self, offset: int) -> BlockFacts | None:
@@ -115,12 +116,18 @@ class BlockCache:
 
     def put(self, offset: int, facts: BlockFacts) -> None:
         with self._lock:
+            old = self._facts.pop(offset, None)
+            self._bytes += _size(facts) - (_size(old) if old is not None else 0)
             self._facts[offset] = facts
-            while len(self._facts) > self._max:
-                self._facts.popitem(last=False)
+            while self._bytes > self._max and len(self._facts) > 1:
+                self._bytes -= _size(self._facts.popitem(last=False)[1])
 
     def __len__(self) -> int:
         return len(self._facts)
+
+
+def _size(facts: BlockFacts) -> int:
+    return 128 + facts.chain.itemsize * len(facts.chain)
 
 
 class BlockSource:

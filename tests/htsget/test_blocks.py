@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from node.reads.bgzf import iter_blocks
-from node.reads.blocks import BlockFacts, BlockMiss, records_reach
+from node.reads.blocks import BlockCache, BlockFacts, BlockMiss, records_reach
 from node.reads.layout import FileFormat, Query, load_layout
 from tests.htsget.conftest import require_tool, run
 from tests.htsget.test_layout import materialise
@@ -104,3 +104,15 @@ async def test_bam_regions_equal_samtools(
             region = f"{r.reference}:{r.start + 1}-{r.end}"
             truth = await run(samtools, "view", str(source), region)
             assert await run(samtools, "view", str(out), region) == truth, region
+
+
+def test_block_cache_stays_within_its_budget(testdata: Path) -> None:
+    with (testdata / BAM).open("rb") as fh:
+        facts = [BlockFacts.of("BAM", block, data) for block, data in iter_blocks(fh)][:20]
+    one = 128 + 4 * len(facts[0].chain)
+    cache = BlockCache(max_bytes=3 * one)
+    for f in facts:
+        cache.put(f.block.offset, f)
+    assert 1 <= len(cache) <= 4
+    assert cache.get(facts[-1].block.offset) is facts[-1]  # the most recent stays
+    assert cache.get(facts[0].block.offset) is None  # the oldest went first
