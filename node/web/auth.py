@@ -18,7 +18,7 @@ from node.domain import Principal
 from node.errors import Unauthenticated
 from node.web.keys import SETTINGS
 
-__all__ = ["EVALUATOR", "auth_ctx", "principal_of"]
+__all__ = ["EVALUATOR", "auth_ctx", "principal_of", "resolved_principal"]
 
 EVALUATOR = web.AppKey("passport_evaluator", PassportEvaluator)
 _PRINCIPAL = web.RequestKey("principal", Principal)
@@ -41,7 +41,7 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def principal_of(request: web.Request) -> Principal:
     """The requester of `request` (computed once per request)."""
-    cached = request.get(_PRINCIPAL)
+    cached = resolved_principal(request)
     if cached is not None:
         return cached
     header = request.headers.get("Authorization")
@@ -53,4 +53,10 @@ async def principal_of(request: web.Request) -> Principal:
         token = header[len(_SCHEME) :].strip()
         principal = await request.config_dict[EVALUATOR].principal(token)
     request[_PRINCIPAL] = principal
+    return principal
+
+
+def resolved_principal(request: web.Request) -> Principal | None:
+    """The requester if `principal_of` already accepted its token, else None."""
+    principal: Principal | None = request.get(_PRINCIPAL)
     return principal

@@ -1,23 +1,43 @@
 """The disclosure gate of the HTTP sub-apps: opened once per application (budget store
 and audit log in one `cleanup_ctx`), a ledger per request, one audit entry per request.
+
+Protocol handlers audit what they answer (`audit_request`: datasets, counts, charge).
+`audit_access`, a middleware of the root application, audits every other access: a token
+refused (401), access denied (403), an invalid request, an info endpoint, an htsget data
+block. Its entries hold the route and its parameters (an htsget block's `token` left
+out), the status and the outcome; never a token, header or query string. Health and
+metrics probes are not accesses to data and are not logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from node.domain import Principal
+from node.errors import NodeError
 from node.privacy.gate import DisclosureGate, Ledger
+from node.web.auth import resolved_principal
 from node.web.keys import SETTINGS
 from node.web.middleware import REQUEST_ID
 
-__all__ = ["GATE", "audit_request", "client_address", "ledger_for", "privacy_ctx"]
+__all__ = [
+    "GATE",
+    "audit_access",
+    "audit_request",
+    "client_address",
+    "ledger_for",
+    "privacy_ctx",
+]
 
 GATE = web.AppKey("disclosure_gate", DisclosureGate)
+_AUDITED = web.RequestKey("access_audited", bool)
+_NOT_DATA = frozenset({"/health", "/metrics"})
+_SECRET_PARAMS = frozenset({"token"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -52,6 +72,7 @@ async def audit_request(
     granularity: str | None,
     outcome: str,
 ) -> None:
+    request[_AUDITED] = True
     await asyncio.to_thread(
         request.config_dict[GATE].audit,
         ledger,
@@ -61,3 +82,56 @@ async def audit_request(
         granularity=granularity,
         outcome=outcome,
     )
+
+
+@web.middleware
+async def audit_access(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Audit each access its handler did not audit itself, refusals included."""
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except NodeError as exc:
+        status = exc.http_status
+        raise
+    finally:
+        if not request.get(_AUDITED) and _route(request) not in _NOT_DATA:
+            await _audit_access(request, status)
+
+
+async def _audit_access(request: web.Request, status: int) -> None:
+    gate = request.config_dict.get(GATE)
+    if gate is None:
+        return
+    principal = resolved_principal(request) or Principal.anonymous()
+    params = {k: v for k, v in request.match_info.items() if k not in _SECRET_PARAMS}
+    query: dict[str, Any] = {"method": request.method, "route": _route(request),
+                             "params": params, "status": status}
+    if status == 401:
+        query["token"] = "rejected"  # which token is never recorded
+    await asyncio.to_thread(
+        gate.audit,
+        gate.ledger(principal, client_address(request)),
+        request_id=request.get(REQUEST_ID, ""),
+        datasets=[],
+        query=query,
+        granularity=None,
+        outcome=_outcome(status),
+    )
+
+
+def _route(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "answered"
+    return {401: "unauthenticated", 403: "denied", 404: "not found"}.get(
+        status, "rejected" if status < 500 else "error")
