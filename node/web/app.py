@@ -20,7 +20,7 @@ from node.web.htsget import create_htsget_app
 from node.web.keys import DATASETS, METRICS, SETTINGS
 from node.web.metrics import Metrics
 from node.web.middleware import request_context
-from node.web.privacy import privacy_ctx
+from node.web.privacy import audit_access, privacy_ctx
 
 __all__ = ["create_app"]
 
@@ -31,7 +31,8 @@ def create_app(
     settings: Settings, *, registry_factory: RegistryFactory = tiledb_registry
 ) -> web.Application:
     app = web.Application(
-        middlewares=[request_context], client_max_size=settings.server.max_body_bytes
+        middlewares=[request_context, audit_access],
+        client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
