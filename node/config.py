@@ -177,6 +177,12 @@ class PrivacySettings(_Section):
     min_count: int = Field(default=5, ge=1, description="counts 1..min_count-1 are never exact")
     round_to: int | None = Field(default=None, gt=1, description="round counts up to a multiple")
     epsilon: float | None = Field(default=None, gt=0, description="geometric noise on counts")
+    # Geometric noise on variant counts (Beacon g_variants counts and the "exists" read
+    # from them) at boolean/count granularity: epsilon per matched allele. Off by default
+    # (common alleles would no longer be answered exactly).
+    variant_epsilon: float | None = Field(
+        default=None, gt=0, description="geometric noise on variant counts, per allele"
+    )
     # A "yes" is membership-revealing when the allele is this rare in the dataset.
     rare_allele_count: int = Field(default=4, ge=0)
     rare_allele_frequency: float = Field(default=0.01, ge=0, le=1)

@@ -84,8 +84,9 @@ class Ledger:
         `entitled`: the most this requester may see of the dataset. A requester entitled to
         records is not charged, whatever granularity it asked for: it could read them.
         """
-        guarded = self.gate.guard(n, people=people, upper=individuals or None)
         priced_at = Granularity.RECORD if entitled is Granularity.RECORD else granularity
+        guarded = self.gate.guard(n, people=people, upper=individuals or None,
+                                  granularity=priced_at, alleles=len(alleles))
         charge = self.gate.price(alleles, priced_at, individuals, guarded, people=people)
         self.gate.spend(self.requester, charge)
         self.llr += charge.llr
@@ -98,6 +99,8 @@ def _count_entry(guarded: GuardedCount) -> dict[str, Any]:
     entry: dict[str, Any] = {"value": guarded.value, "precision": guarded.precision.value}
     if guarded.adjusted_to is not None:
         entry["adjustedTo"] = guarded.adjusted_to
+    if guarded.epsilon is not None:
+        entry["epsilon"] = guarded.epsilon
     return entry
 
 
@@ -114,6 +117,11 @@ class DisclosureGate:
     ) -> None:
         self.privacy = privacy
         self._guard = CountGuard.from_settings(privacy, rng=rng)
+        self._variant_guard = (
+            CountGuard(min_count=1, epsilon=privacy.variant_epsilon, rng=rng)
+            if privacy.variant_epsilon is not None
+            else None
+        )
         self._budget = budget
         self._audit = audit
 
@@ -135,11 +143,29 @@ class DisclosureGate:
     def ledger(self, principal: Principal, client_address: str | None) -> Ledger:
         return Ledger(self, requester_key(principal, client_address))
 
-    def guard(self, n: int, *, people: bool, upper: int | None) -> GuardedCount:
+    def guard(
+        self,
+        n: int,
+        *,
+        people: bool,
+        upper: int | None,
+        granularity: Granularity = Granularity.COUNT,
+        alleles: int = 1,
+    ) -> GuardedCount:
         if not people:
-            return GuardedCount(n, CountPrecision.EXACT)
+            return self._variant_count(n, granularity, alleles)
         # Noise is clamped to [0, N] when N (people in the dataset) is known and consistent.
         return self._guard.count(n, upper=upper if upper is not None and upper >= n else None)
+
+    def _variant_count(self, n: int, granularity: Granularity, alleles: int) -> GuardedCount:
+        """Variant counts are exact unless `variant_epsilon` is set: then the two-sided
+        geometric mechanism (sensitivity 1: one person adds or removes one matched allele),
+        `imprecise`, carrying ε times the alleles matched (group privacy over them)."""
+        if self._variant_guard is None or granularity is Granularity.RECORD:
+            return GuardedCount(n, CountPrecision.EXACT)
+        noised = self._variant_guard.count(n)
+        return replace(noised, precision=CountPrecision.IMPRECISE,
+                       epsilon=(noised.epsilon or 0.0) * max(1, alleles))
 
     def price(
         self,
@@ -155,6 +181,8 @@ class DisclosureGate:
             # knows the target carries the allele.
             llr = membership_llr(1 / (2 * max(1, individuals)), max(1, individuals),
                                  delta=self.privacy.budget.sequencing_error)
+            if guarded.epsilon:
+                llr = min(llr, guarded.epsilon)
             return Charge(llr=llr, epsilon=guarded.epsilon or 0.0)
         each = [self._allele_llr(stats, granularity, individuals) for stats in alleles]
         # One "yes" for many alleles says only that one of them is present: no more
@@ -162,6 +190,9 @@ class DisclosureGate:
         # count tells which alleles are present: their evidence adds up.
         boolean = granularity is Granularity.BOOLEAN
         llr = min(each, default=0.0) if boolean else sum(each)
+        if guarded.epsilon and not people:
+            # An ε-DP answer moves the membership likelihood ratio by at most e^ε.
+            llr = min(llr, guarded.epsilon)
         return Charge(llr=llr, epsilon=guarded.epsilon or 0.0)
 
     def _absence_charged(self, granularity: Granularity, people: bool) -> bool:
