@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import socket
 import statistics
@@ -52,7 +53,7 @@ def serve_bare(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: None)
 
 
-def serve_node(port: int, store_kind: str, work: Path) -> None:
+def serve_node(port: int, store_kind: str, work: Path, *, audit: bool = True) -> None:
     from aiohttp import web
 
     from node.config import DatasetSettings, Settings
@@ -67,7 +68,7 @@ def serve_node(port: int, store_kind: str, work: Path) -> None:
     settings = Settings(home=work, datasets={DATASET: DatasetSettings(
         assembly="GRCh37", security_level=SecurityLevel.PUBLIC,
         max_granularity={SecurityLevel.PUBLIC: Granularity.COUNT})},
-        privacy={"budget": {"enabled": False}})
+        privacy={"budget": {"enabled": False}}, audit={"enabled": audit})
     app = create_app(settings, registry_factory=lambda s: DatasetRegistry(
         s, opener=lambda _: store, lister=lambda: [DATASET]))
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: None)
@@ -146,23 +147,32 @@ async def _wait_ready(url: str, timeout_s: float) -> None:
 
 
 @contextlib.contextmanager
-def _server(*args: str) -> Iterator[None]:
+def _server(*args: str) -> Iterator[int]:
     proc = subprocess.Popen([sys.executable, "-m", "bench.beacon_bench", *args],
                             cwd=Path(__file__).resolve().parents[1])
     try:
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-async def _measure(port: int, queries: list[dict[str, str]], concurrency: int,
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measure(port: int, pid: int, queries: list[dict[str, str]], concurrency: int,
                    ready_s: float, *, server_side: bool = False) -> dict[str, float]:
     url = f"http://127.0.0.1:{port}/api/g_variants"
     await _wait_ready(url, ready_s)
     await _load(url, queries[: len(queries) // 10], concurrency)  # warm-up
     before = await _histogram(port) if server_side else {}
+    cpu = _cpu_seconds(pid)
     out = await _load(url, queries, concurrency)
+    # CPU the server spent per request: unlike requests/s, not skewed by other jobs.
+    out["server_cpu_ms_per_request"] = 1000 * (_cpu_seconds(pid) - cpu) / len(queries)
     if server_side:
         after = await _histogram(port)
         delta = {b: after[b] - before.get(b, 0.0) for b in after}
@@ -194,16 +204,17 @@ def _quantile(cumulative: dict[float, float], q: float) -> float:
     return float("nan")
 
 
-def run(store: str, requests: int, concurrency: int, work: Path) -> dict[str, object]:
+def run(store: str, requests: int, concurrency: int, work: Path, *, audit: str = "on"
+        ) -> dict[str, object]:
     queries = _queries(requests)
-    results: dict[str, object] = {"store": store, "concurrency": concurrency}
+    results: dict[str, object] = {"store": store, "concurrency": concurrency, "audit": audit}
     bare_port, node_port = _free_port(), _free_port()
-    with _server("--serve", "bare", "--port", str(bare_port)):
-        results["bare"] = asyncio.run(_measure(bare_port, queries, concurrency, 30))
+    with _server("--serve", "bare", "--port", str(bare_port)) as pid:
+        results["bare"] = asyncio.run(_measure(bare_port, pid, queries, concurrency, 30))
     with _server("--serve", "node", "--port", str(node_port), "--store", store,
-                 "--workdir", str(work)):
+                 "--workdir", str(work), "--audit", audit) as pid:
         results["node"] = asyncio.run(
-            _measure(node_port, queries, concurrency, 900, server_side=True))
+            _measure(node_port, pid, queries, concurrency, 900, server_side=True))
     node, bare = results["node"], results["bare"]
     assert isinstance(node, dict) and isinstance(bare, dict)
     results["throughput_ratio"] = node["rps"] / bare["rps"]
@@ -219,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workdir", type=Path, help="keep the ingested store here")
+    parser.add_argument("--audit", choices=("on", "off"), default="on",
+                        help="the node's audit log (off: to measure its share only)")
     parser.add_argument("--serve", choices=("bare", "node"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -226,17 +239,19 @@ def main(argv: list[str] | None = None) -> int:
         serve_bare(args.port)
         return 0
     if args.serve == "node":
-        serve_node(args.port, args.store, args.workdir)
+        serve_node(args.port, args.store, args.workdir, audit=args.audit == "on")
         return 0
     if not VCF.is_file():
         print(f"the 2,504-sample VCF is not at {VCF} (../shared missing)", file=sys.stderr)
         return 2
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        print(json.dumps(run(args.store, args.requests, args.concurrency, args.workdir), indent=2))
+        print(json.dumps(run(args.store, args.requests, args.concurrency, args.workdir,
+                                  audit=args.audit), indent=2))
         return 0
     with tempfile.TemporaryDirectory(prefix="fednode-beacon-bench-") as tmp:
-        print(json.dumps(run(args.store, args.requests, args.concurrency, Path(tmp)), indent=2))
+        print(json.dumps(run(args.store, args.requests, args.concurrency, Path(tmp),
+                                  audit=args.audit), indent=2))
     return 0
 
 

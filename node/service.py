@@ -26,6 +26,7 @@ __all__ = [
     "DatasetAccess",
     "DatasetVariants",
     "MetadataCatalog",
+    "Planner",
     "ReleasedCount",
     "carriers",
     "plan",
@@ -57,6 +58,9 @@ class MetadataCatalog(Protocol):
         self, dataset_id: str, vcf_sample: str
     ) -> tuple[str | None, str | None]: ...
     def filtering_terms(self, dataset_ids: Sequence[str] | None = None) -> list[dict[str, Any]]: ...
+    def resident(self) -> bool:
+        """Whether calls answer from memory now (no I/O): callable on an event loop."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,46 @@ def plan(
     keep = tuple(a for a in access if a.granularity.rank >= level.rank)
     omitted = tuple(a for a in access if a.granularity.rank < level.rank)
     return AccessPlan(level, keep, omitted)
+
+
+class Planner:
+    """`plan` for one node's settings, with each dataset's settings read once and the
+    plans of anonymous requesters kept: those depend only on the request and the settings
+    (no grants, no expiry), and are the same for every anonymous request."""
+
+    _MAX_KEPT = 1024
+
+    def __init__(self, settings_of: Callable[[str], DatasetSettings]) -> None:
+        self._settings_of = settings_of
+        self._settings: dict[str, DatasetSettings] = {}
+        self._anonymous: dict[tuple[object, ...], AccessPlan] = {}
+
+    def settings(self, dataset_id: str) -> DatasetSettings:
+        found = self._settings.get(dataset_id)
+        if found is None:
+            found = self._settings[dataset_id] = self._settings_of(dataset_id)
+        return found
+
+    def plan(
+        self,
+        ids: Sequence[str],
+        principal: Principal,
+        *,
+        requested: Sequence[str] | None,
+        granularity: Granularity,
+    ) -> AccessPlan:
+        if not principal.is_anonymous:
+            return plan(ids, self.settings, principal, requested=requested,
+                        granularity=granularity)
+        key = (tuple(ids), None if requested is None else tuple(requested), granularity)
+        found = self._anonymous.get(key)
+        if found is None:
+            found = plan(ids, self.settings, principal, requested=requested,
+                         granularity=granularity)
+            if len(self._anonymous) >= self._MAX_KEPT:
+                self._anonymous.clear()
+            self._anonymous[key] = found
+        return found
 
 
 def release_count(

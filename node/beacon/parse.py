@@ -44,6 +44,8 @@ VARIANT_PARAMETERS = frozenset(
      "genomicAlleleShortForm", "mateName", "datasetIds"}
 )
 _ALIASES = {"geneid": "geneId", "allele": "genomicAlleleShortForm"}
+_GET_VARIANTS = _COMMON_GET | VARIANT_PARAMETERS | frozenset(_ALIASES)
+_GRANULARITIES = {g.value: g for g in Granularity}
 
 
 def _text(name: str, value: object) -> str:
@@ -112,8 +114,8 @@ def _opt(p: Mapping[str, Any], name: str, conv: Any) -> Any:
 def parse_variant_parameters(raw: Mapping[str, Any]) -> VariantQuery | None:
     """genomicVariations request parameters → a `VariantQuery` (None when there are none)."""
     p = {_ALIASES.get(k, k): v for k, v in raw.items() if k != "datasetIds"}
-    unknown = sorted(set(p) - VARIANT_PARAMETERS)
-    if unknown:
+    if not VARIANT_PARAMETERS.issuperset(p):
+        unknown = sorted(set(p) - VARIANT_PARAMETERS)
         raise InvalidInput(f"unknown request parameter(s): {', '.join(unknown)[:200]}")
     if "mateName" in p:
         raise InvalidInput("mateName (fusion queries) is not supported by this beacon")
@@ -200,22 +202,23 @@ def _bool(name: str, value: str) -> bool:
 
 def parse_get(query: Mapping[str, str], *, variants: bool) -> BeaconRequest:
     """A GET query string. `variants`: the endpoint takes genomicVariations parameters."""
-    known = _COMMON_GET | (VARIANT_PARAMETERS | set(_ALIASES) if variants else frozenset())
-    unknown = sorted(set(query) - known)
-    if unknown:
+    known = _GET_VARIANTS if variants else _COMMON_GET
+    if not known.issuperset(query.keys()):
+        unknown = sorted(set(query) - known)
         raise InvalidInput(f"unknown query parameter(s): {', '.join(unknown)[:200]}")
     params = {k: v for k, v in query.items() if k not in _COMMON_GET}
-    granularity = query.get("requestedGranularity", "boolean")
-    if granularity not in {g.value for g in Granularity}:
+    granularity = _GRANULARITIES.get(query.get("requestedGranularity", "boolean"))
+    if granularity is None:
         raise InvalidInput("requestedGranularity must be boolean, count or record")
     include = query.get("includeResultsetResponses", "HIT")
     if include not in ("HIT", "MISS", "ALL", "NONE"):
         raise InvalidInput("includeResultsetResponses must be HIT, MISS, ALL or NONE")
     return BeaconRequest(
-        granularity=Granularity(granularity),
+        granularity=granularity,
         include=include,  # type: ignore[arg-type]
-        skip=_int("skip", query.get("skip", 0), hi=1_000_000_000),
-        limit=_limit(_int("limit", query.get("limit", DEFAULT_LIMIT), hi=1_000_000_000)),
+        skip=_int("skip", query["skip"], hi=1_000_000_000) if "skip" in query else 0,
+        limit=_limit(_int("limit", query["limit"], hi=1_000_000_000))
+        if "limit" in query else DEFAULT_LIMIT,
         filters=parse_filters_param(query["filters"]) if "filters" in query else (),
         dataset_ids=_datasets(query.get("datasetIds")),
         test_mode=_bool("testMode", query["testMode"]) if "testMode" in query else False,

@@ -27,6 +27,7 @@ from node.service import (
     DatasetAccess,
     DatasetVariants,
     MetadataCatalog,
+    Planner,
     ReleasedCount,
     carriers,
     plan,
@@ -35,7 +36,7 @@ from node.service import (
 )
 from node.store.registry import DatasetRegistry
 
-__all__ = ["Context", "answer"]
+__all__ = ["Context", "answer", "in_memory"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Context:
     principal: Principal
     genes: Mapping[str, GeneIndex] | None = None  # assembly -> gene coordinates
     ledger: Ledger | None = None  # this request's privacy gate (guard, budget, audit)
+    planner: Planner | None = None  # shared by the node's requests (plans of anonymous)
 
     @cached_property
     def store_ids(self) -> frozenset[str]:
@@ -67,6 +69,9 @@ def _plan(ctx: Context, req: BeaconRequest, *, force: Granularity | None = None)
     if req.test_mode:
         # Beacon v2 TestMode: answer, but with no real data (nothing sensitive is used).
         return AccessPlan(req.granularity, ())
+    if ctx.planner is not None:
+        return ctx.planner.plan(ctx.dataset_ids(), ctx.principal, requested=req.dataset_ids,
+                                granularity=force or req.granularity)
     return plan(ctx.dataset_ids(), ctx.registry.settings, ctx.principal,
                 requested=req.dataset_ids, granularity=force or req.granularity)
 
@@ -95,6 +100,22 @@ def _known_filters(ctx: Context, filters: Sequence[Filter]) -> tuple[list[Filter
         return [], [f.id for f in filters]
     unknown = ctx.catalog.unknown_filters(filters)
     return [f for f in filters if f.id not in unknown], unknown
+
+
+def in_memory(ctx: Context, entry: EntryType, req: BeaconRequest, *, nested: str | None
+              ) -> bool:
+    """Whether `answer` needs no I/O for this request and takes microseconds, so a server
+    may run it on its event loop rather than a thread: an exact-allele g_variants query
+    below record granularity and without filters (a statistics lookup and at most a one-base
+    scan of the in-memory index), on stores and a catalog that hold what it reads in memory."""
+    q = req.variant
+    if (entry.path != "g_variants" or nested is not None or req.filters or q is None
+            or req.granularity is Granularity.RECORD or q.kind != "sequence"
+            or q.contig is None or q.needs_annotations):
+        return False
+    if ctx.catalog is not None and not ctx.catalog.resident():
+        return False
+    return ctx.registry.resident(q.contig, req.dataset_ids)
 
 
 def answer(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,10 @@ from node.errors import InvalidInput
 __all__ = ["ENTRY_TYPES", "Catalog", "LoadSummary", "Ontology"]
 
 _DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# How long the parsed copy is trusted before the file's generation is read again (a
+# SQLite round trip per query otherwise): another process's load shows within this time,
+# this instance's own loads at once.
+RECHECK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,7 @@ class Catalog:
         self._file = CatalogFile(root)
         self._lock = threading.Lock()
         self._index: Index | None = None
+        self._checked_at = float("-inf")
 
     @classmethod
     def open(cls, home: Path) -> Catalog:
@@ -72,6 +78,7 @@ class Catalog:
         row = _dataset_row(dataset_id, bundle)
         terms = extra.to_json()["terms"] if extra is not None else []
         self._file.replace_dataset(dataset_id, row, terms)
+        self._checked_at = float("-inf")
         samples = _vcf_samples(row)
         return LoadSummary(
             dataset_id,
@@ -174,13 +181,24 @@ class Catalog:
 
     # -- internals --------------------------------------------------------------
 
+    def resident(self) -> bool:
+        """Whether queries answer from the parsed copy now, with no I/O (it was checked
+        against the file within `RECHECK_S` and no reload is running)."""
+        return (self._index is not None and not self._lock.locked()
+                and time.monotonic() - self._checked_at < RECHECK_S)
+
     def _current(self) -> Index:
+        now = time.monotonic()
+        index = self._index
+        if index is not None and now - self._checked_at < RECHECK_S:
+            return index
         generation = self._file.generation()
         with self._lock:
             if self._index is None or self._index.generation != generation:
                 snapshot = self._file.snapshot()
                 extra = Ontology.from_json({"terms": list(snapshot.ontology_terms)})
                 self._index = Index(snapshot, Ontology.shipped().merged(extra))
+            self._checked_at = now
             return self._index
 
 

@@ -19,7 +19,7 @@ from node.web.beacon import create_beacon_app
 from node.web.htsget import create_htsget_app
 from node.web.keys import DATASETS, METRICS, SETTINGS
 from node.web.metrics import Metrics
-from node.web.middleware import request_context
+from node.web.middleware import REQUEST_IDS, RequestIds, request_context
 from node.web.privacy import audit_access, privacy_ctx
 
 __all__ = ["create_app"]
@@ -36,6 +36,7 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[REQUEST_IDS] = RequestIds()
 
     async def datasets_ctx(app: web.Application) -> AsyncIterator[None]:
         registry = registry_factory(settings)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from node import __version__
@@ -23,13 +23,14 @@ from node.beacon.info import ENTRY_TYPES, EntryType
 from node.beacon.models import BeaconRequest
 from node.beacon.openapi import openapi_document
 from node.beacon.parse import parse_body, parse_get
-from node.beacon.query import Context, answer
+from node.beacon.query import Context, answer, in_memory
 from node.beacon.refseq import canonical_assembly
 from node.beacon.render import error_envelope
+from node.beacon.variants import VariantQuery
 from node.config import Settings
 from node.domain import Principal
 from node.errors import InvalidInput, NodeError, PayloadTooLarge
-from node.service import MetadataCatalog
+from node.service import MetadataCatalog, Planner
 from node.web.auth import principal_of
 from node.web.keys import DATASETS, SETTINGS
 from node.web.middleware import REQUEST_ID
@@ -41,6 +42,7 @@ log = logging.getLogger("fednode.beacon")
 
 CATALOG = web.AppKey("catalog", MetadataCatalog)
 GENES = web.AppKey("genes", dict[str, GeneIndex])
+PLANNER = web.AppKey("planner", Planner)
 PARSED = web.RequestKey("beacon_request", BeaconRequest)
 # Largest POST body the Beacon API reads (a query is small; filters are capped too).
 MAX_BODY = 64 * 1024
@@ -55,11 +57,7 @@ CatalogFactory = Callable[[Settings], MetadataCatalog | None]
 
 
 def _json(doc: dict[str, Any], status: int = 200) -> web.Response:
-    return web.json_response(doc, status=status, dumps=_compact)
-
-
-def _compact(obj: object) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+    return web.Response(body=orjson.dumps(doc), status=status, content_type="application/json")
 
 
 def _beacon_id(request: web.Request) -> str:
@@ -97,7 +95,7 @@ async def _read_body(request: web.Request) -> object:
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw)
+        return orjson.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("the request body is not valid JSON") from None
 
@@ -115,13 +113,15 @@ async def _context(request: web.Request, req: BeaconRequest) -> Context:
     # Beacon v2 testMode: answered "skipping authentication" (with no real data), so a
     # test request never needs, nor is refused for, a token.
     principal = Principal.anonymous() if req.test_mode else await principal_of(request)
+    app, config = request.app, request.config_dict  # config_dict is rebuilt per access
     return Context(
-        settings=request.config_dict[SETTINGS],
-        registry=request.config_dict[DATASETS],
-        catalog=request.app.get(CATALOG),
+        settings=config[SETTINGS],
+        registry=config[DATASETS],
+        catalog=app.get(CATALOG),
         principal=principal,
-        genes=request.app.get(GENES),
+        genes=app.get(GENES),
         ledger=ledger_for(request, principal),
+        planner=app[PLANNER],
     )
 
 
@@ -136,8 +136,12 @@ def _entry_handler(entry: EntryType, *, nested: str | None, by_id: bool) -> Hand
         doc: dict[str, Any] = {}
         outcome = "refused"
         try:
-            doc = await asyncio.to_thread(answer, ctx, entry, req, entry_id=entry_id,
-                                          nested=nested)
+            if in_memory(ctx, entry, req, nested=nested):
+                # A lookup in memory takes microseconds: a thread hop would cost more.
+                doc = answer(ctx, entry, req, entry_id=entry_id, nested=nested)
+            else:
+                doc = await asyncio.to_thread(answer, ctx, entry, req, entry_id=entry_id,
+                                              nested=nested)
             outcome = "answered"
         finally:
             # Every access is audited once, refusals (a spent budget) included.
@@ -152,13 +156,16 @@ def _entry_handler(entry: EntryType, *, nested: str | None, by_id: bool) -> Hand
     return handler
 
 
+_VARIANT_FIELDS = tuple(f.name for f in dataclasses.fields(VariantQuery))
+
+
 def _summary(req: BeaconRequest, entry_id: str | None, nested: str | None) -> dict[str, Any]:
     """What was asked, for the audit log (no tokens, nothing the client did not send)."""
     out: dict[str, Any] = {"id": entry_id, "nested": nested,
                            "granularity": req.granularity.value}
     if req.variant is not None:
-        out["variant"] = {k: v for k, v in dataclasses.asdict(req.variant).items()
-                          if v not in (None, ())}
+        out["variant"] = {k: v for k in _VARIANT_FIELDS
+                          if (v := getattr(req.variant, k)) is not None and v != ()}
     if req.filters:
         out["filters"] = [f.id for f in req.filters]
     return out
@@ -226,6 +233,7 @@ def create_beacon_app(
     default); `genes` maps assemblies to gene coordinates for geneId queries (default: the
     BED files of `settings.gene_beds`)."""
     app = web.Application(middlewares=[beacon_errors], client_max_size=MAX_BODY)
+    app[PLANNER] = Planner(settings.dataset)
 
     async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
         catalog = await asyncio.to_thread(catalog_factory, settings)

@@ -6,19 +6,37 @@ only guarantees that nothing unexpected ever reaches a client as a traceback.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from node.errors import NodeError
 from node.web.keys import METRICS
 
-__all__ = ["REQUEST_ID", "request_context"]
+__all__ = ["REQUEST_ID", "REQUEST_IDS", "RequestIds", "request_context"]
 
 log = logging.getLogger("fednode.http")
 REQUEST_ID = web.RequestKey("request_id", str)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class RequestIds:
+    """Request ids unique across processes: a random per-process prefix and a counter
+    (a uuid4 per request reads the OS entropy source, which releases the GIL)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+REQUEST_IDS = web.AppKey("request_ids", RequestIds)
 
 
 def _route_name(request: web.Request) -> str:
@@ -28,8 +46,9 @@ def _route_name(request: web.Request) -> str:
 
 
 @web.middleware
-async def request_context(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    app = request.app  # the root application (config_dict would build a chain per access)
+    request_id = request.headers.get("X-Request-Id", "")[:64] or app[REQUEST_IDS].next()
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     status = 500
@@ -50,7 +69,7 @@ async def request_context(request: web.Request, handler: web.RequestHandler) -> 
     finally:
         elapsed = time.perf_counter() - started
         route = _route_name(request)
-        metrics = request.config_dict[METRICS]
+        metrics = app[METRICS]
         metrics.requests.labels(request.method, route, str(status)).inc()
         metrics.latency.labels(route).observe(elapsed)
         log.info(

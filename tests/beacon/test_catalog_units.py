@@ -335,3 +335,16 @@ def test_cli_bad_file_is_a_clean_error(
     not_home = tmp_path / "nothing"
     assert main(["metadata", "load", str(not_home), "--dataset", "d", str(bad)]) == 2
     assert "is not a node home" in capsys.readouterr().err
+
+
+def test_parsed_copy_is_rechecked_within_a_second(
+    tmp_path: Path, bff: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = Catalog.open(tmp_path / "home")
+    assert reader.dataset_ids() == () and reader.resident()
+    writer = Catalog.open(tmp_path / "home")
+    writer.load("ds1", [bff])
+    assert writer.dataset_ids() == ("ds1",)  # its own load: at once
+    monkeypatch.setattr("node.catalog.RECHECK_S", 0.0)
+    assert not reader.resident()  # must read the file's generation again: I/O
+    assert reader.dataset_ids() == ("ds1",)  # another process's load: after RECHECK_S
