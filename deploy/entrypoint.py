@@ -5,6 +5,8 @@ Environment:
   FEDNODE_HOME            node home (default /data/node; a volume)
   FEDNODE_DATASET         dataset id for FEDNODE_INGEST_FILES (default "demo")
   FEDNODE_INGEST_FILES    whitespace-separated VCF/BCF paths ingested once, on first start
+  FEDNODE_AGGREGATOR      a PEERS.yaml: serve Beacon v2 over that federation instead
+                          (`fednode serve --aggregator`; the home keeps its budgets, audit)
   FEDNODE_SERVER__HOST/PORT, FEDNODE_PEER__HOST/PORT, ...: node settings (node/config.py)
 """
 
@@ -28,7 +30,11 @@ def main() -> None:
         if files:
             dataset = os.environ.get("FEDNODE_DATASET", "demo")
             _fednode("ingest", str(home), "--dataset", dataset, "--threads", "1", *files)
-    os.execv(sys.executable, [sys.executable, "-m", "node", "serve", str(home)])
+    serve = [sys.executable, "-m", "node", "serve", str(home)]
+    peers = os.environ.get("FEDNODE_AGGREGATOR")
+    if peers:
+        serve += ["--aggregator", peers]
+    os.execv(sys.executable, serve)
 
 
 if __name__ == "__main__":
