@@ -12,7 +12,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -150,8 +157,8 @@ class BudgetSettings(_Section):
     # (`redis_url`, replicas on several hosts share one server).
     backend: Literal["sqlite", "redis"] = "sqlite"
     path: str = Field(default="budget.sqlite3", description="SQLite file, relative to home")
-    redis_url: str | None = Field(
-        default=None, description="redis://[user:password@]host:port/db; never logged"
+    redis_url: SecretStr | None = Field(
+        default=None, description="redis://[user:password@]host:port/db; never printed"
     )
     redis_prefix: str = Field(default="fednode:budget:", min_length=1)
     # Shringarpure-Bustamante log-likelihood ratio (nats) a requester may accumulate.

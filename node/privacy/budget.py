@@ -37,6 +37,7 @@ __all__ = [
     "Charge",
     "SQLiteBudget",
     "beta_prior_llr",
+    "budget_refusal",
     "check_fits",
     "membership_llr",
     "open_budget",
@@ -119,15 +120,20 @@ def check_fits(balance: Balance, charge: Charge, window_s: float | None) -> None
     over_llr = balance.llr_spent + charge.llr > balance.llr_limit + _SLACK
     over_eps = balance.epsilon_spent + charge.epsilon > balance.epsilon_limit + _SLACK
     if over_llr or over_eps:
-        when = (
-            f"; it is restored as charges older than {window_s:g} s expire"
-            if window_s is not None
-            else ""
-        )
-        raise BudgetExhausted(
-            "privacy budget exhausted: this answer would reveal more about individuals "
-            f"than your remaining budget allows{when}"
-        )
+        raise budget_refusal(window_s)
+
+
+def budget_refusal(window_s: float | None) -> BudgetExhausted:
+    """The error of an answer refused for the budget (the message says when it refills)."""
+    when = (
+        f"; it is restored as charges older than {window_s:g} s expire"
+        if window_s is not None
+        else ""
+    )
+    return BudgetExhausted(
+        "privacy budget exhausted: this answer would reveal more about individuals "
+        f"than your remaining budget allows{when}"
+    )
 
 
 class BudgetStore(Protocol):

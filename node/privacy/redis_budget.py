@@ -21,7 +21,7 @@ import redis
 
 from node.config import BudgetSettings
 from node.errors import Unavailable
-from node.privacy.budget import Balance, Charge, check_fits
+from node.privacy.budget import Balance, Charge, budget_refusal
 
 __all__ = ["RedisBudget"]
 
@@ -81,8 +81,8 @@ class RedisBudget:
     def from_settings(cls, settings: BudgetSettings) -> RedisBudget:
         if not settings.redis_url:
             raise Unavailable("the Redis budget store has no URL configured")
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5.0,
-                                      socket_connect_timeout=5.0)
+        client = redis.Redis.from_url(settings.redis_url.get_secret_value(),
+                                      socket_timeout=5.0, socket_connect_timeout=5.0)
         return cls(client, max_llr=settings.max_llr, max_epsilon=settings.max_epsilon,
                    window_s=settings.window_s, prefix=settings.redis_prefix)
 
@@ -90,7 +90,7 @@ class RedisBudget:
         """Spend `charge` or raise BudgetExhausted, atomically across replicas."""
         added, balance = self._run(requester_id, charge, write=bool(charge))
         if charge and not added:
-            check_fits(balance, charge, self.window_s)  # raises: it did not fit
+            raise budget_refusal(self.window_s)  # the script found it does not fit
         return Balance(balance.llr_spent + charge.llr, self.max_llr,
                        balance.epsilon_spent + charge.epsilon, self.max_epsilon)
 

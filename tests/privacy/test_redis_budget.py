@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from node.config import BudgetSettings
+from node.config import BudgetSettings, Settings, dump_settings
 from node.errors import BudgetExhausted, Unavailable
 from node.privacy.budget import Charge, SQLiteBudget, open_budget
 from node.privacy.redis_budget import RedisBudget
@@ -74,6 +74,8 @@ def test_open_budget_picks_the_backend(settings: BudgetSettings, tmp_path: Path)
     sqlite.close()
     with pytest.raises(ValueError, match="redis_url"):
         BudgetSettings(backend="redis")
+    # The URL (and its password) never appears when settings are printed.
+    assert "s3cret-pw" not in dump_settings(Settings(privacy={"budget": settings}))
 
 
 def test_charges_add_up_and_the_overdraft_is_refused(settings: BudgetSettings) -> None:
