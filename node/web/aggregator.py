@@ -13,6 +13,11 @@ merged as the Beacon network aggregators do, with honest precision:
 - every peer's status is in `info.federation.nodes`, and the answer comes back by the
   deadline whether peers are slow, dead, hung, unauthorised or lying.
 
+Budgets: nodes see (and charge) only the aggregator, so the aggregator keeps each user's
+budget (the passport's pseudonymous requester id, or the client address when anonymous)
+with node/privacy's gate and charges every merged answer once (node/peer/pricing.py):
+asking k nodes through it costs what the k answers reveal, from one budget.
+
 Records are never federated: `record` requests get result sets with counts and no
 records. Only position-based queries (sequence, range, bracket) are federated.
 """
@@ -37,15 +42,20 @@ from node.beacon.parse import parse_body, parse_get
 from node.beacon.render import response_envelope, result_set
 from node.beacon.variants import VariantQuery
 from node.config import Settings
-from node.errors import InvalidInput, PayloadTooLarge
+from node.errors import BudgetExhausted, InvalidInput, PayloadTooLarge
+from node.names import Granularity
+from node.peer import pricing
 from node.peer._pb import peer_pb2 as pb
 from node.peer.client import PeerResult
 from node.peer.coordinator import Coordinator, Interval
 from node.peer.peers import PeerEntry, PeersFile
+from node.privacy.gate import Ledger
+from node.web.auth import auth_ctx, principal_of
 from node.web.beacon import beacon_errors
 from node.web.keys import METRICS, SETTINGS
 from node.web.metrics import Metrics
-from node.web.middleware import request_context
+from node.web.middleware import REQUEST_IDS, RequestIds, request_context
+from node.web.privacy import GATE, audit_access, audit_request, ledger_for, privacy_ctx
 
 __all__ = ["create_aggregator_app", "serve_aggregator"]
 
@@ -63,6 +73,8 @@ class _Set:
     beacon_id: str
     dataset_id: str
     count: Interval
+    # The matching alleles the set says are present (None: a third-party count only).
+    present: list[pb.DatasetAlleleStats] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +87,14 @@ class _Status:
 
 def create_aggregator_app(settings: Settings, peers: PeersFile) -> web.Application:
     # request_context's handler type is aiohttp's RequestHandler, narrower than the stub's.
-    app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY)  # type: ignore[list-item]
+    # Every access is audited: federated answers by g_variants, the rest (a refused
+    # token, an invalid query) by audit_access, as on a node.
+    app = web.Application(middlewares=[request_context, audit_access], client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[PEERS] = peers
-    app.cleanup_ctx.append(_resources)
+    app[REQUEST_IDS] = RequestIds()
+    app.cleanup_ctx.extend([_resources, auth_ctx, privacy_ctx])
     api = web.Application(middlewares=[beacon_errors], client_max_size=MAX_BODY)
     api.router.add_get("/g_variants", g_variants)
     api.router.add_post("/g_variants", g_variants)
@@ -130,11 +145,15 @@ async def g_variants(request: web.Request) -> web.Response:
     query = _federable(req.variant)
     region = query.region()
     assert region is not None  # _federable guarantees a position
+    principal = await principal_of(request)  # a bad token is refused, never forwarded
+    ledger = ledger_for(request, principal)  # the user's own budget, kept here
     peers: PeersFile = request.config_dict[PEERS]
     coordinator: Coordinator = request.config_dict[COORDINATOR]
     session: aiohttp.ClientSession = request.config_dict[HTTP]
     types = sorted(query.type_classes() or ())
-    grpc_part = coordinator.region_answers(region, deadline_s=peers.deadline_s, variant_types=types)
+    grpc_part = coordinator.region_answers(
+        region, deadline_s=peers.deadline_s, variant_types=types, on_behalf_of=ledger.requester
+    )
     http_parts = [
         _ask_beacon(session, entry, request.query, peers.deadline_s)
         for entry in peers.peers
@@ -145,7 +164,42 @@ async def g_variants(request: web.Request) -> web.Response:
     for found, status in http_results:
         sets += found
         statuses.append(status)
+    await _charge(request, ledger, req, sets)
     return web.json_response(_envelope(request.config_dict[SETTINGS], req, sets, statuses))
+
+
+async def _charge(
+    request: web.Request, ledger: Ledger, req: BeaconRequest, sets: list[_Set]
+) -> None:
+    """Charge the user once for the whole merged answer (pricing.py), or refuse it
+    (BudgetExhausted: 403, nothing released); one audit entry either way."""
+    gate = request.config_dict[GATE]
+    boolean = req.granularity == "boolean"
+    granularity = Granularity.BOOLEAN if boolean else Granularity.COUNT
+    parts = [pricing.set_charge(gate, granularity, s.present, s.count.value) for s in sets]
+    if not any(s.count.lower for s in sets):  # a "no" from the whole federation
+        parts.append(pricing.set_charge(gate, granularity, [], 0))
+    charge = pricing.answer_charge(parts)
+    ledger.llr, ledger.epsilon = charge.llr, charge.epsilon
+    ledger.counts = {
+        f"{s.beacon_id}/{s.dataset_id}": {"value": s.count.value, "precision": s.count.precision}
+        for s in sets
+    }
+    outcome = "answered"
+    try:
+        await asyncio.to_thread(gate.spend, ledger.requester, charge)
+    except BudgetExhausted:
+        outcome = "refused"
+        raise
+    finally:
+        await audit_request(
+            request,
+            ledger,
+            datasets=sorted(ledger.counts),
+            query={"federated": True, **dict(request.query)},
+            granularity=req.granularity,
+            outcome=outcome,
+        )
 
 
 async def _parse(request: web.Request) -> BeaconRequest:
@@ -193,12 +247,16 @@ def _from_grpc(
     statuses = []
     for result in results:
         statuses.append(_Status(result.peer_id, result.status, result.message, result.elapsed_s))
-        counts: dict[str, int] = {}
+        present: dict[str, list[pb.DatasetAlleleStats]] = {}
         for v in result.value or () if result.ok else ():
             if _matches(query, v):
-                counts.setdefault(v.stats.dataset_id, 0)
-                counts[v.stats.dataset_id] += 1 if v.stats.exists else 0
-        sets += [_Set(result.peer_id, ds, Interval(n, n, n, True)) for ds, n in counts.items()]
+                found = present.setdefault(v.stats.dataset_id, [])
+                if v.stats.exists:
+                    found.append(v.stats)
+        sets += [
+            _Set(result.peer_id, ds, Interval(len(p), len(p), len(p), True), p)
+            for ds, p in present.items()
+        ]
     return sets, statuses
 
 

@@ -90,7 +90,11 @@ async def aggregator(aiohttp_client, tmp_path, three_nodes, coordinator_key, thi
         "peers": peers,
     }
     (tmp_path / "peers.yaml").write_text(yaml.safe_dump(doc))
-    settings = Settings(home=tmp_path, node={"id": "org.example.aggregator"})
+    settings = Settings(
+        home=tmp_path,
+        node={"id": "org.example.aggregator"},
+        privacy={"budget": {"max_llr": 1e9}},  # budgets are tested on their own below
+    )
     app = create_aggregator_app(settings, load_peers(tmp_path / "peers.yaml"))
     return await aiohttp_client(app), seen
 
@@ -105,7 +109,6 @@ async def test_federated_beacon_counts_and_statuses(aggregator, cohort, tmp_path
             "end": "20200000",
             "requestedGranularity": "record",
         },
-        headers={"Authorization": "Bearer users-own-token"},
     )
     assert reply.status == 200
     doc = await reply.json()
@@ -141,7 +144,14 @@ async def test_federated_beacon_counts_and_statuses(aggregator, cohort, tmp_path
         "precision": "imprecise",
     }
     assert not fed["complete"]
-    assert seen and all("Authorization" not in h for h in seen)  # never forwarded
+    # A token the aggregator cannot verify is refused, and never reaches any peer.
+    asked = len(seen)
+    params = {"referenceName": "1", "start": "20000000", "end": "20200000"}
+    bad = await client.get(
+        "/api/g_variants", params=params, headers={"Authorization": "Bearer users-own-token"}
+    )
+    assert bad.status == 401
+    assert len(seen) == asked and all("Authorization" not in h for h in seen)
 
 
 async def test_sequence_query_and_bad_queries(aggregator, cohort):
@@ -189,6 +199,7 @@ async def test_sequence_query_and_bad_queries(aggregator, cohort):
 
 async def test_serve_aggregator_process(tmp_path, three_nodes, coordinator_key):
     import asyncio
+    import os
     import sys
 
     import aiohttp
@@ -210,6 +221,7 @@ async def test_serve_aggregator_process(tmp_path, three_nodes, coordinator_key):
         str(port),
         "--aggregator",
         str(peers),
+        env={**os.environ, "FEDNODE_PRIVACY__BUDGET__MAX_LLR": "1e9"},
     )
     try:
         async with aiohttp.ClientSession() as session:
