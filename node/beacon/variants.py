@@ -318,14 +318,13 @@ def selector(
     by the region scan.
     """
     key = _exact_key(q) if by_stats else None
-    scan = _scan(q, genes)
 
     def run(store: VariantStore) -> Iterator[Variant]:
         hit = _stats_variant(store, key) if key is not None else None
         if hit is not None and q is not None and matches(q, hit):
             yield hit
             return
-        yield from scan(store)
+        yield from _scan(q, genes)(store)
 
     return run
 

@@ -69,9 +69,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         elapsed = time.perf_counter() - started
         route = _route_name(request)
-        metrics = app[METRICS]
-        metrics.requests.labels(request.method, route, str(status)).inc()
-        metrics.latency.labels(route).observe(elapsed)
+        app[METRICS].observe(request.method, route, status, elapsed)
         log.info(
             "request",
             extra={
