@@ -71,8 +71,11 @@ def keys_of(columns: pb.AlleleColumns) -> list[AlleleKey]:
     names = {c: normalize_contig(c) for c in set(columns.contigs)}
     contigs = [names[c] for c in columns.contigs]
     starts = list(columns.starts)
-    refs = [r.upper() for r in columns.refs]
-    alts = [a if a.startswith("<") else a.upper() for a in columns.alts]
+    refs = _upper(columns.refs)
+    if "<" in "".join(columns.alts):  # symbolic ALTs keep their case
+        alts = [a if a.startswith("<") else a.upper() for a in columns.alts]
+    else:
+        alts = _upper(columns.alts)
     if not all(names.values()) or (n and min(starts) < 0):
         raise InvalidInput("an allele has no contig or a negative start")
     for seqs in (refs, alts):
@@ -81,6 +84,16 @@ def keys_of(columns: pb.AlleleColumns) -> list[AlleleKey]:
     if not set("".join(refs)) <= _BASES:
         raise InvalidInput("REF must be bases")
     return list(map(AlleleKey, contigs, starts, refs, alts))
+
+
+def _upper(seqs: Sequence[str]) -> list[str]:
+    """Upper-cased in one pass over one string (a line break inside is malformed)."""
+    if not seqs:
+        return []
+    out = "\n".join(seqs).upper().split("\n")
+    if len(out) != len(seqs):
+        raise InvalidInput("REF or ALT with a line break")
+    return out
 
 
 # -- node answers ----------------------------------------------------------------------
@@ -114,7 +127,8 @@ def dataset_columns(
     for name, (columns, _, _) in zip(COUNTS, guarded, strict=True):
         getattr(message, name).CopyFrom(columns)
     (_, ac, ac_exact), (_, an, an_exact) = guarded[0], guarded[1]
-    message.frequency.extend(np.divide(ac, an, out=np.zeros(len(ac)), where=an > 0).tolist())
+    frequency = np.divide(ac, an, out=np.zeros(len(ac)), where=an > 0)
+    message.frequency.extend(np.minimum(frequency, 1.0).tolist())  # noised counts: clipped
     exact = ac_exact & an_exact
     message.frequency_precision.extend(
         np.where(exact, pb.COUNT_PRECISION_EXACT, pb.COUNT_PRECISION_IMPRECISE).tolist()
@@ -133,10 +147,7 @@ def _guarded(
         rows = [guard.count(n) for n in counts.tolist()]
         where = np.arange(len(rows))
     table = np.array(
-        [
-            (r.value, messages.precision_message(r.precision), r.lower, _upper(r), r.upper is None)
-            for r in rows
-        ],
+        [(r.value, _precision(r), r.lower, _upper_bound(r), r.upper is None) for r in rows],
         dtype=np.int64,
     ).reshape(len(rows), 5)[where]
     columns = pb.CountColumns(
@@ -149,7 +160,11 @@ def _guarded(
     return columns, table[:, 0], table[:, 1] == pb.COUNT_PRECISION_EXACT
 
 
-def _upper(count: BoundedCount) -> int:
+def _precision(count: BoundedCount) -> int:
+    return int(messages.precision_message(count.precision))
+
+
+def _upper_bound(count: BoundedCount) -> int:
     return 0 if count.upper is None else count.upper
 
 
@@ -222,8 +237,10 @@ def _dataset(message: pb.DatasetStatsColumns, n: int) -> DatasetColumns:
     _at_most(ac, an, "allele count exceeds allele number")
     _at_most(carriers, ac, "more carriers than alleles")
     _at_most(hom, carriers, "more homozygotes than carriers")
-    if not np.array_equal(exists, ac.lower > 0):
+    if (exists & ~ac.unbounded & (ac.upper == 0)).any() or (~exists & (ac.lower > 0)).any():
         raise InvalidAnswer("exists disagrees with the allele count")
+    # "exists" is itself disclosed: a noised count's interval [0, ∞) becomes [1, ∞).
+    ac, carriers = (_at_least_one(c, exists) for c in (ac, carriers))
     frequency = _array(message.frequency, n, np.float64)
     if not (np.isfinite(frequency).all() and ((frequency >= 0) & (frequency <= 1)).all()):
         raise InvalidAnswer("frequency outside [0, 1]")
@@ -256,6 +273,11 @@ def _column(message: pb.CountColumns, n: int) -> Column:
     return Column(
         value.astype(as_int), lower.astype(as_int), upper.astype(as_int), unbounded, exact
     )
+
+
+def _at_least_one(column: Column, exists: Bools) -> Column:
+    lower = np.maximum(column.lower, exists.astype(np.int64))
+    return Column(column.value, lower, column.upper, column.unbounded, column.exact)
 
 
 def _at_most(small: Column, large: Column, why: str) -> None:

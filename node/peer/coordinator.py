@@ -96,18 +96,21 @@ class AlleleTotal:
                 self.carriers + ac,
                 self.homozygotes + unknown,
             )
+        # "exists" is itself disclosed: a noised count's [0, ∞) becomes [1, ∞).
+        least = 1 if stats.exists else 0
         return AlleleTotal(
             self.key,
-            self.allele_count + _interval(stats.allele_count),
+            self.allele_count + _interval(stats.allele_count, least),
             self.allele_number + _interval(stats.allele_number),
-            self.carriers + _interval(stats.carriers),
+            self.carriers + _interval(stats.carriers, least),
             self.homozygotes + _interval(stats.homozygotes),
         )
 
 
-def _interval(count: pb.Count) -> Interval:
+def _interval(count: pb.Count, at_least: int = 0) -> Interval:
     exact = PRECISION_NAME.get(count.precision) == "exact"
-    return Interval(count.value, count.lower, None if count.unbounded else count.upper, exact)
+    upper = None if count.unbounded else count.upper
+    return Interval(count.value, max(count.lower, at_least), upper, exact)
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,7 @@ def dataset_stats(
     message.allele_number.CopyFrom(count_message(an))
     message.carriers.CopyFrom(count_message(guard.count(stats.n_carriers)))
     message.homozygotes.CopyFrom(count_message(guard.count(stats.n_hom_alt)))
-    message.frequency = ac.value / an.value if an.value else 0.0
+    message.frequency = min(1.0, ac.value / an.value) if an.value else 0.0  # noise: clipped
     exact = ac.precision == "exact" and an.precision == "exact"
     message.frequency_precision = _PRECISION["exact" if exact else "imprecise"]
     return message

@@ -70,7 +70,7 @@ def dataset_stats(stats: pb.DatasetAlleleStats) -> None:
     _at_most(ac, an, "allele count exceeds allele number")
     _at_most(carriers, ac, "more carriers than alleles")
     _at_most(hom, carriers, "more homozygotes than carriers")
-    if stats.exists != (ac.lower > 0):
+    if (stats.exists and not ac.unbounded and ac.upper == 0) or (not stats.exists and ac.lower > 0):
         raise InvalidAnswer("exists disagrees with the allele count")
     if not (math.isfinite(stats.frequency) and 0.0 <= stats.frequency <= 1.0):
         raise InvalidAnswer("frequency outside [0, 1]")
