@@ -136,6 +136,7 @@ async def test_without_defences_the_attack_identifies_members(
     for o, q in zip(members, [orders(cohort, a, 0)["rarest"] for a in cohort.members],
                     strict=True):
         assert o.answers == tuple(int(cohort.stats[i].ac > 0) for i in q)
+    print(f"defences off, rarest: power {power(members, non_members):.3f} at FPR {FPR}")
     assert power(members, non_members) >= 0.5
 
 
@@ -153,6 +154,9 @@ async def test_with_defences_power_stays_at_the_false_positive_rate(
         common = [o.answers[j] == int(cohort.stats[i].ac > 0)
                   for o, q in zip(members + non_members, queries, strict=True)
                   for j, i in enumerate(q) if cohort.freq[i] >= 0.01]
+        share = f"{sum(common) / len(common):.3f} of {len(common)}" if common else "none asked"
+        print(f"defaults, {order}: power {power(members, non_members):.3f} at FPR {FPR}; "
+              f"AF >= 1% answered exactly: {share}")
         assert sum(common) >= 0.95 * len(common)
         # 40 victims measure power to about ±3.5% (one standard error at 5%): allow two.
         assert power(members, non_members) <= FPR + 2 * math.sqrt(FPR * (1 - FPR) / VICTIMS)
