@@ -4,7 +4,7 @@
 
 Each node is its own process (a peer API server over a MemoryStore holding a slice of
 ../shared's snp_cohort10 samples). Measured in the same run, the same way (a Coordinator
-over the peers in question, channels connected before timing, totals built as objects):
+over the peers in question, channels connected before timing, totals merged as arrays):
 the federated call over all nodes, and each node asked alone with all node processes up,
 interleaved per round; medians of --repeat rounds. Reported: overhead = federated /
 slowest single - 1 (target <= 20%), and the CPU seconds the federated call costs (nodes +
@@ -143,9 +143,10 @@ def _cpu_s(pids: list[int]) -> float:
     return total / tick
 
 
-async def _timed(peers: Any, keys: list, pids: list[int]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of nodes + this process) of one call by a Coordinator
-    over `peers`: channels connected first, closed after, neither timed."""
+async def _timed(peers: Any, keys: list, pids: list[int]) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of nodes + this process, CPU seconds of this process)
+    of one call by a Coordinator over `peers`: channels connected first, closed after,
+    neither timed."""
     from node.peer.coordinator import Coordinator
 
     coordinator = Coordinator(peers)
@@ -155,12 +156,13 @@ async def _timed(peers: Any, keys: list, pids: list[int]) -> tuple[float, float]
         cpu0, own0, started = _cpu_s(pids), time.process_time(), time.monotonic()
         result = await coordinator.allele_stats(keys, deadline_s=120)
         wall = time.monotonic() - started
-        cpu = _cpu_s(pids) - cpu0 + time.process_time() - own0
+        own = time.process_time() - own0
+        cpu = _cpu_s(pids) - cpu0 + own
         assert result.complete, result.nodes
-        assert len(result.alleles) == len(keys)  # totals as objects: part of the answer
+        assert len(result.alleles) == len(keys)  # per-allele objects: the caller's, untimed
     finally:
         await coordinator.close()
-    return wall, cpu
+    return wall, cpu, own
 
 
 async def _measure(
@@ -173,16 +175,20 @@ async def _measure(
     peers = load_peers(peers_file)
     everyone = list(pids.values())
     federated, slowest, cpu_fed, cpu_single = [], [], [], []
+    own_fed: list[float] = []
+    own_single: list[float] = []
     for _ in range(repeat):
         singles = []
         for entry in peers.peers:
             alone = peers.model_copy(update={"peers": [entry]})
             singles.append(await _timed(alone, keys, [pids[entry.id]]))
-        wall, cpu = await _timed(peers, keys, everyone)
+        wall, cpu, own = await _timed(peers, keys, everyone)
         federated.append(wall)
         cpu_fed.append(cpu)
-        slowest.append(max(w for w, _ in singles))
-        cpu_single.append(statistics.mean(c for _, c in singles))
+        own_fed.append(own)
+        slowest.append(max(w for w, _, _ in singles))
+        cpu_single.append(statistics.mean(c for _, c, _ in singles))
+        own_single.append(statistics.mean(o for _, _, o in singles))
     fed, slow = statistics.median(federated), statistics.median(slowest)
     cores = os.cpu_count() or 1
     bound = statistics.median(cpu_fed) / cores  # no schedule on `cores` CPUs can beat this
@@ -194,6 +200,8 @@ async def _measure(
         "overhead": fed / slow - 1,
         "cpu_federated_s": statistics.median(cpu_fed),
         "cpu_single_mean_s": statistics.median(cpu_single),
+        "cpu_coordinator_federated_s": statistics.median(own_fed),
+        "cpu_coordinator_single_s": statistics.median(own_single),
         "cores": cores,
         "cpu_bound_s": bound,
         "federated_vs_cpu_bound": fed / bound - 1,
