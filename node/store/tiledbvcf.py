@@ -28,7 +28,9 @@ from node.names import VariantType
 from node.store import layout, stats
 from node.store.aggregate_index import ContigIndex, build_contig_index
 from node.store.base import IngestSummary
+from node.store.batch import GenotypeBatch
 from node.store.ingest_writer import IngestWriter
+from node.store.records import BatchReader
 from node.store.vcfio import RecordReader, VcfInput, detect_assembly
 
 __all__ = ["TileDBVCFStore", "list_datasets"]
@@ -299,23 +301,38 @@ class TileDBVCFStore:
         samples: Sequence[str] | None = None,
         batch_size: int = 1024,
     ) -> Iterator[list[Record]]:
+        if batch_size <= 0:
+            self._check_samples_known(samples)
+            return
+        pending: list[Record] = []
+        for batch in self.genotype_batches(region, samples=samples):
+            pending.extend(batch.records())
+            while len(pending) >= batch_size:
+                yield pending[:batch_size]
+                pending = pending[batch_size:]
+        if pending:
+            yield pending
+
+    def genotype_batches(
+        self, region: Region, *, samples: Sequence[str] | None = None
+    ) -> Iterator[GenotypeBatch]:
+        """Records of `region` as genotype matrices (columns: `samples`, else all)."""
+        self._check_samples_known(samples)
+        if region.end <= region.start:
+            return
+        with self._lock:
+            reader = BatchReader(self._array(layout.DATA), self._headers())
+        columns = self._state.samples if samples is None else tuple(samples)
+        sources = self._sources(region.contig)
+        yield from reader.batches(
+            sources, region, columns, subset=samples is not None, lock=self._lock
+        )
+
+    def _check_samples_known(self, samples: Sequence[str] | None) -> None:
         if samples is not None:
             unknown = sorted(set(samples) - set(self._state.samples))
             if unknown:
                 raise NotFound(f"unknown samples: {', '.join(unknown[:5])}")
-        if region.end <= region.start or batch_size <= 0:
-            return
-        with self._lock:
-            reader = RecordReader(self._array(layout.DATA), self._headers())
-        sources = self._sources(region.contig)
-        batch: list[Record] = []
-        for record in reader.records(sources, region, samples, lock=self._lock):
-            batch.append(record)
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
 
     def _headers(self) -> dict[str, list[str]]:
         """Per sample, its header's htslib FILTER/INFO/FORMAT id table (cached)."""

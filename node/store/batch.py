@@ -1,0 +1,171 @@
+"""`GenotypeBatch`: records of one region as columns (a genotype matrix), Records on demand.
+
+A batch is what a bulk reader wants: one row per record (its site fields), one column per
+sample, and per cell the allele indexes, the phasing and whether the sample has a call in
+that record at all. `Record`/`Call` objects are built only when asked for (`records()`), so
+a consumer that works on the matrix (VCF export, counting) never pays for them.
+
+Allele codes: an allele index (0 = REF), `MISSING` (-1) for `.`, `NO_ALLELE` (-2) past the
+call's own ploidy (a haploid call in a diploid matrix) and in every cell without a call.
+
+>>> import numpy as np
+>>> site = Site("1", 99, 100, "A", ("G",), (), None, ("PASS",), {})
+>>> alleles = np.array([[[0, 1], [-1, -1], [1, -2]]], dtype=np.int8)
+>>> batch = GenotypeBatch(("S1", "S2", "S3"), (site,), alleles,
+...                       np.array([[True, False, False]]), np.array([[True, True, True]]))
+>>> [(c.sample, c.alleles, c.phased) for c in batch.records()[0].calls]
+[('S1', (0, 1), True), ('S2', (None, None), False), ('S3', (1,), False)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from node.domain import Call, Record, Region
+
+__all__ = [
+    "MISSING",
+    "NO_ALLELE",
+    "ColumnarStore",
+    "GenotypeBatch",
+    "Site",
+    "batches_of",
+    "genotype_batches",
+]
+
+MISSING = -1
+NO_ALLELE = -2
+
+_GtCache = dict[tuple[bytes, bool], tuple[tuple[int | None, ...], bool]]
+FieldSource = Callable[[int, int], Mapping[str, object]]  # (row, column) -> FORMAT fields
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """The site fields of one record (a `Record` without its calls)."""
+
+    contig: str
+    start: int
+    end: int
+    ref: str
+    alts: tuple[str, ...]
+    ids: tuple[str, ...]
+    qual: float | None
+    filters: tuple[str, ...]
+    info: Mapping[str, object]
+    source_contig: str = ""
+
+    def record(self, calls: tuple[Call, ...]) -> Record:
+        return Record(
+            self.contig, self.start, self.end, self.ref, self.alts, self.ids, self.qual,
+            self.filters, self.info, calls, self.source_contig,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class GenotypeBatch:
+    """Rows are records (`sites`), columns are `samples`.
+
+    alleles: int8 (int16 when an allele index exceeds 127), shape (rows, samples, ploidy);
+    phased, present: bool, shape (rows, samples). `fields` gives a cell's FORMAT fields
+    other than GT; None when no cell of the batch has any.
+    """
+
+    samples: tuple[str, ...]
+    sites: tuple[Site, ...]
+    alleles: np.ndarray
+    phased: np.ndarray
+    present: np.ndarray
+    fields: FieldSource | None = None
+
+    def __len__(self) -> int:
+        return len(self.sites)
+
+    def records(self) -> list[Record]:
+        """The rows as `Record`s; calls of present samples, in sample-name order."""
+        order = sorted(range(len(self.samples)), key=self.samples.__getitem__)
+        cache: _GtCache = {}
+        return [self._record(row, order, cache) for row in range(len(self.sites))]
+
+    def _record(self, row: int, order: list[int], cache: _GtCache) -> Record:
+        present = self.present[row]
+        cols = [c for c in order if present[c]]
+        gts, phased = self.alleles[row], self.phased[row]
+        calls = []
+        for col in cols:
+            key = (gts[col].tobytes(), bool(phased[col]))
+            decoded = cache.get(key)
+            if decoded is None:
+                decoded = cache[key] = (_alleles(gts[col]), key[1])
+            fields = {} if self.fields is None else self.fields(row, col)
+            calls.append(Call(self.samples[col], decoded[0], decoded[1], fields))
+        return self.sites[row].record(tuple(calls))
+
+
+def _alleles(codes: np.ndarray) -> tuple[int | None, ...]:
+    return tuple(None if a == MISSING else int(a) for a in codes.tolist() if a != NO_ALLELE)
+
+
+def batches_of(records: Iterable[Record], samples: Sequence[str]) -> GenotypeBatch:
+    """The batch holding `records` (for stores without a columnar read, e.g. MemoryStore)."""
+    rows = list(records)
+    col = {s: i for i, s in enumerate(samples)}
+    ploidy = max((len(c.alleles) for r in rows for c in r.calls), default=1) or 1
+    high = max((a for r in rows for c in r.calls for a in c.alleles if a), default=0)
+    dtype = np.int16 if high > 127 else np.int8
+    alleles = np.full((len(rows), len(samples), ploidy), NO_ALLELE, dtype=dtype)
+    phased = np.zeros((len(rows), len(samples)), dtype=bool)
+    present = np.zeros((len(rows), len(samples)), dtype=bool)
+    fields: dict[tuple[int, int], Mapping[str, object]] = {}
+    for i, rec in enumerate(rows):
+        for call in rec.calls:
+            j = col[call.sample]
+            codes = [MISSING if a is None else a for a in call.alleles]
+            alleles[i, j, : len(codes)] = codes
+            phased[i, j], present[i, j] = call.phased, True
+            if call.fields:
+                fields[(i, j)] = call.fields
+    sites = tuple(
+        Site(r.contig, r.start, r.end, r.ref, r.alts, r.ids, r.qual, r.filters, r.info,
+             r.source_contig)
+        for r in rows
+    )  # fmt: skip
+    source = (lambda i, j: fields.get((i, j), {})) if fields else None
+    return GenotypeBatch(tuple(samples), sites, alleles, phased, present, source)
+
+
+@runtime_checkable
+class ColumnarStore(Protocol):
+    """A store that reads records as `GenotypeBatch`es without building `Record`s."""
+
+    @property
+    def samples(self) -> tuple[str, ...]: ...
+
+    def genotype_batches(
+        self, region: Region, *, samples: Sequence[str] | None = None
+    ) -> Iterator[GenotypeBatch]: ...
+
+
+class _RecordStore(Protocol):
+    @property
+    def samples(self) -> tuple[str, ...]: ...
+
+    def records(
+        self, region: Region, *, samples: Sequence[str] | None = None, batch_size: int = 1024
+    ) -> Iterator[list[Record]]: ...
+
+
+def genotype_batches(
+    store: _RecordStore, region: Region, *, samples: Sequence[str] | None = None
+) -> Iterator[GenotypeBatch]:
+    """`store`'s records of `region` as batches: its columnar read when it has one."""
+    if isinstance(store, ColumnarStore):
+        yield from store.genotype_batches(region, samples=samples)
+        return
+    columns = tuple(store.samples if samples is None else samples)
+    for records in store.records(region, samples=samples):
+        yield batches_of(records, columns)
