@@ -42,7 +42,7 @@ from node.store.registry import DatasetRegistry
 __all__ = ["API_VERSION", "CAPABILITIES", "PeerServer", "PeerServicer", "start_peer_server"]
 
 API_VERSION = "v1"
-CAPABILITIES = ("node_info", "allele_stats", "region_stats", "individual_counts")
+CAPABILITIES = ("node_info", "allele_stats", "allele_columns", "region_stats", "individual_counts")
 STATS_CHUNK = 1000  # alleles per store call: the unit of cancellation
 MAX_INDIVIDUAL_ALLELES = 100
 

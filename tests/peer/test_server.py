@@ -138,7 +138,8 @@ async def test_node_info_lists_datasets_and_limits(cohort, start_node, coordinat
     assert info.id == "node-a" and info.api_version == "v1"
     assert [d.id for d in info.datasets] == ["a", "b"]
     assert all(d.granularity == pb.GRANULARITY_COUNT for d in info.datasets)
-    assert "allele_stats" in info.capabilities and info.max_batch_alleles == 10_000
+    assert {"allele_stats", "allele_columns"} <= set(info.capabilities)
+    assert info.max_batch_alleles == 10_000
 
 
 async def test_count_individuals_carrying_all_alleles(cohort, start_node, coordinator_key):
