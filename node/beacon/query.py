@@ -15,7 +15,12 @@ from typing import Any
 from node.beacon.annotations import GeneIndex
 from node.beacon.info import EntryType, by_path
 from node.beacon.models import BeaconRequest
-from node.beacon.render import record_of_variant, response_envelope, result_set
+from node.beacon.render import (
+    case_page_info,
+    record_of_variant,
+    response_envelope,
+    result_set,
+)
 from node.beacon.variants import VariantQuery, query_for_id, selector
 from node.config import Settings
 from node.domain import Filter, Principal
@@ -159,6 +164,8 @@ def _variant_scope(ctx: Context, entry: EntryType, req: BeaconRequest, entry_id:
 
 def _variants(ctx: Context, entry: EntryType, req: BeaconRequest, entry_id: str | None
               ) -> dict[str, Any]:
+    # /g_variants/{id} is one variant: there `skip` pages its caseLevelData instead.
+    by_id = entry.path == "g_variants" and entry_id is not None
     req, query, samples = _variant_scope(ctx, entry, req, entry_id)
     known, unknown = _known_filters(ctx, req.filters)
     if known and ctx.catalog is not None:
@@ -174,14 +181,14 @@ def _variants(ctx: Context, entry: EntryType, req: BeaconRequest, entry_id: str 
         selector(query, ctx.genes, by_stats=access.granularity is not Granularity.RECORD),
         ctx.principal,
         assembly=query.assembly if query else None, samples=samples,
-        skip=req.skip, limit=req.limit, ledger=ctx.ledger)
-    sets = [_variant_set(ctx, d) for d in found]
+        skip=0 if by_id else req.skip, limit=req.limit, ledger=ctx.ledger)
+    sets = [_variant_set(ctx, d, case_skip=req.skip if by_id else 0) for d in found]
     g_variants = by_path("g_variants")
     return response_envelope(ctx.settings.node.id, req, g_variants, access.granularity, sets,
                              info=_info(ctx, req, access, unknown))
 
 
-def _variant_set(ctx: Context, found: DatasetVariants) -> dict[str, Any]:
+def _variant_set(ctx: Context, found: DatasetVariants, *, case_skip: int) -> dict[str, Any]:
     store = ctx.registry.store(found.dataset.id)
     catalog = ctx.catalog
 
@@ -190,13 +197,16 @@ def _variant_set(ctx: Context, found: DatasetVariants) -> dict[str, Any]:
             return None, None
         return catalog.sample_to_biosample(found.dataset.id, sample)
 
-    results = [
+    pages = [
         record_of_variant(v, assembly=store.assembly, dataset_id=found.dataset.id,
-                          records=found.records.get(v.key, ()), biosample_of=biosample_of)
+                          records=found.records.get(v.key, ()), biosample_of=biosample_of,
+                          case_skip=case_skip)
         for v in found.variants
     ]
-    return result_set(found.dataset.id, found.count.value, results,
-                      **_precision(found.count))
+    results = [record for record, _ in pages]
+    info = case_page_info([(r["variantInternalId"], n) for r, n in pages], case_skip)
+    extra = {**_precision(found.count), **({"info": info} if info else {})}
+    return result_set(found.dataset.id, found.count.value, results, **extra)
 
 
 # -- metadata entries -----------------------------------------------------------------

@@ -24,13 +24,18 @@ from node.errors import NodeError
 from node.names import Granularity
 
 __all__ = [
+    "MAX_CASES",
     "ResultSet",
+    "case_page_info",
     "error_envelope",
     "record_of_variant",
     "response_envelope",
 ]
 
 ResultSet = dict[str, Any]
+# caseLevelData entries per record in one response (docs/decisions.md): a common allele
+# has thousands of carriers; the rest are paged through /g_variants/{id}?skip=N.
+MAX_CASES = 100
 # Zygosity terms from the GENO ontology (genomicVariations caseLevelData.zygosity examples).
 _HET = {"id": "GENO:0000135", "label": "heterozygous"}
 _HOM = {"id": "GENO:0000136", "label": "homozygous"}
@@ -206,8 +211,10 @@ def record_of_variant(
     dataset_id: str,
     records: Sequence[Record],
     biosample_of: Callable[[str], tuple[str | None, str | None]],
-) -> dict[str, Any]:
-    """A genomicVariations default-schema record of one allele in one dataset."""
+    case_skip: int = 0,
+) -> tuple[dict[str, Any], int]:
+    """A genomicVariations default-schema record of one allele in one dataset, with the
+    carriers from `case_skip` on (at most MAX_CASES of them), and the number of carriers."""
     s = v.stats
     shown = normalized(v)
     freq = {"population": dataset_id, "alleleFrequency": s.af,
@@ -232,6 +239,23 @@ def record_of_variant(
     if molecular:
         out["molecularAttributes"] = molecular
     cases = case_level(v, records, biosample_of)
-    if cases:
-        out["caseLevelData"] = cases
-    return out
+    if cases[case_skip : case_skip + MAX_CASES]:
+        out["caseLevelData"] = cases[case_skip : case_skip + MAX_CASES]
+    return out, len(cases)
+
+
+def case_page_info(pages: Sequence[tuple[str, int]], skip: int) -> dict[str, Any]:
+    """resultSet `info.caseLevelData`: the records whose carriers go on past this page,
+    with the URL (relative to the API root) of each one's next page."""
+    more = [(vid, total) for vid, total in pages if total > skip + MAX_CASES]
+    if not more:
+        return {}
+    return {"caseLevelData": {
+        "maxPerRecord": MAX_CASES,
+        "skip": skip,
+        "truncated": [
+            {"variantInternalId": vid, "carriers": total,
+             "nextPage": f"g_variants/{vid}?requestedGranularity=record"
+                         f"&skip={skip + MAX_CASES}"}
+            for vid, total in more],
+    }}

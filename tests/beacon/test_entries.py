@@ -13,6 +13,7 @@ import pytest
 from node.beacon.info import ENTRY_TYPES
 from node.catalog import Catalog
 from node.store.base import VariantStore
+from tests.beacon.cases import all_cases
 from tests.beacon.conftest import OPEN, make_app
 from tests.beacon.schemas import validate
 from tests.beacon.truth import _pipeline, carriers, indexed_copy
@@ -174,7 +175,7 @@ async def test_case_level_data_links_biosamples_to_individuals(
         "requestedGranularity": "record"})).json()
     check(doc, "g_variants")
     (record,) = doc["response"]["resultSets"][0]["results"]
-    cases = record["caseLevelData"]
+    cases = await all_cases(client, doc["response"]["resultSets"][0], record)
     assert {c["biosampleId"] for c in cases} == set(carriers(indexed, 15274, "A", "T"))
     for case in cases:
         assert case["individualId"] == owner[case["biosampleId"]]
