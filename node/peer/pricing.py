@@ -25,7 +25,7 @@ from node.privacy.budget import Charge
 from node.privacy.gate import DisclosureGate
 from node.privacy.guard import GuardedCount
 
-__all__ = ["UNKNOWN_INDIVIDUALS", "answer_charge", "set_charge", "stats_of"]
+__all__ = ["UNKNOWN_INDIVIDUALS", "answer_charge", "people_charge", "set_charge", "stats_of"]
 
 UNKNOWN_INDIVIDUALS = 1000
 
@@ -61,6 +61,20 @@ def set_charge(
         individuals = max((a.n_called for a in alleles), default=UNKNOWN_INDIVIDUALS)
     shown = GuardedCount(len(alleles), CountPrecision.EXACT)
     return gate.price(alleles, granularity, max(1, individuals), shown)
+
+
+def people_charge(
+    gate: DisclosureGate, granularity: Granularity, lower: int, exists: bool
+) -> Charge:
+    """A count of individuals carrying an allele, priced as that allele carried by
+    `lower` (at least one when it exists) of `UNKNOWN_INDIVIDUALS` people, as a node
+    prices its own CountIndividuals answers."""
+    alleles = []
+    if exists:
+        n = max(1, lower)
+        alleles = [AlleleStats(n, 2 * UNKNOWN_INDIVIDUALS, 0, n, n, UNKNOWN_INDIVIDUALS)]
+    shown = GuardedCount(len(alleles), CountPrecision.EXACT)
+    return gate.price(alleles, granularity, UNKNOWN_INDIVIDUALS, shown)
 
 
 def answer_charge(charges: Iterable[Charge]) -> Charge:

@@ -40,8 +40,9 @@ from node.beacon.info import by_path
 from node.beacon.models import BeaconRequest
 from node.beacon.parse import parse_body, parse_get
 from node.beacon.render import response_envelope, result_set
-from node.beacon.variants import VariantQuery
+from node.beacon.variants import VariantQuery, parse_internal_id
 from node.config import Settings
+from node.domain import AlleleKey
 from node.errors import BudgetExhausted, InvalidInput, PayloadTooLarge
 from node.names import Granularity
 from node.peer import pricing
@@ -75,6 +76,7 @@ class _Set:
     count: Interval
     # The matching alleles the set says are present (None: a third-party count only).
     present: list[pb.DatasetAlleleStats] | None = None
+    people: bool = False  # `count` counts individuals, not variants
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,7 @@ def create_aggregator_app(settings: Settings, peers: PeersFile) -> web.Applicati
     app.cleanup_ctx.extend([_resources, auth_ctx, privacy_ctx])
     api = web.Application(middlewares=[beacon_errors], client_max_size=MAX_BODY)
     api.router.add_get("/g_variants", g_variants)
+    api.router.add_get("/g_variants/{id}/individuals", individuals_of_variant)
     api.router.add_post("/g_variants", g_variants)
     api.router.add_get("/info", beacon_info)
     app.add_subapp("/api", api)
@@ -168,6 +171,24 @@ async def g_variants(request: web.Request) -> web.Response:
     return web.json_response(_envelope(request.config_dict[SETTINGS], req, sets, statuses))
 
 
+async def individuals_of_variant(request: web.Request) -> web.Response:
+    """Individuals carrying one variant (`/g_variants/{id}/individuals`), counted by every
+    node (CountIndividuals) and merged per (node, dataset); counts only, never records."""
+    req = parse_get(request.query, variants=False)
+    key = AlleleKey(*parse_internal_id(request.match_info["id"]))
+    ledger = ledger_for(request, await principal_of(request))
+    peers: PeersFile = request.config_dict[PEERS]
+    coordinator: Coordinator = request.config_dict[COORDINATOR]
+    found = await coordinator.count_individuals(
+        [key], deadline_s=peers.deadline_s, on_behalf_of=ledger.requester
+    )
+    sets = [_Set(node, ds, count, people=True) for node, ds, count in found.parts]
+    statuses = [_Status(n.node_id, n.status, n.message, n.elapsed_s) for n in found.nodes]
+    await _charge(request, ledger, req, sets)
+    settings = request.config_dict[SETTINGS]
+    return web.json_response(_envelope(settings, req, sets, statuses, entry="individuals"))
+
+
 async def _charge(
     request: web.Request, ledger: Ledger, req: BeaconRequest, sets: list[_Set]
 ) -> None:
@@ -176,7 +197,12 @@ async def _charge(
     gate = request.config_dict[GATE]
     boolean = req.granularity == "boolean"
     granularity = Granularity.BOOLEAN if boolean else Granularity.COUNT
-    parts = [pricing.set_charge(gate, granularity, s.present, s.count.value) for s in sets]
+    parts = [
+        pricing.people_charge(gate, granularity, s.count.lower, s.count.lower > 0)
+        if s.people
+        else pricing.set_charge(gate, granularity, s.present, s.count.value)
+        for s in sets
+    ]
     if not any(s.count.lower for s in sets):  # a "no" from the whole federation
         parts.append(pricing.set_charge(gate, granularity, [], 0))
     charge = pricing.answer_charge(parts)
@@ -308,7 +334,12 @@ def _beacon_count(doc: object) -> Interval | None:
 
 
 def _envelope(
-    settings: Settings, req: BeaconRequest, sets: list[_Set], statuses: list[_Status]
+    settings: Settings,
+    req: BeaconRequest,
+    sets: list[_Set],
+    statuses: list[_Status],
+    *,
+    entry: str = "g_variants",
 ) -> dict[str, Any]:
     rendered = [
         result_set(
@@ -338,9 +369,9 @@ def _envelope(
             for s in statuses
         ],
     }
-    entry = by_path("g_variants")
+    info = {"federation": federation}
     return response_envelope(
-        settings.node.id, req, entry, req.granularity, rendered, info={"federation": federation}
+        settings.node.id, req, by_path(entry), req.granularity, rendered, info=info
     )
 
 

@@ -245,3 +245,46 @@ async def test_serve_aggregator_process(tmp_path, three_nodes, coordinator_key):
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_individuals_of_a_variant_are_merged_from_every_node(aggregator, cohort):
+    """/g_variants/{id}/individuals: per (node, dataset), the individuals carrying the
+    variant (CountIndividuals), against bcftools carriers on the merged VCF."""
+    client, _ = aggregator
+    out = subprocess.run(
+        [
+            "bcftools",
+            "query",
+            "-f",
+            "%CHROM\t%POS\t%REF\t%ALT[\t%SAMPLE=%GT]\n",
+            str(cohort / "merged10.vcf.gz"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rows = [line.split("\t") for line in out.splitlines()]
+    carriers = {
+        f"{r[0]}_{r[1]}_{r[2]}_{r[3]}": {c.split("=")[0] for c in r[4:] if "1" in c.split("=")[1]}
+        for r in rows
+    }
+    variant, samples = max(carriers.items(), key=lambda kv: (len(kv[1]) < 10, len(kv[1])))
+    reply = await client.get(
+        f"/api/g_variants/{variant}/individuals", params={"requestedGranularity": "record"}
+    )
+    assert reply.status == 200, await reply.text()
+    doc = await reply.json()
+    check_schema(doc)
+    got = {
+        (s["info"]["beaconId"], s["id"]): s["resultsCount"] for s in doc["response"]["resultSets"]
+    }
+    assert got == {
+        (node, ds): len(samples & set(members))
+        for node, datasets in SPLIT.items()
+        for ds, members in datasets.items()
+    }
+    assert doc["responseSummary"] == {"exists": True, "numTotalResults": len(samples)}
+    status = {n["id"]: n["status"] for n in doc["info"]["federation"]["nodes"]}
+    assert status == {"node-a": "OK", "node-b": "OK", "node-c": "OK", "dead": "UNAVAILABLE"}
+    bad = await client.get("/api/g_variants/not-an-id/individuals")
+    assert bad.status == 400
