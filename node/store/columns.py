@@ -15,6 +15,7 @@ import numpy as np
 __all__ = ["Block", "Var", "name_columns"]
 
 _SHIFTS = 6  # distinct cell lengths compared by shifting the whole buffer
+_WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _FIXED = {
     "start_pos": np.uint32,
     "real_start_pos": np.uint32,
@@ -28,10 +29,16 @@ class Var:
 
     __slots__ = ("data", "lengths", "starts")
 
-    def __init__(self, data: np.ndarray, offsets: np.ndarray) -> None:
+    def __init__(
+        self, data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray | None = None
+    ) -> None:
         self.data = np.asarray(data).view(np.uint8).reshape(-1)
         self.starts = np.asarray(offsets, dtype=np.int64)
-        self.lengths = np.diff(np.append(self.starts, self.data.size))
+        if lengths is None:
+            lengths = np.empty_like(self.starts)
+            lengths[:-1] = self.starts[1:] - self.starts[:-1]
+            lengths[-1:] = self.data.size - self.starts[-1:]
+        self.lengths = lengths
         if self.starts.size and self.starts[0] != 0:  # a slice of a larger buffer
             self.data = self.data[int(self.starts[0]) :]
             self.starts = self.starts - self.starts[0]
@@ -71,7 +78,12 @@ class Var:
             return same
         if self.uniform():
             m = self.matrix()
-            same[1:] = (m[1:] == m[:-1]).all(axis=1) if m.shape[1] else True
+            word = _WORDS.get(m.shape[1])
+            if word is not None:  # each cell one integer
+                v = m.view(word).reshape(-1)
+                same[1:] = v[1:] == v[:-1]
+            else:
+                same[1:] = (m[1:] == m[:-1]).all(axis=1) if m.shape[1] else True
             return same
         lengths = self.lengths
         candidates = np.flatnonzero(lengths[1:] == lengths[:-1]) + 1
@@ -108,7 +120,7 @@ class Var:
             return Var(np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64))
         lo = int(self.starts[a])
         hi = int(self.starts[b - 1] + self.lengths[b - 1])
-        return Var(self.data[lo:hi], self.starts[a:b] - lo)
+        return Var(self.data[lo:hi], self.starts[a:b] - lo, self.lengths[a:b])
 
     def take(self, index: np.ndarray) -> Var:
         """The cells at `index` (int positions or a bool mask), contiguous again."""
@@ -118,7 +130,7 @@ class Var:
         offsets = np.cumsum(sizes) - sizes
         within = np.arange(int(sizes.sum())) - np.repeat(offsets, sizes)
         data = self.data[np.repeat(self.starts[index], sizes) + within]
-        return Var(data, offsets)
+        return Var(data, offsets, sizes)
 
     @staticmethod
     def concat(parts: Sequence[Var]) -> Var:
