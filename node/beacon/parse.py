@@ -157,14 +157,40 @@ def _check_kind(q: VariantQuery) -> None:
         raise InvalidRange("variantMinLength is greater than variantMaxLength")
 
 
+# GET alphanumeric filters (Beacon v2 docs, Filters, "Alphanumerical value queries"):
+# `id:OPvalue` (`PATO_0000011:>P70Y`, `age:>P70Y`, `HP_0032443:!unknown medical history`);
+# `idOPvalue` (`age>P70Y`) is read the same way. The id is the shortest prefix before an
+# operator, so a CURIE id keeps its own colon (`PATO:0000011:>P70Y`).
+_GET_ALPHANUMERIC = re.compile(
+    r"^(?P<id>[^<>=!:][^<>=!]*?):?(?P<op>>=|<=|=|<|>|!)(?P<value>.*)$")
+_OPERATOR_CHARS = frozenset("<>=!")
+# The docs write CURIEs in GET values with `_` for the prefix colon (`PATO_0000011`).
+_OBO_ID = re.compile(r"^(?P<prefix>[A-Za-z][A-Za-z0-9]*)_(?P<local>[A-Za-z]?\d+)$")
+
+
+def _get_filter(item: str) -> Filter:
+    _text("filters", item)
+    m = _GET_ALPHANUMERIC.match(item)
+    if m is None:
+        if _OPERATOR_CHARS.intersection(item):
+            raise InvalidInput(f"filter {item[:100]!r}: an alphanumeric filter is id:OPvalue")
+        return Filter(id=item)  # ontology term or custom filter (`libraryStrategy:WGS`)
+    fid, value = m.group("id").strip(), m.group("value").strip()
+    if not fid or not value:
+        raise InvalidInput(f"filter {item[:100]!r}: an alphanumeric filter is id:OPvalue")
+    curie = _OBO_ID.match(fid)
+    if curie is not None:
+        fid = f"{curie.group('prefix')}:{curie.group('local')}"
+    return Filter(id=fid, operator=m.group("op"), value=value)
+
+
 def parse_filters_param(value: str) -> tuple[Filter, ...]:
-    """GET `filters=`: comma-separated CURIEs (ontology or custom filters)."""
-    ids = [v.strip() for v in value.split(",") if v.strip()]
-    if len(ids) > MAX_FILTERS:
+    """GET `filters=`: comma-separated CURIEs (ontology or custom filters) and
+    alphanumeric filters written `id:OPvalue` (operators `= < > ! >= <=`)."""
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if len(items) > MAX_FILTERS:
         raise InvalidInput(f"at most {MAX_FILTERS} filters")
-    for i in ids:
-        _text("filters", i)
-    return tuple(Filter(id=i) for i in ids)
+    return tuple(_get_filter(i) for i in items)
 
 
 def _filter(item: FilterBody | str) -> Filter:

@@ -54,7 +54,9 @@ def _summary(req: BeaconRequest | None, entry: EntryType | None) -> dict[str, An
         "testMode": r.test_mode,
     }
     if r.filters:
-        summary["filters"] = [f.id for f in r.filters]
+        # Filters as submitted; an alphanumeric one in its GET form (id:OPvalue).
+        summary["filters"] = [f.id if f.operator is None else f"{f.id}:{f.operator}{f.value}"
+                              for f in r.filters]
     if r.parameters:
         # requestParameters is a map of objects (framework requestParameters.json).
         key = "g_variant" if entry is None or entry.path == "g_variants" else entry.id

@@ -179,3 +179,41 @@ async def test_case_level_data_links_biosamples_to_individuals(
     assert {c["biosampleId"] for c in cases} == set(carriers(indexed, 15274, "A", "T"))
     for case in cases:
         assert case["individualId"] == owner[case["biosampleId"]]
+
+
+def _taller_than(raw: dict[str, Any], cm: float, *, sex: str | None = None) -> set[str]:
+    """Individuals with a standing height (LOINC:8308-9) above `cm`, from the BFF itself."""
+    return {r["id"] for r in raw["individuals"]
+            if (sex is None or r["sex"]["id"] == sex)
+            and any(m["assayCode"]["id"] == "LOINC:8308-9"
+                    and m["measurementValue"]["value"] > cm for m in r.get("measures", []))}
+
+
+@pytest.mark.parametrize("written", ["LOINC:8308-9:>180", "LOINC:8308-9>180"])
+async def test_get_alphanumeric_filters_match_post_and_the_records(
+    client: Any, raw: dict[str, Any], written: str
+) -> None:
+    expected = _taller_than(raw, 180, sex=FEMALE)
+    assert 0 < len(expected) < len(raw["individuals"])
+    params = {"filters": f"{FEMALE},{written}", "requestedGranularity": "record",
+              "limit": "0"}
+    got = await (await client.get("/api/individuals", params=params)).json()
+    check(got, "individuals")
+    assert got["meta"]["receivedRequestSummary"]["filters"] == [FEMALE, "LOINC:8308-9:>180"]
+    body = {"query": {"requestedGranularity": "count", "filters": [
+        {"id": FEMALE}, {"id": "LOINC:8308-9", "operator": ">", "value": "180"}]}}
+    posted = await (await client.post("/api/individuals", json=body)).json()
+    assert got["responseSummary"]["numTotalResults"] == len(expected)
+    assert posted["responseSummary"]["numTotalResults"] == len(expected)
+    if len(expected) <= 100:
+        (rs,) = got["response"]["resultSets"]
+        assert {r["id"] for r in rs["results"]} == expected
+
+
+@pytest.mark.parametrize("bad", ["LOINC:8308-9>", ">180", "age:>"])
+async def test_malformed_get_alphanumeric_filter_is_a_400(client: Any, bad: str) -> None:
+    resp = await client.get("/api/individuals", params={"filters": bad})
+    assert resp.status == 400
+    doc = await resp.json()
+    validate(doc, RESP + "beaconErrorResponse.json")
+    assert "id:OPvalue" in doc["error"]["errorMessage"]
