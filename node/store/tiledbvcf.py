@@ -10,14 +10,11 @@ committed timestamp is invisible, and the next ingest deletes it before writing.
 
 from __future__ import annotations
 
-import base64
-import json
 import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import tiledb
@@ -29,15 +26,25 @@ from node.store import layout, stats
 from node.store.aggregate_index import ContigIndex, build_contig_index
 from node.store.base import IngestSummary
 from node.store.batch import GenotypeBatch
+from node.store.dataset_state import (
+    COMMITTED,
+    STATE,
+    DatasetState,
+    discard_after,
+    exists,
+    header_tables,
+    latest_timestamp,
+    list_datasets,
+    load_state,
+    write_initial_metadata,
+)
 from node.store.ingest_writer import IngestWriter
 from node.store.records import BatchReader
+from node.store.variant_scan import carried_variants, wanted, with_stats
 from node.store.vcfio import RecordReader, VcfInput, detect_assembly
 
 __all__ = ["TileDBVCFStore", "list_datasets"]
 
-_COMMITTED = "fednode_committed"
-_STATE = "fednode_state"
-_STALE_DIRS = ("__fragments", "__commits", "__meta", "__fragment_meta")
 _BAD_SAMPLE_CHARS = set("'\"\\\n\t\0")
 
 
@@ -47,50 +54,6 @@ def _ctx(config: Mapping[str, str] | None) -> tiledb.Ctx:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def exists(uri: str, *, tiledb_config: Mapping[str, str] | None = None) -> bool:
-    ctx = _ctx(tiledb_config)
-    if tiledb.object_type(uri, ctx=ctx) != "group":
-        return False
-    with tiledb.Group(uri, ctx=ctx) as group:
-        return layout.meta_str(group.meta, "dataset_type") == "vcf"
-
-
-def list_datasets(root_uri: str, *, tiledb_config: Mapping[str, str] | None = None) -> list[str]:
-    """Ids (child names) of the TileDB-VCF datasets directly under `root_uri`."""
-    vfs = tiledb.VFS(ctx=_ctx(tiledb_config))
-    if not vfs.is_dir(root_uri):
-        return []
-    ids = []
-    for child in vfs.ls(root_uri):
-        name = child.rstrip("/").rsplit("/", 1)[-1]
-        if not name.startswith(".") and exists(child, tiledb_config=tiledb_config):
-            ids.append(name)
-    return sorted(ids)
-
-
-@dataclass
-class _State:
-    """What readers need, as of the committed timestamp (None: TileDB-VCF wrote it)."""
-
-    committed: int | None
-    samples: tuple[str, ...]
-    assembly: str
-    contigs: dict[str, str] = field(default_factory=dict)  # source name -> canonical
-    aggregate: bool = False  # fednode_allele_stats covers every sample
-    coverage: bool = False  # fednode_coverage holds reference blocks (else never queried)
-
-    def dump(self) -> str:
-        return json.dumps(
-            {
-                "samples": self.samples,
-                "assembly": self.assembly,
-                "contigs": self.contigs,
-                "aggregate": self.aggregate,
-                "coverage": self.coverage,
-            }
-        )
 
 
 class TileDBVCFStore:
@@ -124,15 +87,15 @@ class TileDBVCFStore:
         for name in layout.ALL_ARRAYS:
             tiledb.Array.create(f"{uri}/{name}", layout.SCHEMAS[name](), ctx=ctx)
         t0 = _now_ms() + 1
-        _write_initial_metadata(uri, ctx, t0)
+        write_initial_metadata(uri, ctx, t0)
         with tiledb.Group(f"{uri}/{layout.METADATA_GROUP}", "w", ctx=ctx) as meta_group:
             meta_group.add("vcf_headers", name="vcf_headers", relative=True)
         with tiledb.Group(uri, "w", ctx=ctx) as group:
             for name in (layout.DATA, layout.METADATA_GROUP, *layout.ALL_ARRAYS[2:]):
                 group.add(name, name=name, relative=True)
             group.meta["dataset_type"] = "vcf"
-            group.meta[_COMMITTED] = t0
-            group.meta[_STATE] = _State(t0, (), assembly, {}, aggregate=True).dump()
+            group.meta[COMMITTED] = t0
+            group.meta[STATE] = DatasetState(t0, (), assembly, {}, aggregate=True).dump()
         return cls(uri, ctx, tiledb_config)
 
     @classmethod
@@ -141,66 +104,15 @@ class TileDBVCFStore:
             raise NotFound(f"no TileDB-VCF dataset at {uri}")
         return cls(uri, _ctx(tiledb_config), tiledb_config)
 
+    def _load_state(self) -> DatasetState:
+        return load_state(self.uri, self._ctx)
+
     def close(self) -> None:
         with self._lock:
             for array in self._arrays.values():
                 array.close()
             self._arrays.clear()
             self._indexes.clear()
-
-    def _load_state(self) -> _State:
-        with tiledb.Group(self.uri, ctx=self._ctx) as group:
-            committed = group.meta.get(_COMMITTED)
-            raw = layout.meta_str(group.meta, _STATE, "")
-        if committed is not None and raw:
-            data = json.loads(raw)
-            return _State(
-                int(committed),
-                tuple(data["samples"]),
-                data["assembly"],
-                dict(data["contigs"]),
-                bool(data["aggregate"]),
-                bool(data.get("coverage", True)),
-            )
-        return self._foreign_state(None if committed is None else int(committed))
-
-    def _foreign_state(self, committed: int | None) -> _State:
-        """A dataset TileDB-VCF wrote: samples and assembly from the stored headers."""
-        with tiledb.open(f"{self.uri}/{layout.HEADERS}", ctx=self._ctx, timestamp=committed) as arr:
-            cells = arr[:]
-        samples = tuple(sorted(s.decode() for s in cells["sample"]))
-        headers = [stats._text(h) for h in cells["header"]]
-        assembly = next((a for a in map(detect_assembly, headers) if a), "GRCh38")
-        contigs = self._foreign_contigs(committed, headers)
-        return _State(committed, samples, assembly, contigs, aggregate=False)
-
-    def _foreign_contigs(self, committed: int | None, headers: Sequence[str]) -> dict[str, str]:
-        names = {
-            line[13:].split(",")[0].rstrip(">")
-            for h in headers
-            for line in h.splitlines()
-            if line.startswith("##contig=<ID=")
-        }
-        # Fragment non-empty domains settle most names without reading cells.
-        uri = f"{self.uri}/{layout.DATA}"
-        spans = [
-            _text_span(f.nonempty_domain[0]) for f in tiledb.array_fragments(uri, ctx=self._ctx)
-        ]
-        present = {}
-        with tiledb.open(uri, ctx=self._ctx, timestamp=committed) as arr:
-            for name in sorted(names):
-                inside = [lo <= name <= hi for lo, hi in spans]
-                if not any(inside):
-                    continue
-                exact = any(lo == hi == name for lo, hi in spans)
-                if not exact:
-                    hit = arr.query(attrs=[], dims=["contig"]).multi_index[
-                        [name], [slice(0, 2**32 - 2)]
-                    ]
-                    exact = len(hit["contig"]) > 0
-                if exact:
-                    present[name] = normalize_contig(name)
-        return present
 
     def _array(self, name: str) -> tiledb.Array:
         array = self._arrays.get(name)
@@ -282,17 +194,21 @@ class TileDBVCFStore:
         points = [(v.start, v.ref, v.alt) for v in found]
         out = []
         for variant, stat in zip(found, self._lookup(contig, points), strict=True):
-            if stat is None or not _wanted(variant, variant_types, min_length, max_length):
+            if stat is None or not wanted(variant, variant_types, min_length, max_length):
                 continue
-            out.append(_with_stats(variant, stat))
+            out.append(with_stats(variant, stat))
         return iter(sorted(out, key=lambda v: (v.start, v.ref, v.alt)))
 
     def _variants_in(self, contig: str, region: Region) -> list[Variant]:
         with self._lock:
             if self._state.aggregate:
                 return self._index(contig).variants_in(contig, region)
-            reader = RecordReader(self._array(layout.DATA), self._headers())
-            return fixture_variants(reader, self._sources(contig), region)
+            reader = BatchReader(self._array(layout.DATA), self._headers())
+        columns = self._state.samples
+        batches = reader.batches(
+            self._sources(contig), region, columns, subset=False, lock=self._lock
+        )
+        return carried_variants(batches)
 
     def records(
         self,
@@ -338,12 +254,7 @@ class TileDBVCFStore:
         """Per sample, its header's htslib FILTER/INFO/FORMAT id table (cached)."""
         cached = getattr(self, "_header_tables", None)
         if cached is None:
-            cells = self._array(layout.HEADERS)[:]
-            cached = {
-                s.decode(): layout.header_id_table(stats._text(h))
-                for s, h in zip(cells["sample"], cells["header"], strict=True)
-            }
-            self._header_tables = cached
+            cached = self._header_tables = header_tables(self._array(layout.HEADERS))
         return cached
 
     # --- ingest -------------------------------------------------------------------------
@@ -377,7 +288,7 @@ class TileDBVCFStore:
             except (tiledb.TileDBError, OSError) as exc:
                 # Disk full, permissions, object store errors: named, then like any failure.
                 with suppress(Exception):
-                    self._discard_after(self._state.committed or 0)
+                    discard_after(self.uri, self._ctx, self._state.committed or 0)
                 where, line = writer.position
                 raise IngestError(
                     f"writing the dataset failed: {exc}", path=where, line=line
@@ -385,7 +296,7 @@ class TileDBVCFStore:
             except BaseException:
                 # Nothing was committed; remove what was written (the next ingest would).
                 with suppress(Exception):
-                    self._discard_after(self._state.committed or 0)
+                    discard_after(self.uri, self._ctx, self._state.committed or 0)
                 raise
             finally:
                 writer.close()
@@ -440,36 +351,12 @@ class TileDBVCFStore:
 
     def _begin(self) -> int:
         """Make the committed timestamp explicit, drop uncommitted leftovers, pick T."""
-        latest = self._latest_timestamp()
+        latest = latest_timestamp(self.uri, self._ctx)
         if self._state.committed is None:
             self._state.committed = latest
             self._write_group_state(latest)
-        self._discard_after(self._state.committed)
+        discard_after(self.uri, self._ctx, self._state.committed)
         return max(_now_ms(), self._state.committed + 1, latest + 1)
-
-    def _entries(self) -> Iterator[tuple[str, int]]:
-        vfs = tiledb.VFS(ctx=self._ctx)
-        for name in layout.ALL_ARRAYS:
-            for sub in _STALE_DIRS:
-                folder = f"{self.uri}/{name}/{sub}"
-                if not vfs.is_dir(folder):
-                    continue
-                for entry in vfs.ls(folder):
-                    parts = entry.rstrip("/").rsplit("/", 1)[-1].split("_")
-                    if len(parts) > 3 and parts[2].isdigit():
-                        yield entry, int(parts[2])
-
-    def _latest_timestamp(self) -> int:
-        return max((t for _, t in self._entries()), default=0)
-
-    def _discard_after(self, committed: int) -> None:
-        vfs = tiledb.VFS(ctx=self._ctx)
-        for entry, stamp in list(self._entries()):
-            if stamp > committed:
-                if vfs.is_dir(entry):
-                    vfs.remove_dir(entry)
-                else:
-                    vfs.remove_file(entry)
 
     def _remove_samples(
         self, writer: IngestWriter, samples: Sequence[str], ctx: tiledb.Ctx, t_delete: int
@@ -492,10 +379,10 @@ class TileDBVCFStore:
         contigs = {**state.contigs, **writer.contigs}
         samples = (*state.samples, *added)
         coverage = state.coverage or writer.wrote_coverage
-        new = _State(t_write, samples, assembly, contigs, state.aggregate, coverage)
+        new = DatasetState(t_write, samples, assembly, contigs, state.aggregate, coverage)
         with tiledb.Group(self.uri, "w", ctx=self._ctx) as group:
-            group.meta[_COMMITTED] = t_write
-            group.meta[_STATE] = new.dump()
+            group.meta[COMMITTED] = t_write
+            group.meta[STATE] = new.dump()
         self.close()
         with self._lock:
             self._state = new
@@ -503,9 +390,9 @@ class TileDBVCFStore:
 
     def _write_group_state(self, committed: int) -> None:
         with tiledb.Group(self.uri, "w", ctx=self._ctx) as group:
-            group.meta[_COMMITTED] = committed
+            group.meta[COMMITTED] = committed
             state = self._state
-            group.meta[_STATE] = _State(
+            group.meta[STATE] = DatasetState(
                 committed,
                 state.samples,
                 state.assembly,
@@ -515,34 +402,6 @@ class TileDBVCFStore:
             ).dump()
 
 
-def _write_initial_metadata(uri: str, ctx: tiledb.Ctx, t0: int) -> None:
-    extra = base64.b64encode(",".join(layout.EXTRA_ATTRIBUTES).encode()).decode()
-    metadata: dict[str, dict[str, object]] = {
-        layout.DATA: {
-            "version": layout.FORMAT_VERSION,
-            "tile_capacity": layout.TILE_CAPACITY,
-            "anchor_gap": layout.ANCHOR_GAP,
-            "extra_attributes": extra,
-        },
-        layout.ALLELE_COUNT: {"version": 1},
-        layout.VARIANT_STATS: {"version": layout.VARIANT_STATS_VERSION, "max_length": 0},
-        layout.SAMPLE_STATS: {"version": 1},
-        layout.FEDNODE_STATS: {"version": 1, "max_length": 0},
-    }
-    for name, values in metadata.items():
-        with tiledb.open(f"{uri}/{name}", "w", ctx=ctx, timestamp=t0) as arr:
-            for key, value in values.items():
-                arr.meta[key] = value
-
-
-def _text_span(span: tuple[object, object]) -> tuple[str, str]:
-    lo, hi = span
-    return (
-        lo.decode() if isinstance(lo, bytes) else str(lo),
-        hi.decode() if isinstance(hi, bytes) else str(hi),
-    )
-
-
 def _thread_config(threads: int) -> dict[str, str]:
     level = str(max(1, threads))
     return {"sm.compute_concurrency_level": level, "sm.io_concurrency_level": level}
@@ -550,53 +409,3 @@ def _thread_config(threads: int) -> dict[str, str]:
 
 def _contig_order(name: str) -> tuple[int, int, str]:
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
-
-
-def _wanted(
-    variant: Variant, types: frozenset[VariantType] | None, lo: int | None, hi: int | None
-) -> bool:
-    if types is not None and variant.variant_type not in types:
-        return False
-    if lo is not None and variant.length < lo:
-        return False
-    return hi is None or variant.length <= hi
-
-
-def _with_stats(variant: Variant, stat: AlleleStats) -> Variant:
-    return Variant(
-        variant.contig,
-        variant.start,
-        variant.end,
-        variant.ref,
-        variant.alt,
-        variant.variant_type,
-        stat,
-        variant.ids,
-        variant.source_contig,
-    )
-
-
-def fixture_variants(reader: RecordReader, sources: Sequence[str], region: Region) -> list[Variant]:
-    """ALT alleles some sample carries, from `data` (datasets without the fednode aggregate)."""
-    found: dict[tuple[int, str, str], Variant] = {}
-    for record in reader.records(sources, region, None, lock=None):
-        carried = {a for call in record.calls for a in call.alleles if a}
-        for index in sorted(carried):
-            alt = record.alts[index - 1] if index <= len(record.alts) else ""
-            kind = VariantType(stats.variant_type_of(record.ref, alt))
-            if not alt or kind is VariantType.REF:
-                continue
-            key = (record.start, record.ref, alt)
-            if key not in found:
-                found[key] = Variant(
-                    record.contig,
-                    record.start,
-                    record.end,
-                    record.ref,
-                    alt,
-                    kind,
-                    stats.ZERO_STATS,
-                    record.ids,
-                    record.source_contig,
-                )
-    return list(found.values())

@@ -1,0 +1,206 @@
+"""What a reader needs to know about a dataset before reading it (`DatasetState`), and
+which of its files are committed (timestamps; `discard_after` removes the rest).
+
+fednode keeps it in the root group metadata (`fednode_state`, written with the committed
+timestamp `fednode_committed` in one group-metadata write, see `tiledbvcf`). A dataset
+TileDB-VCF wrote has neither: its samples, assembly and contigs come from the stored VCF
+headers and the `data` fragments.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import tiledb
+
+from node.domain import normalize_contig
+from node.store import layout
+from node.store.vcfio import detect_assembly
+
+__all__ = [
+    "COMMITTED",
+    "STATE",
+    "DatasetState",
+    "discard_after",
+    "exists",
+    "header_tables",
+    "latest_timestamp",
+    "list_datasets",
+    "load_state",
+    "write_initial_metadata",
+]
+
+COMMITTED = "fednode_committed"
+STATE = "fednode_state"
+_POS_MAX = 2**32 - 2
+_STALE_DIRS = ("__fragments", "__commits", "__meta", "__fragment_meta")
+
+
+@dataclass
+class DatasetState:
+    """What readers need, as of the committed timestamp (None: TileDB-VCF wrote it)."""
+
+    committed: int | None
+    samples: tuple[str, ...]
+    assembly: str
+    contigs: dict[str, str] = field(default_factory=dict)  # source name -> canonical
+    aggregate: bool = False  # fednode_allele_stats covers every sample
+    coverage: bool = False  # fednode_coverage holds reference blocks (else never queried)
+
+    def dump(self) -> str:
+        return json.dumps(
+            {
+                "samples": self.samples,
+                "assembly": self.assembly,
+                "contigs": self.contigs,
+                "aggregate": self.aggregate,
+                "coverage": self.coverage,
+            }
+        )
+
+
+def exists(uri: str, *, tiledb_config: Mapping[str, str] | None = None) -> bool:
+    ctx = tiledb.Ctx(dict(tiledb_config or {}))
+    if tiledb.object_type(uri, ctx=ctx) != "group":
+        return False
+    with tiledb.Group(uri, ctx=ctx) as group:
+        return layout.meta_str(group.meta, "dataset_type") == "vcf"
+
+
+def list_datasets(root_uri: str, *, tiledb_config: Mapping[str, str] | None = None) -> list[str]:
+    """Ids (child names) of the TileDB-VCF datasets directly under `root_uri`."""
+    vfs = tiledb.VFS(ctx=tiledb.Ctx(dict(tiledb_config or {})))
+    if not vfs.is_dir(root_uri):
+        return []
+    ids = []
+    for child in vfs.ls(root_uri):
+        name = child.rstrip("/").rsplit("/", 1)[-1]
+        if not name.startswith(".") and exists(child, tiledb_config=tiledb_config):
+            ids.append(name)
+    return sorted(ids)
+
+
+def load_state(uri: str, ctx: tiledb.Ctx) -> DatasetState:
+    with tiledb.Group(uri, ctx=ctx) as group:
+        committed = group.meta.get(COMMITTED)
+        raw = layout.meta_str(group.meta, STATE, "")
+    if committed is not None and raw:
+        data = json.loads(raw)
+        return DatasetState(
+            int(committed),
+            tuple(data["samples"]),
+            data["assembly"],
+            dict(data["contigs"]),
+            bool(data["aggregate"]),
+            bool(data.get("coverage", True)),
+        )
+    return _foreign_state(uri, ctx, None if committed is None else int(committed))
+
+
+def header_tables(headers: tiledb.Array) -> dict[str, list[str]]:
+    """Per sample, its header's htslib FILTER/INFO/FORMAT id table."""
+    cells = headers[:]
+    return {
+        s.decode(): layout.header_id_table(_text(h))
+        for s, h in zip(cells["sample"], cells["header"], strict=True)
+    }
+
+
+def _foreign_state(uri: str, ctx: tiledb.Ctx, committed: int | None) -> DatasetState:
+    """A dataset TileDB-VCF wrote: samples and assembly from the stored headers."""
+    with tiledb.open(f"{uri}/{layout.HEADERS}", ctx=ctx, timestamp=committed) as arr:
+        cells = arr[:]
+    samples = tuple(sorted(s.decode() for s in cells["sample"]))
+    headers = [_text(h) for h in cells["header"]]
+    assembly = next((a for a in map(detect_assembly, headers) if a), "GRCh38")
+    contigs = _foreign_contigs(uri, ctx, committed, headers)
+    return DatasetState(committed, samples, assembly, contigs, aggregate=False)
+
+
+def _foreign_contigs(
+    uri: str, ctx: tiledb.Ctx, committed: int | None, headers: Sequence[str]
+) -> dict[str, str]:
+    names = {
+        line[13:].split(",")[0].rstrip(">")
+        for h in headers
+        for line in h.splitlines()
+        if line.startswith("##contig=<ID=")
+    }
+    # Fragment non-empty domains settle most names without reading cells.
+    data = f"{uri}/{layout.DATA}"
+    spans = [_text_span(f.nonempty_domain[0]) for f in tiledb.array_fragments(data, ctx=ctx)]
+    present = {}
+    with tiledb.open(data, ctx=ctx, timestamp=committed) as arr:
+        for name in sorted(names):
+            if not any(lo <= name <= hi for lo, hi in spans):
+                continue
+            exact = any(lo == hi == name for lo, hi in spans)
+            if not exact:
+                query = arr.query(attrs=[], dims=["contig"])
+                exact = len(query.multi_index[[name], [slice(0, _POS_MAX)]]["contig"]) > 0
+            if exact:
+                present[name] = normalize_contig(name)
+    return present
+
+
+def _text_span(span: tuple[object, object]) -> tuple[str, str]:
+    lo, hi = span
+    return _text(lo), _text(hi)
+
+
+def _text(value: object) -> str:
+    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return text.rstrip("\0")
+
+
+def write_initial_metadata(uri: str, ctx: tiledb.Ctx, t0: int) -> None:
+    """The array metadata TileDB-VCF writes at dataset creation, at timestamp `t0`."""
+    extra = base64.b64encode(",".join(layout.EXTRA_ATTRIBUTES).encode()).decode()
+    metadata: dict[str, dict[str, object]] = {
+        layout.DATA: {
+            "version": layout.FORMAT_VERSION,
+            "tile_capacity": layout.TILE_CAPACITY,
+            "anchor_gap": layout.ANCHOR_GAP,
+            "extra_attributes": extra,
+        },
+        layout.ALLELE_COUNT: {"version": 1},
+        layout.VARIANT_STATS: {"version": layout.VARIANT_STATS_VERSION, "max_length": 0},
+        layout.SAMPLE_STATS: {"version": 1},
+        layout.FEDNODE_STATS: {"version": 1, "max_length": 0},
+    }
+    for name, values in metadata.items():
+        with tiledb.open(f"{uri}/{name}", "w", ctx=ctx, timestamp=t0) as arr:
+            for key, value in values.items():
+                arr.meta[key] = value
+
+
+def latest_timestamp(uri: str, ctx: tiledb.Ctx) -> int:
+    """The newest fragment/commit/metadata timestamp of any array (committed or not)."""
+    return max((t for _, t in _entries(uri, ctx)), default=0)
+
+
+def discard_after(uri: str, ctx: tiledb.Ctx, committed: int) -> None:
+    """Remove every fragment, commit and metadata file newer than `committed`."""
+    vfs = tiledb.VFS(ctx=ctx)
+    for entry, stamp in list(_entries(uri, ctx)):
+        if stamp > committed:
+            if vfs.is_dir(entry):
+                vfs.remove_dir(entry)
+            else:
+                vfs.remove_file(entry)
+
+
+def _entries(uri: str, ctx: tiledb.Ctx) -> Iterator[tuple[str, int]]:
+    vfs = tiledb.VFS(ctx=ctx)
+    for name in layout.ALL_ARRAYS:
+        for sub in _STALE_DIRS:
+            folder = f"{uri}/{name}/{sub}"
+            if not vfs.is_dir(folder):
+                continue
+            for entry in vfs.ls(folder):
+                parts = entry.rstrip("/").rsplit("/", 1)[-1].split("_")
+                if len(parts) > 3 and parts[2].isdigit():
+                    yield entry, int(parts[2])
