@@ -98,3 +98,22 @@ async def test_a_peer_timeout_bounds_that_peer_only(tmp_path, coordinator_key, t
     assert elapsed < 0.3 + 0.5  # not the 5 s deadline of the whole call
     status = {n.node_id: n.status for n in result.nodes}
     assert status == {"node-a": "OK", "hung": "DEADLINE_EXCEEDED"}
+
+
+async def test_unresolvable_and_unroutable_peers_end_at_the_deadline(
+    tmp_path, coordinator_key, three_nodes
+):
+    """Name resolution and TCP connect are inside the call's deadline too."""
+    path = write_peers(tmp_path, coordinator_key, {"node-a": three_nodes["node-a"]}, deadline_s=1.0)
+    doc = yaml.safe_load(path.read_text())
+    doc["peers"] += [
+        {"id": "no-name", "address": "no-such-node.invalid:50051"},
+        {"id": "black-hole", "address": "10.255.255.1:50051"},  # SYNs go unanswered
+    ]
+    path.write_text(yaml.safe_dump(doc))
+    result, elapsed = await _ask(load_peers(path))
+    assert elapsed < 1.0 + 0.3
+    status = {n.node_id: n.status for n in result.nodes}
+    assert status["node-a"] == "OK"
+    assert status["no-name"] in {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
+    assert status["black-hole"] in {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
