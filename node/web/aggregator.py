@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from math import inf
 from typing import Any
 
 import aiohttp
@@ -158,7 +159,7 @@ async def g_variants(request: web.Request) -> web.Response:
         region, deadline_s=peers.deadline_s, variant_types=types, on_behalf_of=ledger.requester
     )
     http_parts = [
-        _ask_beacon(session, entry, request.query, peers.deadline_s)
+        _ask_beacon(session, entry, request.query, min(entry.timeout_s or inf, peers.deadline_s))
         for entry in peers.peers
         if entry.beacon_url is not None
     ]
