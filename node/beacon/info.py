@@ -4,12 +4,17 @@ router, /map, /configuration and the OpenAPI document are all built from it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.beacon.models import API_VERSION
 from node.config import Settings
+from node.errors import NotFound
 from node.names import Granularity
+
+if TYPE_CHECKING:
+    from node.service import MetadataCatalog
 
 __all__ = [
     "ENTRY_TYPES",
@@ -17,6 +22,7 @@ __all__ = [
     "by_path",
     "configuration",
     "entry_types",
+    "filtering_terms_of",
     "info",
     "informational_meta",
     "map_document",
@@ -169,3 +175,27 @@ def map_document(settings: Settings, *, base: str) -> dict[str, Any]:
             "endpointSets": sets,
         },
     }
+
+
+def filtering_terms_of(
+    catalog: MetadataCatalog | None,
+    *,
+    scope: str | None,
+    entry_id: str | None,
+    dataset_ids: Sequence[str],
+) -> list[dict[str, Any]]:
+    """The terms of /filtering_terms (every dataset), /datasets/{id}/filtering_terms (that
+    dataset's) and /cohorts/{id}/filtering_terms (its dataset's: BFF cohorts carry no
+    member list, so a cohort spans the records of the dataset holding it). `dataset_ids`:
+    the node's datasets; an unknown dataset or cohort is NotFound."""
+    if scope is None:
+        return catalog.filtering_terms(None) if catalog is not None else []
+    key = entry_id or ""
+    if scope == "datasets":
+        if key not in dataset_ids:
+            raise NotFound(f"no dataset {key[:100]!r}")
+        return catalog.filtering_terms([key]) if catalog is not None else []
+    holders = catalog.datasets_of(scope, key) if catalog is not None else ()
+    if catalog is None or not holders:
+        raise NotFound(f"no {scope.rstrip('s')} {key[:100]!r}")
+    return catalog.filtering_terms(list(holders))

@@ -31,7 +31,8 @@ _COMMON_PARAMS = (
     ("skip", "integer", "number of records (not pages) to skip in each result set"),
     ("limit", "integer", f"page size in records; 0 or more than {MAX_LIMIT} means {MAX_LIMIT}"),
     ("testMode", "boolean", "answer without real data"),
-    ("filters", "string", "comma-separated filter CURIEs (ANDed)"),
+    ("filters", "string", "comma-separated filters (ANDed): CURIEs, custom field:value "
+                          "terms, alphanumeric id:OPvalue (e.g. PATO_0000011:>P70Y)"),
     ("datasetIds", "string", "comma-separated dataset ids"),
 )
 
@@ -104,8 +105,12 @@ def _framework_paths() -> dict[str, Any]:
     out = {}
     for path, schema in simple.items():
         params = [_param("id", "string", "id", "path")] if "{id}" in path else []
-        op = {"summary": path, "parameters": params, "responses": _responses(schema)}
-        out[path] = {"get": op}
+        if path.endswith("filtering_terms"):
+            params += [_param("skip", "integer", "terms to skip (all terms when absent)"),
+                       _param("limit", "integer", "terms per page (all when absent)")]
+        out[path] = {"get": _operation(path, params, schema, post=False)}
+        if "{id}" in path and path.endswith("filtering_terms"):
+            out[path]["post"] = _operation(path, params, schema, post=True)
     out["/openapi.json"] = {"get": {"summary": "this document",
                                     "responses": {"200": {"description": "OpenAPI 3.0"}}}}
     return out

@@ -174,6 +174,12 @@ class Catalog:
         row = index.datasets.get(dataset_id)
         return _link(row, vcf_sample) if row is not None else (None, None)
 
+    def datasets_of(self, entry_type: str, entry_id: str) -> tuple[str, ...]:
+        """The datasets holding the `entry_type` record `entry_id` (a cohort's datasets)."""
+        index = self._current()
+        kind = _entry_type(entry_type)
+        return tuple(d for d in index.selected(None) if entry_id in index.records(d, kind))
+
     def filtering_terms(self, dataset_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Beacon filteringTerm objects for the datasets (all when None)."""
         index = self._current()

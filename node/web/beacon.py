@@ -195,14 +195,34 @@ async def entry_types(request: web.Request) -> web.Response:
     return _json(docs.entry_types(request.config_dict[SETTINGS]))
 
 
-async def filtering_terms(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS]
-    catalog = request.app.get(CATALOG)
-    scope = request.match_info.get("id")
-    dataset_ids = [scope] if scope and "datasets" in request.path else None
-    terms = await asyncio.to_thread(catalog.filtering_terms, dataset_ids) if catalog else []
-    return _json({"meta": docs.informational_meta(settings, "beacon-filtering-terms-v2.0.0"),
-                  "response": {"filteringTerms": terms}})
+def _filtering_terms(scope: str | None) -> Handler:
+    """/filtering_terms, or those of one dataset or cohort (`scope`), GET and POST; `skip`
+    and `limit` page the terms when given (every term otherwise, as networks expect)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.method == "POST":
+            body = await _read_body(request)
+            req = parse_body(body, variants=False)
+            query = body.get("query") if isinstance(body, dict) else None
+            paged = isinstance(query, dict) and "pagination" in query
+        else:
+            req = parse_get(request.query, variants=False)
+            paged = "skip" in request.query or "limit" in request.query
+        request[PARSED] = req
+        config, catalog = request.config_dict, request.app.get(CATALOG)
+
+        def terms() -> list[dict[str, Any]]:
+            known = set(config[DATASETS].ids()) | set(catalog.dataset_ids() if catalog else ())
+            return docs.filtering_terms_of(catalog, scope=scope, dataset_ids=sorted(known),
+                                           entry_id=request.match_info.get("id"))
+
+        found = await asyncio.to_thread(terms)
+        page = found[req.skip : req.skip + req.limit] if paged else found
+        meta = docs.informational_meta(config[SETTINGS], "beacon-filtering-terms-v2.0.0")
+        return _json({"meta": meta, "response": {"filteringTerms": page}})
+
+    return handler
+
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -254,10 +274,11 @@ def create_beacon_app(
     r.add_get("/configuration", configuration)
     r.add_get("/map", beacon_map)
     r.add_get("/entry_types", entry_types)
-    r.add_get("/filtering_terms", filtering_terms)
+    r.add_get("/filtering_terms", _filtering_terms(None))
     r.add_get("/openapi.json", openapi)
-    for path in ("datasets", "cohorts"):
-        r.add_get(f"/{path}/{{id}}/filtering_terms", filtering_terms)
+    for path in ("datasets", "cohorts"):  # scoped terms (models' datasets/cohorts endpoints)
+        r.add_get(f"/{path}/{{id}}/filtering_terms", _filtering_terms(path))
+        r.add_post(f"/{path}/{{id}}/filtering_terms", _filtering_terms(path))
     for entry in ENTRY_TYPES:
         _add_entry_routes(r, entry)
     return app
