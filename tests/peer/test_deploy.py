@@ -34,6 +34,23 @@ def _env_of_image() -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S+)", block[1]))
 
 
+def _settings_from_env(env: dict[str, str]) -> Settings:
+    """The settings a container gets from `env` (FEDNODE_A__B=v), validated."""
+    tree: dict[str, object] = {}
+    for name, value in env.items():
+        if not name.startswith("FEDNODE_") or name in _ENTRYPOINT_ONLY:
+            continue
+        *path, leaf = name.removeprefix("FEDNODE_").lower().split("__")
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})  # type: ignore[assignment]
+        node[leaf] = yaml.safe_load(value) if value.lstrip().startswith("[") else value
+    return Settings(**tree)  # type: ignore[arg-type]
+
+
+_ENTRYPOINT_ONLY = {"FEDNODE_HOME", "FEDNODE_DATASET", "FEDNODE_INGEST_FILES", "FEDNODE_AGGREGATOR"}
+
+
 def _health(port: int) -> int:
     env = {**os.environ, "FEDNODE_SERVER__PORT": str(port)}
     return subprocess.run(
@@ -158,6 +175,8 @@ def test_compose_runs_three_nodes_and_a_coordinator_that_can_reach_them():
     for name in nodes:
         env = services[name]["environment"]
         Settings(peer={"coordinators": yaml.safe_load(env["FEDNODE_PEER__COORDINATORS"])})
+    for name in [*nodes, "aggregator"]:  # every FEDNODE_ setting is one node/config.py takes
+        _settings_from_env(services[name]["environment"])
 
 
 def test_kubernetes_manifests_reference_the_right_ports_and_paths():
