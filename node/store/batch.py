@@ -85,6 +85,20 @@ class GenotypeBatch:
     def __len__(self) -> int:
         return len(self.sites)
 
+    def select(self, rows: Sequence[int]) -> GenotypeBatch:
+        """The batch of `rows` only (in that order)."""
+        index = np.asarray(rows, dtype=np.int64)
+        source = self.fields
+        fields = None if source is None else (lambda i, j: source(int(index[i]), j))
+        return GenotypeBatch(
+            self.samples,
+            tuple(self.sites[i] for i in rows),
+            self.alleles[index],
+            self.phased[index],
+            self.present[index],
+            fields,
+        )
+
     def records(self) -> list[Record]:
         """The rows as `Record`s; calls of present samples, in sample-name order."""
         order = sorted(range(len(self.samples)), key=self.samples.__getitem__)

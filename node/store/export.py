@@ -16,6 +16,8 @@ from node.domain import Record, Region
 from node.errors import PayloadTooLarge
 from node.reads.bgzf import BGZF_EOF, compress_block
 from node.store.base import VariantStore
+from node.store.batch import GenotypeBatch, Site, genotype_batches
+from node.store.gt_text import genotype_text
 
 __all__ = ["export_variants", "merge_regions"]
 
@@ -44,38 +46,45 @@ def export_variants(
     max_bytes: int,
 ) -> bytes:
     """The file holding every record overlapping `regions`, each once, in file order."""
-    records = [] if header_only else list(_unique(store, regions, max_bytes))
-    text = _header(store, records) + "".join(_line(r, store.samples) for r in records)
+    batches = [] if header_only else list(_unique(store, regions, max_bytes))
+    body = "".join(line for batch in batches for line in _lines(batch))
+    text = _header(store, batches) + body
     if len(text) > max_bytes:
         raise PayloadTooLarge("the result is too large; request smaller regions")
     if fmt == "BCF":
         return _to_bcf(text)
-    body = compress_block(text.encode())
-    return body if header_only else body + BGZF_EOF
+    compressed = compress_block(text.encode())
+    return compressed if header_only else compressed + BGZF_EOF
 
 
-def _unique(store: VariantStore, regions: Sequence[Region], max_bytes: int) -> Iterator[Record]:
+def _unique(
+    store: VariantStore, regions: Sequence[Region], max_bytes: int
+) -> Iterator[GenotypeBatch]:
+    """Batches (columns: every sample) without a record already seen in another region."""
     seen: set[tuple[object, ...]] = set()
     budget = max_bytes // 16  # a coarse bound on the number of records held at once
     for region in regions:
-        for batch in store.records(region):
-            for rec in batch:
-                key = (rec.contig, rec.start, rec.ref, rec.alts, rec.ids)
-                if key in seen:
-                    continue  # a long record overlapping two merged regions
-                seen.add(key)
-                if len(seen) > budget:
-                    raise PayloadTooLarge("the result is too large; request smaller regions")
-                yield rec
+        for batch in genotype_batches(store, region):
+            keep = []
+            for row, site in enumerate(batch.sites):
+                key = (site.contig, site.start, site.ref, site.alts, site.ids)
+                if key not in seen:  # else a long record overlapping two merged regions
+                    seen.add(key)
+                    keep.append(row)
+            if len(seen) > budget:
+                raise PayloadTooLarge("the result is too large; request smaller regions")
+            if keep:
+                yield batch if len(keep) == len(batch) else batch.select(keep)
 
 
-def _header(store: VariantStore, records: Sequence[Record]) -> str:
+def _header(store: VariantStore, batches: Sequence[GenotypeBatch]) -> str:
     # Contigs named as the records name them (the input's names), in store order.
-    named = {r.contig: _chrom(r) for r in records}
+    sites = [site for b in batches for site in b.sites]
+    named = {s.contig: s.source_contig or s.contig for s in sites}
     contigs = [named.get(c, c) for c in store.contigs()]
-    info = _types(r.info for r in records)
-    fmt = _types(c.fields for r in records for c in r.calls)
-    filters = sorted({f for r in records for f in r.filters} - {"PASS"})
+    info = _types(s.info for s in sites)
+    fmt = _types(_call_fields(batches))
+    filters = sorted({f for s in sites for f in s.filters} - {"PASS"})
     lines = ["##fileformat=VCFv4.3", '##FILTER=<ID=PASS,Description="All filters passed">']
     lines += [f'##FILTER=<ID={f},Description="{f}">' for f in filters]
     lines += [f"##reference={store.assembly}"]
@@ -87,6 +96,12 @@ def _header(store: VariantStore, records: Sequence[Record]) -> str:
     if store.samples:
         cols += ["FORMAT", *store.samples]
     return "\n".join([*lines, "\t".join(cols)]) + "\n"
+
+
+def _call_fields(batches: Sequence[GenotypeBatch]) -> Iterator[Mapping[str, object]]:
+    for batch in batches:
+        if batch.fields is not None:
+            yield from (c.fields for r in batch.records() for c in r.calls)
 
 
 def _types(maps: Iterable[Mapping[str, object]]) -> list[tuple[str, tuple[str, str]]]:
@@ -115,10 +130,6 @@ def _vcf_type(value: object) -> tuple[str, str]:
     return ".", "String"
 
 
-def _chrom(rec: Record) -> str:
-    return rec.source_contig or rec.contig
-
-
 def _value(value: object) -> str:
     if value is None:
         return "."
@@ -129,21 +140,33 @@ def _value(value: object) -> str:
     return str(value)
 
 
-def _line(rec: Record, samples: Sequence[str]) -> str:
-    info = ";".join(k if v is True else f"{k}={_value(v)}" for k, v in rec.info.items())
-    cols = [
-        _chrom(rec),
-        str(rec.start + 1),
-        ";".join(rec.ids) or ".",
-        rec.ref,
-        ",".join(rec.alts) or ".",
-        "." if rec.qual is None else f"{rec.qual:g}",
-        ";".join(rec.filters) or ".",
+def _lines(batch: GenotypeBatch) -> Iterator[str]:
+    """VCF lines of a batch; GT-only batches straight from the genotype matrix."""
+    gts = genotype_text(batch) if batch.fields is None else None
+    if gts is None:
+        for rec, site in zip(batch.records(), batch.sites, strict=True):
+            cols = _site_cols(site)
+            if batch.samples:
+                cols += _genotypes(rec, batch.samples)
+            yield "\t".join(cols) + "\n"
+        return
+    for site, row in zip(batch.sites, gts, strict=True):
+        cols = _site_cols(site)
+        yield "\t".join([*cols, "GT", *row.tolist()] if batch.samples else cols) + "\n"
+
+
+def _site_cols(site: Site) -> list[str]:
+    info = ";".join(k if v is True else f"{k}={_value(v)}" for k, v in site.info.items())
+    return [
+        site.source_contig or site.contig,
+        str(site.start + 1),
+        ";".join(site.ids) or ".",
+        site.ref,
+        ",".join(site.alts) or ".",
+        "." if site.qual is None else f"{site.qual:g}",
+        ";".join(site.filters) or ".",
         info or ".",
     ]
-    if samples:
-        cols += _genotypes(rec, samples)
-    return "\t".join(cols) + "\n"
 
 
 def _genotypes(rec: Record, samples: Sequence[str]) -> list[str]:
