@@ -35,6 +35,7 @@ __all__ = [
     "DatasetColumns",
     "Totals",
     "allele_columns",
+    "concat",
     "dataset_columns",
     "decode",
     "keys_of",
@@ -283,6 +284,28 @@ def _at_least_one(column: Column, exists: Bools) -> Column:
 def _at_most(small: Column, large: Column, why: str) -> None:
     if (~large.unbounded & (small.lower > large.upper)).any():
         raise InvalidAnswer(why)
+
+
+def concat(chunks: Sequence[list[DatasetColumns]]) -> list[DatasetColumns]:
+    """One node's answers to consecutive chunks of a batch, as one answer; the chunks
+    must name the same datasets with the same granularity (else `InvalidAnswer`)."""
+    first = chunks[0]
+    shape = [(d.dataset_id, d.counts is None) for d in first]
+    if any([(d.dataset_id, d.counts is None) for d in c] != shape for c in chunks):
+        raise InvalidAnswer("datasets differ between parts of one batch")
+    out = []
+    for i, (dataset_id, boolean) in enumerate(shape):
+        parts = [c[i] for c in chunks]
+        exists = np.concatenate([d.exists for d in parts])
+        counts = None
+        if not boolean:
+            counts = {name: _concat([d.counts[name] for d in parts if d.counts]) for name in COUNTS}
+        out.append(DatasetColumns(dataset_id, exists, counts))
+    return out
+
+
+def _concat(columns: list[Column]) -> Column:
+    return Column(*(np.concatenate([getattr(c, f) for c in columns]) for f in Column.__slots__))
 
 
 # -- coordinator: merge ------------------------------------------------------------------

@@ -18,15 +18,16 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from node.domain import AlleleKey, Region, normalize_contig
 from node.peer import columns
 from node.peer._pb import peer_pb2 as pb
-from node.peer.client import PeerClient, PeerResult, TokenSigner, batch_request
+from node.peer.client import INVALID_RESPONSE, PeerClient, PeerResult, TokenSigner, batch_request
 from node.peer.messages import PRECISION_NAME
 from node.peer.peers import PeersFile
+from node.peer.validate import InvalidAnswer
 
 __all__ = [
     "AlleleTotal",
@@ -225,16 +226,30 @@ class Coordinator:
         Each answer is merged (as arrays) the moment it arrives, while the others are
         still awaited: at the deadline only the cancelling of late peers remains."""
         started, deadline_at = self._start(deadline_s)
-        request = batch_request(keys)  # encoded once, sent to every peer
+        size = self.peers.batch_alleles
+        chunks = [keys[i : i + size] for i in range(0, len(keys), size)] or [keys]
+        requests = [batch_request(c) for c in chunks]  # encoded once, sent to every peer
         totals = columns.Totals(len(keys))
+        loop = asyncio.get_running_loop()
 
         async def ask(client: PeerClient, timeout: float) -> PeerResult[Any]:
-            result = await client.allele_stats(
-                keys, timeout=timeout, on_behalf_of=on_behalf_of, request=request
-            )
-            for dataset in result.value or () if result.ok else ():
+            """The peer's answer to every chunk in turn, merged only when all are OK."""
+            began, until, answers = time.monotonic(), loop.time() + timeout, []
+            for chunk, request in zip(chunks, requests, strict=True):
+                result = await client.allele_stats(
+                    chunk, timeout=until - loop.time(), on_behalf_of=on_behalf_of, request=request
+                )
+                result = replace(result, elapsed_s=time.monotonic() - began)
+                if not result.ok or result.value is None:
+                    return result  # nothing of this peer is merged
+                answers.append(result.value)
+            try:
+                merged = columns.concat(answers)
+            except InvalidAnswer as exc:
+                return replace(result, status=INVALID_RESPONSE, message=str(exc), value=None)
+            for dataset in merged:
                 totals.add(dataset)
-            return result
+            return replace(result, value=merged)
 
         results = await self._fan_out(ask, deadline_at)
         return FederatedStats((keys, totals), _reports(results), time.monotonic() - started)

@@ -78,6 +78,9 @@ class PeersFile(_Model):
     deadline_s: float = Field(default=10.0, gt=0, le=600)
     max_attempts: int = Field(default=3, ge=1, le=5, description="tries per call (UNAVAILABLE)")
     max_message_bytes: int = Field(default=32 << 20, gt=0, le=256 << 20)
+    batch_alleles: int = Field(
+        default=10_000, gt=0, le=100_000, description="alleles per call (nodes' limit)"
+    )
 
     @model_validator(mode="after")
     def _unique_ids(self) -> PeersFile:

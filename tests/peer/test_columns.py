@@ -163,3 +163,19 @@ def test_request_columns_are_validated():
     ):
         with pytest.raises(InvalidInput):
             columns.keys_of(bad)
+
+
+def test_chunks_of_one_batch_must_name_the_same_datasets():
+    guard = BoundedGuard(PrivacySettings(min_count=1))
+    stats = [AlleleStats(2, 10, 0, 2, 2, 5)] * 2
+
+    def chunk(ds: str, g: Granularity) -> list[columns.DatasetColumns]:
+        answer = columns.dataset_columns(ds, g, stats, guard, deterministic=True)
+        return columns.decode(pb.BatchAlleleStatsResponse(columns=[answer]), 2)
+
+    whole = columns.concat([chunk("a", Granularity.COUNT), chunk("a", Granularity.COUNT)])
+    assert len(whole[0].exists) == 4 and whole[0].counts is not None
+    assert whole[0].counts["allele_count"].value.tolist() == [2, 2, 2, 2]
+    for other in (chunk("b", Granularity.COUNT), chunk("a", Granularity.BOOLEAN)):
+        with pytest.raises(InvalidAnswer, match="datasets differ"):
+            columns.concat([chunk("a", Granularity.COUNT), other])

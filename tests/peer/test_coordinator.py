@@ -131,3 +131,33 @@ def test_bad_peers_files_are_clear_errors(tmp_path, text, fragment):
     with pytest.raises(InvalidInput) as caught:
         load_peers(path)
     assert fragment in caught.value.message
+
+
+async def test_batches_larger_than_a_node_takes_go_in_chunks(
+    tmp_path, cohort, start_node, coordinator_key
+):
+    """Nodes taking at most 1,000 alleles per call; 3,900 asked: refused in one call,
+    answered in chunks of PEERS.yaml's batch_alleles, merged only when every chunk is."""
+    import yaml
+
+    ports = {}
+    for node_id, datasets in SPLIT.items():
+        files = {ds: [cohort / f"{s}.vcf.gz" for s in members] for ds, members in datasets.items()}
+        ports[node_id] = (await start_node(node_id, files, max_batch_alleles=1000)).port
+    truth = bcftools_truth(cohort / "merged10.vcf.gz")
+    keys = _keys(truth, 3900)
+    path = write_peers(tmp_path, coordinator_key, ports)
+    for batch, status in ((10_000, "INVALID_ARGUMENT"), (1000, "OK")):
+        doc = yaml.safe_load(path.read_text())
+        doc["batch_alleles"] = batch
+        path.write_text(yaml.safe_dump(doc))
+        coordinator = Coordinator(load_peers(path))
+        try:
+            result = await coordinator.allele_stats(keys)
+        finally:
+            await coordinator.close()
+        assert [n.status for n in result.nodes] == [status] * 3
+    for total in result.alleles:
+        want = truth[total.key]
+        got = (total.allele_count, total.allele_number, total.carriers, total.homozygotes)
+        assert [i.value for i in got] == [want.ac, want.an, want.carriers, want.hom], total.key
