@@ -21,7 +21,8 @@ from tqdm import tqdm
 from node.domain import normalize_contig
 from node.store import layout, stats
 from node.store.vcfio import ParsedRecord, StoredCall, VcfInput
-from node.store.vs_rows import RowBatch
+from node.store.vs_rows import RowBatch, gather_text
+from node.store.write_buffers import VarChunk
 from node.store.write_queue import WriteQueue
 
 __all__ = ["IngestWriter"]
@@ -41,7 +42,7 @@ class IngestWriter:
         self, uri: str, ctx: tiledb.Ctx, timestamp: int, *, aggregate: bool, progress: bool
     ) -> None:
         self.uri, self.ctx, self.timestamp, self.aggregate = uri, ctx, timestamp, aggregate
-        self.cols: dict[str, list[object]] = {name: [] for name in _DATA_COLUMNS}
+        self.cols: dict[str, list[VarChunk]] = {name: [] for name in _CELL_COLUMNS}
         self.bytes = 0
         self.collector = stats.StatsCollector()
         self.negative = stats.StatsCollector(sign=-1)
@@ -55,7 +56,7 @@ class IngestWriter:
         self.max_length = 0
         self.wrote_coverage = False
         self._encoded: dict[str, tuple[layout.VarChunk, np.ndarray | None]] = {}
-        self._chunk_keys: list[tuple[bytes, int]] = []  # (contig, start_pos) per cell chunk
+        self._sites: list[_Site] = []  # site fields of each chunk of cells
         self.writes = WriteQueue()
         self.position: tuple[str, int | None] = (uri, None)  # input and line being written
         self.bar = tqdm(desc="ingest", unit=" variants", disable=not progress, file=sys.stderr)
@@ -136,30 +137,24 @@ class IngestWriter:
         if order is not None:
             fmt, fmt_gt = fmt.take(order), fmt_gt.take(order)
         n = len(samples)
-        site = {
-            "contig": layout.VarChunk.repeat(rec.contig.encode(), n),
-            "alleles": layout.VarChunk.repeat((",".join((rec.ref, *rec.alts)) + "\0").encode(), n),
-            "id": layout.VarChunk.repeat((rec.ids + "\0").encode(), n),
-            "filter_ids": layout.VarChunk.repeat(filter_ids, n),
-            "info": layout.VarChunk.repeat(rec.info, n),
-        }
-        size = sum(len(c.data) for c in site.values()) + len(fmt.data) + len(fmt_gt.data)
+        alleles = (",".join((rec.ref, *rec.alts)) + "\0").encode()
+        ids = (rec.ids + "\0").encode()
         contig = rec.contig.encode()
+        size = (
+            len(fmt.data)
+            + len(fmt_gt.data)
+            + n * (len(contig) + len(alleles) + len(ids) + len(filter_ids) + len(rec.info) + 16)
+        )
         # Anchor copies strictly before end_pos, as TileDB-VCF writes them (checked on the
         # fixture: no copy when end_pos - start is a multiple of the gap).
         for anchor in range(rec.pos, max(rec.end, rec.pos + 1), layout.ANCHOR_GAP):
             c = self.cols
-            for name, chunk in site.items():
-                c[name].append(chunk)
             c["sample"].append(samples)
             c["fmt"].append(fmt)
             c["fmt_GT"].append(fmt_gt)
-            self._chunk_keys.append((contig, anchor))
-            c["start_pos"].append(np.full(n, anchor, dtype=np.uint32))
-            c["real_start_pos"].append(np.full(n, rec.pos, dtype=np.uint32))
-            c["end_pos"].append(np.full(n, rec.end, dtype=np.uint32))
-            c["qual"].append(np.full(n, rec.qual, dtype=np.float32))
-            self.bytes += size + 16 * n
+            site = (contig, anchor, rec.pos, rec.end, rec.qual, alleles, ids, filter_ids, rec.info)
+            self._sites.append((*site, n))
+            self.bytes += size
 
     def negate(self, cells: Iterator[StoredCall]) -> None:
         try:
@@ -188,30 +183,43 @@ class IngestWriter:
 
     def flush_data(self) -> None:
         """Hand the buffered cells to the writer thread (which builds the columns)."""
-        c, keys = self.cols, self._chunk_keys
-        if not c["contig"]:
+        c, sites = self.cols, self._sites
+        if not sites:
             return
-        self.cols = {name: [] for name in _DATA_COLUMNS}
-        self._chunk_keys = []
+        self.cols = {name: [] for name in _CELL_COLUMNS}
+        self._sites = []
         self.bytes = 0
         # Each chunk is one record (or anchor copy) in sample order: the batch is in global
         # order when (contig, start_pos) strictly increases from chunk to chunk.
-        ordered = all(a < b for a, b in itertools.pairwise(keys))
-        self.writes.submit(lambda: self._write_data(c, ordered))
+        ordered = all(a[:2] < b[:2] for a, b in itertools.pairwise(sites))
+        self.writes.submit(lambda: self._write_data(c, sites, ordered))
 
-    def _write_data(self, c: dict[str, list[object]], ordered: bool) -> None:
+    def _write_data(self, c: dict[str, list[VarChunk]], sites: list[_Site], ordered: bool) -> None:
+        """Site fields are kept once per chunk and repeated here, vectorised."""
+        count = np.fromiter((s[-1] for s in sites), dtype=np.int64, count=len(sites))
+        chunk_of_cell = np.repeat(np.arange(len(sites)), count)
+
+        def repeat(i: int, dtype: type[np.generic]) -> np.ndarray:
+            return np.repeat(np.fromiter((s[i] for s in sites), dtype, len(sites)), count)
+
+        def text(i: int) -> layout.Var:
+            return gather_text([s[i] for s in sites], chunk_of_cell)  # type: ignore[misc]
+
+        filter_ids = text(7)
+        filter_ids.data = filter_ids.data.view("<i4")
         columns: dict[str, object] = {
-            "contig": layout.var_of_chunks(c["contig"]),  # type: ignore[arg-type]
-            "start_pos": np.concatenate(c["start_pos"]),  # type: ignore[arg-type]
-            "sample": layout.var_of_chunks(c["sample"]),  # type: ignore[arg-type]
-            "real_start_pos": np.concatenate(c["real_start_pos"]),  # type: ignore[arg-type]
-            "end_pos": np.concatenate(c["end_pos"]),  # type: ignore[arg-type]
-            "qual": np.concatenate(c["qual"]),  # type: ignore[arg-type]
-            "filter_ids": layout.var_of_chunks(c["filter_ids"], "<i4"),  # type: ignore[arg-type]
-            **{
-                name: layout.var_of_chunks(c[name])  # type: ignore[arg-type]
-                for name in ("alleles", "id", "info", "fmt", "fmt_GT")
-            },
+            "contig": text(0),
+            "start_pos": repeat(1, np.uint32),
+            "sample": layout.var_of_chunks(c["sample"]),
+            "real_start_pos": repeat(2, np.uint32),
+            "end_pos": repeat(3, np.uint32),
+            "qual": repeat(4, np.float32),
+            "alleles": text(5),
+            "id": text(6),
+            "filter_ids": filter_ids,
+            "info": text(8),
+            "fmt": layout.var_of_chunks(c["fmt"]),
+            "fmt_GT": layout.var_of_chunks(c["fmt_GT"]),
         }
         with self._open(layout.DATA) as arr:
             layout.write_columns(arr, columns, ordered=ordered)
@@ -314,20 +322,9 @@ class IngestWriter:
                 arr.meta["max_length"] = max(old, value)
 
 
-_DATA_COLUMNS = (
-    "contig",
-    "start_pos",
-    "sample",
-    "real_start_pos",
-    "end_pos",
-    "qual",
-    "alleles",
-    "id",
-    "filter_ids",
-    "info",
-    "fmt",
-    "fmt_GT",
-)
+_CELL_COLUMNS = ("sample", "fmt", "fmt_GT")  # per-sample chunks; site fields in _Site
+# contig, start_pos (anchor), real start, end, qual, alleles, id, filter_ids, info, cells
+_Site = tuple[bytes, int, int, int, float, bytes, bytes, bytes, bytes, int]
 
 
 def _filter_id(name: str, ids: dict[str, int], extra: list[str]) -> int:
