@@ -19,11 +19,12 @@ from typing import Any
 
 from node.config import Settings
 from node.domain import AlleleStats
+from node.errors import BudgetExhausted
 from node.names import CountPrecision, Granularity
 from node.peer.auth import Caller
 from node.privacy.audit import AuditLog
 from node.privacy.budget import Charge, open_budget
-from node.privacy.gate import DisclosureGate
+from node.privacy.gate import DisclosureGate, anonymous_key
 from node.privacy.guard import GuardedCount
 
 __all__ = ["Accounting", "Answer"]
@@ -62,12 +63,32 @@ class Accounting:
         return Charge(llr=llr, epsilon=epsilon)
 
     async def charge(self, caller: Caller, charge: Charge) -> dict[str, float]:
+        """Charge the caller; a refusal (BudgetExhausted) is audited before it is raised."""
         if self._budget is None or not charge:
             return {}
-        balance = await asyncio.to_thread(
-            self._budget.charge, caller.principal.requester_id, charge
-        )
+        try:
+            balance = await asyncio.to_thread(
+                self._budget.charge, caller.principal.requester_id, charge
+            )
+        except BudgetExhausted:
+            await self.audit(caller, "charge", [], {"outcome": "refused"},
+                             {"llr": 0.0, "epsilon": 0.0})
+            raise
         return {"llr": charge.llr, "epsilon": charge.epsilon, "llr_left": balance.llr_left}
+
+    async def unauthenticated(self, call: str, peer: str | None) -> None:
+        """Audit a call refused before authentication: no token or subject recorded, the
+        requester keyed by a hash of the peer address (as anonymous HTTP clients are)."""
+        if self._audit is None:
+            return
+        await asyncio.to_thread(
+            self._audit.append,
+            request_id=uuid.uuid4().hex,
+            requester=anonymous_key(peer),
+            datasets=[],
+            query={"call": call, "outcome": "unauthenticated"},
+            granularity=None,
+        )
 
     async def audit(
         self,

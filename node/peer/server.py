@@ -25,7 +25,7 @@ from node import __version__
 from node.auth.policy import effective_granularity
 from node.config import Settings
 from node.domain import AlleleKey, AlleleStats, Variant
-from node.errors import InvalidInput, NotFound
+from node.errors import InvalidInput, NotFound, Unauthenticated
 from node.names import Granularity
 from node.peer import columns, messages
 from node.peer._pb import peer_pb2 as pb
@@ -74,7 +74,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
     async def GetNodeInfo(
         self, request: pb.GetNodeInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.NodeInfo:
-        caller = self._authenticate(context)
+        caller = await self._authenticate(context, "GetNodeInfo")
         visible = await self._visible(caller, ())
         node = self._settings.node
         datasets = [self._dataset_info(ds, g) for ds, g in visible]
@@ -106,7 +106,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
     async def BatchAlleleStats(
         self, request: pb.BatchAlleleStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.BatchAlleleStatsResponse:
-        caller = self._authenticate(context)
+        caller = await self._authenticate(context, "BatchAlleleStats")
         columnar = request.HasField("allele_columns")
         if columnar and request.alleles:
             raise InvalidInput("give alleles or allele_columns, not both")
@@ -175,7 +175,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
     async def StreamRegionStats(
         self, request: pb.RegionStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.RegionStatsChunk]:
-        caller = self._authenticate(context)
+        caller = await self._authenticate(context, "StreamRegionStats")
         region = messages.region(request.contig, request.start, request.end)
         types = variant_types(request.variant_types)
         visible = await self._visible(caller, request.dataset_ids)
@@ -211,7 +211,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
     async def CountIndividuals(
         self, request: pb.CountIndividualsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CountIndividualsResponse:
-        caller = self._authenticate(context)
+        caller = await self._authenticate(context, "CountIndividuals")
         if not 0 < len(request.alleles) <= MAX_INDIVIDUAL_ALLELES:
             raise InvalidInput(f"give 1 to {MAX_INDIVIDUAL_ALLELES} alleles")
         keys = [messages.allele_key(a) for a in request.alleles]
@@ -244,13 +244,20 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             message.individuals.CopyFrom(messages.count_message(self._guard.count(n)))
         return message
 
-    def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+    async def _authenticate(
+        self, context: grpc.aio.ServicerContext[Any, Any], call: str
+    ) -> Caller:
         token = bearer_token(context.invocation_metadata())
         subjects = [
             v.decode("utf-8", "replace")
             for v in (context.auth_context() or {}).get("x509_common_name", [])
         ]
-        return self._verifier.verify(token, subjects)
+        try:
+            return self._verifier.verify(token, subjects)
+        except Unauthenticated:
+            # Refusals are accesses too: audited (no token) before the error is sent.
+            await self._accounting.unauthenticated(call, context.peer())
+            raise
 
     async def _visible(self, caller: Caller, requested: Sequence[str]) -> Visible:
         """(dataset, granularity) the caller may see; a requested dataset it may not see
@@ -341,3 +348,4 @@ def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 def _read_file(home: Path, name: str) -> bytes:
     path = Path(name)
     return (path if path.is_absolute() else home / path).read_bytes()
+
