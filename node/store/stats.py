@@ -96,6 +96,7 @@ class StatsCollector:
         self.sample_stats: dict[tuple[str, ...], np.ndarray] = {}
         self.max_length = 0
         self._running: dict[tuple[tuple[str, ...], str], int] = {}
+        self._small_counts: dict[tuple[str, ...], list[list[int]]] = {}
 
     def pending(self) -> int:
         """Rows waiting in the per-sample arrays (the aggregate is counted apart)."""
@@ -215,19 +216,23 @@ class StatsCollector:
     def _sample_counts_small(
         self, rows: list[list[int]], samples: Sequence[str], alts: Sequence[str]
     ) -> None:
+        """Counters in Python lists (numpy scalar updates cost more than the counting)."""
         if self.sign < 0:
             return
-        block = self._sample_block(samples)
-        index = _COUNTER_INDEX
-        for i, row in enumerate(rows):
+        key = tuple(samples)
+        counts = self._small_counts.get(key)
+        if counts is None:
+            counts = self._small_counts[key] = [[0] * 5 for _ in samples]
+        multi = len(alts) > 1
+        for row, vector in zip(rows, counts, strict=True):
             called = [a for a in row if a >= 0]
             non_ref = any(a > 0 for a in called)
-            vector = block[i]
-            vector[index["n_records"]] += 1
-            vector[index["n_called" if called else "n_not_called"]] += 1
-            vector[index["n_hom_ref"]] += int(bool(called) and not non_ref)
-            vector[index["n_het"]] += int(bool(called) and max(called) != min(called))
-            vector[index["n_multiallelic"]] += int(non_ref and len(alts) > 1)
+            vector[0] += 1
+            if called:
+                vector[1] += 1
+                vector[2] += not non_ref
+                vector[3] += max(called) != min(called)
+            vector[4] += non_ref and multi
 
     def _sample_block(self, samples: Sequence[str]) -> np.ndarray:
         block = self.sample_stats.get(tuple(samples))
@@ -347,6 +352,13 @@ class StatsCollector:
         return out
 
     def take_sample_stats(self) -> dict[str, object]:
+        index = [_COUNTER_INDEX[name] for name in _SMALL_COUNTERS]
+        for key, counts in self._small_counts.items():
+            values = np.asarray(counts, dtype=np.int64)
+            block = self._sample_block(key)
+            block[:, index[:5]] += values[:, :5]
+            block[:, _COUNTER_INDEX["n_not_called"]] += values[:, 0] - values[:, 1]
+        self._small_counts = {}
         names: list[str] = []
         blocks = []
         for samples, block in self.sample_stats.items():
@@ -362,3 +374,5 @@ class StatsCollector:
 
 
 _COUNTER_INDEX = {name: i for i, name in enumerate(layout.SAMPLE_STATS_COUNTERS)}
+# the plain-Python path's counters, in order (n_not_called = n_records - n_called)
+_SMALL_COUNTERS = ("n_records", "n_called", "n_hom_ref", "n_het", "n_multiallelic")
