@@ -1,4 +1,5 @@
-"""`python -m bench [--quick | --full] [--samples N] [--length BP] [--workdir DIR]`."""
+"""`python -m bench [--quick | --full] [--samples N] [--length BP] [--workdir DIR]`
+or `python -m bench --region STORE BCF LENGTH`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.store_bench import Sizes, run_all
+from bench.store_bench import Sizes, region_bench, run_all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep cohorts and stores here")
     parser.add_argument("--samples", type=int, help="samples of the ingest cohort")
     parser.add_argument("--length", type=int, help="bp simulated for the ingest cohort")
+    parser.add_argument("--region", nargs=3, metavar=("STORE", "BCF", "LENGTH"),
+                        help="only (b)'s region read, on an existing store and its indexed "
+                             "BCF (contig 1 of LENGTH bp)")
     args = parser.parse_args(argv)
+    if args.region is not None:
+        store, bcf, length = args.region
+        region_bench(store, Path(bcf), min(Sizes.default().region_bp, int(length)), int(length))
+        return 0
     sizes = Sizes.quick() if args.quick else Sizes.full() if args.full else Sizes.default()
     sizes = sizes.with_ingest(args.samples, args.length)
     if args.workdir is not None:

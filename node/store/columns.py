@@ -88,16 +88,17 @@ class Var:
         lengths = self.lengths
         candidates = np.flatnonzero(lengths[1:] == lengths[:-1]) + 1
         sizes = lengths[candidates]
-        values, counts = np.unique(sizes, return_counts=True)
+        counts = np.bincount(sizes) if sizes.size else np.zeros(1, dtype=np.int64)
         # Cells are contiguous: cell i (length L) equals cell i-1 iff data[k] == data[k-L]
         # over its bytes. One shifted comparison per common length, prefix sums per cell.
-        common = values[np.argsort(counts)[::-1][:_SHIFTS]]
+        common = np.argsort(counts)[::-1][:_SHIFTS]
+        common = common[counts[common] > 0]
         for size in common.tolist():
             pick = candidates[sizes == size]
             if size == 0:
                 same[pick] = True
                 continue
-            mismatch = np.zeros(self.data.size + 1, dtype=np.int64)
+            mismatch = np.zeros(self.data.size + 1, dtype=np.int32)
             np.cumsum(self.data[size:] != self.data[:-size], out=mismatch[size + 1 :])
             first = self.starts[pick]
             same[pick] = mismatch[first + size] == mismatch[first]

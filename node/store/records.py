@@ -315,14 +315,26 @@ def _matrix(
     phased = phase_bits.any(axis=1)
     dtype = np.int16 if alleles.size and int(alleles.max()) > 127 else np.int8
     shape = (len(sites), len(columns))
-    matrix = np.full((*shape, max(1, alleles.shape[1])), NO_ALLELE, dtype=dtype)
-    matrix[cell_row, col, : alleles.shape[1]] = alleles
-    phase = np.zeros(shape, dtype=bool)
-    phase[cell_row, col] = phased
-    present = np.zeros(shape, dtype=bool)
-    present[cell_row, col] = True
+    ploidy = max(1, alleles.shape[1])
+    flat = cell_row * shape[1] + col
+    full = flat.size == shape[0] * shape[1] and alleles.shape[1] == ploidy
+    if full and (flat == np.arange(flat.size)).all():
+        # every sample in every record, cells in column order: the matrix as read
+        matrix = alleles.astype(dtype).reshape(*shape, ploidy)
+        phase, present = phased.reshape(shape), np.ones(shape, dtype=bool)
+    else:
+        cells = np.full((shape[0] * shape[1], ploidy), NO_ALLELE, dtype=dtype)
+        cells[flat, : alleles.shape[1]] = alleles
+        matrix = cells.reshape(*shape, ploidy)
+        phase, present = _scatter(flat, phased, shape), _scatter(flat, True, shape)
     fields = _field_source(block, cell_row, col, shape, extracted)
     return GenotypeBatch(columns, tuple(sites), matrix, phase, present, fields)
+
+
+def _scatter(flat: np.ndarray, values: object, shape: tuple[int, int]) -> np.ndarray:
+    out = np.zeros(shape[0] * shape[1], dtype=bool)
+    out[flat] = values
+    return out.reshape(shape)
 
 
 def _gt_codes(block: Block) -> np.ndarray:
