@@ -1,7 +1,9 @@
-"""The htsget 1.3 sub-app, mounted at /htsget: tickets, service-info and the data endpoint.
+"""The htsget 1.3 sub-app, mounted at /htsget: tickets, service-info and the data endpoint
+(node/web/htsget_data.py).
 
-Handlers are thin: parse (node/htsget/parse.py), check access, build the ticket off the
-event loop (node/htsget/tickets.py). Errors are rendered once, by `htsget_errors`, as
+Handlers are thin: parse (node/htsget/parse.py), check access, build the ticket
+(node/htsget/tickets.py; on the event loop when it needs at most two uncached blocks, else
+in a worker thread). Errors are rendered once, by `htsget_errors`, as
 `{"htsget": {"error", "message"}}`; CORS once, by `cors`.
 """
 
@@ -20,9 +22,7 @@ from aiohttp import web
 
 from node.auth.policy import effective_granularity
 from node.config import Settings
-from node.domain import Region
 from node.errors import (
-    InvalidInput,
     NodeError,
     NotFound,
     PayloadTooLarge,
@@ -38,9 +38,9 @@ from node.htsget.variants import store_regions
 from node.names import Granularity
 from node.reads.blocks import BlockMiss
 from node.reads.catalog import ReadsCatalog
-from node.reads.layout import Span, file_version
-from node.store.export import export_variants
+from node.reads.layout import Span
 from node.web.auth import principal_of
+from node.web.htsget_data import SIGNER, data_handler
 from node.web.keys import DATASETS, READS, SETTINGS
 from node.web.middleware import REQUEST_ID
 from node.web.privacy import audit_request, ledger_for
@@ -48,8 +48,6 @@ from node.web.privacy import audit_request, ledger_for
 __all__ = ["create_htsget_app"]
 
 log = logging.getLogger("fednode.htsget")
-SIGNER = web.AppKey("htsget_signer", BlockSigner)
-_CHUNK = 1 << 20
 _CORS_MAX_AGE = str(30 * 24 * 3600)
 # Tickets computed on the event loop: at most this many regions and uncached block reads.
 _INLINE_MAX_REGIONS = 16
@@ -284,132 +282,3 @@ async def _check_access(request: web.Request, dataset_id: str) -> None:
 def _base_url(request: web.Request) -> str:
     public = request.config_dict[SETTINGS].htsget.public_url
     return public.rstrip("/") if public else f"{request.scheme}://{request.host}"
-
-
-async def data_handler(request: web.Request) -> web.StreamResponse:
-    payload = request.config_dict[SIGNER].verify(request.match_info["token"])
-    if payload.get("k") == "g":
-        return await _send_generated(request, payload)
-    if payload.get("k") != "f":
-        raise InvalidInput("malformed block token")
-    entry = request.config_dict[READS].find(str(payload["id"]), str(payload["f"]))
-    start, end = int(payload["s"]), int(payload["e"])
-    # Byte ranges are only valid for the version of the file they were cut from.
-    if await asyncio.to_thread(_version_or_none, Path(entry.path)) != payload.get("v"):
-        raise NotFound("the file changed since the ticket was issued; request a new ticket")
-    return await _send_span(request, Path(entry.path), start, end)
-
-
-def _version_or_none(path: Path) -> str | None:
-    try:
-        return file_version(path)
-    except OSError:
-        return None
-
-
-def parse_range(header: str | None, length: int) -> tuple[int, int] | None:
-    """An inclusive `bytes=a-b` (or `a-`, `-n`) range → [start, end); None: whole body."""
-    if header is None:
-        return None
-    unit, _, spec = header.partition("=")
-    if unit.strip() != "bytes" or "," in spec:
-        raise _RangeError()
-    first, _, last = spec.strip().partition("-")
-    try:
-        if not first:
-            n = int(last)
-            return (max(length - n, 0), length) if n > 0 else _raise_range()
-        start = int(first)
-        end = min(int(last) + 1, length) if last else length
-    except ValueError:
-        raise _RangeError() from None
-    if start >= length or end <= start:
-        raise _RangeError()
-    return start, end
-
-
-class _RangeError(Exception):
-    pass
-
-
-def _raise_range() -> tuple[int, int]:
-    raise _RangeError()
-
-
-async def _send_generated(request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
-    registry = request.config_dict[DATASETS]
-    limit = request.config_dict[SETTINGS].htsget.max_generated_bytes
-    try:
-        regions = [Region(str(c), int(s), int(e)) for c, s, e in payload["r"]]
-        dataset, fmt, header_only = str(payload["d"]), str(payload["f"]), bool(payload["h"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidInput("malformed block token") from exc
-    store = await asyncio.to_thread(registry.store, dataset)
-    data = await asyncio.to_thread(
-        export_variants, store, regions, fmt=fmt, header_only=header_only, max_bytes=limit
-    )
-    try:
-        sub = parse_range(request.headers.get("Range"), len(data))
-    except _RangeError:
-        return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
-    if sub is None:
-        return web.Response(body=data, content_type="application/octet-stream")
-    lo, hi = sub
-    headers = {"Content-Range": f"bytes {lo}-{hi - 1}/{len(data)}", "Accept-Ranges": "bytes"}
-    return web.Response(
-        status=206, body=data[lo:hi], headers=headers, content_type="application/octet-stream"
-    )
-
-
-async def _send_span(request: web.Request, path: Path, start: int, end: int) -> web.StreamResponse:
-    length = end - start
-    try:
-        sub = parse_range(request.headers.get("Range"), length)
-    except _RangeError:
-        return web.Response(status=416, headers={"Content-Range": f"bytes */{length}"})
-    status, lo, hi = (200, 0, length) if sub is None else (206, *sub)
-    response = web.StreamResponse(status=status)
-    response.content_type = "application/octet-stream"
-    response.content_length = hi - lo
-    response.headers["Accept-Ranges"] = "bytes"
-    response.headers["Cache-Control"] = "private, max-age=60"
-    if sub is not None:
-        response.headers["Content-Range"] = f"bytes {lo}-{hi - 1}/{length}"
-    try:
-        fobj = await asyncio.to_thread(path.open, "rb")
-    except OSError as exc:
-        raise NotFound("the file of this block is gone") from exc
-    try:
-        await response.prepare(request)
-        if request.method != "HEAD":
-            await _sendfile(request, response, fobj, start + lo, hi - lo)
-    finally:
-        fobj.close()  # synchronous: it must happen even when the handler is cancelled
-    await response.write_eof()
-    return response
-
-
-async def _sendfile(
-    request: web.Request, response: web.StreamResponse, fobj: Any, offset: int, count: int
-) -> None:
-    """Zero-copy when the transport allows it (as aiohttp's FileResponse does), else
-    1 MiB reads off the event loop; never the whole file in memory."""
-    transport = request.transport
-    if transport is None:
-        raise ConnectionResetError("connection lost")
-    try:
-        await asyncio.get_running_loop().sendfile(transport, fobj, offset, count)
-        return
-    except NotImplementedError:
-        pass
-    while count > 0:
-        chunk = await asyncio.to_thread(_pread, fobj, offset, min(_CHUNK, count))
-        if not chunk:
-            raise ConnectionResetError("file shrank while being served")
-        await response.write(chunk)
-        offset += len(chunk)
-        count -= len(chunk)
-
-
-def _pread(fobj: Any, offset: int, size: int) -> bytes:
-    return os.pread(fobj.fileno(), size, offset)
