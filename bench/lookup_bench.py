@@ -33,7 +33,7 @@ import numpy as np
 from node.domain import AlleleKey
 
 BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
-CHUNK = 50_000  # sites generated and written per step
+CELLS = 20_000_000  # genotypes generated and written per step (bounds the memory)
 
 
 Truth = dict[int, tuple[str, str, int]]  # 1-based pos -> (REF, ALT, AC) of carried alleles
@@ -54,8 +54,9 @@ def write_cohort(path: Path, samples: int, sites: int, seed: int) -> Truth:
     proc.stdin.write(header.encode())
     truth: Truth = {}
     pos = 0
-    for start in range(0, sites, CHUNK):
-        n = min(CHUNK, sites - start)
+    chunk = max(1, CELLS // samples)
+    for start in range(0, sites, chunk):
+        n = min(chunk, sites - start)
         positions = pos + np.cumsum(rng.integers(1, 21, size=n))
         pos = int(positions[-1])
         freq = np.clip(rng.beta(0.15, 1.5, size=n), 0.0, 1.0)
