@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -17,9 +17,17 @@ SERVICE = "fednode.v1.PeerService"
 
 
 async def start_fake(handler: Handler) -> tuple[grpc.aio.Server, int]:
-    """A server answering every unary method of the service with `handler` (raw bytes)."""
+    """A server answering every method of the service with `handler` (raw bytes; the
+    region stream sends what it returns as its one chunk)."""
     rpc = grpc.unary_unary_rpc_method_handler(handler)
     methods = {name: rpc for name in ("GetNodeInfo", "BatchAlleleStats", "CountIndividuals")}
+
+    async def stream(
+        request: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
+        yield await handler(request, context)  # the one chunk the handler makes (if ever)
+
+    methods["StreamRegionStats"] = grpc.unary_stream_rpc_method_handler(stream)
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, methods),))
     port = server.add_insecure_port("127.0.0.1:0")

@@ -288,3 +288,35 @@ async def test_individuals_of_a_variant_are_merged_from_every_node(aggregator, c
     assert status == {"node-a": "OK", "node-b": "OK", "node-c": "OK", "dead": "UNAVAILABLE"}
     bad = await client.get("/api/g_variants/not-an-id/individuals")
     assert bad.status == 400
+
+
+async def test_a_hung_peer_does_not_hold_the_beacon_answer(
+    aiohttp_client, tmp_path, three_nodes, coordinator_key
+):
+    import time
+
+    hung, port = await fakes.start_fake(fakes.hang)
+    try:
+        (tmp_path / "coordinator.pem").write_text(private_pem(coordinator_key))
+        doc = {
+            "coordinator": {"id": COORDINATOR, "private_key": "coordinator.pem"},
+            "deadline_s": 1.0,
+            "peers": [
+                {"id": "node-a", "address": f"127.0.0.1:{three_nodes['node-a']}"},
+                {"id": "hung", "address": f"127.0.0.1:{port}"},
+            ],
+        }
+        (tmp_path / "peers.yaml").write_text(yaml.safe_dump(doc))
+        settings = Settings(home=tmp_path, privacy={"budget": {"max_llr": 1e9}})
+        client = await aiohttp_client(
+            create_aggregator_app(settings, load_peers(tmp_path / "peers.yaml"))
+        )
+        params = {"referenceName": "1", "start": "20000000", "end": "20100000"}
+        started = time.monotonic()
+        reply = await client.get("/api/g_variants", params=params)
+        elapsed = time.monotonic() - started
+    finally:
+        await hung.stop(0)
+    assert reply.status == 200 and elapsed < 1.0 + 0.3
+    nodes = (await reply.json())["info"]["federation"]["nodes"]
+    assert {n["id"]: n["status"] for n in nodes} == {"node-a": "OK", "hung": "DEADLINE_EXCEEDED"}
