@@ -27,8 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from math import inf
 from typing import Any
@@ -46,10 +45,11 @@ from node.config import Settings
 from node.domain import AlleleKey
 from node.errors import BudgetExhausted, InvalidInput, PayloadTooLarge
 from node.names import Granularity
-from node.peer import pricing
+from node.peer import pricing, third_party
 from node.peer._pb import peer_pb2 as pb
 from node.peer.client import PeerResult
 from node.peer.coordinator import Coordinator, Interval
+from node.peer.directory import DatasetDirectory
 from node.peer.peers import PeerEntry, PeersFile
 from node.privacy.gate import Ledger
 from node.web.auth import auth_ctx, principal_of
@@ -64,10 +64,10 @@ __all__ = ["create_aggregator_app", "serve_aggregator"]
 log = logging.getLogger("fednode.aggregator")
 COORDINATOR = web.AppKey("coordinator", Coordinator)
 PEERS = web.AppKey("peers", PeersFile)
+DIRECTORY = web.AppKey("directory", DatasetDirectory)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 MAX_BODY = 64 * 1024
 MAX_SPAN = 10_000_000  # bases per federated range query
-MAX_BEACON_REPLY = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +110,7 @@ def create_aggregator_app(settings: Settings, peers: PeersFile) -> web.Applicati
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[COORDINATOR] = Coordinator(app[PEERS])
+    app[DIRECTORY] = DatasetDirectory()
     app[HTTP] = aiohttp.ClientSession(headers={"Accept": "application/json"})
     yield
     await app[HTTP].close()
@@ -163,8 +164,9 @@ async def g_variants(request: web.Request) -> web.Response:
         for entry in peers.peers
         if entry.beacon_url is not None
     ]
-    grpc_results, *http_results = await asyncio.gather(grpc_part, *http_parts)
-    sets, statuses = _from_grpc(grpc_results, query)
+    known = request.config_dict[DIRECTORY].datasets(coordinator, peers.deadline_s)
+    grpc_results, held, *http_results = await asyncio.gather(grpc_part, known, *http_parts)
+    sets, statuses = _from_grpc(grpc_results, query, held)
     for found, status in http_results:
         sets += found
         statuses.append(status)
@@ -204,7 +206,7 @@ async def _charge(
         else pricing.set_charge(gate, granularity, s.present, s.count.value)
         for s in sets
     ]
-    if not any(s.count.lower for s in sets):  # a "no" from the whole federation
+    if not sets:  # a "no" from the whole federation, with no dataset to price it by
         parts.append(pricing.set_charge(gate, granularity, [], 0))
     charge = pricing.answer_charge(parts)
     ledger.llr, ledger.epsilon = charge.llr, charge.epsilon
@@ -268,13 +270,19 @@ def _matches(query: VariantQuery, v: pb.RegionVariantStats) -> bool:
 
 
 def _from_grpc(
-    results: Sequence[PeerResult[Any]], query: VariantQuery
+    results: Sequence[PeerResult[Any]],
+    query: VariantQuery,
+    held: Mapping[str, tuple[str, ...]],
 ) -> tuple[list[_Set], list[_Status]]:
+    """Result sets of the peers that answered: one per dataset they hold (`held`, from
+    their NodeInfo), those with no matching variant included (an answer too)."""
     sets: list[_Set] = []
     statuses = []
     for result in results:
         statuses.append(_Status(result.peer_id, result.status, result.message, result.elapsed_s))
         present: dict[str, list[pb.DatasetAlleleStats]] = {}
+        if result.ok:
+            present = {ds: [] for ds in held.get(result.peer_id, ())}
         for v in result.value or () if result.ok else ():
             if _matches(query, v):
                 found = present.setdefault(v.stats.dataset_id, [])
@@ -288,50 +296,12 @@ def _from_grpc(
 
 
 async def _ask_beacon(
-    session: aiohttp.ClientSession, entry: PeerEntry, query: Any, deadline_s: float
+    session: aiohttp.ClientSession, entry: PeerEntry, query: Any, timeout_s: float
 ) -> tuple[list[_Set], _Status]:
-    """A third-party Beacon v2: the query string (no credentials), `count` granularity."""
-    started = time.monotonic()
-    params = {k: v for k, v in query.items() if k != "requestedGranularity"}
-    params["requestedGranularity"] = "count"
-    url = f"{(entry.beacon_url or '').rstrip('/')}/g_variants"
-
-    def status(code: str, message: str = "") -> _Status:
-        return _Status(entry.id, code, message, time.monotonic() - started)
-
-    try:
-        async with asyncio.timeout(deadline_s):
-            async with session.get(url, params=params, allow_redirects=False) as reply:
-                if reply.status != 200:
-                    return [], status("UNAVAILABLE", f"HTTP {reply.status}")
-                raw = await reply.content.read(MAX_BEACON_REPLY + 1)
-        count = _beacon_count(json.loads(raw) if len(raw) <= MAX_BEACON_REPLY else None)
-    except TimeoutError:
-        return [], status("DEADLINE_EXCEEDED", "beacon did not answer before the deadline")
-    except aiohttp.ClientError:
-        return [], status("UNAVAILABLE", "beacon unreachable")
-    except (ValueError, UnicodeDecodeError):
-        return [], status("INVALID_RESPONSE", "answer is not JSON")
-    if count is None:
-        return [], status("INVALID_RESPONSE", "answer is not a Beacon v2 response")
-    return [_Set(entry.id, entry.id, count)], status("OK")
-
-
-def _beacon_count(doc: object) -> Interval | None:
-    """The count a Beacon v2 response states (None: not a Beacon response)."""
-    if not isinstance(doc, dict):
-        return None
-    summary = doc.get("responseSummary")
-    if not isinstance(summary, dict) or not isinstance(summary.get("exists"), bool):
-        return None
-    total = summary.get("numTotalResults")
-    if total is None:  # a boolean answer: at least one when it exists
-        return Interval(1, 1, None, False) if summary["exists"] else Interval.zero()
-    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
-        return None
-    if summary["exists"] != (total > 0):
-        return None
-    return Interval(total, total, total, True)
+    answer = await third_party.count(session, entry, query, timeout_s)
+    status = _Status(entry.id, answer.status, answer.message, answer.elapsed_s)
+    found = [] if answer.count is None else [_Set(entry.id, entry.id, answer.count)]
+    return found, status
 
 
 def _envelope(

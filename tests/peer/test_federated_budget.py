@@ -15,7 +15,7 @@ from node.peer.coordinator import Coordinator
 from node.peer.peers import load_peers
 from node.privacy.audit import verify
 from node.web.aggregator import create_aggregator_app
-from tests.peer.helpers import COORDINATOR, bcftools_truth, private_pem
+from tests.peer.helpers import COORDINATOR, SPLIT, bcftools_truth, private_pem
 
 
 @pytest.fixture
@@ -91,4 +91,8 @@ async def test_a_user_cannot_multiply_the_budget_through_the_aggregator(
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     outcomes = [e["query"]["outcome"] for e in entries if e["query"].get("federated")]
     assert outcomes == ["answered"] * answered + ["refused", "answered", "refused"]
+    # Every dataset's answer is charged, the "no"s of those without the allele included.
+    every = {f"{node}/{ds}" for node, datasets in SPLIT.items() for ds in datasets}
+    assert set(entries[0]["counts"]) == every
+    assert sorted(c["value"] for c in entries[0]["counts"].values()) == [0, 0, 0, 1]
     assert verify(log).ok
