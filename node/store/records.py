@@ -27,8 +27,9 @@ import tiledb
 
 from node.domain import Region, normalize_contig
 from node.store import layout
-from node.store.batch import MISSING, NO_ALLELE, FieldSource, GenotypeBatch, Site
+from node.store.batch import NO_ALLELE, FieldSource, GenotypeBatch, Site
 from node.store.columns import Block, Var, name_columns
+from node.store.gt_codes import cell_genotypes
 
 __all__ = ["BatchReader"]
 
@@ -307,12 +308,7 @@ def _matrix(
     col: np.ndarray,
     extracted: Sequence[str],
 ) -> GenotypeBatch:
-    codes = _gt_codes(block)
-    shifted = codes >> 1
-    alleles = np.where(shifted > 0, shifted - 1, MISSING)
-    alleles[codes == layout.INT32_VECTOR_END] = NO_ALLELE
-    phase_bits = (codes[:, 1:] & 1).astype(bool) & (codes[:, 1:] != layout.INT32_VECTOR_END)
-    phased = phase_bits.any(axis=1)
+    alleles, phased = cell_genotypes(block)
     dtype = np.int16 if alleles.size and int(alleles.max()) > 127 else np.int8
     shape = (len(sites), len(columns))
     ploidy = max(1, alleles.shape[1])
@@ -335,38 +331,6 @@ def _scatter(flat: np.ndarray, values: object, shape: tuple[int, int]) -> np.nda
     out = np.zeros(shape[0] * shape[1], dtype=bool)
     out[flat] = values
     return out.reshape(shape)
-
-
-def _gt_codes(block: Block) -> np.ndarray:
-    """htslib GT codes per cell (n, ploidy), vector end past a call's ploidy."""
-    gt = block.var.get("fmt_GT")
-    if gt is None:
-        gt = Var(np.zeros(block.n, dtype=np.uint8), np.arange(block.n, dtype=np.uint64))
-    has = gt.lengths >= 8
-    count = np.where(has, gt.words(4), 0)
-    if gt.uniform() and has.all():
-        codes = gt.matrix().view("<i4")[:, 2:].astype(np.int32)
-    else:
-        codes = np.full(
-            (block.n, max(1, int(count.max(initial=0)))), layout.INT32_VECTOR_END, np.int32
-        )
-        for k in range(codes.shape[1]):
-            inside = count > k
-            codes[inside, k] = gt.words(8 + 4 * k)[inside]
-    if not has.all():
-        _gt_from_blobs(block, np.flatnonzero(~has), codes)
-    return codes
-
-
-def _gt_from_blobs(block: Block, cells: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """GT of cells without `fmt_GT` (datasets that keep GT in the `fmt` blob)."""
-    fmt = block.var["fmt"]
-    for i in cells.tolist():
-        for key, _t, _c, raw in layout.decode_blob(fmt.cell(i)):
-            if key == "GT":
-                values = np.frombuffer(raw, dtype="<i4")[: codes.shape[1]]
-                codes[i, : len(values)] = values
-    return codes
 
 
 def _field_source(

@@ -20,7 +20,7 @@ from pathlib import Path
 import tiledb
 
 from node.domain import AlleleKey, AlleleStats, Record, Region, Variant, normalize_contig
-from node.errors import Conflict, IngestError, InvalidInput, NotFound, UnsupportedFormat
+from node.errors import Conflict, IngestError, NotFound, UnsupportedFormat
 from node.names import VariantType
 from node.store import layout, stats
 from node.store.aggregate_index import ContigIndex, build_contig_index
@@ -38,14 +38,13 @@ from node.store.dataset_state import (
     load_state,
     write_initial_metadata,
 )
+from node.store.ingest_checks import check_assembly, check_samples
 from node.store.ingest_writer import IngestWriter
 from node.store.records import BatchReader
 from node.store.variant_scan import carried_variants, wanted, with_stats
-from node.store.vcfio import RecordReader, VcfInput, detect_assembly
+from node.store.vcfio import RecordReader, VcfInput
 
 __all__ = ["TileDBVCFStore", "list_datasets"]
-
-_BAD_SAMPLE_CHARS = set("'\"\\\n\t\0")
 
 
 def _ctx(config: Mapping[str, str] | None) -> tiledb.Ctx:
@@ -271,8 +270,10 @@ class TileDBVCFStore:
         with self._ingest_lock:
             self._check_writable()
             inputs = [VcfInput(Path(p), threads=threads) for p in paths]
-            added, replaced = self._check_samples(inputs, replace=replace)
-            dataset_assembly = self._check_assembly(inputs, assembly)
+            added, replaced = check_samples(inputs, self._state.samples, replace=replace)
+            dataset_assembly = check_assembly(
+                inputs, assembly, self._state.assembly, empty=not self._state.samples
+            )
             t_delete = self._begin()
             t_write = t_delete + 1
             ctx = _ctx({**self._config, **_thread_config(threads)})
@@ -312,42 +313,6 @@ class TileDBVCFStore:
                 f"{self.uri}: variant_stats version {version}; fednode ingests into version "
                 f"{layout.VARIANT_STATS_VERSION} datasets only"
             )
-
-    def _check_samples(
-        self, inputs: Sequence[VcfInput], *, replace: bool
-    ) -> tuple[list[str], list[str]]:
-        seen: dict[str, str] = {}
-        for inp in inputs:
-            if not inp.samples:
-                raise IngestError("no samples (sites-only VCFs cannot be ingested)", path=inp.name)
-            for sample in inp.samples:
-                if _BAD_SAMPLE_CHARS & set(sample):
-                    raise IngestError(
-                        f"unsupported characters in sample name {sample!r}", path=inp.name
-                    )
-                if sample in seen:
-                    raise Conflict(
-                        f"sample {sample!r} appears in both {seen[sample]} and {inp.name}"
-                    )
-                seen[sample] = inp.name
-        existing = [s for s in seen if s in set(self._state.samples)]
-        if existing and not replace:
-            raise Conflict(f"sample {existing[0]!r} is already in the dataset (use replace)")
-        return [s for s in seen if s not in set(existing)], existing
-
-    def _check_assembly(self, inputs: Sequence[VcfInput], requested: str | None) -> str:
-        current = self._state.assembly
-        for inp in inputs:
-            declared = detect_assembly(inp.header) or requested or "GRCh38"
-            if requested and declared != requested:
-                raise IngestError(f"header declares {declared}, not {requested}", path=inp.name)
-            empty = not self._state.samples
-            if declared != current and not empty:
-                raise InvalidInput(
-                    f"{inp.name}: assembly {declared} does not match the dataset's {current}"
-                )
-            current = declared if empty else current
-        return current
 
     def _begin(self) -> int:
         """Make the committed timestamp explicit, drop uncommitted leftovers, pick T."""
