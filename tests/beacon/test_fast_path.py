@@ -19,6 +19,7 @@ from node.beacon.variants import VariantQuery
 from node.config import Settings
 from node.domain import AlleleKey, AlleleStats, Filter, Principal, Record, Region, Variant
 from node.names import Granularity, VariantType
+from node.privacy.gate import DisclosureGate
 from node.service import Planner, plan
 from node.store.base import VariantStore
 from node.store.registry import DatasetRegistry
@@ -100,9 +101,11 @@ async def test_fast_and_threaded_answers_agree_and_match_bcftools(
         return taken[-1]
 
     monkeypatch.setattr(node.web.beacon, "in_memory", recording)
-    fast = await aiohttp_client(make_app(tmp_path / "a", {"tg": tg_store}, {"tg": OPEN}))
+    no_budget: Any = {"budget": {"enabled": False}}
+    fast = await aiohttp_client(make_app(tmp_path / "a", {"tg": tg_store}, {"tg": OPEN},
+                                         privacy=no_budget))
     slow = await aiohttp_client(make_app(tmp_path / "b", {"tg": Threaded(tg_store)},
-                                         {"tg": OPEN}))
+                                         {"tg": OPEN}, privacy=no_budget))
     for client in (fast, slow):  # opens the store and reads the catalog (in a thread)
         await _doc(client, *VCF_FORM[0], granularity)
     for start, ref, alt in VCF_FORM + OTHER_FORMS:
@@ -119,13 +122,18 @@ async def test_fast_and_threaded_answers_agree_and_match_bcftools(
             assert a["responseSummary"]["exists"], (start, ref, alt)
 
 
-def _ctx(tmp_path: Path, store: VariantStore, *, ttl: float = 60.0) -> Context:
-    settings = Settings(home=tmp_path, datasets={"tg": OPEN})
+def _ctx(tmp_path: Path, store: VariantStore, *, ttl: float = 60.0,
+         budget: bool = False) -> Context:
+    settings = Settings(home=tmp_path, datasets={"tg": OPEN},
+                        privacy={"budget": {"enabled": budget}})
     registry = DatasetRegistry(settings, opener=lambda _: store, lister=lambda: ["tg"],
                                ids_ttl_s=ttl)
     registry.store("tg")  # opened (and listed) once, as after a first request
-    return Context(settings=settings, registry=registry, catalog=None,
-                   principal=Principal.anonymous())
+    # The gate's budget store itself is not opened: `in_memory` reads the settings.
+    gate = DisclosureGate(settings.privacy, budget=None, audit=None)
+    anonymous = Principal.anonymous()
+    return Context(settings=settings, registry=registry, catalog=None, principal=anonymous,
+                   ledger=gate.ledger(anonymous, "127.0.0.1"))
 
 
 def test_only_requests_without_io_take_the_fast_path(
@@ -152,6 +160,8 @@ def test_only_requests_without_io_take_the_fast_path(
     for entry, req, nested in slow:
         assert not in_memory(ctx, entry, req, nested=nested), (entry.path, req)
     assert not in_memory(ctx, g_variants, count, nested="biosamples")
+    # A disclosure budget to charge is a SQLite or Redis call: the thread does it.
+    assert not in_memory(_ctx(tmp_path, tg_store, budget=True), g_variants, count, nested=None)
     # A stale dataset listing means a listing call (I/O): the thread does it.
     assert not in_memory(_ctx(tmp_path, tg_store, ttl=0.0), g_variants, count, nested=None)
     assert not in_memory(_ctx(tmp_path, Threaded(tg_store)), g_variants, count, nested=None)
