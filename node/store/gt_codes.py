@@ -42,16 +42,22 @@ def _gt_codes(block: Block) -> np.ndarray:
             inside = count > k
             codes[inside, k] = gt.words(8 + 4 * k)[inside]
     if not has.all():
-        _gt_from_blobs(block, np.flatnonzero(~has), codes)
+        codes = _gt_from_blobs(block, np.flatnonzero(~has), codes)
     return codes
 
 
 def _gt_from_blobs(block: Block, cells: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """GT of cells without `fmt_GT` (datasets that keep GT in the `fmt` blob)."""
     fmt = block.var["fmt"]
+    found = {}
     for i in cells.tolist():
         for key, _t, _c, raw in layout.decode_blob(fmt.cell(i)):
             if key == "GT":
-                values = np.frombuffer(raw, dtype="<i4")[: codes.shape[1]]
-                codes[i, : len(values)] = values
+                found[i] = np.frombuffer(raw, dtype="<i4")
+    width = max([codes.shape[1], *(len(v) for v in found.values())])
+    if width > codes.shape[1]:
+        pad = np.full((len(codes), width - codes.shape[1]), layout.INT32_VECTOR_END, np.int32)
+        codes = np.concatenate([codes, pad], axis=1)
+    for i, values in found.items():
+        codes[i, : len(values)] = values
     return codes

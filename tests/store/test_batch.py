@@ -254,3 +254,19 @@ def test_export_equals_input(tmp_path: Path, with_dp: bool) -> None:
         want = sh(f"bcftools query -f {query} {vcf}").splitlines(keepends=True)
         # the duplicated line comes out once (export writes each record once)
         assert sh(f"bcftools query -f {query} {out}") == "".join(dict.fromkeys(want))
+
+
+def test_gt_read_from_fmt_blob_when_not_extracted() -> None:
+    """Datasets written without the `fmt_GT` attribute keep GT in the `fmt` blob."""
+    from node.store import layout
+    from node.store.columns import Block
+    from node.store.gt_codes import cell_genotypes
+
+    def blob(codes: list[int]) -> bytes:
+        raw = np.asarray(codes, dtype="<i4").tobytes()
+        return layout.encode_blob([("GT", layout.HT_INT, len(codes), raw)])
+
+    fmt = _var([blob([2, 5]), blob([4]), blob([0, 0])])  # 0|1, 1, ./.
+    alleles, phased = cell_genotypes(Block(np.array([1, 1, 2], np.uint32), {}, {"fmt": fmt}))
+    assert alleles.tolist() == [[0, 1], [1, NO_ALLELE], [MISSING, MISSING]]
+    assert phased.tolist() == [True, False, False]
