@@ -244,9 +244,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             message.individuals.CopyFrom(messages.count_message(self._guard.count(n)))
         return message
 
-    async def _authenticate(
-        self, context: grpc.aio.ServicerContext[Any, Any], call: str
-    ) -> Caller:
+    async def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any], call: str) -> Caller:
         token = bearer_token(context.invocation_metadata())
         subjects = [
             v.decode("utf-8", "replace")
@@ -348,4 +346,3 @@ def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 def _read_file(home: Path, name: str) -> bytes:
     path = Path(name)
     return (path if path.is_absolute() else home / path).read_bytes()
-
