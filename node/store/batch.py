@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -40,7 +41,9 @@ __all__ = [
 MISSING = -1
 NO_ALLELE = -2
 
-_GtCache = dict[tuple[bytes, bool], tuple[tuple[int | None, ...], bool]]
+_BITS = 4  # per allele slot of a genotype key
+_MAX_PLOIDY = 3
+_MAX_ALLELE = (1 << _BITS) - 3
 FieldSource = Callable[[int, int], Mapping[str, object]]  # (row, column) -> FORMAT fields
 
 
@@ -101,23 +104,63 @@ class GenotypeBatch:
 
     def records(self) -> list[Record]:
         """The rows as `Record`s; calls of present samples, in sample-name order."""
-        order = sorted(range(len(self.samples)), key=self.samples.__getitem__)
-        cache: _GtCache = {}
-        return [self._record(row, order, cache) for row in range(len(self.sites))]
+        order = np.asarray(sorted(range(len(self.samples)), key=self.samples.__getitem__))
+        names = np.asarray(self.samples, dtype=object)[order] if self.samples else order
+        keys = genotype_keys(self.alleles, self.phased)
+        table = None if keys is None else _call_table(self.alleles.shape[2])
+        out = []
+        for row, site in enumerate(self.sites):
+            mask = self.present[row][order] if order.size else order.astype(bool)
+            cols = order[mask].tolist()
+            if keys is not None and table is not None:
+                decoded = table[keys[row, cols]].tolist()
+            else:
+                decoded = [self._decode(row, c) for c in cols]
+            fields = self.fields
+            calls = tuple(
+                Call(name, gt[0], gt[1], {} if fields is None else fields(row, col))
+                for name, gt, col in zip(names[mask].tolist(), decoded, cols, strict=True)
+            )
+            out.append(site.record(calls))
+        return out
 
-    def _record(self, row: int, order: list[int], cache: _GtCache) -> Record:
-        present = self.present[row]
-        cols = [c for c in order if present[c]]
-        gts, phased = self.alleles[row], self.phased[row]
-        calls = []
-        for col in cols:
-            key = (gts[col].tobytes(), bool(phased[col]))
-            decoded = cache.get(key)
-            if decoded is None:
-                decoded = cache[key] = (_alleles(gts[col]), key[1])
-            fields = {} if self.fields is None else self.fields(row, col)
-            calls.append(Call(self.samples[col], decoded[0], decoded[1], fields))
-        return self.sites[row].record(tuple(calls))
+    def _decode(self, row: int, col: int) -> tuple[tuple[int | None, ...], bool]:
+        return _alleles(self.alleles[row, col]), bool(self.phased[row, col])
+
+
+def genotype_keys(alleles: np.ndarray, phased: np.ndarray) -> np.ndarray | None:
+    """One small int per cell: 4 bits per allele slot (0 none, 1 missing, 2 + index), then
+    the phase bit. None when a key cannot hold the batch (ploidy > 3, an index > 13)."""
+    ploidy = alleles.shape[2]
+    if ploidy > _MAX_PLOIDY or (alleles.size and int(alleles.max()) > _MAX_ALLELE):
+        return None
+    slots = alleles.astype(np.int64) - NO_ALLELE
+    key = np.zeros(alleles.shape[:2], dtype=np.int64)
+    for k in range(ploidy):
+        key |= slots[:, :, k] << (_BITS * k)
+    key |= phased.astype(np.int64) << (_BITS * ploidy)
+    return key
+
+
+def key_count(ploidy: int) -> int:
+    """Keys `genotype_keys` can give for `ploidy` (they are all below this)."""
+    return 2 << (_BITS * ploidy)
+
+
+def key_genotype(key: int, ploidy: int) -> tuple[tuple[int | None, ...], bool]:
+    """The alleles and phase a key stands for."""
+    mask = (1 << _BITS) - 1
+    slots = [(key >> (_BITS * k)) & mask for k in range(ploidy)]
+    alleles = tuple(None if s == 1 else s - 2 for s in slots if s != 0)
+    return alleles, bool(key >> (_BITS * ploidy))
+
+
+@lru_cache(maxsize=_MAX_PLOIDY)
+def _call_table(ploidy: int) -> np.ndarray:
+    table = np.empty(key_count(ploidy), dtype=object)
+    for key in range(key_count(ploidy)):
+        table[key] = key_genotype(key, ploidy)
+    return table
 
 
 def _alleles(codes: np.ndarray) -> tuple[int | None, ...]:
