@@ -7,6 +7,12 @@ server runs in its own process (keep-alive connections); the load generator runs
 one. Reports requests/s, p50, p99 and the server's CPU time per request for both, and the
 throughput ratio (target: >= 0.5, p99 < 20 ms), per run and as medians over `--runs`
 alternating runs. `--audit off` measures the audit log's share (production keeps it on).
+
+`--budget` sets the disclosure budget: `off` (the query path alone); `common` (the default
+privacy settings, as in production, with only alleles of AF >= 5% queried: answered
+exactly and priced at zero, as an anonymous client's common-allele queries are); `large`
+(budget on with a limit one load generator cannot spend: the usual hit/miss mix, every
+charged answer written to the budget store).
 """
 
 from __future__ import annotations
@@ -56,7 +62,16 @@ def serve_bare(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: None)
 
 
-def serve_node(port: int, store_kind: str, work: Path, *, audit: bool = True) -> None:
+def _privacy(budget: str) -> dict[str, Any]:
+    if budget == "off":
+        return {"budget": {"enabled": False}}
+    if budget == "large":
+        return {"budget": {"max_llr": 1e12, "max_epsilon": 1e12}}
+    return {}  # "common": the defaults
+
+
+def serve_node(port: int, store_kind: str, work: Path, *, audit: bool = True,
+               budget: str = "off") -> None:
     from aiohttp import web
 
     from node.config import DatasetSettings, Settings
@@ -65,13 +80,12 @@ def serve_node(port: int, store_kind: str, work: Path, *, audit: bool = True) ->
     from node.web.app import create_app
 
     store = _open_store(store_kind, work)
-    # One load generator is one anonymous client: with the disclosure budget on it would be
-    # refused after a few rare alleles (as it should). The benchmark measures the query
-    # path, so the budget is off; the audit log stays on, as in production.
+    # One load generator is one anonymous client: with the default disclosure budget it
+    # would be refused every rare allele and every "no" (as it should), hence `--budget`.
     settings = Settings(home=work, datasets={DATASET: DatasetSettings(
         assembly="GRCh37", security_level=SecurityLevel.PUBLIC,
         max_granularity={SecurityLevel.PUBLIC: Granularity.COUNT})},
-        privacy={"budget": {"enabled": False}}, audit={"enabled": audit})
+        privacy=_privacy(budget), audit={"enabled": audit})
     app = create_app(settings, registry_factory=lambda s: DatasetRegistry(
         s, opener=lambda _: store, lister=lambda: [DATASET]))
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: None)
@@ -97,15 +111,24 @@ def _open_store(kind: str, work: Path):  # type: ignore[no-untyped-def]
 # -- load generator ------------------------------------------------------------------
 
 
-def _queries(n: int) -> list[dict[str, str]]:
-    text = subprocess.run(["bcftools", "query", "-f", "%POS\t%REF\t%ALT\n", str(VCF)],
+COMMON_AF = 0.05
+
+
+def _queries(n: int, *, common: bool = False) -> list[dict[str, str]]:
+    """70% hits, 30% misses; `common`: only hits on alleles of AF >= COMMON_AF."""
+    text = subprocess.run(["bcftools", "query", "-f", "%POS\t%REF\t%ALT\t%AF\n", str(VCF)],
                           check=True, capture_output=True, text=True).stdout
     sites = [line.split("\t") for line in text.splitlines()]
+    if common:
+        sites = [[pos, ref, alt, af] for pos, ref, alts, afs in sites
+                 for alt, af in zip(alts.split(","), afs.split(","), strict=True)
+                 if af != "." and float(af) >= COMMON_AF]
     rng = random.Random(SEED)
     out = []
     for _ in range(n):
-        pos, ref, alts = rng.choice(sites)
-        alt = rng.choice(alts.split(",")) if rng.random() < 0.7 else "G" if ref != "G" else "T"
+        pos, ref, alts, _af = rng.choice(sites)
+        hit = common or rng.random() < 0.7
+        alt = rng.choice(alts.split(",")) if hit else "G" if ref != "G" else "T"
         out.append({"referenceName": "1", "start": str(int(pos) - 1), "referenceBases": ref,
                     "alternateBases": alt, "requestedGranularity": "count",
                     "datasetIds": DATASET})
@@ -208,14 +231,14 @@ def _quantile(cumulative: dict[float, float], q: float) -> float:
 
 
 def _pair(store: str, queries: list[dict[str, str]], concurrency: int, work: Path,
-          audit: str) -> dict[str, Any]:
+          audit: str, budget: str) -> dict[str, Any]:
     """One run: the bare endpoint, then the node, under the same load."""
     out: dict[str, Any] = {}
     bare_port, node_port = _free_port(), _free_port()
     with _server("--serve", "bare", "--port", str(bare_port)) as pid:
         out["bare"] = asyncio.run(_measure(bare_port, pid, queries, concurrency, 30))
     with _server("--serve", "node", "--port", str(node_port), "--store", store,
-                 "--workdir", str(work), "--audit", audit) as pid:
+                 "--workdir", str(work), "--audit", audit, "--budget", budget) as pid:
         out["node"] = asyncio.run(
             _measure(node_port, pid, queries, concurrency, 900, server_side=True))
     out["throughput_ratio"] = out["node"]["rps"] / out["bare"]["rps"]
@@ -223,16 +246,17 @@ def _pair(store: str, queries: list[dict[str, str]], concurrency: int, work: Pat
 
 
 def run(store: str, requests: int, concurrency: int, work: Path, *, audit: str = "on",
-        runs: int = 3) -> dict[str, object]:
+        budget: str = "off", runs: int = 3) -> dict[str, object]:
     """`runs` alternating pairs of runs; medians over them (other jobs share the cores)."""
-    queries = _queries(requests)
-    pairs = [_pair(store, queries, concurrency, work, audit) for _ in range(runs)]
+    queries = _queries(requests, common=budget == "common")
+    pairs = [_pair(store, queries, concurrency, work, audit, budget) for _ in range(runs)]
     median: dict[str, Any] = {
         server: {k: statistics.median(p[server][k] for p in pairs) for k in pairs[0][server]}
         for server in ("bare", "node")}
     median["throughput_ratio"] = statistics.median(p["throughput_ratio"] for p in pairs)
     return {
-        "store": store, "concurrency": concurrency, "audit": audit, "runs": pairs,
+        "store": store, "concurrency": concurrency, "audit": audit, "budget": budget,
+        "runs": pairs,
         "median": median, "load_average": os.getloadavg(),
         # Target: >= 0.5x the bare endpoint's requests/s and p99 < 20 ms. With 64 clients
         # always waiting, p99 < 20 ms needs > 3,200 requests/s (Little's law); the bare
@@ -250,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="pairs of runs (medians)")
     parser.add_argument("--audit", choices=("on", "off"), default="on",
                         help="the node's audit log (off: to measure its share only)")
+    parser.add_argument("--budget", choices=("off", "common", "large"), default="off",
+                        help="the disclosure budget (see above)")
     parser.add_argument("--serve", choices=("bare", "node"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -257,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         serve_bare(args.port)
         return 0
     if args.serve == "node":
-        serve_node(args.port, args.store, args.workdir, audit=args.audit == "on")
+        serve_node(args.port, args.store, args.workdir, audit=args.audit == "on",
+                   budget=args.budget)
         return 0
     if not VCF.is_file():
         print(f"the 2,504-sample VCF is not at {VCF} (../shared missing)", file=sys.stderr)
@@ -265,11 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         print(json.dumps(run(args.store, args.requests, args.concurrency, args.workdir,
-                                  audit=args.audit, runs=args.runs), indent=2))
+                                  audit=args.audit, budget=args.budget, runs=args.runs),
+                         indent=2))
         return 0
     with tempfile.TemporaryDirectory(prefix="fednode-beacon-bench-") as tmp:
         print(json.dumps(run(args.store, args.requests, args.concurrency, Path(tmp),
-                                  audit=args.audit, runs=args.runs), indent=2))
+                                  audit=args.audit, budget=args.budget, runs=args.runs),
+                         indent=2))
     return 0
 
 

@@ -112,14 +112,13 @@ def in_memory(ctx: Context, entry: EntryType, req: BeaconRequest, *, nested: str
     """Whether `answer` needs no I/O for this request and takes microseconds, so a server
     may run it on its event loop rather than a thread: an exact-allele g_variants query
     below record granularity and without filters (a statistics lookup and at most a one-base
-    scan of the in-memory index), on stores and a catalog that hold what it reads in memory,
-    with no disclosure budget to charge (its store is SQLite or Redis: I/O)."""
+    scan of the in-memory index), on stores and a catalog that hold what it reads in memory.
+    With a disclosure budget on, the caller's ledger must defer charges (its store is
+    SQLite or Redis: I/O; `Ledger.defer_charges`)."""
     q = req.variant
     if (entry.path != "g_variants" or nested is not None or req.filters or q is None
             or req.granularity is Granularity.RECORD or q.kind != "sequence"
             or q.contig is None or q.needs_annotations):
-        return False
-    if ctx.ledger is not None and ctx.settings.privacy.budget.enabled:
         return False
     if ctx.catalog is not None and not ctx.catalog.resident():
         return False

@@ -41,7 +41,7 @@ from typing import Any, Literal
 from node.config import AuditSettings
 from node.errors import Unavailable
 
-__all__ = ["AuditLog", "AuditReport", "Problem", "verify"]
+__all__ = ["AuditLog", "AuditReport", "Problem", "entry", "verify"]
 
 GENESIS = "0" * 64
 HEAD_WIDTH = 128  # the .head record, space-padded so each rewrite covers the last one
@@ -74,6 +74,29 @@ def _canonical(entry: Mapping[str, Any]) -> bytes:
 
 def entry_hash(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+
+
+def entry(
+    *,
+    request_id: str,
+    requester: str,
+    datasets: Sequence[str],
+    query: Mapping[str, Any],
+    granularity: str | None,
+    counts: Mapping[str, Any] | None = None,
+    budget: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """A log entry before it is chained (no I/O: callable on an event loop)."""
+    return {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "request_id": request_id,
+        "requester": requester,
+        "datasets": list(datasets),
+        "query": dict(query),
+        "granularity": granularity,
+        "counts": dict(counts or {}),
+        "budget": dict(budget or {}),
+    }
 
 
 @dataclass
@@ -114,22 +137,20 @@ class AuditLog:
         budget: Mapping[str, float] | None = None,
     ) -> dict[str, Any]:
         """Append one entry; returns it as written (with seq, prev and hash)."""
-        record: dict[str, Any] = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "request_id": request_id,
-            "requester": requester,
-            "datasets": list(datasets),
-            "query": dict(query),
-            "granularity": granularity,
-            "counts": dict(counts or {}),
-            "budget": dict(budget or {}),
-        }
+        record = entry(request_id=request_id, requester=requester, datasets=datasets,
+                       query=query, granularity=granularity, counts=counts, budget=budget)
+        self.append_records([record])
+        return record
+
+    def append_records(self, records: Sequence[dict[str, Any]]) -> None:
+        """Append entries made by `entry` (each gets seq, prev and hash in place); returns
+        once all are written (and flushed, with fsync), or raises."""
         # Group commit: concurrent appends join one batch; whichever thread finds no write
         # in progress writes the whole batch with one flock, one fsync and one head update,
-        # and every caller returns only once its own entry is on disk.
+        # and every caller returns only once its own entries are on disk.
         with self._cond:
             batch = self._batch
-            batch.records.append(record)
+            batch.records.extend(records)
             while not batch.done:
                 if self._writing:
                     self._cond.wait()
@@ -146,7 +167,6 @@ class AuditLog:
                     self._cond.notify_all()
         if batch.error is not None:
             raise batch.error
-        return record
 
     def _write_batch(self, batch: _Batch) -> None:
         try:

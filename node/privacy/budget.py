@@ -137,6 +137,10 @@ def budget_refusal(window_s: float | None) -> BudgetExhausted:
 
 
 class BudgetStore(Protocol):
+    max_llr: float
+    max_epsilon: float
+    window_s: float | None
+
     def charge(self, requester_id: str, charge: Charge) -> Balance: ...
     def balance(self, requester_id: str) -> Balance: ...
     def close(self) -> None: ...

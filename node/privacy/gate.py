@@ -32,24 +32,45 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from node.config import PrivacySettings, Settings
 from node.domain import AlleleStats, Principal
+from node.errors import BudgetExhausted
 from node.names import CountPrecision, Granularity
-from node.privacy.audit import AuditLog
-from node.privacy.budget import BudgetStore, Charge, membership_llr, open_budget
+from node.privacy.audit import AuditLog, entry
+from node.privacy.budget import (
+    Balance,
+    BudgetStore,
+    Charge,
+    budget_refusal,
+    check_fits,
+    membership_llr,
+    open_budget,
+)
 from node.privacy.guard import CountGuard, GuardedCount, disclosure
 
-__all__ = ["DisclosureGate", "Ledger", "anonymous_key"]
+__all__ = ["ChargeDeferred", "DisclosureGate", "Ledger", "anonymous_key"]
 
 
 def anonymous_key(client_address: str | None) -> str:
     """The budget key of an anonymous client: a hash, so the log holds no addresses."""
-    raw = (client_address or "unknown").strip().encode()
-    return "anon:" + hashlib.sha256(raw).hexdigest()[:32]
+    return _anonymous_key((client_address or "unknown").strip())
+
+
+@lru_cache(maxsize=4096)  # bounded: a hash per request is measurable under load
+def _anonymous_key(address: str) -> str:
+    return "anon:" + hashlib.sha256(address.encode()).hexdigest()[:32]
+
+
+class ChargeDeferred(Exception):
+    """Raised by a deferring ledger (`Ledger.defer_charges`) before the first answer that
+    costs budget: charging needs the budget store (I/O), so the caller answers again off
+    the event loop with a fresh ledger. Nothing was charged or released."""
 
 
 def requester_key(principal: Principal, client_address: str | None) -> str:
@@ -65,6 +86,23 @@ class Ledger:
     counts: dict[str, dict[str, Any]] = field(default_factory=dict)
     llr: float = 0.0
     epsilon: float = 0.0
+    # On an event loop: raise ChargeDeferred rather than call the budget store.
+    defer_charges: bool = False
+
+    @contextmanager
+    def deferring(self) -> Iterator[None]:
+        """Answers on an event loop: an answer costing budget raises ChargeDeferred, and
+        what was released before it is forgotten (nothing was charged: the answer is
+        computed again with the store)."""
+        self.defer_charges = True
+        try:
+            yield
+        except ChargeDeferred:
+            self.counts.clear()
+            self.llr = self.epsilon = 0.0
+            raise
+        finally:
+            self.defer_charges = False
 
     def release(
         self,
@@ -88,11 +126,21 @@ class Ledger:
         guarded = self.gate.guard(n, people=people, upper=individuals or None,
                                   granularity=priced_at, alleles=len(alleles))
         charge = self.gate.price(alleles, priced_at, individuals, guarded, people=people)
+        if self.defer_charges and self.gate.needs_store(charge):
+            raise ChargeDeferred
         self.gate.spend(self.requester, charge)
         self.llr += charge.llr
         self.epsilon += charge.epsilon
         self.counts[dataset_id] = _count_entry(guarded)
         return guarded
+
+
+def _fits_empty(budget: BudgetStore, charge: Charge) -> bool:
+    try:
+        check_fits(Balance(0.0, budget.max_llr, 0.0, budget.max_epsilon), charge, None)
+    except BudgetExhausted:
+        return False
+    return True
 
 
 def _count_entry(guarded: GuardedCount) -> dict[str, Any]:
@@ -142,6 +190,11 @@ class DisclosureGate:
 
     def ledger(self, principal: Principal, client_address: str | None) -> Ledger:
         return Ledger(self, requester_key(principal, client_address))
+
+    @property
+    def budgeted(self) -> bool:
+        """Whether answers are charged to a budget store."""
+        return self._budget is not None
 
     def guard(
         self,
@@ -227,10 +280,19 @@ class DisclosureGate:
             return 0.0
         return membership_llr(without.af, max(1, individuals), delta=p.budget.sequencing_error)
 
+    def needs_store(self, charge: Charge) -> bool:
+        """Whether `spend(charge)` calls the budget store (I/O); free answers, and charges
+        larger than a whole budget (refused whatever was spent), do not."""
+        return self._budget is not None and bool(charge) and _fits_empty(self._budget, charge)
+
     def spend(self, requester: str, charge: Charge) -> None:
         """Charge `requester` or raise BudgetExhausted (nothing is charged then)."""
-        if self._budget is not None and charge:
-            self._budget.charge(requester, charge)
+        if self._budget is None or not charge:
+            return
+        if not _fits_empty(self._budget, charge):
+            # More than a whole budget: refused whatever was spent, no store call needed.
+            raise budget_refusal(self._budget.window_s)
+        self._budget.charge(requester, charge)
 
     def audit(
         self,
@@ -243,18 +305,32 @@ class DisclosureGate:
         outcome: str = "answered",
     ) -> None:
         """One entry per request: who, which datasets, what was asked and released."""
+        record = self.audit_entry(ledger, request_id=request_id, datasets=datasets,
+                                  query=query, granularity=granularity, outcome=outcome)
+        if self._audit is not None and record is not None:
+            self._audit.append_records([record])
+
+    @property
+    def audit_log(self) -> AuditLog | None:
+        return self._audit
+
+    def audit_entry(
+        self,
+        ledger: Ledger,
+        *,
+        request_id: str,
+        datasets: Sequence[str],
+        query: Mapping[str, Any],
+        granularity: str | None,
+        outcome: str = "answered",
+    ) -> dict[str, Any] | None:
+        """The audit entry of `audit` without writing it (None: the audit is off). No I/O."""
         if self._audit is None:
-            return
+            return None
         budget = {"llr": ledger.llr, "epsilon": ledger.epsilon} if self._budget else {}
-        self._audit.append(
-            request_id=request_id,
-            requester=ledger.requester,
-            datasets=datasets,
-            query={**query, "outcome": outcome},
-            granularity=granularity,
-            counts=ledger.counts,
-            budget=budget,
-        )
+        return entry(request_id=request_id, requester=ledger.requester, datasets=datasets,
+                     query={**query, "outcome": outcome}, granularity=granularity,
+                     counts=ledger.counts, budget=budget)
 
     def close(self) -> None:
         if self._budget is not None:

@@ -30,6 +30,7 @@ from node.beacon.variants import VariantQuery
 from node.config import Settings
 from node.domain import Principal
 from node.errors import InvalidInput, NodeError, PayloadTooLarge
+from node.privacy.gate import ChargeDeferred
 from node.service import MetadataCatalog, Planner
 from node.web.auth import principal_of
 from node.web.keys import DATASETS, SETTINGS
@@ -136,12 +137,7 @@ def _entry_handler(entry: EntryType, *, nested: str | None, by_id: bool) -> Hand
         doc: dict[str, Any] = {}
         outcome = "refused"
         try:
-            if in_memory(ctx, entry, req, nested=nested):
-                # A lookup in memory takes microseconds: a thread hop would cost more.
-                doc = answer(ctx, entry, req, entry_id=entry_id, nested=nested)
-            else:
-                doc = await asyncio.to_thread(answer, ctx, entry, req, entry_id=entry_id,
-                                              nested=nested)
+            doc = await _answer(ctx, entry, req, entry_id=entry_id, nested=nested)
             outcome = "answered"
         finally:
             # Every access is audited once, refusals (a spent budget) included.
@@ -154,6 +150,23 @@ def _entry_handler(entry: EntryType, *, nested: str | None, by_id: bool) -> Hand
         return _json(doc)
 
     return handler
+
+
+async def _answer(ctx: Context, entry: EntryType, req: BeaconRequest, *,
+                  entry_id: str | None, nested: str | None) -> dict[str, Any]:
+    """A lookup in memory takes microseconds, less than a thread hop: it runs on the event
+    loop, its ledger deferring to a thread the answers that cost budget (charging is
+    SQLite or Redis I/O). Everything else runs in a thread."""
+    ledger = ctx.ledger
+    if in_memory(ctx, entry, req, nested=nested):
+        if ledger is None:
+            return answer(ctx, entry, req, entry_id=entry_id, nested=nested)
+        try:
+            with ledger.deferring():
+                return answer(ctx, entry, req, entry_id=entry_id, nested=nested)
+        except ChargeDeferred:
+            pass  # nothing was released or charged: answered in a thread like any other
+    return await asyncio.to_thread(answer, ctx, entry, req, entry_id=entry_id, nested=nested)
 
 
 _VARIANT_FIELDS = tuple(f.name for f in dataclasses.fields(VariantQuery))

@@ -19,12 +19,14 @@ from aiohttp import web
 
 from node.domain import Principal
 from node.errors import NodeError
+from node.privacy.audit_queue import AuditQueue
 from node.privacy.gate import DisclosureGate, Ledger
 from node.web.auth import resolved_principal
 from node.web.keys import SETTINGS
 from node.web.middleware import REQUEST_ID
 
 __all__ = [
+    "AUDIT_QUEUE",
     "GATE",
     "audit_access",
     "audit_request",
@@ -34,6 +36,7 @@ __all__ = [
 ]
 
 GATE = web.AppKey("disclosure_gate", DisclosureGate)
+AUDIT_QUEUE = web.AppKey("audit_queue", AuditQueue)
 _AUDITED = web.RequestKey("access_audited", bool)
 _NOT_DATA = frozenset({"/health", "/metrics"})
 _SECRET_PARAMS = frozenset({"token"})
@@ -43,7 +46,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
     gate = await asyncio.to_thread(DisclosureGate.from_settings, app[SETTINGS])
     app[GATE] = gate
+    log = gate.audit_log
+    queue = AuditQueue(log) if log is not None else None
+    if queue is not None:
+        app[AUDIT_QUEUE] = queue
     yield
+    if queue is not None:
+        await queue.close()
     await asyncio.to_thread(gate.close)
 
 
@@ -63,6 +72,23 @@ def ledger_for(request: web.Request, principal: Principal) -> Ledger:
     return request.config_dict[GATE].ledger(principal, client_address(request))
 
 
+async def _append(request: web.Request, gate: DisclosureGate, ledger: Ledger, *,
+                  datasets: Sequence[str], query: Mapping[str, Any], granularity: str | None,
+                  outcome: str) -> None:
+    """Write the request's audit entry; returns once it is durable, raises if it is not
+    (fail closed). No thread hop per request: entries are group-committed by the queue."""
+    record = gate.audit_entry(ledger, request_id=request.get(REQUEST_ID, ""),
+                              datasets=datasets, query=query, granularity=granularity,
+                              outcome=outcome)
+    if record is None:
+        return
+    queue = request.config_dict.get(AUDIT_QUEUE)
+    if queue is not None:
+        await queue.append(record)
+    elif (log := gate.audit_log) is not None:  # a gate installed without privacy_ctx
+        await asyncio.to_thread(log.append_records, [record])
+
+
 async def audit_request(
     request: web.Request,
     ledger: Ledger,
@@ -73,15 +99,9 @@ async def audit_request(
     outcome: str,
 ) -> None:
     request[_AUDITED] = True
-    await asyncio.to_thread(
-        request.config_dict[GATE].audit,
-        ledger,
-        request_id=request.get(REQUEST_ID, ""),
-        datasets=datasets,
-        query={"path": request.path, **query},
-        granularity=granularity,
-        outcome=outcome,
-    )
+    await _append(request, request.config_dict[GATE], ledger, datasets=datasets,
+                  query={"path": request.path, **query}, granularity=granularity,
+                  outcome=outcome)
 
 
 @web.middleware
@@ -113,15 +133,8 @@ async def _audit_access(request: web.Request, status: int) -> None:
                              "params": params, "status": status}
     if status == 401:
         query["token"] = "rejected"  # which token is never recorded
-    await asyncio.to_thread(
-        gate.audit,
-        gate.ledger(principal, client_address(request)),
-        request_id=request.get(REQUEST_ID, ""),
-        datasets=[],
-        query=query,
-        granularity=None,
-        outcome=_outcome(status),
-    )
+    await _append(request, gate, gate.ledger(principal, client_address(request)),
+                  datasets=[], query=query, granularity=None, outcome=_outcome(status))
 
 
 def _route(request: web.Request) -> str:

@@ -5,6 +5,8 @@ and only requests that need no I/O take it."""
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,15 @@ from node.beacon.info import by_path
 from node.beacon.models import BeaconRequest
 from node.beacon.query import Context, in_memory
 from node.beacon.variants import VariantQuery
-from node.config import Settings
+from node.config import AuditSettings, Settings
 from node.domain import AlleleKey, AlleleStats, Filter, Principal, Record, Region, Variant
-from node.names import Granularity, VariantType
-from node.privacy.gate import DisclosureGate
+from node.names import Granularity, SecurityLevel, VariantType
+from node.privacy.budget import Balance
+from node.privacy.gate import DisclosureGate, anonymous_key
 from node.service import Planner, plan
 from node.store.base import VariantStore
 from node.store.registry import DatasetRegistry
+from node.web.privacy import GATE
 from tests.beacon.conftest import OPEN, make_app
 from tests.beacon.test_g_variants import check_schema
 from tests.beacon.truth import carriers, indexed_copy
@@ -122,6 +126,63 @@ async def test_fast_and_threaded_answers_agree_and_match_bcftools(
             assert a["responseSummary"]["exists"], (start, ref, alt)
 
 
+def _audited(home: Path) -> list[dict[str, Any]]:
+    """The audit entries of a node home, without what differs between two nodes."""
+    lines = (home / AuditSettings().path).read_text().splitlines()
+    skip = {"ts", "request_id", "seq", "prev", "hash"}
+    return [{k: v for k, v in json.loads(line).items() if k not in skip} for line in lines]
+
+
+@pytest.mark.parametrize("max_llr", [None, 1e9])  # the default budget; one never spent
+async def test_budgeted_answers_on_the_loop_charge_as_threaded_ones(
+    aiohttp_client: Any, tmp_path: Path, tg_store: VariantStore, max_llr: float | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    on_loop: list[bool] = []
+    real_answer = node.web.beacon.answer
+
+    def recording(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        return real_answer(*args, **kwargs)
+
+    monkeypatch.setattr(node.web.beacon, "answer", recording)
+    privacy: Any = {"budget": {} if max_llr is None else {"max_llr": max_llr}}
+    counts = {"tg": OPEN.model_copy(update={
+        "max_granularity": {SecurityLevel.PUBLIC: Granularity.COUNT}})}  # charged, not entitled
+    apps = [make_app(tmp_path / "a", {"tg": tg_store}, counts, privacy=privacy),
+            make_app(tmp_path / "b", {"tg": Threaded(tg_store)}, counts, privacy=privacy)]
+    fast, slow = [await aiohttp_client(app) for app in apps]
+    requester = anonymous_key("127.0.0.1")
+    spent, statuses = 0.0, []
+    for client in (fast, slow):  # opens the store and reads the catalog (in a thread)
+        await _doc(client, *VCF_FORM[0], "count")  # a common allele: free
+    for start, ref, alt in VCF_FORM + OTHER_FORMS:
+        params = {"referenceName": "1", "start": str(start), "referenceBases": ref,
+                  "alternateBases": alt, "requestedGranularity": "count"}
+        on_loop.clear()
+        a = await fast.get("/api/g_variants", params=params)
+        b = await slow.get("/api/g_variants", params=params)
+        assert a.status == b.status, (start, ref, alt)
+        statuses.append(a.status)
+        assert await a.json() == await b.json(), (start, ref, alt)
+        # Free answers and refusals (charges above a whole budget) are decided on the
+        # loop; charged answers are answered again in a thread (where the budget store is
+        # called); the other app answers in a thread.
+        now = _balance(apps[1], requester).llr_spent
+        charged, spent = now > spent, now
+        assert on_loop == ([True, False] if charged else [True]) + [False], (start, ref, alt)
+    assert _balance(apps[0], requester) == _balance(apps[1], requester)
+    assert spent > 0 and (403 in statuses) is (max_llr is None)  # "no" refused by default
+    assert _audited(tmp_path / "a") == _audited(tmp_path / "b")
+
+
+def _balance(app: Any, requester: str) -> Balance:
+    budget = app[GATE]._budget
+    assert budget is not None
+    found: Balance = budget.balance(requester)
+    return found
+
+
 def _ctx(tmp_path: Path, store: VariantStore, *, ttl: float = 60.0,
          budget: bool = False) -> Context:
     settings = Settings(home=tmp_path, datasets={"tg": OPEN},
@@ -160,8 +221,8 @@ def test_only_requests_without_io_take_the_fast_path(
     for entry, req, nested in slow:
         assert not in_memory(ctx, entry, req, nested=nested), (entry.path, req)
     assert not in_memory(ctx, g_variants, count, nested="biosamples")
-    # A disclosure budget to charge is a SQLite or Redis call: the thread does it.
-    assert not in_memory(_ctx(tmp_path, tg_store, budget=True), g_variants, count, nested=None)
+    # With a disclosure budget too: the ledger defers to a thread the answers it charges.
+    assert in_memory(_ctx(tmp_path, tg_store, budget=True), g_variants, count, nested=None)
     # A stale dataset listing means a listing call (I/O): the thread does it.
     assert not in_memory(_ctx(tmp_path, tg_store, ttl=0.0), g_variants, count, nested=None)
     assert not in_memory(_ctx(tmp_path, Threaded(tg_store)), g_variants, count, nested=None)
