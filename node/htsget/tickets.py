@@ -13,7 +13,7 @@ from typing import Any
 from node.htsget.models import HtsgetRequest
 from node.reads.layout import Inline, Layout, Query, Segment, Span
 
-__all__ = ["data_uri", "file_ticket", "ticket"]
+__all__ = ["UrlFor", "data_uri", "file_ticket", "ticket"]
 
 UrlFor = Callable[[Span], dict[str, Any]]
 

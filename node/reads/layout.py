@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -344,7 +345,7 @@ def _cram_body(
     chosen: set[int] = set()
     for q in queries:
         chosen |= {e.container for e in entries if _crai_hit(layout, e, q)}
-    spans = [Span(c, bounds[bounds.index(c) + 1]) for c in sorted(chosen)]
+    spans = [Span(c, bounds[bisect_right(bounds, c)]) for c in sorted(chosen)]
     return _coalesce(list(spans))
 
 

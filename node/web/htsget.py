@@ -33,12 +33,12 @@ from node.htsget.info import service_info
 from node.htsget.models import CONTENT_TYPE, HtsgetRequest, Kind
 from node.htsget.parse import parse_get, parse_post
 from node.htsget.signing import BlockSigner
-from node.htsget.tickets import file_ticket, ticket
+from node.htsget.tickets import UrlFor, file_ticket, ticket
 from node.htsget.variants import store_regions
 from node.names import Granularity
 from node.reads.blocks import BlockMiss
 from node.reads.catalog import ReadsCatalog
-from node.reads.layout import Span
+from node.reads.layout import Layout, Span
 from node.web.auth import principal_of
 from node.web.htsget_data import SIGNER, data_handler
 from node.web.keys import DATASETS, READS, SETTINGS
@@ -231,16 +231,26 @@ async def _answer(request: web.Request, req: HtsgetRequest) -> web.Response:
         token = signer.sign({**claims, "s": span.start, "e": span.end})
         return {"url": base + str(path.url_for(token=token))}
 
-    try:
-        # Known blocks cost microseconds; a block to read and decompress about 0.3 ms. Up
-        # to two of those (a single region's two ends) cost less on the event loop than
-        # the two thread wake-ups of a hop, which a loaded machine makes far dearer.
-        if len(req.regions) > _INLINE_MAX_REGIONS:
-            raise BlockMiss(-1)
-        ticket = file_ticket(req, layout, url_for, max_reads=_INLINE_MAX_READS)
-    except BlockMiss:
+    ticket = _ticket_on_loop(req, layout, url_for)
+    if ticket is None:
         ticket = await asyncio.to_thread(file_ticket, req, layout, url_for)
     return web.json_response(ticket, content_type=CONTENT_TYPE)
+
+
+def _ticket_on_loop(req: HtsgetRequest, layout: Layout, url_for: UrlFor) -> dict[str, Any] | None:
+    """The ticket when it is cheap enough for the event loop, else None (a worker's job).
+
+    Known blocks cost microseconds; a block to read and decompress about 0.3 ms. Up to two
+    of those (a single region's two ends) cost less here than the two thread wake-ups of a
+    hop, which a loaded machine makes far dearer. CRAM indices are scanned per region, so
+    CRAM tickets always go to a worker.
+    """
+    if layout.format == "CRAM" or len(req.regions) > _INLINE_MAX_REGIONS:
+        return None
+    try:
+        return file_ticket(req, layout, url_for, max_reads=_INLINE_MAX_READS)
+    except BlockMiss:
+        return None
 
 
 async def _store_answer(request: web.Request, req: HtsgetRequest) -> web.Response:
