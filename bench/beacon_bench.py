@@ -74,12 +74,15 @@ def serve_node(port: int, store_kind: str, work: Path, *, audit: bool = True,
                budget: str = "off") -> None:
     from aiohttp import web
 
-    from node.config import DatasetSettings, Settings
+    from node.config import BudgetSettings, DatasetSettings, Settings
     from node.names import Granularity, SecurityLevel
     from node.store.registry import DatasetRegistry
     from node.web.app import create_app
 
     store = _open_store(store_kind, work)
+    # Each server starts with no charges: the budget store sums a requester's charges per
+    # answer, so charges left by earlier runs would slow the later ones.
+    (work / BudgetSettings().path).unlink(missing_ok=True)
     # One load generator is one anonymous client: with the default disclosure budget it
     # would be refused every rare allele and every "no" (as it should), hence `--budget`.
     settings = Settings(home=work, datasets={DATASET: DatasetSettings(

@@ -192,11 +192,14 @@ class AuditLog:
         seq, digest = self._chain_head(fd)
         lines = []
         for record in records:
-            record["seq"] = seq + 1
+            record.pop("hash", None)
+            record["seq"] = seq = seq + 1
             record["prev"] = digest
-            record["hash"] = digest = entry_hash(record)
-            seq = record["seq"]
-            lines.append(_canonical(record) + b"\n")
+            # One serialisation: the line is the canonical form with the hash added last
+            # (verify reads lines as JSON and hashes them canonically without it).
+            body = _canonical(record)
+            record["hash"] = digest = hashlib.sha256(body).hexdigest()
+            lines.append(b'%s,"hash":"%s"}\n' % (body[:-1], digest.encode()))
         self._tail = None  # unknown until the write is complete
         _write_all(fd, b"".join(lines))
         if self._fsync:

@@ -18,7 +18,7 @@ from node.errors import BudgetExhausted
 from node.names import CountPrecision, Granularity
 from node.privacy.audit import AuditLog, verify
 from node.privacy.budget import SQLiteBudget
-from node.privacy.gate import DisclosureGate, anonymous_key
+from node.privacy.gate import ChargeDeferred, DisclosureGate, anonymous_key
 
 N = 1000  # individuals in the dataset
 DELTA = 1e-6
@@ -189,3 +189,34 @@ def test_requesters_entitled_to_records_are_not_charged(tmp_path: Path) -> None:
     with pytest.raises(BudgetExhausted):  # the same answers at a count entitlement
         ledger.release(1, "d", granularity=Granularity.COUNT, alleles=[stats(1, 1)],
                        individuals=N, entitled=Granularity.COUNT)
+
+
+def test_a_deferring_ledger_decides_free_answers_and_refusals_without_the_store(
+    tmp_path: Path,
+) -> None:
+    """On an event loop: free answers and charges above a whole budget need no budget
+    store; a charge that could fit raises ChargeDeferred and leaves nothing behind."""
+    g = gate(tmp_path, max_llr=0.5 * ONE)
+    calls: list[str] = []
+    store = g._budget
+    assert store is not None
+    real_charge = store.charge
+    store.charge = lambda r, c: calls.append(r) or real_charge(r, c)  # type: ignore[method-assign,func-returns-value]
+    ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
+    with ledger.deferring():
+        ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[COMMON],
+                       individuals=N)
+        with pytest.raises(BudgetExhausted):  # one rare "yes" is more than the budget
+            ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[RARE],
+                           individuals=N)
+    assert calls == [] and ledger.counts["d"]["value"] == 1
+    roomy = gate(tmp_path / "roomy")
+    ledger = roomy.ledger(Principal.anonymous(), "10.0.0.1")
+    with pytest.raises(ChargeDeferred), ledger.deferring():
+        ledger.release(1, "a", granularity=Granularity.BOOLEAN, alleles=[COMMON],
+                       individuals=N)
+        ledger.release(1, "b", granularity=Granularity.BOOLEAN, alleles=[RARE],
+                       individuals=N)
+    assert ledger.counts == {} and ledger.llr == 0 and not ledger.defer_charges
+    ledger.release(1, "b", granularity=Granularity.BOOLEAN, alleles=[RARE], individuals=N)
+    assert ledger.llr == pytest.approx(ONE)

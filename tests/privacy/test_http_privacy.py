@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,9 @@ from aiohttp.test_utils import TestClient
 
 from node.catalog import Catalog
 from node.config import AuditSettings, BudgetSettings, DatasetSettings, PrivacySettings, Settings
+from node.errors import Unavailable
 from node.names import Granularity, SecurityLevel
-from node.privacy.audit import verify
+from node.privacy.audit import AuditLog, verify
 from node.store.memory import MemoryStore
 from node.store.registry import DatasetRegistry
 from node.web.app import create_app
@@ -192,3 +193,20 @@ async def test_default_settings_answer_common_alleles_and_refuse_no_and_singleto
     for params in (RARE, absent):
         status, doc = await ask(client, params, "203.0.113.1")
         assert status == 403 and "budget" in doc["error"]["errorMessage"]
+
+
+async def test_an_unwritable_audit_log_answers_nothing(
+    aiohttp_client: Client, tmp_path: Path, store: MemoryStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fail closed: the answer waits for its audit entry (group-committed by the app's
+    audit queue) and is not given when the entry cannot be written."""
+    client = await client_for(aiohttp_client, app_settings(tmp_path, 1e9), store)
+    assert (await ask(client, COMMON, "10.0.0.1"))[0] == 200
+
+    def broken(self: AuditLog, records: Sequence[dict[str, Any]]) -> None:
+        raise Unavailable("audit log unwritable")
+
+    monkeypatch.setattr(AuditLog, "append_records", broken)
+    status, doc = await ask(client, COMMON, "10.0.0.1")
+    assert status == 503 and "responseSummary" not in doc and "response" not in doc

@@ -1,0 +1,63 @@
+"""Audit appends from an event loop (node/privacy/audit_queue.py): one thread hop per
+batch, each caller back only once its entry is durable, failures fail closed, and the
+chain still verifies beside appends from other threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from node.errors import Unavailable
+from node.privacy.audit import AuditLog, entry, verify
+from node.privacy.audit_queue import AuditQueue
+
+
+def _entry(i: int) -> dict[str, Any]:
+    return entry(request_id=f"r{i}", requester="anon:x", datasets=["d"], query={"i": i},
+                 granularity="count")
+
+
+class Recording(AuditLog):
+    """Counts batches; each waits a little (a disk's flush), so others queue meanwhile."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, fsync=False)
+        self.batches: list[int] = []
+
+    def append_records(self, records: Sequence[dict[str, Any]]) -> None:
+        self.batches.append(len(records))
+        threading.Event().wait(0.01)
+        super().append_records(records)
+
+
+async def test_concurrent_appends_are_batched_and_each_waits_for_its_write(
+    tmp_path: Path,
+) -> None:
+    log = Recording(tmp_path / "audit.jsonl")
+    queue = AuditQueue(log)
+    records = [_entry(i) for i in range(200)]
+    await asyncio.gather(*(queue.append(r) for r in records))
+    assert all("hash" in r for r in records)  # written (chained) before append returned
+    assert sum(log.batches) == 200 and len(log.batches) < 20
+    # Appends from another thread join the same chain.
+    await asyncio.to_thread(log.append, request_id="t", requester="anon:y", datasets=[],
+                            query={}, granularity=None)
+    await queue.append(_entry(201))
+    await queue.close()
+    report = verify(tmp_path / "audit.jsonl")
+    assert report.ok and report.entries == 202
+
+
+async def test_a_failed_write_fails_every_waiter_of_its_batch(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl", fsync=False)
+    queue = AuditQueue(log)
+    await queue.append(_entry(0))
+    (tmp_path / "audit.jsonl").write_bytes(b'{"seq": 0, "partial')  # damaged at its end
+    log._tail = None  # as after another process's append
+    results = await asyncio.gather(*(queue.append(_entry(i)) for i in range(1, 5)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, Unavailable) for r in results)
+    await queue.close()
