@@ -36,7 +36,8 @@ class IngestWriter:
 
     FLUSH_BYTES = 64 << 20
     FLUSH_ROWS = 400_000
-    FLUSH_KEYS = 1_000_000  # aggregate keys held in memory (~300 bytes each)
+    FLUSH_KEYS = 250_000  # aggregate keys held in memory (~500 bytes each)
+    CHUNK_OVERHEAD = 1024  # Python objects per buffered record, counted against FLUSH_BYTES
 
     def __init__(
         self, uri: str, ctx: tiledb.Ctx, timestamp: int, *, aggregate: bool, progress: bool
@@ -154,7 +155,7 @@ class IngestWriter:
             c["fmt_GT"].append(fmt_gt)
             site = (contig, anchor, rec.pos, rec.end, rec.qual, alleles, ids, filter_ids, rec.info)
             self._sites.append((*site, n))
-            self.bytes += size
+            self.bytes += size + self.CHUNK_OVERHEAD
 
     def negate(self, cells: Iterator[StoredCall]) -> None:
         try:
