@@ -21,8 +21,9 @@ rotated or edited file) makes the head be read back from the file, so entries of
 processes still chain. The `.head` record is rewritten in place (one fixed-width `pwrite`
 to a descriptor kept open, reopened if the file was replaced) after the log's write and
 fsync; it is not fsync'd itself, so after a power loss it can lag the log by the last
-batches, which `verify` reports as a mismatch at the log's end. Methods block; servers
-call `append` off the event loop.
+batches, which `verify` reports as a mismatch at the log's end. Each line is the entry's
+canonical JSON with `hash` added last. Methods block; servers append through
+node/privacy/audit_queue.py (one thread hop per batch) or call `append` off the event loop.
 """
 
 from __future__ import annotations
