@@ -146,6 +146,18 @@ class BudgetStore(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(slots=True)
+class _Pending:
+    """One caller's charge in a group-committed batch, and how it ended."""
+
+    requester: str
+    charge: Charge
+    now: float
+    balance: Balance | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS charges (
     requester TEXT NOT NULL,
@@ -174,6 +186,9 @@ class SQLiteBudget:
         self.max_llr, self.max_epsilon, self.window_s = max_llr, max_epsilon, window_s
         self._clock = clock
         self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._writing = False
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(
             path, timeout=timeout_s, isolation_level=None, check_same_thread=False
@@ -193,31 +208,70 @@ class SQLiteBudget:
         )
 
     def charge(self, requester_id: str, charge: Charge) -> Balance:
-        """Spend `charge` or raise BudgetExhausted, atomically across processes."""
-        now = self._clock()
-        with self._lock:
-            # IMMEDIATE takes the write lock before reading: no two processes can both
-            # read the same balance and both spend it.
-            self._db.execute("BEGIN IMMEDIATE")
+        """Spend `charge` or raise BudgetExhausted, atomically across processes.
+
+        Group commit: concurrent charges join one transaction (one fsync); each is checked
+        against the balance its predecessors in the batch left, in arrival order, and every
+        caller returns only once the transaction holding its charge is committed."""
+        item = _Pending(requester_id, charge, self._clock())
+        with self._cond:
+            self._queue.append(item)
+            while not item.done:
+                if self._writing:
+                    self._cond.wait()
+                    continue
+                self._writing = True
+                batch, self._queue = self._queue, []
+                self._cond.release()
+                try:
+                    self._charge_batch(batch)
+                finally:
+                    self._cond.acquire()
+                    self._writing = False
+                    self._cond.notify_all()
+        if item.error is not None:
+            raise item.error
+        assert item.balance is not None
+        return item.balance
+
+    def _charge_batch(self, batch: list[_Pending]) -> None:
+        try:
+            with self._lock:
+                # IMMEDIATE takes the write lock before reading: no two processes can both
+                # read the same balance and both spend it.
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    results = [self._charge_one(item) for item in batch]
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+        except BaseException as exc:  # nothing of the batch was charged: all fail closed
+            for item in batch:
+                item.error, item.done = exc, True
+            return
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, BudgetExhausted):
+                item.error = result
+            else:
+                item.balance = result
+            item.done = True
+
+    def _charge_one(self, item: _Pending) -> Balance | BudgetExhausted:
+        balance = self._balance(item.requester, item.now)
+        charge = item.charge
+        if charge:
             try:
-                balance = self._balance(requester_id, now)
-                if charge:
-                    check_fits(balance, charge, self.window_s)
-                    self._db.execute(
-                        "INSERT INTO charges VALUES (?, ?, ?, ?)",
-                        (requester_id, now, charge.llr, charge.epsilon),
-                    )
-                    self._prune(requester_id, now)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        return Balance(
-            balance.llr_spent + charge.llr,
-            self.max_llr,
-            balance.epsilon_spent + charge.epsilon,
-            self.max_epsilon,
-        )
+                check_fits(balance, charge, self.window_s)
+            except BudgetExhausted as refused:
+                return refused
+            self._db.execute(
+                "INSERT INTO charges VALUES (?, ?, ?, ?)",
+                (item.requester, item.now, charge.llr, charge.epsilon),
+            )
+            self._prune(item.requester, item.now)
+        return Balance(balance.llr_spent + charge.llr, self.max_llr,
+                       balance.epsilon_spent + charge.epsilon, self.max_epsilon)
 
     def balance(self, requester_id: str) -> Balance:
         with self._lock:

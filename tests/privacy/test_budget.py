@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,34 @@ def test_two_processes_do_not_overspend(tmp_path: Path) -> None:
     assert sum(granted) == 40  # 60 attempts, 40 units: exactly the budget, never more
     final = SQLiteBudget(path, max_llr=40.0, max_epsilon=1.0).balance("alice")
     assert final.llr_spent == pytest.approx(40.0)
+
+
+def test_concurrent_charges_share_commits_and_spend_exactly_the_limit(tmp_path: Path) -> None:
+    store = SQLiteBudget(tmp_path / "b.sqlite3", max_llr=10.0, max_epsilon=1.0)
+    commits: list[str] = []
+
+    def slow_commit(sql: str) -> None:
+        if sql == "COMMIT":
+            commits.append(sql)
+            time.sleep(0.005)  # a disk's flush: what group commit amortises
+
+    store._db.set_trace_callback(slow_commit)
+    answered: list[bool] = []
+
+    def worker() -> None:
+        for _ in range(5):
+            try:
+                store.charge("alice", Charge(llr=0.5))
+                answered.append(True)
+            except BudgetExhausted:
+                answered.append(False)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answered.count(True) == 20 and answered.count(False) == 20
+    assert store.balance("alice").llr_spent == pytest.approx(10.0)
+    assert len(commits) < 40  # charges of several callers committed together
+    store.close()
