@@ -135,9 +135,18 @@ def test_round_trip_layout_is_tiledbvcf_v4(
     """fednode writes the same schemas, metadata and (byte-identical) data cells."""
     theirs, mine = fixture_dir / "ds_snp_cohort10", Path(ours["ds_snp_cohort10"].uri)
     for name in layout.TILEDBVCF_ARRAYS:
-        assert repr(tiledb.ArraySchema.load(str(mine / name))) == repr(
-            tiledb.ArraySchema.load(str(theirs / name))
+        a, b = (
+            tiledb.ArraySchema.load(str(theirs / name)),
+            tiledb.ArraySchema.load(str(mine / name)),
         )
+        assert repr(b) == repr(a)
+        # Not in the schema's repr: the filters of var-size offsets, validity, coordinates
+        # (the last only differs on vcf_headers, where tiledb-py cannot set it without
+        # overwriting the dimensions' own filters; see layout._sparse).
+        parts = ["offsets_filters", "validity_filters"]
+        parts += ["coords_filters"] if name != layout.HEADERS else []
+        for part in parts:
+            assert repr(getattr(b, part)) == repr(getattr(a, part)), (name, part)
     with tiledb.Group(str(theirs)) as a, tiledb.Group(str(mine)) as b:
         assert (
             layout.meta_str(a.meta, "dataset_type")
