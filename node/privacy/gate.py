@@ -191,11 +191,6 @@ class DisclosureGate:
     def ledger(self, principal: Principal, client_address: str | None) -> Ledger:
         return Ledger(self, requester_key(principal, client_address))
 
-    @property
-    def budgeted(self) -> bool:
-        """Whether answers are charged to a budget store."""
-        return self._budget is not None
-
     def guard(
         self,
         n: int,
