@@ -22,8 +22,8 @@ def write_reference(vcf: Path, fasta: Path, *, length: int, seed: int) -> dict[s
     """Write (and faidx) a FASTA whose bases agree with every REF allele of `vcf`."""
     rng = np.random.default_rng(seed)
     with pysam.VariantFile(str(vcf)) as source:
-        contigs = list(source.header.contigs)
-        sequences = {
+        contigs = [str(c) for c in source.header.contigs]
+        sequences: dict[str, bytearray] = {
             c: bytearray(np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, length)].tobytes())
             for c in contigs
         }
@@ -79,12 +79,14 @@ def simulate_bam(
 def _haplotypes(
     vcf: Path, sample: str, sequences: dict[str, bytearray]
 ) -> dict[str, Sequence[bytearray]]:
-    haps = {name: (bytearray(seq), bytearray(seq)) for name, seq in sequences.items()}
+    haps: dict[str, Sequence[bytearray]] = {
+        name: [bytearray(seq), bytearray(seq)] for name, seq in sequences.items()
+    }
     with pysam.VariantFile(str(vcf)) as source:
         source.subset_samples([sample])
         for rec in source.fetch():
             alleles = rec.alleles or ()
-            gt = rec.samples[sample]["GT"] or ()
+            gt: tuple[int | None, ...] = rec.samples[sample]["GT"] or ()
             for h, allele in enumerate(gt[:2]):
                 if allele and len(alleles[allele]) == len(alleles[0]) == 1:
                     haps[rec.chrom][h][rec.start] = ord(alleles[allele])
