@@ -70,6 +70,20 @@ class DatasetRegistry:
                 return False
         return True
 
+    def warm(self) -> dict[str, tuple[str, ...]]:
+        """Open every listed dataset and build its in-memory lookup index where the store
+        has one (`warm()`); returns dataset id -> contigs warmed. Blocking: run it off the
+        event loop. A dataset that fails to open is left for the first query to report."""
+        warmed: dict[str, tuple[str, ...]] = {}
+        for dataset_id in self.ids():
+            try:
+                store = self.store(dataset_id)
+            except NotFound:
+                continue
+            warm = getattr(store, "warm", None)
+            warmed[dataset_id] = warm() if callable(warm) else ()
+        return warmed
+
     def close(self) -> None:
         with self._lock:
             for store in self._stores.values():

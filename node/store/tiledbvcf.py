@@ -169,6 +169,18 @@ class TileDBVCFStore:
             and not self._lock.locked()
         )
 
+    def warm(self) -> tuple[str, ...]:
+        """Build the aggregate index of every contig the dataset holds, so that no query
+        pays for it (`serve` calls this off the event loop at start-up; a 1M-allele contig
+        takes seconds). The lock is taken per contig: queries interleave with the build."""
+        if not self._state.aggregate:
+            return ()
+        contigs = self.contigs()
+        for contig in contigs:
+            with self._lock:
+                self._index(contig)
+        return contigs
+
     def _index(self, contig: str) -> ContigIndex:
         """The contig's summed aggregate (caller holds `_lock`)."""
         index = self._indexes.get(contig)

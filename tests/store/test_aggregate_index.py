@@ -77,3 +77,20 @@ def test_coverage_prefix_sums_equal_a_scan() -> None:
     for p in range(0, 620, 7):
         inside = (start <= p) & (end >= p)
         assert cover.at(p) == tuple(int(x) for x in values[inside].sum(axis=0))
+
+
+def test_warm_builds_every_contig_index_before_any_query(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    sites = sorted(rng.sample(range(10, 14_000), 20))
+    paths = [_gvcf(tmp_path / f"W{k}.vcf", f"W{k}", rng, sites) for k in range(2)]
+    store = TileDBVCFStore.create(str(tmp_path / "ds"))
+    memory = MemoryStore()
+    for path in paths:
+        store.ingest([path])
+        memory.ingest([path])
+    cold = TileDBVCFStore.open(store.uri)
+    assert not cold.resident("1")  # nothing built until asked
+    assert cold.warm() == ("1",)
+    assert cold.resident("1") and cold.resident("chr1")
+    keys = [AlleleKey("1", p - 1, "A", "C") for p in sites]
+    assert cold.allele_stats(keys) == memory.allele_stats(keys)
