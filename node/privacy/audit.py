@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,6 +78,23 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
 
 
+_stamp: tuple[int, str] = (-1, "")  # the last millisecond formatted, and its text
+
+
+def _now() -> str:
+    """UTC now as ISO 8601 to the millisecond; formatted once per millisecond (many entries
+    share one under load). A tuple is replaced whole, so threads see a consistent pair."""
+    global _stamp
+    ms = time.time_ns() // 1_000_000
+    last_ms, text = _stamp
+    if ms != last_ms:
+        seconds, millis = divmod(ms, 1000)
+        text = datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000).isoformat(
+            timespec="milliseconds")
+        _stamp = (ms, text)
+    return text
+
+
 def entry(
     *,
     request_id: str,
@@ -89,7 +107,7 @@ def entry(
 ) -> dict[str, Any]:
     """A log entry before it is chained (no I/O: callable on an event loop)."""
     return {
-        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "ts": _now(),
         "request_id": request_id,
         "requester": requester,
         "datasets": list(datasets),

@@ -40,10 +40,11 @@ class _Coverage:
     end_sums: np.ndarray  # (n + 1, 2) cumulative (an, n_called) in `ends` order
 
     def at(self, pos: int) -> tuple[int, int]:
-        opened = int(np.searchsorted(self.starts, pos, side="right"))
-        closed = int(np.searchsorted(self.ends, pos, side="left"))
-        an, called = self.start_sums[opened] - self.end_sums[closed]
-        return int(an), int(called)
+        # The arrays' own searchsorted: np.searchsorted adds a dispatch layer per call.
+        opened = int(self.starts.searchsorted(pos, side="right"))
+        closed = int(self.ends.searchsorted(pos, side="left"))
+        an, called = (self.start_sums[opened] - self.end_sums[closed]).tolist()
+        return an, called
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +67,8 @@ class ContigIndex:
     def variants_in(self, contig: str, region: Region) -> list[Variant]:
         """ALT alleles overlapping `region`, statistics not filled in (`lookup` does that)."""
         s, e = region.start, region.end - 1
-        lo = int(np.searchsorted(self.pos, max(0, s - self.reach), side="left"))
-        hi = int(np.searchsorted(self.pos, e, side="right"))
+        lo = int(self.pos.searchsorted(max(0, s - self.reach), side="left"))
+        hi = int(self.pos.searchsorted(e, side="right"))
         names = self._names()
         out = []
         for i in range(lo, hi):
@@ -92,21 +93,23 @@ class ContigIndex:
         ref_id, alt_id = self.ids.get(ref), self.ids.get(alt)
         if ref_id is None or alt_id is None:
             return None
-        lo = int(np.searchsorted(self.pos, pos, side="left"))
-        hi = int(np.searchsorted(self.pos, pos, side="right"))
-        for i in range(lo, hi):
+        # One binary search, then the few alleles at `pos` (one per REF/ALT pair).
+        positions, n = self.pos, self.pos.size
+        i = int(positions.searchsorted(pos, side="left"))
+        while i < n and positions[i] == pos:
             if self.ref[i] == ref_id and self.alt[i] == alt_id:
                 return self._stats(pos, self.counts[i])
+            i += 1
         return None
 
     def _stats(self, pos: int, allele: np.ndarray) -> AlleleStats | None:
-        ac, _, n_hom, n_het, carriers, _ = (int(x) for x in allele)
+        ac, _, n_hom, n_het, carriers, _ = allele.tolist()
         if carriers <= 0:
             return None
         an = called = 0
-        i = int(np.searchsorted(self.site_pos, pos, side="left"))
+        i = int(self.site_pos.searchsorted(pos, side="left"))
         if i < self.site_pos.size and self.site_pos[i] == pos:
-            an, called = (int(x) for x in self.site_counts[i])
+            an, called = self.site_counts[i].tolist()
         if self.coverage is not None:
             block_an, block_called = self.coverage.at(pos)
             an, called = an + block_an, called + block_called

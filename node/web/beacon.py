@@ -33,7 +33,7 @@ from node.errors import InvalidInput, NodeError, PayloadTooLarge
 from node.privacy.gate import ChargeDeferred
 from node.service import MetadataCatalog, Planner
 from node.web.auth import principal_of
-from node.web.keys import DATASETS, SETTINGS
+from node.web.keys import DATASETS, SETTINGS, config_of
 from node.web.middleware import REQUEST_ID
 from node.web.privacy import audit_request, ledger_for
 
@@ -114,7 +114,7 @@ async def _context(request: web.Request, req: BeaconRequest) -> Context:
     # Beacon v2 testMode: answered "skipping authentication" (with no real data), so a
     # test request never needs, nor is refused for, a token.
     principal = Principal.anonymous() if req.test_mode else await principal_of(request)
-    app, config = request.app, request.config_dict  # config_dict is rebuilt per access
+    app, config = request.app, config_of(request)  # config_dict is rebuilt per access
     return Context(
         settings=config[SETTINGS],
         registry=config[DATASETS],

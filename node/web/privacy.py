@@ -22,7 +22,7 @@ from node.errors import NodeError
 from node.privacy.audit_queue import AuditQueue
 from node.privacy.gate import DisclosureGate, Ledger
 from node.web.auth import resolved_principal
-from node.web.keys import SETTINGS
+from node.web.keys import SETTINGS, config_of
 from node.web.middleware import REQUEST_ID
 
 __all__ = [
@@ -59,7 +59,7 @@ async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
 def client_address(request: web.Request) -> str | None:
     """The client's address: the trusted proxy's header when configured (its first,
     client-most entry), else the TCP peer."""
-    header = request.config_dict[SETTINGS].privacy.client_address_header
+    header = config_of(request)[SETTINGS].privacy.client_address_header
     if header:
         forwarded = request.headers.get(header, "")
         first = forwarded.split(",")[0].strip()
@@ -69,7 +69,7 @@ def client_address(request: web.Request) -> str | None:
 
 
 def ledger_for(request: web.Request, principal: Principal) -> Ledger:
-    return request.config_dict[GATE].ledger(principal, client_address(request))
+    return config_of(request)[GATE].ledger(principal, client_address(request))
 
 
 async def _append(request: web.Request, gate: DisclosureGate, ledger: Ledger, *,
@@ -82,7 +82,7 @@ async def _append(request: web.Request, gate: DisclosureGate, ledger: Ledger, *,
                               outcome=outcome)
     if record is None:
         return
-    queue = request.config_dict.get(AUDIT_QUEUE)
+    queue = config_of(request).get(AUDIT_QUEUE)
     if queue is not None:
         await queue.append(record)
     elif (log := gate.audit_log) is not None:  # a gate installed without privacy_ctx
@@ -99,7 +99,7 @@ async def audit_request(
     outcome: str,
 ) -> None:
     request[_AUDITED] = True
-    await _append(request, request.config_dict[GATE], ledger, datasets=datasets,
+    await _append(request, config_of(request)[GATE], ledger, datasets=datasets,
                   query={"path": request.path, **query}, granularity=granularity,
                   outcome=outcome)
 
@@ -124,7 +124,7 @@ async def audit_access(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 async def _audit_access(request: web.Request, status: int) -> None:
-    gate = request.config_dict.get(GATE)
+    gate = config_of(request).get(GATE)
     if gate is None:
         return
     principal = resolved_principal(request) or Principal.anonymous()
