@@ -120,6 +120,8 @@ def bases_match(pattern: str, bases: str) -> bool:
     bases = bases.upper()
     if len(pattern) != len(bases):
         return False
+    if "N" not in pattern:  # no wildcard (the usual query): plain equality
+        return pattern == bases
     return all(p == b or p == "N" for p, b in zip(pattern, bases, strict=True))
 
 
