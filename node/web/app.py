@@ -7,6 +7,8 @@ protocol is a sub-app with its own middleware and error format.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -23,6 +25,8 @@ from node.web.middleware import REQUEST_IDS, RequestIds, request_context
 from node.web.privacy import audit_access, privacy_ctx
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("fednode.app")
 
 RegistryFactory = Callable[[Settings], DatasetRegistry]
 
@@ -41,7 +45,11 @@ def create_app(
     async def datasets_ctx(app: web.Application) -> AsyncIterator[None]:
         registry = registry_factory(settings)
         app[DATASETS] = registry
+        # Lookup indexes are built in the background while the node already answers (a
+        # query that comes first builds its own contig's index, under the store's lock).
+        warming = asyncio.create_task(asyncio.to_thread(_warm, registry))
         yield
+        await warming  # a thread cannot be cancelled; closing under it would race
         await asyncio.to_thread(registry.close)
 
     app.cleanup_ctx.append(datasets_ctx)
@@ -56,6 +64,23 @@ def create_app(
     return app
 
 
+def _warm(registry: DatasetRegistry) -> None:
+    started = time.perf_counter()
+    try:
+        warmed = registry.warm()
+    except Exception:  # whatever failed is reported again by the first query that needs it
+        log.exception("building the lookup indexes failed")
+        return
+    log.info(
+        "lookup indexes built",
+        extra={
+            "datasets": len(warmed),
+            "contigs": sum(len(c) for c in warmed.values()),
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+    )
+
+
 async def peer_ctx(app: web.Application) -> AsyncIterator[None]:
     """The peer (gRPC) API beside HTTP, over the same dataset registry."""
     from node.peer.server import start_peer_server  # grpc only where peers are served
@@ -63,6 +88,7 @@ async def peer_ctx(app: web.Application) -> AsyncIterator[None]:
     server = await start_peer_server(app[SETTINGS], app[DATASETS])
     yield
     await server.stop()
+
 
 async def health(request: web.Request) -> web.Response:
     registry = request.config_dict[DATASETS]

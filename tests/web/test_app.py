@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from node.config import Settings
 from node.store.memory import MemoryStore
 from node.store.registry import DatasetRegistry
+from node.store.tiledbvcf import TileDBVCFStore
 from node.synth import generate_cohort
 from node.web.app import create_app
 
@@ -59,3 +61,23 @@ async def test_unexpected_exception_is_a_generic_500_without_details(
     body = await resp.text()
     assert "shadow" not in body and "Traceback" not in body
     assert (await resp.json())["requestId"] == resp.headers["X-Request-Id"]
+
+
+async def test_lookup_indexes_are_built_at_start_up_without_a_query(
+    aiohttp_client: object, tmp_path: Path
+) -> None:
+    cohort = generate_cohort(tmp_path / "c.vcf.gz", samples=5, length=5_000, seed=1)
+    TileDBVCFStore.create(str(tmp_path / "ds")).ingest(list(cohort.paths))
+    store = TileDBVCFStore.open(str(tmp_path / "ds"))
+    contig = store.contigs()[0]
+    assert not store.resident(contig)
+    app = create_app(
+        Settings(home=tmp_path),
+        registry_factory=lambda s: _registry_with({"d1": store}),  # type: ignore[dict-item]
+    )
+    await aiohttp_client(app)  # type: ignore[operator]
+    for _ in range(200):  # built in a background thread
+        if store.resident(contig):
+            break
+        await asyncio.sleep(0.05)
+    assert store.resident(contig)
