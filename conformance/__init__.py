@@ -8,7 +8,7 @@ them all and prints a report; the exit status is 1 when any check fails.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,11 +33,13 @@ class Result:
 @dataclass(slots=True)
 class Context:
     """What a check gets: the node's base URL (e.g. http://host:8080), an HTTP session,
-    the folder holding `beacon-v2/` and `vrs-1.3/` schemas, and where results go."""
+    the folder holding `beacon-v2/` and `vrs-1.3/` schemas, what to query (`targets`, e.g.
+    the htsget ids; each suite has defaults), and where results go."""
 
     base: str
     session: aiohttp.ClientSession
     schemas: Path
+    targets: Mapping[str, str] = field(default_factory=dict)
     suite: str = ""
     results: list[Result] = field(default_factory=list)
 
@@ -85,7 +87,7 @@ def _load() -> None:
 
 async def run(
     base: str, *, suites: Sequence[str] | None = None, schemas: Path = DEFAULT_SCHEMAS,
-    timeout_s: float = 60.0,
+    timeout_s: float = 60.0, targets: Mapping[str, str] | None = None,
 ) -> Report:
     """Run the registered suites (all when None) against the node at `base`."""
     _load()
@@ -95,7 +97,7 @@ async def run(
         raise ValueError(f"unknown suite(s): {', '.join(unknown)}; known: {', '.join(_REGISTRY)}")
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        ctx = Context(base.rstrip("/"), session, schemas)
+        ctx = Context(base.rstrip("/"), session, schemas, dict(targets or {}))
         for name in chosen:
             ctx.suite = name
             try:

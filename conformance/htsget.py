@@ -312,9 +312,25 @@ async def run_checks(
 
 @register("htsget")
 async def htsget_suite(ctx: Context) -> None:
-    """The suite as `python -m conformance URL` runs it (the node's base URL)."""
-    for r in await run_checks(f"{ctx.base}/htsget", session=ctx.session):
+    """The suite as `python -m conformance URL` runs it (the node's base URL). Ids and
+    region default to the GA4GH compliance suite's; `--htsget-reads`, `--htsget-variants`
+    and `--htsget-region` (`targets`) point it at any node's own data."""
+    reads = ctx.targets.get("htsget-reads", "htsnexus_test_NA12878")
+    variants = ctx.targets.get("htsget-variants", "spec-v4.3")
+    region = parse_region(ctx.targets.get("htsget-region", "11:5000000-5050000"))
+    results = await run_checks(f"{ctx.base}/htsget", reads=reads, variants=variants,
+                               region=region, session=ctx.session)  # fmt: skip
+    for r in results:
         ctx.record(r.name, r.ok, r.detail)
+
+
+def parse_region(text: str) -> tuple[str, int, int]:
+    """`NAME:START-END`, 0-based half-open as in htsget; ValueError when malformed."""
+    name, sep, span = text.rpartition(":")
+    start, dash, end = span.partition("-")
+    if not (name and sep and dash and start.isdigit() and end.isdigit()) or int(end) <= int(start):
+        raise ValueError(f"region {text!r}: expected NAME:START-END with START < END")
+    return name, int(start), int(end)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
+from conformance import run
+from conformance.htsget import parse_region
 from node.demo import DEMO_DATASET, build_demo
 from node.web.app import create_app
 
@@ -80,3 +82,25 @@ def test_demo_rebuild_is_deterministic(demo_home: Path, tmp_path: Path) -> None:
     build_demo(other)
     for name in ("demo.g1.vcf.gz", "demo.g2.vcf.gz", "bff/individuals.json"):
         assert (demo_home / "inputs" / name).read_bytes() == (other / "inputs" / name).read_bytes()
+
+
+async def test_demo_node_passes_the_whole_conformance_suite(
+    demo_home: Path, shared_dir: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> None:
+    """What a user gets from `python -m conformance URL --htsget-...` against `make demo`."""
+    from node.config import load_settings
+
+    server = await aiohttp_server(create_app(load_settings(demo_home)))
+    targets = {"htsget-reads": "SYN00000", "htsget-variants": DEMO_DATASET,
+               "htsget-region": "22:100000-150000"}
+    report = await run(f"http://127.0.0.1:{server.port}", schemas=shared_dir, targets=targets)
+    assert {r.suite for r in report.results} == {"beacon", "htsget"}
+    assert report.ok, report.render()
+
+
+def test_conformance_region_option_is_checked() -> None:
+    assert parse_region("chr22:0-10") == ("chr22", 0, 10)
+    assert parse_region("HLA-A*01:01:1-2") == ("HLA-A*01:01", 1, 2)
+    for bad in ("22", "22:5-5", "22:a-9", ":1-2", "22:9-1"):
+        with pytest.raises(ValueError):
+            parse_region(bad)
