@@ -24,6 +24,18 @@ def _status(exc: NodeError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, exc.grpc_code, grpc.StatusCode.INTERNAL)
 
 
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], exc: Exception, name: str
+) -> None:
+    """Abort the call for `exc` (raises): the one mapping of errors to gRPC statuses."""
+    if isinstance(exc, NodeError):
+        await context.abort(_status(exc), exc.message)
+    if isinstance(exc, TimeoutError):
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+    log.error("peer call %s failed", name, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
 def unary(
     method: Callable[[Any, _Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Resp]],
 ) -> Callable[[Any, _Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Resp]]:
@@ -35,13 +47,8 @@ def unary(
     ) -> _Resp:
         try:
             return await method(self, request, context)
-        except NodeError as exc:
-            await context.abort(_status(exc), exc.message)
-        except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
-        except Exception:
-            log.exception("peer call %s failed", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        except Exception as exc:
+            await _abort(context, exc, method.__name__)
         raise AssertionError("unreachable: abort raises")
 
     return wrapper
@@ -57,12 +64,7 @@ def streaming(
         try:
             async for item in method(self, request, context):
                 yield item
-        except NodeError as exc:
-            await context.abort(_status(exc), exc.message)
-        except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
-        except Exception:
-            log.exception("peer call %s failed", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        except Exception as exc:
+            await _abort(context, exc, method.__name__)
 
     return wrapper
