@@ -1,4 +1,5 @@
-"""Cells of a `data` query as numpy columns: fixed-size arrays and var-size (bytes, offsets).
+"""Cells of a `data` or `fednode_genotypes` query as numpy columns: fixed-size arrays and
+var-size (bytes, offsets).
 
 `Var` keeps a var-size attribute as TileDB returns it (one byte buffer, one start offset
 per cell) and answers the few questions the record reader asks of all cells at once:
@@ -21,6 +22,12 @@ _FIXED = {
     "real_start_pos": np.uint32,
     "end_pos": np.uint32,
     "qual": np.float32,
+    # fednode_genotypes
+    "pos": np.uint32,
+    "real_start": np.uint32,
+    "end": np.uint32,
+    "group": np.uint64,
+    "shape": np.uint8,
 }
 
 
@@ -151,8 +158,11 @@ class Block:
         self.start, self.fixed, self.var = start, fixed, var
 
     @classmethod
-    def of(cls, raw: Mapping[str, tuple[np.ndarray, np.ndarray, object]]) -> Block:
-        """From tiledb-py `PyQuery.results()`: name -> (data bytes, byte offsets, validity)."""
+    def of(
+        cls, raw: Mapping[str, tuple[np.ndarray, np.ndarray, object]], start: str = "start_pos"
+    ) -> Block:
+        """From tiledb-py `PyQuery.results()`: name -> (data bytes, byte offsets, validity);
+        `start` names the position dimension."""
         fixed: dict[str, np.ndarray] = {}
         var: dict[str, Var] = {}
         for name, (data, offsets, _validity) in raw.items():
@@ -160,7 +170,7 @@ class Block:
                 fixed[name] = np.asarray(data).view(_FIXED[name])
             else:
                 var[name] = Var(data, offsets)
-        return cls(fixed.pop("start_pos"), fixed, var)
+        return cls(fixed.pop(start), fixed, var)
 
     @property
     def n(self) -> int:

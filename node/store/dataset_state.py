@@ -49,6 +49,9 @@ class DatasetState:
     contigs: dict[str, str] = field(default_factory=dict)  # source name -> canonical
     aggregate: bool = False  # fednode_allele_stats covers every sample
     coverage: bool = False  # fednode_coverage holds reference blocks (else never queried)
+    # fednode_genotypes holds every sample's records: fednode wrote it from the first ingest
+    # (False for TileDB-VCF's datasets and those older fednode code created: `data` is read)
+    genotypes: bool = False
 
     def dump(self) -> str:
         return json.dumps(
@@ -58,6 +61,7 @@ class DatasetState:
                 "contigs": self.contigs,
                 "aggregate": self.aggregate,
                 "coverage": self.coverage,
+                "genotypes": self.genotypes,
             }
         )
 
@@ -96,6 +100,7 @@ def load_state(uri: str, ctx: tiledb.Ctx) -> DatasetState:
             dict(data["contigs"]),
             bool(data["aggregate"]),
             bool(data.get("coverage", True)),
+            bool(data.get("genotypes", False)),
         )
     return _foreign_state(uri, ctx, None if committed is None else int(committed))
 
@@ -170,6 +175,7 @@ def write_initial_metadata(uri: str, ctx: tiledb.Ctx, t0: int) -> None:
         layout.VARIANT_STATS: {"version": layout.VARIANT_STATS_VERSION, "max_length": 0},
         layout.SAMPLE_STATS: {"version": 1},
         layout.FEDNODE_STATS: {"version": 1, "max_length": 0},
+        layout.FEDNODE_GENOTYPES: {"version": 1, "anchor_gap": layout.ANCHOR_GAP},
     }
     for name, values in metadata.items():
         with tiledb.open(f"{uri}/{name}", "w", ctx=ctx, timestamp=t0) as arr:

@@ -6,6 +6,9 @@ Python object is made per sample and record. Each record's cells are laid out in
 sample-name order, so a batch of records in increasing position order is already in the
 `data` array's global order and is written without a sort. Fragments are written by a
 background thread (`WriteQueue`) while the next batch is parsed.
+
+With `genotypes`, each record also becomes one `fednode_genotypes` cell (`GenotypeRows`),
+written by the same queue at the same timestamp, so it commits or vanishes with `data`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from tqdm import tqdm
 
 from node.domain import normalize_contig
 from node.store import layout, stats
+from node.store.genotype_rows import GenotypeRows
 from node.store.vcfio import ParsedRecord, StoredCall, VcfInput
 from node.store.vs_rows import RowBatch, gather_text
 from node.store.write_buffers import VarChunk
@@ -40,9 +44,17 @@ class IngestWriter:
     CHUNK_OVERHEAD = 1024  # Python objects per buffered record, counted against FLUSH_BYTES
 
     def __init__(
-        self, uri: str, ctx: tiledb.Ctx, timestamp: int, *, aggregate: bool, progress: bool
+        self,
+        uri: str,
+        ctx: tiledb.Ctx,
+        timestamp: int,
+        *,
+        aggregate: bool,
+        progress: bool,
+        genotypes: bool = False,
     ) -> None:
         self.uri, self.ctx, self.timestamp, self.aggregate = uri, ctx, timestamp, aggregate
+        self.packed = GenotypeRows(timestamp) if genotypes else None
         self.cols: dict[str, list[VarChunk]] = {name: [] for name in _CELL_COLUMNS}
         self.bytes = 0
         self.collector = stats.StatsCollector()
@@ -79,9 +91,14 @@ class IngestWriter:
         extra: list[str] = []
         count = 0
         self.flush_samples.update(inp.samples)  # the samples of the fragments written next
+        group = self.packed.group(inp.samples) if self.packed is not None else 0
         for record in inp.records():
             self.position = (inp.name, None if inp.is_bcf else record.line)
             self._add(record, inp, ids, extra)
+            if self.packed is not None:
+                self.packed.add(record, group)
+                if self.packed.bytes >= self.FLUSH_BYTES:
+                    self.flush_genotypes()
             count += 1
             self.bar.update(1)
         header = inp.sample_header(extra)
@@ -195,6 +212,16 @@ class IngestWriter:
         ordered = all(a[:2] < b[:2] for a, b in itertools.pairwise(sites))
         self.writes.submit(lambda: self._write_data(c, sites, ordered))
 
+    def flush_genotypes(self) -> None:
+        taken = None if self.packed is None else self.packed.take()
+        if taken is not None:
+            columns, ordered = taken
+            self.writes.submit(lambda: self._write_genotypes(columns, ordered))
+
+    def _write_genotypes(self, columns: dict[str, object], ordered: bool) -> None:
+        with self._open(layout.FEDNODE_GENOTYPES) as arr:
+            layout.write_columns(arr, columns, ordered=ordered)
+
     def _write_data(self, c: dict[str, list[VarChunk]], sites: list[_Site], ordered: bool) -> None:
         """Site fields are kept once per chunk and repeated here, vectorised."""
         count = np.fromiter((s[-1] for s in sites), dtype=np.int64, count=len(sites))
@@ -275,6 +302,7 @@ class IngestWriter:
     def finish(self) -> None:
         try:
             self.flush_data()
+            self.flush_genotypes()
             self.flush_stats(self.negative)
             self.flush_stats(self.collector)
             self.writes.join()
@@ -306,6 +334,10 @@ class IngestWriter:
             layout.write_columns(arr, columns)
 
     def _write_metadata(self) -> None:
+        if self.packed is not None and self.packed.groups:
+            with self._open(layout.FEDNODE_GENOTYPES) as arr:
+                for key, text in self.packed.metadata().items():
+                    arr.meta[key] = text
         for name, fragments in self.fragment_samples.items():
             with self._open(name) as arr:
                 for uri, samples in fragments.items():

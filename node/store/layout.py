@@ -12,7 +12,10 @@ fednode adds, as extra group members TileDB-VCF ignores:
   called-allele and called-sample counts of the samples that have a record there;
 - `fednode_coverage`: gVCF reference blocks as intervals (anchored like `data`) with the
   called alleles they contribute, so a block written in one ingest counts as hom-ref for a
-  site written by another.
+  site written by another;
+- `fednode_genotypes`: per ingest, one cell per input record (and anchor copy, as `data`)
+  with the record's site fields and the packed genotypes of that input's samples, so a
+  region is read without one cell per sample (see `genotype_rows` and `genotype_reader`).
 
 Positions are 0-based; `end_pos`/`end` are inclusive, as in TileDB-VCF.
 """
@@ -32,6 +35,7 @@ __all__ = [
     "ANCHOR_GAP",
     "DATA",
     "FEDNODE_COVERAGE",
+    "FEDNODE_GENOTYPES",
     "FEDNODE_STATS",
     "HEADERS",
     "SAMPLE_STATS",
@@ -55,12 +59,14 @@ VARIANT_STATS = "variant_stats"
 SAMPLE_STATS = "sample_stats"
 FEDNODE_STATS = "fednode_allele_stats"
 FEDNODE_COVERAGE = "fednode_coverage"
+FEDNODE_GENOTYPES = "fednode_genotypes"
 TILEDBVCF_ARRAYS = (DATA, HEADERS, ALLELE_COUNT, VARIANT_STATS, SAMPLE_STATS)
-ALL_ARRAYS = (*TILEDBVCF_ARRAYS, FEDNODE_STATS, FEDNODE_COVERAGE)
+ALL_ARRAYS = (*TILEDBVCF_ARRAYS, FEDNODE_STATS, FEDNODE_COVERAGE, FEDNODE_GENOTYPES)
 
 FORMAT_VERSION = 4
 ANCHOR_GAP = 1000
 TILE_CAPACITY = 10_000
+GENOTYPES_CAPACITY = 512  # cells of ~5 KB at 2,504 samples: a one-site read decodes ~2.5 MB
 VARIANT_STATS_VERSION = 3
 EXTRA_ATTRIBUTES = ("fmt_GT",)  # TileDB-VCF always extracts GT
 _POS_MAX = 2**32 - 2
@@ -124,6 +130,7 @@ def _sparse(
     *,
     dups: bool,
     offsets: Sequence[tiledb.Filter],
+    capacity: int = TILE_CAPACITY,
 ) -> tiledb.ArraySchema:
     # TileDB-VCF sets the filters of var-size offsets per array too; they are not part of
     # the schema's repr, so they are easy to miss (see the fixture test). The schema-level
@@ -137,7 +144,7 @@ def _sparse(
         allows_duplicates=dups,
         cell_order="row-major",
         tile_order="row-major",
-        capacity=TILE_CAPACITY,
+        capacity=capacity,
         offsets_filters=tiledb.FilterList(offsets),
         validity_filters=tiledb.FilterList([tiledb.RleFilter()]),
     )
@@ -250,6 +257,36 @@ def fednode_coverage_schema() -> tiledb.ArraySchema:
     return _sparse(dims, attrs, dups=True, offsets=_zstd(5, checksum=False))
 
 
+def fednode_genotypes_schema() -> tiledb.ArraySchema:
+    """One cell per input record (`pos` is its start or an anchor, as `data.start_pos`).
+
+    `group` names the input's sample list (array metadata `samples_<group>`); `shape` is
+    the ploidy, plus 128 when `gt` holds int16 codes; `gt` (int8/int16 allele codes,
+    samples x ploidy), `phased` (bits) and `fmt` (packed FORMAT blobs, empty when no
+    sample has any) are not checksummed: they are most of what a region read decodes.
+    """
+    dims = [
+        _str_dim("contig", [tiledb.RleFilter()]),
+        _pos_dim("pos", _stats_pos_filters(4, shuffle=False)),
+    ]
+    shuffled = _zstd(4, pre=[tiledb.ByteShuffleFilter()])
+    attrs = [
+        _attr("real_start", np.uint32, shuffled),
+        _attr("end", np.uint32, shuffled),
+        _attr("qual", np.float32, _zstd(4)),
+        *(_attr(name, "ascii", _zstd(4), var=True) for name in ("alleles", "id", "filters")),
+        _attr("info", np.uint8, _zstd(4), var=True),
+        _attr("group", np.uint64, shuffled),
+        _attr("shape", np.uint8, _zstd(4)),
+        *(
+            _attr(name, np.uint8, _zstd(3, checksum=False), var=True)
+            for name in ("gt", "phased", "fmt")
+        ),
+    ]
+    offsets = _zstd(4, checksum=False, pre=[tiledb.DoubleDeltaFilter()])
+    return _sparse(dims, attrs, dups=True, offsets=offsets, capacity=GENOTYPES_CAPACITY)
+
+
 SCHEMAS = {
     DATA: data_schema,
     HEADERS: headers_schema,
@@ -258,6 +295,7 @@ SCHEMAS = {
     SAMPLE_STATS: sample_stats_schema,
     FEDNODE_STATS: fednode_stats_schema,
     FEDNODE_COVERAGE: fednode_coverage_schema,
+    FEDNODE_GENOTYPES: fednode_genotypes_schema,
 }
 
 

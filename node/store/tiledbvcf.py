@@ -6,6 +6,11 @@ fragments and metadata). Readers open every array at the timestamp recorded in t
 group metadata `fednode_committed`; the ingest's last step writes that key (with the
 sample list, assembly and contigs) in one group-metadata write. Anything newer than the
 committed timestamp is invisible, and the next ingest deletes it before writing.
+
+Region records (`genotype_batches`, `records`) come from `fednode_genotypes` (one cell per
+input record, genotypes packed) when the dataset state says it covers every sample, else
+from `data` (one cell per sample and record; TileDB-VCF's own datasets). Both give the same
+records (tests/store/test_genotypes_array.py).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from node.store.dataset_state import (
     load_state,
     write_initial_metadata,
 )
+from node.store.genotype_reader import GenotypeReader
 from node.store.ingest_checks import check_assembly, check_samples
 from node.store.ingest_writer import IngestWriter
 from node.store.records import BatchReader
@@ -66,6 +72,7 @@ class TileDBVCFStore:
         self._ingest_lock = threading.Lock()
         self._arrays: dict[str, tiledb.Array] = {}
         self._indexes: dict[str, ContigIndex] = {}  # built lazily, valid until a commit
+        self._genotype_reader: GenotypeReader | None = None  # likewise
         self._state = self._load_state()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -94,7 +101,8 @@ class TileDBVCFStore:
                 group.add(name, name=name, relative=True)
             group.meta["dataset_type"] = "vcf"
             group.meta[COMMITTED] = t0
-            group.meta[STATE] = DatasetState(t0, (), assembly, {}, aggregate=True).dump()
+            state = DatasetState(t0, (), assembly, {}, aggregate=True, genotypes=True)
+            group.meta[STATE] = state.dump()
         return cls(uri, ctx, tiledb_config)
 
     @classmethod
@@ -112,6 +120,7 @@ class TileDBVCFStore:
                 array.close()
             self._arrays.clear()
             self._indexes.clear()
+            self._genotype_reader = None
 
     def _array(self, name: str) -> tiledb.Array:
         array = self._arrays.get(name)
@@ -247,6 +256,21 @@ class TileDBVCFStore:
         self._check_samples_known(samples)
         if region.end <= region.start:
             return
+        if not self._state.genotypes:
+            yield from self._data_batches(region, samples)
+            return
+        with self._lock:
+            reader = self._genotype_reader
+            if reader is None:
+                array = self._array(layout.FEDNODE_GENOTYPES)
+                reader = self._genotype_reader = GenotypeReader(array)
+        columns = self._state.samples if samples is None else tuple(samples)
+        yield from reader.batches(self._sources(region.contig), region, columns, lock=self._lock)
+
+    def _data_batches(
+        self, region: Region, samples: Sequence[str] | None
+    ) -> Iterator[GenotypeBatch]:
+        """`genotype_batches` read from `data` (whatever the dataset state says)."""
         with self._lock:
             reader = BatchReader(self._array(layout.DATA), self._headers())
         columns = self._state.samples if samples is None else tuple(samples)
@@ -291,7 +315,12 @@ class TileDBVCFStore:
             ctx = _ctx({**self._config, **_thread_config(threads)})
             bar = progress and sys.stderr.isatty()
             writer = IngestWriter(
-                self.uri, ctx, t_write, aggregate=self._state.aggregate, progress=bar
+                self.uri,
+                ctx,
+                t_write,
+                aggregate=self._state.aggregate,
+                progress=bar,
+                genotypes=self._state.genotypes,
             )
             try:
                 if replaced:
@@ -356,7 +385,9 @@ class TileDBVCFStore:
         contigs = {**state.contigs, **writer.contigs}
         samples = (*state.samples, *added)
         coverage = state.coverage or writer.wrote_coverage
-        new = DatasetState(t_write, samples, assembly, contigs, state.aggregate, coverage)
+        new = DatasetState(
+            t_write, samples, assembly, contigs, state.aggregate, coverage, state.genotypes
+        )
         with tiledb.Group(self.uri, "w", ctx=self._ctx) as group:
             group.meta[COMMITTED] = t_write
             group.meta[STATE] = new.dump()
@@ -376,6 +407,7 @@ class TileDBVCFStore:
                 state.contigs,
                 state.aggregate,
                 state.coverage,
+                state.genotypes,
             ).dump()
 
 

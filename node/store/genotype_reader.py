@@ -1,0 +1,329 @@
+"""Region reads of `fednode_genotypes` into `GenotypeBatch`es (see `genotype_rows`).
+
+A cell is one input record with the packed genotypes of its input's samples, so a region
+of 2,504 samples is one cell per record rather than 2,504; the matrix is assembled from
+the packed codes by whole-row copies. What comes out equals the `data` path (`records`):
+
+- the region rule is TileDB-VCF's anchor rule on (pos, real_start, end);
+- cells of several ingests with equal site fields at one position form one record, a
+  duplicated input line (two equal cells of one input) a second copy of it;
+- records go by start, then by their smallest sample name among the columns asked for
+  (the order in which `data`, sorted by (start_pos, sample), first shows them), then by
+  cell order;
+- a sample's genotypes come only from its live group (the last ingest that wrote it), so
+  a `--replace`d sample's older cells show nothing of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from threading import Lock
+
+import numpy as np
+import tiledb
+
+from node.domain import Region, normalize_contig
+from node.store import layout
+from node.store.batch import NO_ALLELE, FieldSource, GenotypeBatch, Site
+from node.store.columns import Block, Var
+from node.store.genotype_rows import GROUP_META, WIDE
+
+__all__ = ["GenotypeReader"]
+
+_ATTRS = (
+    "real_start", "end", "qual", "alleles", "id", "filters", "info", "group", "shape", "gt",
+    "phased", "fmt",
+)  # fmt: skip
+_BATCH_BYTES = 32 << 20  # packed codes decoded per batch (a batch's matrix is about this)
+_Key = tuple[int, int, bytes, bytes, object, bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """One input's samples as the read asks for them."""
+
+    size: int  # samples in the input
+    sel: np.ndarray  # their indexes in the input that are live and asked for
+    out: np.ndarray  # the output column of each
+    first: bytes  # the smallest of their names
+
+
+class GenotypeReader:
+    """Records of a region of `fednode_genotypes` as `GenotypeBatch`es."""
+
+    def __init__(self, array: tiledb.Array) -> None:
+        self._array = array
+        self._gap = int(array.meta.get("anchor_gap", layout.ANCHOR_GAP))
+        self._groups: dict[int, tuple[str, ...]] = {}
+        for key in array.meta:
+            if key.startswith(GROUP_META):
+                names = json.loads(layout.meta_str(array.meta, key))
+                self._groups[int(key[len(GROUP_META) :])] = tuple(names)
+        self._live: dict[str, int] = {}  # sample -> the last group that wrote it
+        for key in sorted(self._groups):
+            self._live.update(dict.fromkeys(self._groups[key], key))
+
+    def batches(
+        self, sources: Sequence[str], region: Region, columns: Sequence[str], *, lock: Lock | None
+    ) -> Iterator[GenotypeBatch]:
+        plan = self._plan(tuple(columns))
+        s, e = region.start, region.end - 1
+        for source in sources:
+            yield from self._source_batches(source, s, e, tuple(columns), plan, lock)
+
+    def _plan(self, columns: tuple[str, ...]) -> dict[int, _Group]:
+        index: dict[str, int] = {}
+        for i, name in enumerate(columns):
+            index.setdefault(name, i)
+        plan = {}
+        for key, names in self._groups.items():
+            picked = [
+                (j, index[n]) for j, n in enumerate(names) if n in index and self._live[n] == key
+            ]
+            if picked:
+                sel, out = (np.asarray(v, dtype=np.int64) for v in zip(*picked, strict=True))
+                first = min(names[j].encode() for j, _ in picked)
+                plan[key] = _Group(len(names), sel, out, first)
+        return plan
+
+    def _source_batches(
+        self,
+        source: str,
+        s: int,
+        e: int,
+        columns: tuple[str, ...],
+        plan: dict[int, _Group],
+        lock: Lock | None,
+    ) -> Iterator[GenotypeBatch]:
+        """Batches cut between positions, never inside the anchor window (all of it first:
+        its records go by real start, not by the anchor position they were found at)."""
+        pending: list[Block] = []
+        size = 0
+        for chunk in self._chunks(source, max(0, s - self._gap), e, lock):
+            pending.append(chunk)
+            size += chunk.var["gt"].data.size
+            last = int(chunk.start[-1]) if chunk.n else -1
+            if size < _BATCH_BYTES or last < s:
+                continue
+            block = Block.concat(pending)
+            cut = int(np.searchsorted(block.start, last))
+            if cut == 0:
+                continue
+            yield from self._decode(source, block.slice(0, cut), s, e, columns, plan)
+            pending = [block.slice(cut, block.n)]
+            size = pending[0].var["gt"].data.size
+        if pending:
+            yield from self._decode(source, Block.concat(pending), s, e, columns, plan)
+
+    def _chunks(self, source: str, lo: int, hi: int, lock: Lock | None) -> Iterator[Block]:
+        query = self._array.query(attrs=_ATTRS, dims=["pos"], order="G", return_incomplete=True)
+        # As `records.BatchReader`: TileDB's own buffers per incomplete chunk, no objects.
+        pyquery = getattr(query.multi_index[[source], slice(lo, hi)], "pyquery", None)
+        if pyquery is None:
+            return
+        while True:
+            if lock is not None:
+                with lock:
+                    pyquery.submit()
+                    block = Block.of(pyquery.results(), start="pos")
+            else:
+                pyquery.submit()
+                block = Block.of(pyquery.results(), start="pos")
+            yield block
+            if not pyquery.is_incomplete:
+                return
+
+    def _decode(
+        self,
+        source: str,
+        block: Block,
+        s: int,
+        e: int,
+        columns: tuple[str, ...],
+        plan: dict[int, _Group],
+    ) -> Iterator[GenotypeBatch]:
+        if block.n == 0:
+            return
+        keep = _anchor_rule(block, s, e) & np.isin(block.fixed["group"], list(plan))
+        cells = np.flatnonzero(keep)
+        if cells.size == 0:
+            return
+        rows = _Rows.of(block, cells, plan)
+        sites = tuple(_site(source, block, int(i)) for i in rows.site_cells)
+        yield _assemble(block, cells, rows, sites, columns, plan)
+
+
+def _anchor_rule(block: Block, s: int, e: int) -> np.ndarray:
+    """Real cells in the region, plus anchor copies before it of records reaching into it."""
+    start, real, end = block.start, block.fixed["real_start"], block.fixed["end"]
+    return np.asarray(((start == real) | (start < s)) & (end >= s) & (real <= e))
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """The output row of each kept cell, and for each row the cell its site fields come from."""
+
+    row: np.ndarray  # per kept cell
+    site_cells: np.ndarray  # per output row: a cell index into the block
+
+    @classmethod
+    def of(cls, block: Block, cells: np.ndarray, plan: dict[int, _Group]) -> _Rows:
+        keys: dict[_Key, int] = {}
+        rank: list[tuple[int, bytes, int]] = []  # per record: start, first name, cell
+        record = np.empty(cells.size, dtype=np.int64)
+        occurrence = np.empty(cells.size, dtype=np.int64)
+        seen: dict[tuple[int, int], int] = {}
+        groups = block.fixed["group"][cells].tolist()
+        for k, i in enumerate(cells.tolist()):
+            key = _site_key(block, i)
+            r = keys.setdefault(key, len(keys))
+            seen_at = (key[0], plan[groups[k]].first, i)
+            if r == len(rank):
+                rank.append(seen_at)
+            elif seen_at < rank[r]:
+                rank[r] = seen_at
+            record[k] = r
+            occurrence[k] = seen.get((r, groups[k]), 0)
+            seen[(r, groups[k])] = occurrence[k] + 1
+        copies = np.zeros(len(rank), dtype=np.int64)
+        np.maximum.at(copies, record, occurrence + 1)
+        order = sorted(range(len(rank)), key=rank.__getitem__)
+        base = np.empty(len(rank), dtype=np.int64)
+        base[order] = np.concatenate([[0], np.cumsum(copies[order])[:-1]])
+        first_cell = np.asarray([rank[r][2] for r in order], dtype=np.int64)
+        return cls(base[record] + occurrence, np.repeat(first_cell, copies[order]))
+
+
+def _site_key(block: Block, i: int) -> _Key:
+    qual = float(block.fixed["qual"][i])
+    var = block.var
+    return (
+        int(block.fixed["real_start"][i]),
+        int(block.fixed["end"][i]),
+        var["alleles"].cell(i),
+        var["id"].cell(i),
+        "nan" if qual != qual else qual,
+        var["filters"].cell(i),
+        var["info"].cell(i),
+    )
+
+
+def _site(source: str, block: Block, i: int) -> Site:
+    alleles = block.var["alleles"].cell(i).decode(errors="replace").split(",")
+    ids = block.var["id"].cell(i).decode(errors="replace")
+    filters = block.var["filters"].cell(i).decode(errors="replace")
+    info = {
+        k: layout.field_value(t, raw)
+        for k, t, _c, raw in layout.decode_blob(block.var["info"].cell(i))
+    }
+    qual = float(block.fixed["qual"][i])
+    return Site(
+        contig=normalize_contig(source),
+        start=int(block.fixed["real_start"][i]),
+        end=int(block.fixed["end"][i]) + 1,
+        ref=alleles[0],
+        alts=tuple(alleles[1:]),
+        ids=() if ids in ("", ".") else tuple(ids.split(";")),
+        qual=None if qual != qual else qual,
+        filters=tuple(filters.split(";")) if filters else (),
+        info=info,
+        source_contig=source,
+    )
+
+
+def _assemble(
+    block: Block,
+    cells: np.ndarray,
+    rows: _Rows,
+    sites: tuple[Site, ...],
+    columns: tuple[str, ...],
+    plan: dict[int, _Group],
+) -> GenotypeBatch:
+    shapes = block.fixed["shape"][cells]
+    ploidy = max(1, int((shapes & ~np.uint8(WIDE)).max()))
+    wide = bool((shapes & WIDE).any())
+    shape = (len(sites), len(columns))
+    alleles = np.full((*shape, ploidy), NO_ALLELE, dtype=np.int16 if wide else np.int8)
+    phased = np.zeros(shape, dtype=bool)
+    present = np.zeros(shape, dtype=bool)
+    buckets: dict[tuple[int, int], list[int]] = {}
+    groups = block.fixed["group"][cells].tolist()
+    for k, (g, sh) in enumerate(zip(groups, shapes.tolist(), strict=True)):
+        buckets.setdefault((g, sh), []).append(k)
+    for (g, sh), members in buckets.items():
+        where = np.asarray(members, dtype=np.int64)
+        target, group = rows.row[where], plan[g]
+        p, dtype = sh & ~WIDE, "<i2" if sh & WIDE else np.int8
+        codes = _cell_bytes(block.var["gt"], cells[where], group.size * p * (2 if sh & WIDE else 1))
+        codes = codes.view(dtype).reshape(len(members), group.size, p)
+        bits = _cell_bytes(block.var["phased"], cells[where], -(-group.size // 8))
+        phase = np.unpackbits(bits, axis=1, count=group.size).astype(bool)
+        if not _identity(group.sel, group.size):
+            codes, phase = codes[:, group.sel], phase[:, group.sel]
+        if _identity(group.out, shape[1]):
+            alleles[target, :, :p] = codes
+            phased[target], present[target] = phase, True
+        else:
+            alleles[target[:, None], group.out[None, :], :p] = codes
+            phased[target[:, None], group.out[None, :]] = phase
+            present[target[:, None], group.out[None, :]] = True
+    if wide and int(alleles.max()) <= 127:  # as `data` reads it: int16 only when needed
+        alleles = alleles.astype(np.int8)
+    fields = _field_source(block, cells, rows, shape, plan)
+    return GenotypeBatch(columns, sites, alleles, phased, present, fields)
+
+
+def _identity(index: np.ndarray, size: int) -> bool:
+    return index.size == size and bool((index == np.arange(size)).all())
+
+
+def _cell_bytes(var: Var, cells: np.ndarray, width: int) -> np.ndarray:
+    """(len(cells), width) uint8: the bytes of each of `cells`, all `width` long."""
+    if var.uniform() and int(var.lengths[0]) == width:
+        matrix = var.matrix()
+        return matrix if cells.size == var.n and _identity(cells, var.n) else matrix[cells]
+    out = np.empty((cells.size, width), dtype=np.uint8)
+    for k, start in enumerate(var.starts[cells].tolist()):
+        out[k] = var.data[start : start + width]
+    return out
+
+
+def _field_source(
+    block: Block,
+    cells: np.ndarray,
+    rows: _Rows,
+    shape: tuple[int, int],
+    plan: dict[int, _Group],
+) -> FieldSource | None:
+    """FORMAT fields other than GT, decoded per call when asked for (None: no cell has any)."""
+    fmt = block.var["fmt"]
+    with_fields = np.flatnonzero(fmt.lengths[cells] > 0)
+    if with_fields.size == 0:
+        return None
+    cell = np.full(shape, -1, dtype=np.int64)
+    column = np.full(shape, -1, dtype=np.int64)
+    groups = block.fixed["group"]
+    for k in with_fields.tolist():
+        group = plan[int(groups[cells[k]])]
+        cell[rows.row[k], group.out] = cells[k]
+        column[rows.row[k], group.out] = group.sel
+
+    def fields(row: int, col: int) -> dict[str, object]:
+        i = int(cell[row, col])
+        if i < 0:
+            return {}
+        blob = fmt.cell(i)
+        size = plan[int(groups[i])].size
+        lengths = np.frombuffer(blob, dtype="<u4", count=size)
+        j = int(column[row, col])
+        start = 4 * size + int(lengths[:j].sum())
+        one = blob[start : start + int(lengths[j])]
+        return {
+            key: layout.field_value(htype, raw)
+            for key, htype, _c, raw in layout.decode_blob(one)
+            if key != "GT"
+        }
+
+    return fields

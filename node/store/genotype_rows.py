@@ -1,0 +1,118 @@
+"""`GenotypeRows`: one ingest's `fednode_genotypes` cells, buffered and turned into columns.
+
+One cell per input record (and per anchor copy of a long record, at the positions `data`
+uses), holding the record's site fields once and the genotypes of all the input's samples
+packed: allele codes (samples x ploidy, int8, int16 when an index exceeds 127), phase bits
+and, when any sample has FORMAT fields besides GT, their blobs. The codes are what the
+`data` path decodes from `fmt_GT` (`gt_codes.cell_genotypes`), computed from the same
+parsed genotypes, so both paths give the same matrix.
+
+An input's samples are named once, in the array metadata `samples_<group>` (input order),
+written at the ingest's timestamp like every fragment, so a killed ingest leaves neither.
+`group` is `timestamp << 16 | input index`: later ingests have larger groups, and a
+sample's live group is the largest that lists it (how `--replace` hides older genotypes).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+
+from node.store import layout
+from node.store.batch import MISSING, NO_ALLELE
+from node.store.vcfio import ParsedRecord
+from node.store.write_buffers import VarChunk
+
+__all__ = ["GROUP_META", "GenotypeRows", "pack_calls"]
+
+GROUP_META = "samples_"
+WIDE = 128  # `shape` flag: int16 codes
+_NO_FIELDS = struct.pack("<I", 0)
+# contig, pos (anchor), real start, end, qual, alleles, id, filters, info, group, shape,
+# gt, phased, fmt
+_Row = tuple[bytes, int, int, int, float, bytes, bytes, bytes, bytes, int, int, bytes, bytes, bytes]
+
+
+def pack_calls(rec: ParsedRecord) -> tuple[int, bytes, bytes, bytes]:
+    """`shape`, allele codes, phase bits and FORMAT blobs of every sample of `rec`.
+
+    As htslib encodes GT (`vcfio._gt_blobs`) and `gt_codes` decodes it: a call's first
+    `width` slots (its alleles up to the last present one) are its alleles, `.` = MISSING,
+    the rest NO_ALLELE; phased only with two or more slots.
+    """
+    gt = rec.gt
+    width = (gt != NO_ALLELE).sum(axis=1)
+    slots = np.arange(gt.shape[1])[None, :] < width[:, None]
+    alleles = np.where(slots, np.where(gt >= 0, gt, MISSING), NO_ALLELE)
+    wide = alleles.size > 0 and int(alleles.max()) > 127
+    codes = alleles.astype("<i2" if wide else np.int8).tobytes()
+    phased = np.packbits(rec.phased.astype(bool) & (width > 1)).tobytes()
+    shape = gt.shape[1] | (WIDE if wide else 0)
+    return shape, codes, phased, _format_blobs(rec.fmt)
+
+
+def _format_blobs(fmt: VarChunk) -> bytes:
+    """Empty when no sample has fields; else uint32 lengths (one per sample), then the blobs."""
+    n = len(fmt)
+    if fmt.data == _NO_FIELDS * n:
+        return b""
+    return np.asarray(fmt.lengths, dtype="<u4").tobytes() + fmt.data
+
+
+class GenotypeRows:
+    """Buffered cells of one ingest; `take` hands them over as write columns."""
+
+    def __init__(self, timestamp: int) -> None:
+        self.timestamp = timestamp
+        self.groups: dict[int, tuple[str, ...]] = {}
+        self.bytes = 0
+        self._rows: list[_Row] = []
+
+    def group(self, samples: Sequence[str]) -> int:
+        """The group of the next input's records (its samples in input order)."""
+        key = self.timestamp << 16 | len(self.groups)
+        self.groups[key] = tuple(samples)
+        return key
+
+    def add(self, rec: ParsedRecord, group: int) -> None:
+        shape, codes, phased, fmt = pack_calls(rec)
+        site = (
+            (",".join((rec.ref, *rec.alts))).encode(),
+            rec.ids.encode(),
+            ";".join(rec.filters).encode(),
+            rec.info,
+        )
+        contig = rec.contig.encode()
+        size = len(codes) + len(phased) + len(fmt) + sum(map(len, site)) + 256
+        for anchor in range(rec.pos, max(rec.end, rec.pos + 1), layout.ANCHOR_GAP):
+            row = (contig, anchor, rec.pos, rec.end, rec.qual, *site, group, shape)
+            self._rows.append((*row, codes, phased, fmt))
+            self.bytes += size
+
+    def take(self) -> tuple[dict[str, object], bool] | None:
+        """The buffered cells as columns, and whether they are in global order."""
+        rows, self._rows, self.bytes = self._rows, [], 0
+        if not rows:
+            return None
+        ordered = all(a[:2] <= b[:2] for a, b in itertools.pairwise(rows))
+        fields = list(zip(*rows, strict=True))
+
+        def fixed(i: int, dtype: type[np.generic]) -> np.ndarray:
+            return np.fromiter(fields[i], dtype=dtype, count=len(rows))
+
+        columns: dict[str, object] = {"contig": layout.Var(fields[0]), "pos": fixed(1, np.uint32)}
+        columns.update(real_start=fixed(2, np.uint32), end=fixed(3, np.uint32))
+        columns["qual"] = fixed(4, np.float32)
+        for i, name in enumerate(("alleles", "id", "filters", "info"), start=5):
+            columns[name] = layout.Var(fields[i])
+        columns.update(group=fixed(9, np.uint64), shape=fixed(10, np.uint8))
+        for i, name in enumerate(("gt", "phased", "fmt"), start=11):
+            columns[name] = layout.Var(fields[i])
+        return columns, ordered
+
+    def metadata(self) -> dict[str, str]:
+        return {f"{GROUP_META}{k}": json.dumps(list(v)) for k, v in self.groups.items()}
