@@ -43,7 +43,7 @@ from node.store.dataset_state import (
     load_state,
     write_initial_metadata,
 )
-from node.store.genotype_reader import GenotypeReader
+from node.store.genotype_reader import READ_CONFIG, GenotypeReader
 from node.store.ingest_checks import check_assembly, check_samples
 from node.store.ingest_writer import IngestWriter
 from node.store.records import BatchReader
@@ -126,7 +126,10 @@ class TileDBVCFStore:
         array = self._arrays.get(name)
         if array is None:
             uri = f"{self.uri}/{name}"
-            array = tiledb.open(uri, ctx=self._ctx, timestamp=self._state.committed)
+            ctx = self._ctx
+            if name == layout.FEDNODE_GENOTYPES:
+                ctx = _ctx({**self._config, **READ_CONFIG})
+            array = tiledb.open(uri, ctx=ctx, timestamp=self._state.committed)
             self._arrays[name] = array
         return array
 
