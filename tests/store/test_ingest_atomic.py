@@ -1,4 +1,5 @@
-"""Nothing lost: a failed or killed ingest leaves the dataset exactly as it was."""
+"""Nothing lost: a failed or killed ingest leaves the dataset exactly as it was (`data`,
+the statistics arrays and `fednode_genotypes`, which region records are read from)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+import tiledb
 
 from node.domain import AlleleKey, Region
 from node.errors import IngestError
+from node.store import layout
 from node.store.tiledbvcf import TileDBVCFStore
+from tests.store.test_genotypes_array import committed_cells
 from tests.store.test_tiledbvcf import (
     BCFTOOLS,
     assert_stats_match,
@@ -29,10 +33,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def snapshot(store: TileDBVCFStore, keys: list[AlleleKey]) -> tuple[object, ...]:
-    records = [r for b in store.records(Region("1", 0, 300_000_000)) for r in b]
-    records += [r for b in store.records(Region("X", 0, 300_000_000)) for r in b]
+    regions = (Region("1", 0, 300_000_000), Region("X", 0, 300_000_000))
+    records = [r for region in regions for b in store.records(region) for r in b]
+    from_data = [
+        r for region in regions for b in store._data_batches(region, None) for r in b.records()
+    ]
+    assert records == from_data
     variants = list(store.variants(Region("1", 0, 300_000_000)))
-    return store.samples, store.contigs(), store.allele_stats(keys), records, variants
+    cells = committed_cells(store)
+    return store.samples, store.contigs(), store.allele_stats(keys), records, variants, cells
 
 
 def big_vcf(path: Path, *, samples: int, records: int, seed: int) -> Path:
@@ -99,7 +108,7 @@ _KILLED_INGEST = """
 import sys
 from pathlib import Path
 from node.store import tiledbvcf
-tiledbvcf.IngestWriter.FLUSH_BYTES = 1 << 20   # many small fragments: killed mid-way
+tiledbvcf.IngestWriter.FLUSH_BYTES = 1 << 18   # many small fragments: killed mid-way
 store = tiledbvcf.TileDBVCFStore.open(sys.argv[1])
 print("start", flush=True)
 store.ingest([Path(sys.argv[2])])
@@ -107,8 +116,8 @@ print("done", flush=True)
 """
 
 
-def _new_fragments(uri: str, committed: int) -> int:
-    folder = Path(uri) / "data" / "__fragments"
+def _new_fragments(uri: str, committed: int, array: str = layout.DATA) -> int:
+    folder = Path(uri) / array / "__fragments"
     return sum(1 for p in folder.iterdir() if int(p.name.split("_")[2]) > committed)
 
 
@@ -128,7 +137,13 @@ def test_sigkill_mid_ingest_leaves_dataset_unchanged_and_rerun_succeeds(
         stderr=subprocess.PIPE,
     ) as proc:
         deadline = time.monotonic() + 120
-        while _new_fragments(store.uri, committed) < 2:
+        while (
+            min(
+                _new_fragments(store.uri, committed),
+                _new_fragments(store.uri, committed, layout.FEDNODE_GENOTYPES),
+            )
+            < 2
+        ):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "ingest wrote no fragment in time"
             time.sleep(0.05)
@@ -136,33 +151,38 @@ def test_sigkill_mid_ingest_leaves_dataset_unchanged_and_rerun_succeeds(
         proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     assert _new_fragments(store.uri, committed) >= 2  # partial work is on disk...
+    assert _new_fragments(store.uri, committed, layout.FEDNODE_GENOTYPES) >= 2
     reopened = TileDBVCFStore.open(store.uri)
     assert snapshot(reopened, keys) == before  # ...and invisible
     summary = reopened.ingest([big])  # the re-run cleans up and succeeds
     assert summary.records == 3000 and len(summary.samples_added) == 80
+    snapshot(TileDBVCFStore.open(store.uri), keys)  # both record paths agree again
     sh(f"tabix -f -p vcf {base_vcf} && tabix -f -p vcf {big}")
     merged = tmp_path / "merged.vcf.gz"
     sh(f"bcftools merge -m none {base_vcf} {big} -Oz -o {merged}")
     assert assert_stats_match(TileDBVCFStore.open(store.uri), fill_tags_truth(merged)) > 1000
 
 
+@pytest.mark.parametrize("failing_array", [layout.DATA, layout.FEDNODE_GENOTYPES])
 def test_disk_error_is_an_ingest_error_and_changes_nothing(
     tmp_path: Path,
     base: tuple[TileDBVCFStore, Path, list[AlleleKey]],
     monkeypatch: pytest.MonkeyPatch,
+    failing_array: str,
 ) -> None:
-    """A failing write (here: the data array's fragment write) names the input, rolls back."""
-    from node.store import layout
-
+    """A failing fragment write (any third write, or `fednode_genotypes`' after `data`'s)
+    names the input and rolls back."""
     store, _, keys = base
     before = snapshot(store, keys)
     vcf = write_vcf(tmp_path / "more.vcf.gz", ["M1", "M2"], cohort_rows(2, seed=13))
     real = layout.write_columns
     calls = {"n": 0}
 
-    def failing(array: object, columns: object, **options: bool) -> str | None:
+    def failing(array: tiledb.Array, columns: object, **options: bool) -> str | None:
         calls["n"] += 1
-        if calls["n"] == 3:
+        # the third write of any array (as before), or the first of fednode_genotypes
+        hit = calls["n"] == 3 if failing_array == layout.DATA else array.uri.endswith(failing_array)
+        if hit:
             raise OSError(28, "No space left on device")
         return real(array, columns, **options)  # type: ignore[arg-type]
 
