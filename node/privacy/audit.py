@@ -3,9 +3,11 @@
 Each entry records who asked (the pseudonymous requester id, never a token), which
 datasets, the query, the granularity returned, the counts reported, the budget charged,
 a timestamp and the request id. Entries carry a sequence number, `prev` (the previous
-entry's hash; 64 zeros for the first) and `hash` (sha256 of the entry's canonical JSON
-without `hash`). A sidecar `<log>.head` holds the last sequence number and hash, so that
-cutting entries off the end is detected too.
+entry's hash; 64 zeros for the first) and `hash`: sha256 of the entry's compact JSON with
+sorted keys and without `hash`, which is exactly the line as written minus its last member
+`"hash":"..."` (so anyone can check a line with `sha256` and no JSON library of ours).
+A sidecar `<log>.head` holds the last sequence number and hash, so that cutting entries
+off the end is detected too.
 
 `verify(path)` recomputes everything and reports each problem with its line: `edited`
 (content or chain changed), `removed` (sequence numbers missing), `reordered`,
@@ -21,9 +23,11 @@ rotated or edited file) makes the head be read back from the file, so entries of
 processes still chain. The `.head` record is rewritten in place (one fixed-width `pwrite`
 to a descriptor kept open, reopened if the file was replaced) after the log's write and
 fsync; it is not fsync'd itself, so after a power loss it can lag the log by the last
-batches, which `verify` reports as a mismatch at the log's end. Each line is the entry's
-canonical JSON with `hash` added last. Methods block; servers append through
-node/privacy/audit_queue.py (one thread hop per batch) or call `append` off the event loop.
+batches, which `verify` reports as a mismatch at the log's end. Each line is the hashed
+JSON with `hash` added last (lines written before orjson serialised the log are checked
+against the standard library's form, which spells some floats differently). Methods
+block; servers append through node/privacy/audit_queue.py (one thread hop per batch) or
+call `append` off the event loop.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -39,6 +44,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+
+import orjson
 
 from node.config import AuditSettings
 from node.errors import Unavailable
@@ -70,29 +77,45 @@ class AuditReport:
         return {p.kind for p in self.problems}
 
 
-def _canonical(entry: Mapping[str, Any]) -> bytes:
+_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+_HASH_TAIL = re.compile(rb',"hash":"([0-9a-f]{64})"\}$')
+
+
+def _body(entry: Mapping[str, Any]) -> bytes:
+    """The bytes an entry's hash covers: compact JSON, keys sorted, without `hash`."""
+    return orjson.dumps(entry, option=_SORTED)
+
+
+def _legacy_body(entry: Mapping[str, Any]) -> bytes:
+    """The same for entries written before the log was serialised with orjson (the
+    standard library's compact sorted JSON; floats can be spelt differently)."""
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def entry_hash(entry: Mapping[str, Any]) -> str:
-    return hashlib.sha256(_canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+def line_hash(line: bytes) -> str | None:
+    """The hash of a written line as its writer computed it: sha256 of the line without its
+    trailing `"hash"` member (a line is `body` with `,"hash":"..."}` in place of `}`), so
+    checking it needs no re-serialisation. None: the line does not end that way."""
+    found = _HASH_TAIL.search(line)
+    if found is None:
+        return None
+    return hashlib.sha256(line[: found.start()] + b"}").hexdigest()
 
 
-_stamp: tuple[int, str] = (-1, "")  # the last millisecond formatted, and its text
+_stamp: tuple[int, str] = (-1, "")  # the last second formatted, and its text
 
 
 def _now() -> str:
-    """UTC now as ISO 8601 to the millisecond; formatted once per millisecond (many entries
-    share one under load). A tuple is replaced whole, so threads see a consistent pair."""
+    """UTC now as ISO 8601 to the millisecond; the date and time are formatted once per
+    second (many entries share one under load), the milliseconds per call. A tuple is
+    replaced whole, so threads see a consistent pair."""
     global _stamp
-    ms = time.time_ns() // 1_000_000
-    last_ms, text = _stamp
-    if ms != last_ms:
-        seconds, millis = divmod(ms, 1000)
-        text = datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000).isoformat(
-            timespec="milliseconds")
-        _stamp = (ms, text)
-    return text
+    seconds, millis = divmod(time.time_ns() // 1_000_000, 1000)
+    last, text = _stamp
+    if seconds != last:
+        text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _stamp = (seconds, text)
+    return f"{text}.{millis:03d}+00:00"
 
 
 def entry(
@@ -216,7 +239,7 @@ class AuditLog:
             record["prev"] = digest
             # One serialisation: the line is the canonical form with the hash added last
             # (verify reads lines as JSON and hashes them canonically without it).
-            body = _canonical(record)
+            body = _body(record)
             record["hash"] = digest = hashlib.sha256(body).hexdigest()
             lines.append(b'%s,"hash":"%s"}\n' % (body[:-1], digest.encode()))
         self._tail = None  # unknown until the write is complete
@@ -315,8 +338,11 @@ def verify(path: Path) -> AuditReport:
     return AuditReport(len(entries), tuple(problems))
 
 
-def _parse(lines: list[bytes], problems: list[Problem]) -> list[tuple[int, dict[str, Any]]]:
-    entries: list[tuple[int, dict[str, Any]]] = []
+_Parsed = tuple[int, dict[str, Any], bytes]  # line number, entry, the line's bytes
+
+
+def _parse(lines: list[bytes], problems: list[Problem]) -> list[_Parsed]:
+    entries: list[_Parsed] = []
     for number, line in enumerate(lines, start=1):
         try:
             entry = json.loads(line)
@@ -326,16 +352,25 @@ def _parse(lines: list[bytes], problems: list[Problem]) -> list[tuple[int, dict[
         if not valid:
             problems.append(Problem(number, "malformed", "not a log entry"))
             continue
-        entries.append((number, entry))
+        entries.append((number, entry, line))
     return entries
 
 
-def _check_chain(entries: list[tuple[int, dict[str, Any]]]) -> list[Problem]:
+def _hash_ok(entry: dict[str, Any], line: bytes) -> bool:
+    stated = entry.get("hash")
+    if stated == line_hash(line):
+        return True
+    # Written by an older version: its line was the stdlib's canonical JSON.
+    without = {k: v for k, v in entry.items() if k != "hash"}
+    return stated == hashlib.sha256(_legacy_body(without)).hexdigest()
+
+
+def _check_chain(entries: list[_Parsed]) -> list[Problem]:
     problems: list[Problem] = []
     prev_hash, prev_seq, prev_line = GENESIS, -1, 0
-    for line, entry in entries:
+    for line, entry, raw in entries:
         seq = entry["seq"]
-        if entry.get("hash") != entry_hash(entry):
+        if not _hash_ok(entry, raw):
             problems.append(Problem(line, "edited", "entry does not match its hash"))
         if seq <= prev_seq:
             problems.append(Problem(line, "reordered", f"seq {seq} after {prev_seq}"))
@@ -349,7 +384,7 @@ def _check_chain(entries: list[tuple[int, dict[str, Any]]]) -> list[Problem]:
     return problems
 
 
-def _check_head(path: Path, entries: list[tuple[int, dict[str, Any]]]) -> list[Problem]:
+def _check_head(path: Path, entries: list[_Parsed]) -> list[Problem]:
     head_path = path.with_name(path.name + ".head")
     last_line = entries[-1][0] if entries else 0
     try:

@@ -123,14 +123,16 @@ class Ledger:
         records is not charged, whatever granularity it asked for: it could read them.
         """
         priced_at = Granularity.RECORD if entitled is Granularity.RECORD else granularity
-        guarded = self.gate.guard(n, people=people, upper=individuals or None,
-                                  granularity=priced_at, alleles=len(alleles))
-        charge = self.gate.price(alleles, priced_at, individuals, guarded, people=people)
-        if self.defer_charges and self.gate.needs_store(charge):
-            raise ChargeDeferred
-        self.gate.spend(self.requester, charge)
-        self.llr += charge.llr
-        self.epsilon += charge.epsilon
+        gate = self.gate
+        guarded = gate.guard(n, people=people, upper=individuals or None,
+                             granularity=priced_at, alleles=len(alleles))
+        if gate.charging:  # without a budget nothing is charged, so nothing is priced
+            charge = gate.price(alleles, priced_at, individuals, guarded, people=people)
+            if self.defer_charges and gate.needs_store(charge):
+                raise ChargeDeferred
+            gate.spend(self.requester, charge)
+            self.llr += charge.llr
+            self.epsilon += charge.epsilon
         self.counts[dataset_id] = _count_entry(guarded)
         return guarded
 
@@ -187,6 +189,11 @@ class DisclosureGate:
             else None
         )
         return cls(privacy, budget=budget, audit=audit)
+
+    @property
+    def charging(self) -> bool:
+        """Whether answers are charged to a budget (else they are not priced either)."""
+        return self._budget is not None
 
     def ledger(self, principal: Principal, client_address: str | None) -> Ledger:
         return Ledger(self, requester_key(principal, client_address))

@@ -229,3 +229,35 @@ def test_close_then_append_reopens_head(log: AuditLog) -> None:
     log.close()
     _fill(log, 1)
     assert verify(log.path).ok
+
+
+def test_line_hash_is_sha256_of_the_line_without_its_hash(log: AuditLog) -> None:
+    # An auditor needs only sha256: the hash covers the line's bytes minus `,"hash":...`.
+    _fill(log, 3)
+    for line in _lines(log):
+        stated = json.loads(line)["hash"]
+        body, tail = line.rsplit(',"hash":', 1)
+        assert tail == f'"{stated}"}}'
+        assert hashlib.sha256((body + "}").encode()).hexdigest() == stated
+
+
+def test_log_written_in_the_stdlib_form_still_verifies(log: AuditLog) -> None:
+    # Lines of older versions: the standard library's JSON, whose floats (1e-05) orjson
+    # spells differently (0.00001); the chain must still verify, and edits still show.
+    prev = audit.GENESIS
+    lines = []
+    for seq in range(3):
+        entry = {"seq": seq, "prev": prev, "ts": "2026-11-23T10:00:00.000+00:00",
+                 "budget": {"llr": 1e-05 * (seq + 1)}, "requester": "sub:abc"}
+        canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+        prev = hashlib.sha256(canonical.encode()).hexdigest()
+        lines.append(json.dumps({**entry, "hash": prev}, sort_keys=True, separators=(",", ":")))
+    _write(log, lines)
+    log.head_path.write_text(json.dumps({"seq": 2, "hash": prev}))
+    assert verify(log.path).ok
+    _write(log, [lines[0], lines[1].replace("2e-05", "3e-05"), lines[2]])
+    assert "edited" in verify(log.path).kinds()
+    # And new entries chain onto the old ones.
+    _write(log, lines)
+    _fill(log, 2)
+    assert verify(log.path).ok
