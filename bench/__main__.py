@@ -1,5 +1,5 @@
-"""`python -m bench [--quick | --full] [--samples N] [--length BP] [--workdir DIR]`
-or `python -m bench --region STORE BCF LENGTH`."""
+"""`python -m bench [--quick | --full] [--samples N] [--length BP] [--workdir DIR]`,
+`python -m bench --region STORE BCF LENGTH` or `python -m bench --genotypes-cost VCF`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.store_bench import Sizes, region_bench, run_all
+from bench.store_bench import Sizes, genotypes_cost_bench, region_bench, run_all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", nargs=3, metavar=("STORE", "BCF", "LENGTH"),
                         help="only (b)'s region read, on an existing store and its indexed "
                              "BCF (contig 1 of LENGTH bp)")
+    parser.add_argument("--genotypes-cost", type=Path, metavar="VCF",
+                        help="only the ingest of VCF with and without fednode_genotypes")
     args = parser.parse_args(argv)
+    if args.genotypes_cost is not None:
+        with tempfile.TemporaryDirectory(prefix="fednode-bench-") as tmp:
+            genotypes_cost_bench(args.genotypes_cost, Path(tmp))
+        return 0
     if args.region is not None:
         store, bcf, length = args.region
         region_bench(store, Path(bcf), min(Sizes.default().region_bp, int(length)), int(length))

@@ -6,7 +6,8 @@
 (b) allele-statistics lookup latency (p50/p99, one key per call) and a 1 Mb region (or
     the whole cohort when shorter) of records for all samples, read into genotype
     matrices, beside `bcftools view -r` (-Ou and -Ov) on an indexed BCF;
-(c) count-query latency on cohorts of 100, 1,000 and 10,000 samples (should stay flat).
+(c) count-query latency on cohorts of 100, 1,000 and 10,000 samples (should stay flat);
+(a2) what `fednode_genotypes` costs at ingest: the same file ingested with and without it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from node.domain import AlleleKey, Region, normalize_contig
 from node.store.base import VariantStore
 from node.synth import generate_cohort
 
-__all__ = ["Sizes", "run_all"]
+__all__ = ["Sizes", "genotypes_cost_bench", "region_bench", "run_all"]
 
 LOOKUPS = 1_000
 SEED = 2026
@@ -102,7 +103,8 @@ _INGEST = """
 import sys
 from pathlib import Path
 from node.store.tiledbvcf import TileDBVCFStore
-store = TileDBVCFStore.create(sys.argv[1], assembly="GRCh38")
+genotypes = len(sys.argv) < 4 or sys.argv[3] == "genotypes"
+store = TileDBVCFStore.create(sys.argv[1], assembly="GRCh38", genotypes=genotypes)
 store.ingest([Path(sys.argv[2])])
 store.close()
 """
@@ -121,6 +123,27 @@ def ingest_bench(vcf: Path, store_uri: str, work: Path) -> Path:
     print(f"    bcftools view -Ob: {base_s:.1f} s, peak RSS {base_rss / 2**20:.0f} MiB; "
           f"ratio {ours_s / base_s:.2f}x (target <= 3x, RSS <= 1.5 GB)")
     return bcf
+
+
+def genotypes_cost_bench(vcf: Path, work: Path, runs: int = 3) -> tuple[float, float]:
+    """Ingest wall time (median of `runs`, interleaved) with and without `fednode_genotypes`."""
+    import shutil
+
+    times: dict[str, list[float]] = {"genotypes": [], "data-only": []}
+    rss: dict[str, int] = {}
+    for k in range(runs):
+        for mode in times:
+            uri = work / f"cost-{mode}-{k}.tdb"
+            seconds, peak = _child([sys.executable, "-c", _INGEST, str(uri), str(vcf), mode])
+            times[mode].append(seconds)
+            rss[mode] = max(rss.get(mode, 0), peak)
+            shutil.rmtree(uri)
+    with_array, without = (statistics.median(times[m]) for m in times)
+    print(f"(a2) ingest of {vcf.name}, medians of {runs}: "
+          f"with fednode_genotypes {with_array:.1f} s "
+          f"(peak RSS {rss['genotypes'] / 2**20:.0f} MiB), without {without:.1f} s "
+          f"({rss['data-only'] / 2**20:.0f} MiB); cost {with_array / without - 1:+.1%}")
+    return with_array, without
 
 
 def _keys(vcf: Path, n: int) -> list[AlleleKey]:
@@ -196,12 +219,23 @@ def region_bench(store_uri: str, bcf: Path, width: int, length: int, runs: int =
         plain.append(_timed(f"bcftools view -Ou -r {where} {bcf} > /dev/null"))
         text.append(_timed(f"bcftools view -Ov -r {where} {bcf} > /dev/null"))
     m, mu, mv = statistics.median(ours), statistics.median(plain), statistics.median(text)
+    source = "fednode_genotypes" if _reads_genotypes_array(store_uri) else "data"
     print(f"(b) region {where} ({width / 1e6:g} Mb), all samples: {n} records, {cells} calls; "
           f"medians of {runs} runs")
-    print(f"    fednode genotype_batches (columnar): {m:.2f} s")
+    print(f"    fednode genotype_batches (columnar, from {source}): {m:.3f} s")
     print(f"    bcftools view -r -Ou: {mu:.3f} s (ratio {m / mu:.1f}x); "
           f"-Ov: {mv:.3f} s (ratio {m / mv:.1f}x); target <= 1x")
     return m
+
+
+def _reads_genotypes_array(store_uri: str) -> bool:
+    from node.store.tiledbvcf import TileDBVCFStore
+
+    store = TileDBVCFStore.open(store_uri)
+    try:
+        return store.reads_genotypes_array
+    finally:
+        store.close()
 
 
 def _timed(cmd: str) -> float:

@@ -241,7 +241,7 @@ def _site(contig: str, source: str, key: _Key, infos: dict[bytes, dict[str, obje
         ref=names[0],
         alts=tuple(names[1:]),
         ids=() if text in ("", ".") else tuple(text.split(";")),
-        qual=None if isinstance(qual, str) else qual,
+        qual=qual if isinstance(qual, float) else None,
         filters=tuple(filters.decode(errors="replace").split(";")) if filters else (),
         info=fields,
         source_contig=source,

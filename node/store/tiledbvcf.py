@@ -15,6 +15,7 @@ records (tests/store/test_genotypes_array.py).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -83,8 +84,15 @@ class TileDBVCFStore:
 
     @classmethod
     def create(
-        cls, uri: str, *, assembly: str = "GRCh38", tiledb_config: Mapping[str, str] | None = None
+        cls,
+        uri: str,
+        *,
+        assembly: str = "GRCh38",
+        tiledb_config: Mapping[str, str] | None = None,
+        genotypes: bool = True,
     ) -> TileDBVCFStore:
+        """An empty dataset; `genotypes=False` leaves `fednode_genotypes` empty for good
+        (region records then read `data`, as on TileDB-VCF's datasets: smaller, slower)."""
         ctx = _ctx(tiledb_config)
         if tiledb.object_type(uri, ctx=ctx) is not None:
             raise Conflict(f"a dataset already exists at {uri}")
@@ -101,7 +109,7 @@ class TileDBVCFStore:
                 group.add(name, name=name, relative=True)
             group.meta["dataset_type"] = "vcf"
             group.meta[COMMITTED] = t0
-            state = DatasetState(t0, (), assembly, {}, aggregate=True, genotypes=True)
+            state = DatasetState(t0, (), assembly, {}, aggregate=True, genotypes=genotypes)
             group.meta[STATE] = state.dump()
         return cls(uri, ctx, tiledb_config)
 
@@ -142,6 +150,11 @@ class TileDBVCFStore:
     @property
     def assembly(self) -> str:
         return self._state.assembly
+
+    @property
+    def reads_genotypes_array(self) -> bool:
+        """Whether region records come from `fednode_genotypes` (else from `data`)."""
+        return self._state.genotypes
 
     def contigs(self) -> tuple[str, ...]:
         return tuple(sorted(set(self._state.contigs.values()), key=_contig_order))
@@ -388,8 +401,13 @@ class TileDBVCFStore:
         contigs = {**state.contigs, **writer.contigs}
         samples = (*state.samples, *added)
         coverage = state.coverage or writer.wrote_coverage
-        new = DatasetState(
-            t_write, samples, assembly, contigs, state.aggregate, coverage, state.genotypes
+        new = dataclasses.replace(
+            state,
+            committed=t_write,
+            samples=samples,
+            assembly=assembly,
+            contigs=contigs,
+            coverage=coverage,
         )
         with tiledb.Group(self.uri, "w", ctx=self._ctx) as group:
             group.meta[COMMITTED] = t_write
@@ -402,16 +420,7 @@ class TileDBVCFStore:
     def _write_group_state(self, committed: int) -> None:
         with tiledb.Group(self.uri, "w", ctx=self._ctx) as group:
             group.meta[COMMITTED] = committed
-            state = self._state
-            group.meta[STATE] = DatasetState(
-                committed,
-                state.samples,
-                state.assembly,
-                state.contigs,
-                state.aggregate,
-                state.coverage,
-                state.genotypes,
-            ).dump()
+            group.meta[STATE] = dataclasses.replace(self._state, committed=committed).dump()
 
 
 def _thread_config(threads: int) -> dict[str, str]:
