@@ -10,6 +10,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from node.errors import InvalidRange
 from node.names import VariantType
@@ -30,6 +31,7 @@ _CHR_PREFIX = re.compile(r"^chr", re.IGNORECASE)
 _MITO = {"M", "MT"}
 
 
+@lru_cache(maxsize=1024)  # bounded: contig names come from requests
 def normalize_contig(name: str) -> str:
     """The node's canonical contig name: no `chr` prefix, mitochondrion as `MT`.
 
@@ -190,7 +192,7 @@ class Principal:
 
     @classmethod
     def anonymous(cls) -> Principal:
-        return cls(None, None, False, frozenset(), None)
+        return _ANONYMOUS  # immutable: one instance serves every anonymous request
 
     @property
     def is_anonymous(self) -> bool:
@@ -207,3 +209,6 @@ class Principal:
         # A NUL separator: neither iss nor sub can make two pairs collide.
         raw = f"{self.issuer}\x00{self.subject}".encode()
         return "sub:" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+_ANONYMOUS = Principal(None, None, False, frozenset(), None)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
 from typing import Any
 
 from node.beacon.annotations import GeneIndex
@@ -57,17 +56,21 @@ class Context:
     ledger: Ledger | None = None  # this request's privacy gate (guard, budget, audit)
     planner: Planner | None = None  # shared by the node's requests (plans of anonymous)
 
-    @cached_property
+    # Computed on first use and kept (not functools.cached_property: on Python 3.11 it
+    # takes a lock per first access, measurable once per request).
+    @property
     def store_ids(self) -> frozenset[str]:
-        return frozenset(self.registry.ids())
-
-    @cached_property
-    def _all_ids(self) -> tuple[str, ...]:
-        extra = self.catalog.dataset_ids() if self.catalog is not None else ()
-        return tuple(sorted(self.store_ids | set(extra)))
+        found: frozenset[str] | None = self.__dict__.get("_store_ids")
+        if found is None:
+            found = self.__dict__["_store_ids"] = frozenset(self.registry.ids())
+        return found
 
     def dataset_ids(self) -> tuple[str, ...]:
-        return self._all_ids
+        found: tuple[str, ...] | None = self.__dict__.get("_all_ids")
+        if found is None:
+            extra = self.catalog.dataset_ids() if self.catalog is not None else ()
+            found = self.__dict__["_all_ids"] = tuple(sorted(self.store_ids | set(extra)))
+        return found
 
 
 def _plan(ctx: Context, req: BeaconRequest, *, force: Granularity | None = None) -> AccessPlan:

@@ -8,6 +8,7 @@ NC_000001.11 is GRCh38 (NCBI Assembly GCF_000001405.13 / GCF_000001405.26).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Final
 
@@ -68,6 +69,7 @@ def accession(assembly: str, contig: str) -> str | None:
     return None if table is None else table.get(normalize_contig(contig))
 
 
+@lru_cache(maxsize=4096)  # pure; bounded, as both come from requests (errors are not kept)
 def resolve_reference(name: str, assembly: str | None) -> tuple[str, str | None]:
     """(canonical contig, assembly implied by the name or given) for a `referenceName`.
 

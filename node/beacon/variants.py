@@ -320,10 +320,14 @@ def selector(
     by the region scan.
     """
     key = _exact_key(q) if by_stats else None
+    constrained = q is not None and (
+        q.variant_type is not None or q.min_length is not None or q.max_length is not None)
 
     def run(store: VariantStore) -> Iterator[Variant]:
         hit = _stats_variant(store, key) if key is not None else None
-        if hit is not None and q is not None and matches(q, hit):
+        # The lookup found exactly the queried position and bases: only a type or length
+        # bound can still reject it.
+        if hit is not None and q is not None and (not constrained or matches(q, hit)):
             yield hit
             return
         yield from _scan(q, genes)(store)

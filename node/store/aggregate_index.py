@@ -63,13 +63,14 @@ class ContigIndex:
     record_ids: tuple[tuple[str, ...], ...]  # VCF IDs of each allele
     source_contig: str  # the contig's name in the input
     reach: int  # the longest allele span: how far before a region an allele may start
+    names: tuple[str, ...]  # the interned strings by id (the inverse of `ids`)
 
     def variants_in(self, contig: str, region: Region) -> list[Variant]:
         """ALT alleles overlapping `region`, statistics not filled in (`lookup` does that)."""
         s, e = region.start, region.end - 1
         lo = int(self.pos.searchsorted(max(0, s - self.reach), side="left"))
         hi = int(self.pos.searchsorted(e, side="right"))
-        names = self._names()
+        names = self.names
         out = []
         for i in range(lo, hi):
             if self.end[i] < s:
@@ -79,12 +80,6 @@ class ContigIndex:
             out.append(Variant(contig, int(self.pos[i]), int(self.end[i]) + 1, ref, alt, kind,
                                ZERO_STATS, self.record_ids[i], self.source_contig))
         return out
-
-    def _names(self) -> list[str]:
-        names = [""] * len(self.ids)
-        for name, i in self.ids.items():
-            names[i] = name
-        return names
 
     def lookup(self, points: Sequence[Point]) -> list[AlleleStats | None]:
         return [self._one(*point) for point in points]
@@ -136,8 +131,12 @@ def build_contig_index(
     allele = ~site
     sources = rows["source_contig"]
     spans = end[allele] - pos[allele]
+    names = [""] * len(ids)
+    for name, i in ids.items():
+        names[i] = name
     return ContigIndex(
         ids=ids,
+        names=tuple(names),
         pos=pos[allele],
         ref=ref[allele],
         alt=alt[allele],
