@@ -228,6 +228,64 @@ def _bool(name: str, value: str) -> bool:
 
 def parse_get(query: Mapping[str, str], *, variants: bool) -> BeaconRequest:
     """A GET query string. `variants`: the endpoint takes genomicVariations parameters."""
+    if variants and _PLAIN_ALLELE.issuperset(query.keys()):
+        plain = _plain_allele_get(query)
+        if plain is not None:
+            return plain
+    return _parse_get(query, variants=variants)
+
+
+# The usual allele query (`referenceName`, `start`, bases; granularity, datasets): read
+# with a few checks inline instead of the general path's per-parameter calls. Whatever
+# is not plain (two starts, an unusual number, a value the general path rejects) goes
+# to the general path, which also words every error; both give equal requests
+# (tests/beacon/test_parse_plain.py).
+_PLAIN_ALLELE = frozenset(
+    {"referenceName", "start", "referenceBases", "alternateBases", "assemblyId",
+     "requestedGranularity", "includeResultsetResponses", "datasetIds"}
+)
+_INCLUDE = frozenset({"HIT", "MISS", "ALL", "NONE"})
+
+
+def _plain_text(value: str) -> str | None:
+    text = value.strip()
+    return text if 0 < len(text) <= _MAX_TEXT else None
+
+
+def _plain_allele_get(query: Mapping[str, str]) -> BeaconRequest | None:
+    get = query.get
+    name, start, alt = get("referenceName"), get("start"), get("alternateBases")
+    if name is None or start is None or alt is None or len(query.keys()) != len(set(query)):
+        return None
+    granularity = _GRANULARITIES.get(get("requestedGranularity", "boolean"))
+    include = get("includeResultsetResponses", "HIT")
+    if granularity is None or include not in _INCLUDE:
+        return None
+    datasets = _datasets(get("datasetIds"))  # checked before the variant, as the general path
+    start = start.strip()
+    if not (start.isascii() and start.isdigit()) or int(start) > MAX_COORD:
+        return None
+    ref = get("referenceBases")
+    if len(alt) > _MAX_BASES or not _BASES.match(alt) or (ref is not None and (
+            len(ref) > _MAX_BASES or not _BASES.match(ref))):
+        return None
+    assembly = get("assemblyId")
+    if assembly is not None and (assembly := _plain_text(assembly)) is None:
+        return None
+    contig = _plain_text(name)
+    if contig is None:
+        return None
+    contig, assembly = resolve_reference(contig, assembly)
+    params = {k: v for k, v in query.items() if k not in _COMMON_GET}
+    variant = VariantQuery(contig=contig, assembly=assembly, start=(int(start),),
+                           reference_bases=None if ref is None else ref.upper(),
+                           alternate_bases=alt.upper())
+    return BeaconRequest(granularity=granularity, include=include,  # type: ignore[arg-type]
+                         dataset_ids=datasets, variant=variant,
+                         parameters=params)
+
+
+def _parse_get(query: Mapping[str, str], *, variants: bool) -> BeaconRequest:
     known = _GET_VARIANTS if variants else _COMMON_GET
     if not known.issuperset(query.keys()):
         unknown = sorted(set(query) - known)
