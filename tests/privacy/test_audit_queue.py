@@ -61,3 +61,44 @@ async def test_a_failed_write_fails_every_waiter_of_its_batch(tmp_path: Path) ->
                                    return_exceptions=True)
     assert all(isinstance(r, Unavailable) for r in results)
     await queue.close()
+
+
+async def test_batches_linger_under_concurrency_but_a_lone_entry_does_not_wait(
+    tmp_path: Path,
+) -> None:
+    # A quick disk: without lingering, a stream of concurrent requests would be written
+    # one or two entries per batch (each batch a fixed cost in system calls).
+    class Quick(AuditLog):
+        def __init__(self, path: Path) -> None:
+            super().__init__(path, fsync=False)
+            self.batches: list[int] = []
+
+        def append_records(self, records: Sequence[dict[str, Any]]) -> None:
+            self.batches.append(len(records))
+            super().append_records(records)
+
+    async def stream(queue: AuditQueue, k: int) -> None:
+        await asyncio.sleep(0.0003 * k)  # streams out of step, as independent clients
+        for i in range(1000 * k, 1000 * k + 40):
+            await queue.append(_entry(i))
+            await asyncio.sleep(0.0002 * (1 + k % 3))
+
+    counts = {}
+    for linger in (0.0, 0.005):
+        log = Quick(tmp_path / f"audit-{linger}.jsonl")
+        queue = AuditQueue(log, linger_s=linger)
+        await asyncio.gather(*(stream(queue, k) for k in range(8)))
+        await queue.close()
+        assert sum(log.batches) == 320 and verify(log.path).ok
+        counts[linger] = len(log.batches)
+    # Lingering, nearly every batch holds all 8 clients' entries (closed-loop clients
+    # never have more than one entry waiting each); without it, fewer per batch.
+    assert 320 / counts[0.005] >= 6 and counts[0.005] < counts[0.0], counts
+
+    # Alone (the previous batch held one entry): written at once, no linger.
+    log = Quick(tmp_path / "alone.jsonl")
+    queue = AuditQueue(log, linger_s=5.0)
+    for i in range(3):
+        await asyncio.wait_for(queue.append(_entry(i)), timeout=2.0)
+    await queue.close()
+    assert log.batches == [1, 1, 1]
