@@ -45,12 +45,17 @@ def pack_calls(rec: ParsedRecord) -> tuple[int, bytes, bytes, bytes]:
     the rest NO_ALLELE; phased only with two or more slots.
     """
     gt = rec.gt
-    width = (gt != NO_ALLELE).sum(axis=1)
-    slots = np.arange(gt.shape[1])[None, :] < width[:, None]
-    alleles = np.where(slots, np.where(gt >= 0, gt, MISSING), NO_ALLELE)
+    if gt.size and int(gt.min()) >= MISSING:  # every call of full ploidy: codes as parsed
+        alleles = gt
+        phase = rec.phased if gt.shape[1] > 1 else np.zeros(len(gt), dtype=bool)
+    else:
+        width = (gt != NO_ALLELE).sum(axis=1)
+        slots = np.arange(gt.shape[1])[None, :] < width[:, None]
+        alleles = np.where(slots, np.where(gt >= 0, gt, MISSING), NO_ALLELE)
+        phase = np.asarray(rec.phased, dtype=bool) & (width > 1)
     wide = alleles.size > 0 and int(alleles.max()) > 127
     codes = alleles.astype("<i2" if wide else np.int8).tobytes()
-    phased = np.packbits(rec.phased.astype(bool) & (width > 1)).tobytes()
+    phased = np.packbits(phase).tobytes()
     shape = gt.shape[1] | (WIDE if wide else 0)
     return shape, codes, phased, _format_blobs(rec.fmt)
 
