@@ -180,9 +180,10 @@ def _variants(ctx: Context, entry: EntryType, req: BeaconRequest, entry_id: str 
     if unknown:
         samples = {}
     access = _plan(ctx, req)
+    stored = tuple(a for a in access.datasets if a.id in ctx.store_ids)
     found = search_variants(
-        ctx.registry, replace(access, datasets=tuple(
-            a for a in access.datasets if a.id in ctx.store_ids)),
+        ctx.registry, access if len(stored) == len(access.datasets) else replace(
+            access, datasets=stored),
         selector(query, ctx.genes, by_stats=access.granularity is not Granularity.RECORD),
         ctx.principal,
         assembly=query.assembly if query else None, samples=samples,
