@@ -57,8 +57,11 @@ def serve_bare(port: int) -> None:
         return web.json_response({"meta": {"beaconId": "bare"}, "responseSummary": {
             "exists": True, "numTotalResults": 1}})
 
+    from node.web.serve import tune_gc
+
     app = web.Application()
     app.router.add_get("/api/g_variants", handler)
+    app.on_startup.append(tune_gc)  # as the node's server does: the same process tuning
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: None)
 
 
@@ -78,6 +81,7 @@ def serve_node(port: int, store_kind: str, work: Path, *, audit: bool = True,
     from node.names import Granularity, SecurityLevel
     from node.store.registry import DatasetRegistry
     from node.web.app import create_app
+    from node.web.serve import tune_gc
 
     store = _open_store(store_kind, work)
     # Each server starts with no charges: the budget store sums a requester's charges per
@@ -91,6 +95,7 @@ def serve_node(port: int, store_kind: str, work: Path, *, audit: bool = True,
         privacy=_privacy(budget), audit={"enabled": audit})
     app = create_app(settings, registry_factory=lambda s: DatasetRegistry(
         s, opener=lambda _: store, lister=lambda: [DATASET]))
+    app.on_startup.append(tune_gc)  # as `fednode serve`
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: None)
 
 

@@ -348,10 +348,13 @@ def _envelope(
 
 def serve_aggregator(settings: Settings, peers: PeersFile) -> None:
     from node.logs import setup_logging
+    from node.web.serve import tune_gc
 
     setup_logging(settings.server.log_level)
+    app = create_aggregator_app(settings, peers)
+    app.on_startup.append(tune_gc)
     web.run_app(
-        create_aggregator_app(settings, peers),
+        app,
         host=settings.server.host,
         port=settings.server.port,
         access_log=None,
