@@ -205,6 +205,8 @@ def _page_records(
     store: VariantStore, page: Sequence[Variant]
 ) -> dict[AlleleKey, tuple[Record, ...]]:
     """The records of a page of variants, read in one pass per contig."""
+    if not page:
+        return {}
     out: dict[AlleleKey, list[Record]] = {v.key: [] for v in page}
     for contig in {v.contig for v in page}:
         starts = [v.start for v in page if v.contig == contig]

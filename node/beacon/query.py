@@ -195,6 +195,8 @@ def _variants(ctx: Context, entry: EntryType, req: BeaconRequest, entry_id: str 
 
 
 def _variant_set(ctx: Context, found: DatasetVariants, *, case_skip: int) -> dict[str, Any]:
+    if not found.variants:  # boolean and count answers carry no records
+        return result_set(found.dataset.id, found.count.value, [], **_precision(found.count))
     store = ctx.registry.store(found.dataset.id)
     catalog = ctx.catalog
 
