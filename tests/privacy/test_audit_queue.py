@@ -21,15 +21,17 @@ def _entry(i: int) -> dict[str, Any]:
 
 
 class Recording(AuditLog):
-    """Counts batches; each waits a little (a disk's flush), so others queue meanwhile."""
+    """Counts batches; each waits `flush_s` (a disk's flush), so others queue meanwhile."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, flush_s: float = 0.01) -> None:
         super().__init__(path, fsync=False)
         self.batches: list[int] = []
+        self._flush_s = flush_s
 
     def append_records(self, records: Sequence[dict[str, Any]]) -> None:
         self.batches.append(len(records))
-        threading.Event().wait(0.01)
+        if self._flush_s:
+            threading.Event().wait(self._flush_s)
         super().append_records(records)
 
 
@@ -68,15 +70,6 @@ async def test_batches_linger_under_concurrency_but_a_lone_entry_does_not_wait(
 ) -> None:
     # A quick disk: without lingering, a stream of concurrent requests would be written
     # one or two entries per batch (each batch a fixed cost in system calls).
-    class Quick(AuditLog):
-        def __init__(self, path: Path) -> None:
-            super().__init__(path, fsync=False)
-            self.batches: list[int] = []
-
-        def append_records(self, records: Sequence[dict[str, Any]]) -> None:
-            self.batches.append(len(records))
-            super().append_records(records)
-
     async def stream(queue: AuditQueue, k: int) -> None:
         await asyncio.sleep(0.0003 * k)  # streams out of step, as independent clients
         for i in range(1000 * k, 1000 * k + 40):
@@ -85,7 +78,7 @@ async def test_batches_linger_under_concurrency_but_a_lone_entry_does_not_wait(
 
     counts = {}
     for linger in (0.0, 0.005):
-        log = Quick(tmp_path / f"audit-{linger}.jsonl")
+        log = Recording(tmp_path / f"audit-{linger}.jsonl", flush_s=0)
         queue = AuditQueue(log, linger_s=linger)
         await asyncio.gather(*(stream(queue, k) for k in range(8)))
         await queue.close()
@@ -96,7 +89,7 @@ async def test_batches_linger_under_concurrency_but_a_lone_entry_does_not_wait(
     assert 320 / counts[0.005] >= 6 and counts[0.005] < counts[0.0], counts
 
     # Alone (the previous batch held one entry): written at once, no linger.
-    log = Quick(tmp_path / "alone.jsonl")
+    log = Recording(tmp_path / "alone.jsonl", flush_s=0)
     queue = AuditQueue(log, linger_s=5.0)
     for i in range(3):
         await asyncio.wait_for(queue.append(_entry(i)), timeout=2.0)
