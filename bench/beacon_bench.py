@@ -78,11 +78,16 @@ def serve_node(port: int, store_kind: str, work: Path, *, audit: bool = True,
     from aiohttp import web
 
     from node.config import BudgetSettings, DatasetSettings, Settings
+    from node.logs import setup_logging
     from node.names import Granularity, SecurityLevel
     from node.store.registry import DatasetRegistry
     from node.web.app import create_app
     from node.web.serve import tune_gc
 
+    # As `fednode serve`: JSON logs at INFO, a line per request (to a file here, not the
+    # terminal); the bare endpoint logs nothing, as a bare endpoint.
+    sys.stderr = (work / "node-bench.log").open("a", encoding="utf-8")
+    setup_logging("INFO")
     store = _open_store(store_kind, work)
     # Each server starts with no charges: the budget store sums a requester's charges per
     # answer, so charges left by earlier runs would slow the later ones.
