@@ -331,3 +331,26 @@ def test_tiledbvcf_and_older_fednode_datasets_read_data(tmp_path: Path, shared_d
     rows = matrix_rows(old.genotype_batches(Region("1", 0, 100_000)))
     assert rows == matrix_rows(old._data_batches(Region("1", 0, 100_000), None)) and rows
     assert old._genotype_reader is None
+
+
+def test_many_chunks_and_batches_give_the_same_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small TileDB buffers (many incomplete submits) and small batches (cut between
+    positions, the anchor window kept whole) change nothing but batch boundaries."""
+    from node.store import genotype_reader, tiledbvcf
+
+    store = TileDBVCFStore.create(str(tmp_path / "ds"))
+    store.ingest([_cohort(tmp_path, "a", ["S2", "S1"], records=400, seed=5)])
+    store.ingest([_cohort(tmp_path, "b", ["S3", "S1"], records=300, seed=6)], replace=True)
+    regions = [Region("1", 0, 100_000), Region("1", 2500, 9000), Region("1", 5001, 5002)]
+    whole = {r: matrix_rows(store.genotype_batches(r)) for r in regions}
+    monkeypatch.setattr(genotype_reader, "_BATCH_BYTES", 16)
+    monkeypatch.setattr(tiledbvcf, "READ_CONFIG", {"py.init_buffer_bytes": "2048"})
+    small = TileDBVCFStore.open(store.uri)
+    for region in regions:
+        batches = list(small.genotype_batches(region))
+        assert (
+            matrix_rows(batches) == whole[region] == matrix_rows(small._data_batches(region, None))
+        )
+        assert region.end - region.start < 10 or len(batches) > 3
