@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from node.errors import InvalidInput
 from node.store import layout
 from node.store.batch import MISSING, NO_ALLELE
 from node.store.vcfio import ParsedRecord
@@ -31,6 +32,7 @@ __all__ = ["GROUP_META", "GenotypeRows", "pack_calls"]
 
 GROUP_META = "samples_"
 WIDE = 128  # `shape` flag: int16 codes
+_MAX_INPUTS = 1 << 16  # inputs per ingest: the low bits of a group
 _NO_FIELDS = struct.pack("<I", 0)
 # contig, pos (anchor), real start, end, qual, alleles, id, filters, info, group, shape,
 # gt, phased, fmt
@@ -79,6 +81,8 @@ class GenotypeRows:
 
     def group(self, samples: Sequence[str]) -> int:
         """The group of the next input's records (its samples in input order)."""
+        if len(self.groups) >= _MAX_INPUTS:
+            raise InvalidInput(f"more than {_MAX_INPUTS} input files in one ingest")
         key = self.timestamp << 16 | len(self.groups)
         self.groups[key] = tuple(samples)
         return key
