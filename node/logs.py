@@ -21,7 +21,7 @@ class JsonFormatter(logging.Formatter):
 
     Serialised with orjson (values it cannot encode are written as `str(value)`); the
     date and time are formatted once per second. A server logs a line per request, so this
-    is on every request's path (docs/benchmarks.md (d6): ~50 µs a line before, ~12 after).
+    is on every request's path (docs/benchmarks.md (d6): ~50 µs a line before, ~19 after).
     """
 
     _second: tuple[int, str] = (-1, "")
