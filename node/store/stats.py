@@ -89,7 +89,8 @@ class StatsCollector:
         self.sign = sign
         self.keys: dict[FednodeKey, np.ndarray] = {}
         self.key_info: dict[FednodeKey, tuple[int, str, str]] = {}  # end, ids, source contig
-        self._last_site: dict[tuple[str, ...], tuple[tuple[str, int], np.ndarray]] = {}
+        self._last_site: dict[
+            tuple[str, ...], tuple[tuple[str, int], list[int] | np.ndarray]] = {}
         self.coverage = _Columns()
         self.variant_stats = VariantStatsRows()
         self.allele_count = _Columns()
@@ -287,13 +288,21 @@ class StatsCollector:
         position adds only what the first did not.
         """
         group = tuple(samples)
-        values = np.asarray(alleles, dtype=np.int64)
         last = self._last_site.get(group)
         same = last is not None and last[0] == (canonical, pos)
-        counted = last[1] if last is not None and same else np.zeros_like(values)
-        an = int(np.maximum(values - counted, 0).sum())
-        n_called = int(((counted == 0) & (values > 0)).sum())
-        self._last_site[group] = ((canonical, pos), np.maximum(values, counted))
+        if len(alleles) <= SMALL:  # plain Python: numpy's per-call cost dominates
+            now = [int(a) for a in alleles]
+            before = [int(c) for c in last[1]] if last is not None and same else [0] * len(now)
+            an = sum(max(v - c, 0) for v, c in zip(now, before, strict=True))
+            n_called = sum(1 for v, c in zip(now, before, strict=True) if c == 0 and v > 0)
+            seen: list[int] | np.ndarray = [max(v, c) for v, c in zip(now, before, strict=True)]
+        else:
+            values = np.asarray(alleles, dtype=np.int64)
+            counted = last[1] if last is not None and same else np.zeros_like(values)
+            an = int(np.maximum(values - counted, 0).sum())
+            n_called = int(((counted == 0) & (values > 0)).sum())
+            seen = np.maximum(values, counted)
+        self._last_site[group] = ((canonical, pos), seen)
         if an or n_called:
             self._key((canonical, pos, "", ""), [0, an, 0, 0, 0, n_called], (pos, ".", contig))
 

@@ -267,8 +267,15 @@ def _format_values(v: cyvcf2.Variant, key: str, htype: int, n: int) -> list[tupl
     return [(int(counts[i]), mat[i, : counts[i]].tobytes()) for i in range(n)]
 
 
+# Up to this many samples per record, GT blobs are packed per sample in Python: numpy's
+# per-call overhead made a 1-sample record's blob cost ~43 µs, half of parsing it.
+_SMALL_GT = 32
+
+
 def _gt_blobs(gt: np.ndarray, phased: np.ndarray) -> layout.VarChunk:
     """htslib GT codes: `(allele + 1) << 1`, phase bit on every allele after the first."""
+    if len(gt) <= _SMALL_GT:
+        return _gt_blobs_small(gt, phased)
     alleles = gt.astype(np.int32)
     codes = np.where(alleles >= 0, (alleles + 1) << 1, 0)
     if codes.shape[1] > 1:
@@ -288,3 +295,15 @@ def _gt_blobs(gt: np.ndarray, phased: np.ndarray) -> layout.VarChunk:
             for i, w in enumerate(widths)
         ]
     )
+
+
+def _gt_blobs_small(gt: np.ndarray, phased: np.ndarray) -> layout.VarChunk:
+    """`_gt_blobs` for a few samples, with the same bytes (tests/store/test_vcfio_gt.py)."""
+    cells = []
+    for alleles, is_phased in zip(gt.tolist(), phased.tolist(), strict=True):
+        width = sum(1 for a in alleles if a != -2)  # -2: htslib's vector end (lower ploidy)
+        codes = [(a + 1) << 1 if a >= 0 else 0 for a in alleles[:width]]
+        if is_phased:
+            codes[1:] = [c | 1 for c in codes[1:]]
+        cells.append(struct.pack(f"<{2 + width}i", layout.HT_INT, width, *codes))
+    return layout.VarChunk.of(cells)
