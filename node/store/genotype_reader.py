@@ -30,17 +30,22 @@ from node.store.batch import NO_ALLELE, FieldSource, GenotypeBatch, Site
 from node.store.columns import Block, Var
 from node.store.genotype_rows import GROUP_META, WIDE
 
-__all__ = ["READ_CONFIG", "GenotypeReader"]
+__all__ = ["BULK_READ", "BULK_SPAN", "SMALL_READ", "GenotypeReader"]
 
 _ATTRS = (
     "real_start", "end", "qual", "alleles", "id", "filters", "info", "group", "shape", "gt",
     "phased", "fmt",
 )  # fmt: skip
 _BATCH_BYTES = 32 << 20  # packed codes decoded per batch (a batch's matrix is about this)
-# tiledb-py's result buffers start at 10 MB per attribute, and each refill is a new submit
-# (3 for 1 Mb of 2,504 samples, 0.13 s against 0.055 s for one): the store opens the array
-# with this.
-READ_CONFIG = {"py.init_buffer_bytes": str(64 << 20)}
+# tiledb-py allocates its result buffers per attribute and query (10 MB each by default),
+# and each refill is a new submit (3 for 1 Mb of 2,504 samples, 0.13 s against 0.055 s for
+# one). Large regions are read with 64 MB buffers; small ones (one-site reads: Beacon
+# records, carriers of a variant, thousands per entry query) with 1 MB ones, as allocating
+# and freeing 12 x 64 MB per one-site read made them seconds-slow in aggregate. The store
+# opens the array once with each.
+BULK_READ = {"py.init_buffer_bytes": str(64 << 20)}
+SMALL_READ = {"py.init_buffer_bytes": str(1 << 20)}
+BULK_SPAN = 100_000  # bp from which a region is read with BULK_READ
 _Key = tuple[int, int, bytes, bytes, object, bytes, bytes]
 
 
@@ -57,8 +62,10 @@ class _Group:
 class GenotypeReader:
     """Records of a region of `fednode_genotypes` as `GenotypeBatch`es."""
 
-    def __init__(self, array: tiledb.Array) -> None:
+    def __init__(self, array: tiledb.Array, *, small: tiledb.Array | None = None) -> None:
+        """`array` opened with BULK_READ; `small` the same array with SMALL_READ."""
         self._array = array
+        self._small = small if small is not None else array
         self._gap = int(array.meta.get("anchor_gap", layout.ANCHOR_GAP))
         self._groups: dict[int, tuple[str, ...]] = {}
         for key in array.meta:
@@ -122,7 +129,8 @@ class GenotypeReader:
             yield from self._decode(source, Block.concat(pending), s, e, columns, plan)
 
     def _chunks(self, source: str, lo: int, hi: int, lock: Lock | None) -> Iterator[Block]:
-        query = self._array.query(attrs=_ATTRS, dims=["pos"], order="G", return_incomplete=True)
+        array = self._array if hi - lo >= BULK_SPAN else self._small
+        query = array.query(attrs=_ATTRS, dims=["pos"], order="G", return_incomplete=True)
         # As `records.BatchReader`: TileDB's own buffers per incomplete chunk, no objects.
         pyquery = getattr(query.multi_index[[source], slice(lo, hi)], "pyquery", None)
         if pyquery is None:

@@ -44,7 +44,7 @@ from node.store.dataset_state import (
     load_state,
     write_initial_metadata,
 )
-from node.store.genotype_reader import READ_CONFIG, GenotypeReader
+from node.store.genotype_reader import BULK_READ, SMALL_READ, GenotypeReader
 from node.store.ingest_checks import check_assembly, check_samples
 from node.store.ingest_writer import IngestWriter
 from node.store.records import BatchReader
@@ -130,15 +130,15 @@ class TileDBVCFStore:
             self._indexes.clear()
             self._genotype_reader = None
 
-    def _array(self, name: str) -> tiledb.Array:
-        array = self._arrays.get(name)
+    def _array(self, name: str, *, read_config: Mapping[str, str] | None = None) -> tiledb.Array:
+        """`name` opened at the committed timestamp (once per `read_config`, kept)."""
+        key = name if read_config is None else f"{name}?{sorted(read_config.items())}"
+        array = self._arrays.get(key)
         if array is None:
             uri = f"{self.uri}/{name}"
-            ctx = self._ctx
-            if name == layout.FEDNODE_GENOTYPES:
-                ctx = _ctx({**self._config, **READ_CONFIG})
+            ctx = self._ctx if read_config is None else _ctx({**self._config, **read_config})
             array = tiledb.open(uri, ctx=ctx, timestamp=self._state.committed)
-            self._arrays[name] = array
+            self._arrays[key] = array
         return array
 
     # --- VariantStore -------------------------------------------------------------------
@@ -278,8 +278,9 @@ class TileDBVCFStore:
         with self._lock:
             reader = self._genotype_reader
             if reader is None:
-                array = self._array(layout.FEDNODE_GENOTYPES)
-                reader = self._genotype_reader = GenotypeReader(array)
+                reader = self._genotype_reader = GenotypeReader(
+                    self._array(layout.FEDNODE_GENOTYPES, read_config=BULK_READ),
+                    small=self._array(layout.FEDNODE_GENOTYPES, read_config=SMALL_READ))
         columns = self._state.samples if samples is None else tuple(samples)
         yield from reader.batches(self._sources(region.contig), region, columns, lock=self._lock)
 

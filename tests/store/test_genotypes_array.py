@@ -346,7 +346,9 @@ def test_many_chunks_and_batches_give_the_same_records(
     regions = [Region("1", 0, 100_000), Region("1", 2500, 9000), Region("1", 5001, 5002)]
     whole = {r: matrix_rows(store.genotype_batches(r)) for r in regions}
     monkeypatch.setattr(genotype_reader, "_BATCH_BYTES", 16)
-    monkeypatch.setattr(tiledbvcf, "READ_CONFIG", {"py.init_buffer_bytes": "2048"})
+    tiny = {"py.init_buffer_bytes": "2048"}
+    monkeypatch.setattr(tiledbvcf, "BULK_READ", tiny)
+    monkeypatch.setattr(tiledbvcf, "SMALL_READ", tiny)
     small = TileDBVCFStore.open(store.uri)
     for region in regions:
         batches = list(small.genotype_batches(region))
