@@ -9,11 +9,12 @@ column does a name belong to.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 
-__all__ = ["Block", "Var", "name_columns"]
+__all__ = ["Block", "Var", "name_columns", "submitted_blocks"]
 
 _SHIFTS = 6  # distinct cell lengths compared by shifting the whole buffer
 _WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -244,3 +245,24 @@ def _keys(rows: np.ndarray) -> np.ndarray:
     for k in range(1, words.shape[1]):
         key = key * np.uint64(0x9E3779B97F4A7C15) ^ words[:, k]
     return key
+
+
+def submitted_blocks(
+    indexer: object, lock: AbstractContextManager[object] | None, *, start: str = "start_pos"
+) -> Iterator[Block]:
+    """The chunks of a tiledb-py `multi_index` query as Blocks, one per incomplete submit.
+
+    tiledb-py's public results are one Python object per var-size cell; its PyQuery hands
+    out the buffers themselves (data + byte offsets, fresh per submit). Each submit and the
+    taking of its buffers happen under `lock` (the store's: array handles are shared).
+    """
+    pyquery = getattr(indexer, "pyquery", None)
+    if pyquery is None:  # an empty subarray: tiledb-py builds no query
+        return
+    while True:
+        with lock if lock is not None else nullcontext():
+            pyquery.submit()
+            block = Block.of(pyquery.results(), start=start)
+        yield block
+        if not pyquery.is_incomplete:
+            return

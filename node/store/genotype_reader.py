@@ -27,7 +27,7 @@ import tiledb
 from node.domain import Region, normalize_contig
 from node.store import layout
 from node.store.batch import NO_ALLELE, FieldSource, GenotypeBatch, Site
-from node.store.columns import Block, Var
+from node.store.columns import Block, Var, submitted_blocks
 from node.store.genotype_rows import GROUP_META, WIDE
 
 __all__ = ["BULK_READ", "BULK_SPAN", "SMALL_READ", "GenotypeReader"]
@@ -131,21 +131,7 @@ class GenotypeReader:
     def _chunks(self, source: str, lo: int, hi: int, lock: Lock | None) -> Iterator[Block]:
         array = self._array if hi - lo >= BULK_SPAN else self._small
         query = array.query(attrs=_ATTRS, dims=["pos"], order="G", return_incomplete=True)
-        # As `records.BatchReader`: TileDB's own buffers per incomplete chunk, no objects.
-        pyquery = getattr(query.multi_index[[source], slice(lo, hi)], "pyquery", None)
-        if pyquery is None:
-            return
-        while True:
-            if lock is not None:
-                with lock:
-                    pyquery.submit()
-                    block = Block.of(pyquery.results(), start="pos")
-            else:
-                pyquery.submit()
-                block = Block.of(pyquery.results(), start="pos")
-            yield block
-            if not pyquery.is_incomplete:
-                return
+        yield from submitted_blocks(query.multi_index[[source], slice(lo, hi)], lock, start="pos")
 
     def _decode(
         self,

@@ -28,7 +28,7 @@ import tiledb
 from node.domain import Region, normalize_contig
 from node.store import layout
 from node.store.batch import NO_ALLELE, FieldSource, GenotypeBatch, Site
-from node.store.columns import Block, Var, name_columns
+from node.store.columns import Block, Var, name_columns, submitted_blocks
 from node.store.gt_codes import cell_genotypes
 
 __all__ = ["BatchReader"]
@@ -126,24 +126,7 @@ class BatchReader:
         query = self._data.query(
             attrs=attrs, dims=["start_pos", "sample"], order=order, return_incomplete=True
         )
-        indexer = query.multi_index[[source], slice(lo, hi), ranges]
-        # tiledb-py's public results are one Python object per var-size cell; its PyQuery
-        # hands out the buffers themselves (data + byte offsets) for each incomplete chunk
-        # (fresh buffers per submit).
-        pyquery = getattr(indexer, "pyquery", None)
-        if pyquery is None:
-            return
-        while True:
-            if lock is not None:
-                with lock:
-                    pyquery.submit()
-                    block = Block.of(pyquery.results())
-            else:
-                pyquery.submit()
-                block = Block.of(pyquery.results())
-            yield block
-            if not pyquery.is_incomplete:
-                return
+        yield from submitted_blocks(query.multi_index[[source], slice(lo, hi), ranges], lock)
 
     def _decode(
         self, source: str, block: Block, columns: tuple[str, ...], *, anchors: bool
