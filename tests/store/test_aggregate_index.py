@@ -44,16 +44,22 @@ def _gvcf(path: Path, sample: str, rng: random.Random, sites: list[int]) -> Path
     return Path(f"{path}.gz")
 
 
+def _both(tmp_path: Path, rng: random.Random, sites: list[int], samples: list[str]
+          ) -> tuple[TileDBVCFStore, MemoryStore]:
+    """A TileDB store and the reference MemoryStore, each fed one gVCF per sample in turn."""
+    tiledb_store, memory = TileDBVCFStore.create(str(tmp_path / "ds")), MemoryStore()
+    for name in samples:
+        path = _gvcf(tmp_path / f"{name}.vcf", name, rng, sites)
+        tiledb_store.ingest([path])
+        memory.ingest([path])
+    return tiledb_store, memory
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_index_equals_memory_store_on_gvcf_blocks(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     sites = sorted(rng.sample(range(10, 14_000), 40))
-    paths = [_gvcf(tmp_path / f"G{k}.vcf", f"G{k}", rng, sites) for k in range(3)]
-    tiledb_store = TileDBVCFStore.create(str(tmp_path / "ds"))
-    memory = MemoryStore()
-    for path in paths:
-        tiledb_store.ingest([path])
-        memory.ingest([path])
+    tiledb_store, memory = _both(tmp_path, rng, sites, ["G0", "G1", "G2"])
     keys = [AlleleKey("1", p - 1, "A", "C") for p in sites] + [AlleleKey("1", 5, "A", "G")]
     assert tiledb_store.allele_stats(keys) == memory.allele_stats(keys)
     # Replacing a sample writes negated rows; a reopened store sums them away.
@@ -82,12 +88,7 @@ def test_coverage_prefix_sums_equal_a_scan() -> None:
 def test_warm_builds_every_contig_index_before_any_query(tmp_path: Path) -> None:
     rng = random.Random(7)
     sites = sorted(rng.sample(range(10, 14_000), 20))
-    paths = [_gvcf(tmp_path / f"W{k}.vcf", f"W{k}", rng, sites) for k in range(2)]
-    store = TileDBVCFStore.create(str(tmp_path / "ds"))
-    memory = MemoryStore()
-    for path in paths:
-        store.ingest([path])
-        memory.ingest([path])
+    store, memory = _both(tmp_path, rng, sites, ["W0", "W1"])
     cold = TileDBVCFStore.open(store.uri)
     assert not cold.resident("1")  # nothing built until asked
     assert cold.warm() == ("1",)

@@ -305,16 +305,20 @@ def test_replace_and_later_samples(tmp_path: Path) -> None:
     assert store.samples == ("S2", "S1", "S3", "S4")
 
 
-def test_tiledbvcf_and_older_fednode_datasets_read_data(tmp_path: Path, shared_dir: Path) -> None:
-    """No `genotypes` flag (TileDB-VCF's datasets, older fednode's): `data` is read, and an
-    ingest into an older fednode dataset does not start the array half-way."""
+def test_tiledbvcf_datasets_read_data(shared_dir: Path) -> None:
+    """A dataset TileDB-VCF wrote has no `genotypes` flag: its records come from `data`."""
     fixture = shared_dir / "tiledbvcf-fixture" / "ds_small"
     if not fixture.is_dir():
-        pytest.skip("TileDB-VCF fixture datasets unavailable")
+        pytest.skip(f"{fixture} not present: TileDB-VCF fixture datasets unavailable")
     theirs = TileDBVCFStore.open(str(fixture))
     assert not theirs._state.genotypes
     assert sum(len(b) for b in theirs.genotype_batches(Region("1", 0, 300_000_000))) > 0
     assert theirs._genotype_reader is None
+
+
+def test_older_fednode_datasets_read_data_and_never_start_the_array(tmp_path: Path) -> None:
+    """A dataset older fednode wrote has no `genotypes` flag either: `data` is read, and a
+    new ingest into it does not start the array half-way."""
     uri = str(tmp_path / "old")
     store = TileDBVCFStore.create(uri)
     store.ingest([_cohort(tmp_path, "a", ["S1", "S2"], records=100, seed=3)])
