@@ -10,7 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Literal, Protocol
+
+import numpy as np
 
 from node.auth.policy import effective_granularity
 from node.config import DatasetSettings
@@ -19,6 +22,7 @@ from node.errors import NotFound
 from node.names import Granularity
 from node.privacy.gate import Ledger
 from node.store.base import VariantStore
+from node.store.batch import genotype_batches
 from node.store.registry import DatasetRegistry
 
 __all__ = [
@@ -220,12 +224,54 @@ def _page_records(
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _carried(store: VariantStore, v: Variant, samples: Sequence[str]) -> bool:
-    for rec in carriers(store, v, samples):
-        index = rec.alts.index(v.alt) + 1
-        if any(index in call.alleles for call in rec.calls):
-            return True
-    return False
+_CARRIED_CHUNK = 1024  # variants whose carriers are read together
+_CARRIED_GAP = 100_000  # bases between two variants beyond which they are read apart
+
+
+def _carried_keys(
+    store: VariantStore, variants: Sequence[Variant], samples: Sequence[str]
+) -> set[AlleleKey]:
+    """The alleles among `variants` that some sample of `samples` carries.
+
+    The genotype matrices of `samples` are read once per run of nearby variants (one
+    region read each), not once per variant.
+    """
+    wanted = {v.key for v in variants}
+    carried: set[AlleleKey] = set()
+    for region in _spans(variants):
+        for batch in genotype_batches(store, region, samples=samples):
+            for row, site in enumerate(batch.sites):
+                held = set(np.unique(batch.alleles[row]).tolist())
+                for index, alt in enumerate(site.alts, 1):
+                    key = AlleleKey(site.contig, site.start, site.ref, alt)
+                    if index in held and key in wanted:
+                        carried.add(key)
+    return carried
+
+
+def _spans(variants: Sequence[Variant]) -> Iterator[Region]:
+    """Regions covering the starts of `variants`, split by contig and at wide gaps."""
+    by_contig: dict[str, list[int]] = {}
+    for v in variants:
+        by_contig.setdefault(v.contig, []).append(v.start)
+    for contig, starts in by_contig.items():
+        starts.sort()
+        first = last = starts[0]
+        for start in starts[1:]:
+            if start - last > _CARRIED_GAP:
+                yield Region(contig, first, last + 1)
+                first = start
+            last = start
+        yield Region(contig, first, last + 1)
+
+
+def _carried_only(
+    store: VariantStore, variants: Iterator[Variant], samples: Sequence[str]
+) -> Iterator[Variant]:
+    """`variants` (in their order) that some sample of `samples` carries."""
+    while chunk := list(islice(variants, _CARRIED_CHUNK)):
+        carried = _carried_keys(store, chunk, samples)
+        yield from (v for v in chunk if v.key in carried)
 
 
 def _assembly_ok(store: VariantStore, assembly: str | None) -> bool:
@@ -275,9 +321,10 @@ def _matching(
     total = 0
     page: list[Variant] = []
     stats: list[AlleleStats] = []
-    for v in select(store):
-        if subset is not None and not _carried(store, v, subset):
-            continue
+    found = select(store)
+    if subset is not None:
+        found = _carried_only(store, found, subset)
+    for v in found:
         if window[0] <= total < window[1]:
             page.append(v)
         stats.append(v.stats)
