@@ -205,16 +205,16 @@ def carriers(store: VariantStore, v: Variant, samples: Sequence[str] | None) -> 
     return tuple(found)
 
 
+_PAGE_GAP = 1_000  # bases between two page variants beyond which they are read apart
+
+
 def _page_records(
     store: VariantStore, page: Sequence[Variant]
 ) -> dict[AlleleKey, tuple[Record, ...]]:
-    """The records of a page of variants, read in one pass per contig."""
-    if not page:
-        return {}
+    """The records of a page of variants: one read per run of nearby variants, so a page
+    spread over a chromosome does not read every record (and call) in between."""
     out: dict[AlleleKey, list[Record]] = {v.key: [] for v in page}
-    for contig in {v.contig for v in page}:
-        starts = [v.start for v in page if v.contig == contig]
-        region = Region(contig, min(starts), max(starts) + 1)
+    for region in _spans(page, _PAGE_GAP):
         for batch in store.records(region):
             for rec in batch:
                 for alt in rec.alts:
@@ -238,7 +238,7 @@ def _carried_keys(
     """
     wanted = {v.key for v in variants}
     carried: set[AlleleKey] = set()
-    for region in _spans(variants):
+    for region in _spans(variants, _CARRIED_GAP):
         for batch in genotype_batches(store, region, samples=samples):
             for row, site in enumerate(batch.sites):
                 held = set(np.unique(batch.alleles[row]).tolist())
@@ -249,8 +249,9 @@ def _carried_keys(
     return carried
 
 
-def _spans(variants: Sequence[Variant]) -> Iterator[Region]:
-    """Regions covering the starts of `variants`, split by contig and at wide gaps."""
+def _spans(variants: Sequence[Variant], gap: int) -> Iterator[Region]:
+    """Regions covering the starts of `variants`, split by contig and where two starts
+    are more than `gap` bases apart."""
     by_contig: dict[str, list[int]] = {}
     for v in variants:
         by_contig.setdefault(v.contig, []).append(v.start)
@@ -258,7 +259,7 @@ def _spans(variants: Sequence[Variant]) -> Iterator[Region]:
         starts.sort()
         first = last = starts[0]
         for start in starts[1:]:
-            if start - last > _CARRIED_GAP:
+            if start - last > gap:
                 yield Region(contig, first, last + 1)
                 first = start
             last = start

@@ -77,3 +77,20 @@ def test_carried_variants_match_bcftools(
     expected = bcftools_carried(path, samples)
     assert sorted(got) == sorted(expected) and expected
     assert got == sorted(got, key=lambda k: (("1", "2").index(k[0]), k[1], k[2], k[3]))
+
+
+@pytest.mark.parametrize("gap", [1_000, 0, 10**9])
+def test_record_pages_read_per_run_equal_one_read_per_variant(
+    store: VariantStore, gap: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's records, read per run of nearby variants, are each variant's own records
+    (one-site reads, whose calls the store tests check against bcftools)."""
+    import random
+
+    monkeypatch.setattr(service, "_PAGE_GAP", gap)
+    variants = [v for contig in ("1", "2") for v in store.variants(Region(contig, 0, LENGTH))]
+    rng = random.Random(gap)
+    for size in (1, 3, 10, 25):
+        page = sorted(rng.sample(variants, size), key=lambda v: (v.contig, v.start))
+        got = service._page_records(store, page)
+        assert got == {v.key: service.carriers(store, v, None) for v in page}
