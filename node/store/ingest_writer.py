@@ -4,8 +4,9 @@ Every fragment is written at the ingest's timestamp (see `tiledbvcf` for the com
 protocol). Cells are buffered as whole-record column chunks (`layout.VarChunk`), so no
 Python object is made per sample and record. Each record's cells are laid out in
 sample-name order, so a batch of records in increasing position order is already in the
-`data` array's global order and is written without a sort. Fragments are written by a
-background thread (`WriteQueue`) while the next batch is parsed.
+`data` array's global order and is written without a sort. Fragments are written by two
+background threads (`WriteQueue`s: `data` and `fednode_genotypes` on one, the statistics
+arrays on the other) while the next batch is parsed.
 
 With `genotypes`, each record also becomes one `fednode_genotypes` cell (`GenotypeRows`),
 written by the same queue at the same timestamp, so it commits or vanishes with `data`.
@@ -70,19 +71,30 @@ class IngestWriter:
         self.wrote_coverage = False
         self._encoded: dict[str, tuple[layout.VarChunk, np.ndarray | None]] = {}
         self._sites: list[_Site] = []  # site fields of each chunk of cells
-        self.writes = WriteQueue()
+        # Two writer threads: `data` and `fednode_genotypes` on one, the statistics arrays
+        # on the other. Each array's fragments keep their order (one thread per array),
+        # and TileDB writes two arrays at once on two cores.
+        self.writes = WriteQueue(name="ingest-data")
+        self.stats_writes = WriteQueue(name="ingest-stats")
         self.position: tuple[str, int | None] = (uri, None)  # input and line being written
         self.bar = tqdm(desc="ingest", unit=" variants", disable=not progress, file=sys.stderr)
 
     def close(self) -> None:
-        self.writes.abort()
+        self._abort_writes()
         self.bar.close()
+
+    def _abort_writes(self) -> None:
+        """Stop both writer threads; no fragment is written once this returns."""
+        try:
+            self.writes.abort()
+        finally:
+            self.stats_writes.abort()
 
     def add_file(self, inp: VcfInput) -> int:
         try:
             return self._add_file(inp)
         except BaseException:
-            self.writes.abort()  # no fragment may appear after the caller cleans up
+            self._abort_writes()  # no fragment may appear after the caller cleans up
             raise
 
     def _add_file(self, inp: VcfInput) -> int:
@@ -193,7 +205,7 @@ class IngestWriter:
                 if self.negative.pending() >= self.FLUSH_ROWS:
                     self.flush_stats(self.negative, final=False)
         except BaseException:
-            self.writes.abort()
+            self._abort_writes()
             raise
 
     def _open(self, name: str) -> tiledb.Array:
@@ -269,7 +281,7 @@ class IngestWriter:
             self._submit(layout.ALLELE_COUNT, collector.allele_count.take(), samples)
         if len(collector.variant_stats):
             batch = collector.variant_stats.take()
-            self.writes.submit(lambda: self._write_variant_stats(batch, samples))
+            self.stats_writes.submit(lambda: self._write_variant_stats(batch, samples))
 
     def _write_variant_stats(self, batch: RowBatch, samples: str) -> None:
         with self._open(layout.VARIANT_STATS) as arr:
@@ -283,7 +295,7 @@ class IngestWriter:
             if uri and samples is not None:
                 self.fragment_samples[name][uri] = samples
 
-        self.writes.submit(job)
+        self.stats_writes.submit(job)
 
     def _write(self, name: str, rows: Mapping[str, object]) -> str | None:
         with self._open(name) as arr:
@@ -306,8 +318,9 @@ class IngestWriter:
             self.flush_stats(self.negative)
             self.flush_stats(self.collector)
             self.writes.join()
+            self.stats_writes.join()
         except BaseException:
-            self.writes.abort()
+            self._abort_writes()
             raise
         self._write_sample_stats()
         if self.headers:

@@ -20,7 +20,8 @@ Job = Callable[[], None]
 
 
 class WriteQueue:
-    def __init__(self, *, depth: int = 1) -> None:
+    def __init__(self, *, depth: int = 1, name: str = "ingest-writer") -> None:
+        self._name = name
         self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -29,7 +30,7 @@ class WriteQueue:
     def submit(self, job: Job) -> None:
         self._raise()
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
         while True:
             try:
