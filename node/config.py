@@ -59,7 +59,9 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1 << 20, gt=0, description="largest accepted request body")
-    request_timeout_s: float = Field(default=30.0, gt=0)
+    request_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="longest a Beacon query may work; past it the answer is a 504 error")
     log_level: str = "INFO"
 
 

@@ -15,7 +15,8 @@ aiohttp sub-app, one interceptor for gRPC, the CLI's top level).
     ├── Conflict                    409  ALREADY_EXISTS    InvalidInput
     ├── UnsupportedFormat           400  INVALID_ARGUMENT  UnsupportedFormat
     ├── PayloadTooLarge             413  INVALID_ARGUMENT  PayloadTooLarge
-    └── Unavailable                 503  UNAVAILABLE       (none)
+    ├── Unavailable                 503  UNAVAILABLE       (none)
+    └── TimedOut                    504  DEADLINE_EXCEEDED (none)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "TimedOut",
     "Unauthenticated",
     "Unavailable",
     "UnsupportedFormat",
@@ -114,3 +116,10 @@ class Unavailable(NodeError):
     http_status = 503
     grpc_code = "UNAVAILABLE"
     htsget_error = "InternalError"
+
+
+class TimedOut(NodeError):
+    """The request's work ran past the node's time limit (`server.request_timeout_s`)."""
+
+    http_status = 504
+    grpc_code = "DEADLINE_EXCEEDED"

@@ -18,7 +18,7 @@ import numpy as np
 from node.auth.policy import effective_granularity
 from node.config import DatasetSettings
 from node.domain import AlleleKey, AlleleStats, Filter, Principal, Record, Region, Variant
-from node.errors import NotFound
+from node.errors import NotFound, TimedOut
 from node.names import Granularity
 from node.privacy.gate import Ledger
 from node.store.base import VariantStore
@@ -209,12 +209,13 @@ _PAGE_GAP = 1_000  # bases between two page variants beyond which they are read 
 
 
 def _page_records(
-    store: VariantStore, page: Sequence[Variant]
+    store: VariantStore, page: Sequence[Variant], deadline: float | None = None
 ) -> dict[AlleleKey, tuple[Record, ...]]:
     """The records of a page of variants: one read per run of nearby variants, so a page
     spread over a chromosome does not read every record (and call) in between."""
     out: dict[AlleleKey, list[Record]] = {v.key: [] for v in page}
     for region in _spans(page, _PAGE_GAP):
+        _check(deadline)
         for batch in store.records(region):
             for rec in batch:
                 for alt in rec.alts:
@@ -275,6 +276,26 @@ def _carried_only(
         yield from (v for v in chunk if v.key in carried)
 
 
+def _check(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise TimedOut("the query ran past the node's time limit; narrow it (a smaller "
+                       "region, fewer datasets or filters that match fewer samples)")
+
+
+def _until(deadline: float | None, select: Selector) -> Selector:
+    """`select`, stopping with `TimedOut` once `deadline` has passed."""
+    if deadline is None:
+        return select
+
+    def run(store: VariantStore) -> Iterator[Variant]:
+        _check(deadline)
+        for v in select(store):  # a look at the clock costs ~0.1 us, a variant far more
+            _check(deadline)
+            yield v
+
+    return run
+
+
 def _assembly_ok(store: VariantStore, assembly: str | None) -> bool:
     return assembly is None or store.assembly == assembly
 
@@ -290,17 +311,22 @@ def search_variants(
     skip: int = 0,
     limit: int = 10,
     ledger: Ledger | None = None,
+    deadline: float | None = None,
 ) -> list[DatasetVariants]:
     """Matching variants per dataset. `assembly` is enforced (another build never
-    matches); `samples` restricts a dataset to variants carried by those samples."""
+    matches); `samples` restricts a dataset to variants carried by those samples.
+
+    `deadline` (`time.monotonic()`): past it the search stops with `TimedOut`, before
+    any count of an unfinished dataset is released."""
     out = []
     want_page = access.granularity is Granularity.RECORD
     for dataset in access.datasets:
         store = registry.store(dataset.id)
         subset = None if samples is None else sorted(samples.get(dataset.id, frozenset()))
         window = (skip, skip + limit) if want_page else (0, 0)
-        total, page, stats = _matching(store, select, assembly, subset, window)
-        records = _page_records(store, page)
+        total, page, stats = _matching(store, _until(deadline, select), assembly, subset,
+                                       window)
+        records = _page_records(store, page, deadline)
         count = release_count(total, dataset, principal, ledger=ledger,
                               granularity=access.granularity, alleles=stats,
                               individuals=len(store.samples))

@@ -55,6 +55,7 @@ class Context:
     genes: Mapping[str, GeneIndex] | None = None  # assembly -> gene coordinates
     ledger: Ledger | None = None  # this request's privacy gate (guard, budget, audit)
     planner: Planner | None = None  # shared by the node's requests (plans of anonymous)
+    deadline: float | None = None  # time.monotonic() past which the work stops (TimedOut)
 
     # Computed on first use and kept (not functools.cached_property: on Python 3.11 it
     # takes a lock per first access, measurable once per request).
@@ -187,7 +188,8 @@ def _variants(ctx: Context, entry: EntryType, req: BeaconRequest, entry_id: str 
         selector(query, ctx.genes, by_stats=access.granularity is not Granularity.RECORD),
         ctx.principal,
         assembly=query.assembly if query else None, samples=samples,
-        skip=0 if by_id else req.skip, limit=req.limit, ledger=ctx.ledger)
+        skip=0 if by_id else req.skip, limit=req.limit, ledger=ctx.ledger,
+        deadline=ctx.deadline)
     sets = [_variant_set(ctx, d, case_skip=req.skip if by_id else 0) for d in found]
     g_variants = by_path("g_variants")
     return response_envelope(ctx.settings.node.id, req, g_variants, access.granularity, sets,

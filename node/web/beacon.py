@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from node.beacon.render import error_envelope
 from node.beacon.variants import VariantQuery
 from node.config import Settings
 from node.domain import Principal
-from node.errors import InvalidInput, NodeError, PayloadTooLarge
+from node.errors import InvalidInput, NodeError, PayloadTooLarge, TimedOut
 from node.privacy.gate import ChargeDeferred
 from node.service import MetadataCatalog, Planner
 from node.web.auth import principal_of
@@ -123,6 +124,7 @@ async def _context(request: web.Request, req: BeaconRequest) -> Context:
         genes=app.get(GENES),
         ledger=ledger_for(request, principal),
         planner=app[PLANNER],
+        deadline=time.monotonic() + config[SETTINGS].server.request_timeout_s,
     )
 
 
@@ -139,6 +141,9 @@ def _entry_handler(entry: EntryType, *, nested: str | None, by_id: bool) -> Hand
         try:
             doc = await _answer(ctx, entry, req, entry_id=entry_id, nested=nested)
             outcome = "answered"
+        except TimedOut:
+            outcome = "timed out"
+            raise
         finally:
             # Every access is audited once, refusals (a spent budget) included.
             if ctx.ledger is not None:
@@ -150,6 +155,9 @@ def _entry_handler(entry: EntryType, *, nested: str | None, by_id: bool) -> Hand
         return _json(doc)
 
     return handler
+
+
+_GRACE_S = 0.5  # after the deadline, time for the thread to stop and answer TimedOut itself
 
 
 async def _answer(ctx: Context, entry: EntryType, req: BeaconRequest, *,
@@ -166,7 +174,15 @@ async def _answer(ctx: Context, entry: EntryType, req: BeaconRequest, *,
                 return answer(ctx, entry, req, entry_id=entry_id, nested=nested)
         except ChargeDeferred:
             pass  # nothing was released or charged: answered in a thread like any other
-    return await asyncio.to_thread(answer, ctx, entry, req, entry_id=entry_id, nested=nested)
+    # The thread stops itself at the deadline between store reads (TimedOut); this bound
+    # answers on time even when one read runs past it (the thread then finishes alone).
+    left = None if ctx.deadline is None else max(0.0, ctx.deadline - time.monotonic())
+    try:
+        async with asyncio.timeout(None if left is None else left + _GRACE_S):
+            return await asyncio.to_thread(answer, ctx, entry, req, entry_id=entry_id,
+                                           nested=nested)
+    except TimeoutError:
+        raise TimedOut("the query ran past the node's time limit; narrow it") from None
 
 
 _VARIANT_FIELDS = tuple(f.name for f in dataclasses.fields(VariantQuery))
