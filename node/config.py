@@ -245,7 +245,6 @@ class HtsgetSettings(_Section):
     secret_file: str = Field(default="htsget.secret", description="HMAC key file, under home")
     max_post_bytes: int = Field(default=64 * 1024, gt=0)
     max_regions: int = Field(default=1000, gt=0)
-    inline_max_bytes: int = Field(default=1 << 20, gt=0, description="largest data: URI block")
     max_generated_bytes: int = Field(default=256 << 20, gt=0, description="generated VCF/BCF")
 
 
