@@ -20,7 +20,7 @@ async def tune_gc(app: web.Application) -> None:
     every request in flight). The young-generation threshold stays at its default: raised
     to 20,000, tiledb-py query objects (kept by reference cycles until a collection)
     piled up in thousands and freeing them together cost tens of seconds on endpoints
-    that run one query per variant (docs/decisions.md). Process-wide, so only servers
+    that then ran one query per variant (docs/decisions.md). Process-wide, so only servers
     install it, not `create_app` (tests build many applications in one process)."""
     del app
     gc.collect()
