@@ -348,12 +348,15 @@ def _matching(
     total = 0
     page: list[Variant] = []
     stats: list[AlleleStats] = []
+    # Equal statistics are kept once: a broad query matches up to millions of alleles,
+    # mostly rare ones sharing a few thousand distinct counts (8 bytes each, not ~100).
+    shared: dict[AlleleStats, AlleleStats] = {}
     found = select(store)
     if subset is not None:
         found = _carried_only(store, found, subset)
     for v in found:
         if window[0] <= total < window[1]:
             page.append(v)
-        stats.append(v.stats)
+        stats.append(shared.setdefault(v.stats, v.stats))
         total += 1
     return total, tuple(page), tuple(stats)

@@ -239,7 +239,16 @@ class DisclosureGate:
             if guarded.epsilon:
                 llr = min(llr, guarded.epsilon)
             return Charge(llr=llr, epsilon=guarded.epsilon or 0.0)
-        each = [self._allele_llr(stats, granularity, individuals) for stats in alleles]
+        # Alleles with equal statistics reveal equally: each distinct one is priced once
+        # (a broad query's alleles are mostly a few thousand distinct rare-allele counts,
+        # and pricing one takes ~10 us).
+        llr_of: dict[AlleleStats, float] = {}
+        each: list[float] = []
+        for stats in alleles:
+            known = llr_of.get(stats)
+            if known is None:
+                known = llr_of[stats] = self._allele_llr(stats, granularity, individuals)
+            each.append(known)
         # One "yes" for many alleles says only that one of them is present: no more
         # evidence than the least revealing of them (1 - ΠD >= 1 - D_i for every i). A
         # count tells which alleles are present: their evidence adds up.

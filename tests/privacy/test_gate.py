@@ -104,6 +104,17 @@ def test_rare_yes_is_charged_its_likelihood_ratio_common_is_free(tmp_path: Path)
     assert ledger3.llr == pytest.approx(2 * ONE, rel=1e-9)
 
 
+def test_a_broad_count_is_charged_every_allele_including_repeats(tmp_path: Path) -> None:
+    """Equal statistics are priced once but charged once per allele that has them."""
+    g = gate(tmp_path, max_llr=1e9)
+    five = stats(5, 5)
+    alleles = [RARE, five, COMMON] * 10 + [RARE] * 40 + [five] * 20
+    ledger = g.ledger(Principal.anonymous(), "10.0.0.9")
+    ledger.release(len(alleles), "d", granularity=Granularity.COUNT, alleles=alleles,
+                   individuals=N)
+    assert ledger.llr == pytest.approx(50 * ONE + 30 * sb_yes_llr(5 / (2 * N)), rel=1e-9)
+
+
 def test_spent_budget_refuses_and_charges_nothing(tmp_path: Path) -> None:
     one = ONE
     g = gate(tmp_path, max_llr=2.5 * one)
