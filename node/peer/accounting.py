@@ -54,9 +54,16 @@ class Accounting:
         """What `answers` reveal, priced as HTTP prices them, plus ε for each noised count
         (`counts_per_answer` noised counts per allele at count granularity)."""
         llr, epsilon = 0.0, 0.0
+        priced: dict[Answer, float] = {}  # equal answers are priced once
         for stats, granularity, individuals in answers:
-            alleles = [] if stats is None or stats.ac <= 0 else [stats]
-            llr += self._gate.price(alleles, granularity, individuals, _UNNOISED).llr
+            key = (stats if stats is not None and stats.ac > 0 else None, granularity,
+                   individuals)
+            one = priced.get(key)
+            if one is None:
+                alleles = [] if key[0] is None else [key[0]]
+                one = priced[key] = self._gate.price(alleles, granularity, individuals,
+                                                     _UNNOISED).llr
+            llr += one
             noised = stats is not None and granularity is not Granularity.BOOLEAN
             if noised and self._privacy.epsilon is not None:
                 epsilon += self._privacy.epsilon * counts_per_answer
