@@ -43,15 +43,8 @@ def per_variant_carried(store: VariantStore, variants: list[Variant], sample: st
 
 def span_page(store: VariantStore, page: list[Variant]) -> dict[AlleleKey, tuple[Record, ...]]:
     """The former page read: every record between the page's first and last variant."""
-    out: dict[AlleleKey, list[Record]] = {v.key: [] for v in page}
     starts = [v.start for v in page]
-    for batch in store.records(Region(page[0].contig, min(starts), max(starts) + 1)):
-        for rec in batch:
-            for alt in rec.alts:
-                key = AlleleKey(rec.contig, rec.start, rec.ref, alt)
-                if key in out:
-                    out[key].append(rec)
-    return {k: tuple(v) for k, v in out.items()}
+    return service.records_of(store, page, [Region(page[0].contig, min(starts), max(starts) + 1)])
 
 
 def _median(fn: Callable[[], object], runs: int) -> float:

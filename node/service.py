@@ -8,7 +8,7 @@ plugs in. Functions are blocking (store calls); transports run them in a thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Literal, Protocol
@@ -34,6 +34,7 @@ __all__ = [
     "ReleasedCount",
     "carriers",
     "plan",
+    "records_of",
     "release_count",
     "search_variants",
 ]
@@ -213,8 +214,18 @@ def _page_records(
 ) -> dict[AlleleKey, tuple[Record, ...]]:
     """The records of a page of variants: one read per run of nearby variants, so a page
     spread over a chromosome does not read every record (and call) in between."""
-    out: dict[AlleleKey, list[Record]] = {v.key: [] for v in page}
-    for region in _spans(page, _PAGE_GAP):
+    return records_of(store, page, _spans(page, _PAGE_GAP), deadline)
+
+
+def records_of(
+    store: VariantStore,
+    variants: Sequence[Variant],
+    regions: Iterable[Region],
+    deadline: float | None = None,
+) -> dict[AlleleKey, tuple[Record, ...]]:
+    """The records holding each of `variants`, read from `regions` (which cover them)."""
+    out: dict[AlleleKey, list[Record]] = {v.key: [] for v in variants}
+    for region in regions:
         _check(deadline)
         for batch in store.records(region):
             for rec in batch:
