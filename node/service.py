@@ -353,7 +353,13 @@ def _matching(
     window: tuple[int, int],
 ) -> tuple[int, tuple[Variant, ...], tuple[AlleleStats, ...]]:
     """(number of matches, the matches in `window`, the statistics of every match: what
-    the privacy gate prices) without holding every matching variant."""
+    the privacy gate prices) without holding every matching variant.
+
+    `subset`: samples of the catalog; those the store lacks (metadata of a sample not
+    sequenced, or not ingested yet) carry nothing here."""
+    if subset is not None:
+        genotyped = frozenset(store.samples)
+        subset = [s for s in subset if s in genotyped]
     if not _assembly_ok(store, assembly) or subset == []:
         return 0, (), ()
     total = 0

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from node import service
-from node.domain import Region
+from node.domain import Region, Variant
 from node.store.base import VariantStore
 from node.store.memory import MemoryStore
 from node.store.tiledbvcf import TileDBVCFStore
@@ -94,3 +95,20 @@ def test_record_pages_read_per_run_equal_one_read_per_variant(
         page = sorted(rng.sample(variants, size), key=lambda v: (v.contig, v.start))
         got = service._page_records(store, page)
         assert got == {v.key: service.carriers(store, v, None) for v in page}
+
+
+def test_catalog_samples_without_genotypes_carry_nothing(
+    store: VariantStore, cohort: tuple[Path, tuple[str, ...]]
+) -> None:
+    """A catalog may describe samples the VCF lacks: they restrict nothing and match
+    nothing, and are no reason to refuse the query."""
+    path, names = cohort
+    samples = [names[5], names[9]]
+
+    def everything(s: VariantStore) -> Iterator[Variant]:
+        return (v for contig in ("1", "2") for v in s.variants(Region(contig, 0, LENGTH)))
+
+    plain = service._matching(store, everything, None, samples, (0, 10))
+    extra = service._matching(store, everything, None, [*samples, "NOT_SEQUENCED"], (0, 10))
+    assert extra == plain and plain[0] == len(bcftools_carried(path, samples))
+    assert service._matching(store, everything, None, ["NOT_SEQUENCED"], (0, 10))[0] == 0
