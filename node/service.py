@@ -210,11 +210,16 @@ _PAGE_GAP = 1_000  # bases between two page variants beyond which they are read 
 
 
 def _page_records(
-    store: VariantStore, page: Sequence[Variant], deadline: float | None = None
+    store: VariantStore,
+    page: Sequence[Variant],
+    deadline: float | None = None,
+    *,
+    samples: Sequence[str] | None = None,
 ) -> dict[AlleleKey, tuple[Record, ...]]:
-    """The records of a page of variants: one read per run of nearby variants, so a page
-    spread over a chromosome does not read every record (and call) in between."""
-    return records_of(store, page, _spans(page, _PAGE_GAP), deadline)
+    """The records of a page of variants (calls of `samples`, all when None): one read per
+    run of nearby variants, so a page spread over a chromosome does not read every record
+    (and call) in between."""
+    return records_of(store, page, _spans(page, _PAGE_GAP), deadline, samples=samples)
 
 
 def records_of(
@@ -222,12 +227,15 @@ def records_of(
     variants: Sequence[Variant],
     regions: Iterable[Region],
     deadline: float | None = None,
+    *,
+    samples: Sequence[str] | None = None,
 ) -> dict[AlleleKey, tuple[Record, ...]]:
-    """The records holding each of `variants`, read from `regions` (which cover them)."""
+    """The records holding each of `variants`, read from `regions` (which cover them),
+    with the calls of `samples` (all when None)."""
     out: dict[AlleleKey, list[Record]] = {v.key: [] for v in variants}
     for region in regions:
         _check(deadline)
-        for batch in store.records(region):
+        for batch in store.records(region, samples=samples):
             for rec in batch:
                 for alt in rec.alts:
                     key = AlleleKey(rec.contig, rec.start, rec.ref, alt)
@@ -333,16 +341,24 @@ def search_variants(
     want_page = access.granularity is Granularity.RECORD
     for dataset in access.datasets:
         store = registry.store(dataset.id)
-        subset = None if samples is None else sorted(samples.get(dataset.id, frozenset()))
+        subset = None if samples is None else _genotyped(store, samples.get(dataset.id, ()))
         window = (skip, skip + limit) if want_page else (0, 0)
         total, page, stats = _matching(store, _until(deadline, select), assembly, subset,
                                        window)
-        records = _page_records(store, page, deadline)
+        # A query scoped to some samples shows their cases only (caseLevelData).
+        records = _page_records(store, page, deadline, samples=subset)
         count = release_count(total, dataset, principal, ledger=ledger,
                               granularity=access.granularity, alleles=stats,
                               individuals=len(store.samples))
         out.append(DatasetVariants(dataset, count, page, records))
     return out
+
+
+def _genotyped(store: VariantStore, names: Iterable[str]) -> list[str]:
+    """`names` the store has genotypes of, sorted: a catalog may describe samples the
+    VCF lacks (not sequenced, or not ingested yet); they carry nothing here."""
+    held = frozenset(store.samples)
+    return sorted(n for n in names if n in held)
 
 
 def _matching(
@@ -353,13 +369,8 @@ def _matching(
     window: tuple[int, int],
 ) -> tuple[int, tuple[Variant, ...], tuple[AlleleStats, ...]]:
     """(number of matches, the matches in `window`, the statistics of every match: what
-    the privacy gate prices) without holding every matching variant.
-
-    `subset`: samples of the catalog; those the store lacks (metadata of a sample not
-    sequenced, or not ingested yet) carry nothing here."""
-    if subset is not None:
-        genotyped = frozenset(store.samples)
-        subset = [s for s in subset if s in genotyped]
+    the privacy gate prices) without holding every matching variant. `subset`: only
+    variants these samples (all of them in `store`) carry."""
     if not _assembly_ok(store, assembly) or subset == []:
         return 0, (), ()
     total = 0
