@@ -52,7 +52,11 @@ def _responses(schema: str) -> dict[str, Any]:
     return {
         "200": {"description": "Beacon response (boolean, count or record)",
                 "content": _json(_RESP + schema)},
-        "400": error, "404": error, "413": error,
+        "400": error, "401": error, "403": error, "404": error, "413": error,
+        "503": {**error, "description": "Beacon error envelope: the node cannot answer now "
+                "(its audit log or budget store is unavailable; it fails closed)"},
+        "504": {**error, "description": "Beacon error envelope: the query ran past the "
+                "node's time limit (server.request_timeout_s)"},
     }
 
 

@@ -76,3 +76,19 @@ async def test_openapi_lists_every_map_endpoint(tg_client: Any) -> None:
             e["url"] for e in endpoint_set["endpoints"].values()
         ]:
             assert url[len(base):] in spec["paths"], url
+    # Query operations declare every status a client's query can be answered with.
+    from node.errors import NodeError
+
+    statuses = {str(c.http_status) for c in _subclasses(NodeError)} - {"409"}  # 409: ingest
+    queries = [op for path in spec["paths"].values() for op in path.values()
+               if "400" in op["responses"]]
+    assert len(queries) > 20
+    for operation in queries:
+        assert statuses <= set(operation["responses"]), statuses - set(operation["responses"])
+
+
+def _subclasses(cls: type) -> set[type]:
+    out = set(cls.__subclasses__())
+    for sub in list(out):
+        out |= _subclasses(sub)
+    return out
