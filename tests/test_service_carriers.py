@@ -1,10 +1,15 @@
-"""Entry-scoped variant queries (`/individuals/{id}/g_variants`, ...) keep the variants
-some of the entry's samples carry. The carriers are read as genotype matrices once per
-run of nearby variants; truth is bcftools on the same file, for both stores, with chunk
-and gap sizes small enough that every split is taken."""
+"""The variant search's genotype reads (node/service.py), on both stores.
+
+- Entry-scoped variant queries (`/individuals/{id}/g_variants`, ...) keep the variants
+  some of the entry's samples carry, read as genotype matrices once per run of nearby
+  variants: truth is bcftools on the same file, with chunk and gap sizes small enough that
+  every split is taken.
+- A record page's records, read per run of nearby variants, equal one read per variant.
+- Catalog samples the dataset has no genotypes for carry nothing."""
 
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 from collections.abc import Iterator
@@ -86,8 +91,6 @@ def test_record_pages_read_per_run_equal_one_read_per_variant(
 ) -> None:
     """A page's records, read per run of nearby variants, are each variant's own records
     (one-site reads, whose calls the store tests check against bcftools)."""
-    import random
-
     monkeypatch.setattr(service, "_PAGE_GAP", gap)
     variants = [v for contig in ("1", "2") for v in store.variants(Region(contig, 0, LENGTH))]
     rng = random.Random(gap)
