@@ -44,7 +44,10 @@ lint: venv
 demo: venv
 	$(BIN)/fednode demo --host $(HOST) --port $(PORT)
 
+# wrk: the load generator of bench.beacon_bench (a C client leaves the cores to the servers).
 bench: venv debian-tools
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench
 
 clean:

@@ -3,10 +3,19 @@
 Count-granularity exact-allele queries (hits from the VCF, and misses) against a
 2,504-sample dataset (1000 Genomes chr1 subset from ../shared), from 64 concurrent
 clients, beside a bare aiohttp JSON endpoint on the same machine in the same run. Each
-server runs in its own process (keep-alive connections); the load generator runs in this
-one. Reports requests/s, p50, p99 and the server's CPU time per request for both, and the
-throughput ratio (target: >= 0.5, p99 < 20 ms), per run and as medians over `--runs`
-alternating runs. `--audit off` measures the audit log's share (production keeps it on).
+server runs in its own process (keep-alive connections). The load generator is `wrk` (C,
+one thread, `--client wrk`, the default when it is installed; Debian package `wrk`) or an
+aiohttp client in this process (`--client python`, which takes about as much CPU per
+request as the bare endpoint itself and so shares the two cores with the server). Reports
+requests/s, p50, p99 and the server's CPU time per request for both, and the throughput
+ratio (target: >= 0.5, p99 < 20 ms), per run and as medians over `--runs` alternating
+runs. `--audit off` measures the audit log's share (production keeps it on).
+
+`--floor` adds a third server between the two: the node's own application answering a
+constant count envelope from a route of the root app (`/floor`), so that it does only the
+work every request must do whatever its answer (aiohttp, the root middlewares, request id,
+metrics, the JSON request log line, the durable audit entry): the node's ceiling with this
+stack, as a ratio to the bare endpoint.
 
 `--budget` sets the disclosure budget: `off` (the query path alone); `common` (the default
 privacy settings, as in production, with only alleles of AF >= 5% queried: answered
@@ -23,6 +32,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -54,8 +64,7 @@ def serve_bare(port: int) -> None:
     from aiohttp import web
 
     async def handler(request: web.Request) -> web.Response:
-        return web.json_response({"meta": {"beaconId": "bare"}, "responseSummary": {
-            "exists": True, "numTotalResults": 1}})
+        return web.json_response(_CONSTANT)
 
     from node.web.serve import tune_gc
 
@@ -73,8 +82,14 @@ def _privacy(budget: str) -> dict[str, Any]:
     return {}  # "common": the defaults
 
 
+# The count answer of the bare and floor endpoints: the node's own answer's shape and size.
+_CONSTANT = {"meta": {"beaconId": "bare", "apiVersion": "v2.0.0", "returnedGranularity": "count",
+                      "receivedRequestSummary": {"requestedGranularity": "count"}},
+             "responseSummary": {"exists": True, "numTotalResults": 1}}
+
+
 def serve_node(port: int, store_kind: str, work: Path, *, audit: bool = True,
-               budget: str = "off") -> None:
+               budget: str = "off", floor: bool = False) -> None:
     from aiohttp import web
 
     from node.config import BudgetSettings, DatasetSettings, Settings
@@ -100,6 +115,11 @@ def serve_node(port: int, store_kind: str, work: Path, *, audit: bool = True,
         privacy=_privacy(budget), audit={"enabled": audit})
     app = create_app(settings, registry_factory=lambda s: DatasetRegistry(
         s, opener=lambda _: store, lister=lambda: [DATASET]))
+    if floor:
+        async def constant(request: web.Request) -> web.Response:
+            return web.json_response(_CONSTANT)
+
+        app.router.add_get("/floor", constant)
     app.on_startup.append(tune_gc)  # as `fednode serve`
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: None)
 
@@ -173,6 +193,46 @@ async def _load(url: str, queries: list[dict[str, str]], concurrency: int) -> di
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
 
 
+# wrk's script: each connection's requests cycle through the query paths of a file; the
+# summary is printed as one JSON line (latencies in microseconds).
+_WRK_SCRIPT = """
+local paths = {}
+for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
+local i = math.random(#paths)
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "errors": %d, "seconds": %f, "p50_us": %f, "p99_us": %f}\\n',
+    summary.requests, e.status + e.connect + e.read + e.write + e.timeout,
+    summary.duration / 1e6, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def _wrk(url: str, queries: list[dict[str, str]], concurrency: int, seconds: float
+         ) -> dict[str, float]:
+    """`seconds` (whole) of closed-loop load from `concurrency` connections of one wrk thread."""
+    from urllib.parse import urlencode, urlsplit
+
+    path = urlsplit(url).path
+    with tempfile.TemporaryDirectory(prefix="fednode-wrk-") as tmp:
+        paths, script = Path(tmp, "paths"), Path(tmp, "script.lua")
+        paths.write_text("".join(f"{path}?{urlencode(q)}\n" for q in queries))
+        script.write_text(_WRK_SCRIPT)
+        done = subprocess.run(
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+             "-s", str(script), url], check=True, capture_output=True, text=True,
+            env={**os.environ, "BENCH_PATHS": str(paths)})
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"requests": found["requests"], "errors": found["errors"],
+            "rps": found["requests"] / found["seconds"], "p50_ms": found["p50_us"] / 1000,
+            "p99_ms": found["p99_us"] / 1000}
+
+
 async def _wait_ready(url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as session:
@@ -203,15 +263,22 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def _measure(port: int, pid: int, queries: list[dict[str, str]], concurrency: int,
-                   ready_s: float, *, server_side: bool = False) -> dict[str, float]:
-    url = f"http://127.0.0.1:{port}/api/g_variants"
+                   ready_s: float, *, client: str, seconds: float, server_side: bool = False,
+                   path: str = "/api/g_variants") -> dict[str, float]:
+    url = f"http://127.0.0.1:{port}{path}"
     await _wait_ready(url, ready_s)
-    await _load(url, queries[: len(queries) // 10], concurrency)  # warm-up
+    if client == "wrk":
+        await asyncio.to_thread(_wrk, url, queries, concurrency, max(1.0, seconds / 5))
+    else:
+        await _load(url, queries[: len(queries) // 10], concurrency)  # warm-up
     before = await _histogram(port) if server_side else {}
     cpu = _cpu_seconds(pid)
-    out = await _load(url, queries, concurrency)
+    if client == "wrk":
+        out = await asyncio.to_thread(_wrk, url, queries, concurrency, seconds)
+    else:
+        out = await _load(url, queries, concurrency)
     # CPU the server spent per request: unlike requests/s, not skewed by other jobs.
-    out["server_cpu_ms_per_request"] = 1000 * (_cpu_seconds(pid) - cpu) / len(queries)
+    out["server_cpu_ms_per_request"] = 1000 * (_cpu_seconds(pid) - cpu) / out["requests"]
     if server_side:
         after = await _histogram(port)
         delta = {b: after[b] - before.get(b, 0.0) for b in after}
@@ -244,31 +311,47 @@ def _quantile(cumulative: dict[float, float], q: float) -> float:
 
 
 def _pair(store: str, queries: list[dict[str, str]], concurrency: int, work: Path,
-          audit: str, budget: str) -> dict[str, Any]:
-    """One run: the bare endpoint, then the node, under the same load."""
+          audit: str, budget: str, client: str, seconds: float, floor: bool
+          ) -> dict[str, Any]:
+    """One run: the bare endpoint, the floor (when asked), then the node, under the same
+    load."""
     out: dict[str, Any] = {}
     bare_port, node_port = _free_port(), _free_port()
+    load: dict[str, Any] = {"client": client, "seconds": seconds}
+    node_args = ("--store", store, "--workdir", str(work), "--audit", audit, "--budget", budget)
     with _server("--serve", "bare", "--port", str(bare_port)) as pid:
-        out["bare"] = asyncio.run(_measure(bare_port, pid, queries, concurrency, 30))
-    with _server("--serve", "node", "--port", str(node_port), "--store", store,
-                 "--workdir", str(work), "--audit", audit, "--budget", budget) as pid:
+        out["bare"] = asyncio.run(_measure(bare_port, pid, queries, concurrency, 30, **load))
+    if floor:
+        port = _free_port()
+        with _server("--serve", "floor", "--port", str(port), *node_args) as pid:
+            out["floor"] = asyncio.run(
+                _measure(port, pid, queries, concurrency, 900, path="/floor", **load))
+        out["floor_ratio"] = out["floor"]["rps"] / out["bare"]["rps"]
+    with _server("--serve", "node", "--port", str(node_port), *node_args) as pid:
         out["node"] = asyncio.run(
-            _measure(node_port, pid, queries, concurrency, 900, server_side=True))
+            _measure(node_port, pid, queries, concurrency, 900, server_side=True, **load))
     out["throughput_ratio"] = out["node"]["rps"] / out["bare"]["rps"]
     return out
 
 
 def run(store: str, requests: int, concurrency: int, work: Path, *, audit: str = "on",
-        budget: str = "off", runs: int = 3) -> dict[str, object]:
-    """`runs` alternating pairs of runs; medians over them (other jobs share the cores)."""
+        budget: str = "off", runs: int = 3, client: str = "python", seconds: float = 10.0,
+        floor: bool = False) -> dict[str, object]:
+    """`runs` alternating pairs of runs; medians over them (other jobs share the cores).
+    The python client sends `requests` requests; wrk cycles through as many distinct
+    queries for `seconds`."""
     queries = _queries(requests, common=budget == "common")
-    pairs = [_pair(store, queries, concurrency, work, audit, budget) for _ in range(runs)]
+    pairs = [_pair(store, queries, concurrency, work, audit, budget, client, seconds, floor)
+             for _ in range(runs)]
+    servers = ("bare", "floor", "node") if floor else ("bare", "node")
     median: dict[str, Any] = {
         server: {k: statistics.median(p[server][k] for p in pairs) for k in pairs[0][server]}
-        for server in ("bare", "node")}
-    median["throughput_ratio"] = statistics.median(p["throughput_ratio"] for p in pairs)
+        for server in servers}
+    for ratio in ("throughput_ratio", "floor_ratio") if floor else ("throughput_ratio",):
+        median[ratio] = statistics.median(p[ratio] for p in pairs)
     return {
         "store": store, "concurrency": concurrency, "audit": audit, "budget": budget,
+        "client": client,
         "runs": pairs,
         "median": median, "load_average": os.getloadavg(),
         # Target: >= 0.5x the bare endpoint's requests/s and p99 < 20 ms. With 64 clients
@@ -289,15 +372,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="the node's audit log (off: to measure its share only)")
     parser.add_argument("--budget", choices=("off", "common", "large"), default="off",
                         help="the disclosure budget (see above)")
-    parser.add_argument("--serve", choices=("bare", "node"), help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=("wrk", "python"),
+                        default="wrk" if shutil.which("wrk") else "python",
+                        help="the load generator (default: wrk when installed)")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="length of each wrk run (after a warm-up of a fifth of it)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure the node's per-request floor (see above)")
+    parser.add_argument("--serve", choices=("bare", "floor", "node"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve == "bare":
         serve_bare(args.port)
         return 0
-    if args.serve == "node":
+    if args.serve in ("node", "floor"):
         serve_node(args.port, args.store, args.workdir, audit=args.audit == "on",
-                   budget=args.budget)
+                   budget=args.budget, floor=args.serve == "floor")
         return 0
     if not VCF.is_file():
         print(f"the 2,504-sample VCF is not at {VCF} (../shared missing)", file=sys.stderr)
@@ -305,12 +395,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         print(json.dumps(run(args.store, args.requests, args.concurrency, args.workdir,
-                                  audit=args.audit, budget=args.budget, runs=args.runs),
+                                  audit=args.audit, budget=args.budget, runs=args.runs,
+                                  client=args.client, seconds=args.seconds,
+                                  floor=args.floor),
                          indent=2))
         return 0
     with tempfile.TemporaryDirectory(prefix="fednode-beacon-bench-") as tmp:
         print(json.dumps(run(args.store, args.requests, args.concurrency, Path(tmp),
-                                  audit=args.audit, budget=args.budget, runs=args.runs),
+                                  audit=args.audit, budget=args.budget, runs=args.runs,
+                                  client=args.client, seconds=args.seconds,
+                                  floor=args.floor),
                          indent=2))
     return 0
 
