@@ -8,6 +8,10 @@ sorts them) and times only the TileDB writes. Parsing, statistics and sorting co
 in the replay, so its time bounds from below what any ingest writing this layout with
 TileDB can take on this machine; its CPU time divided by the cores bounds it from below
 even with perfect parallelism across processes.
+
+`--filters none` replays into the same schemas with every filter removed (no compression,
+no checksums; dimensions, offsets and validity too): the share of the floor that is
+TileDB-VCF's choice of filters rather than TileDB storing the cells at all.
 """
 
 from __future__ import annotations
@@ -39,7 +43,22 @@ def recording(array, columns, *, ordered=False):
     return write(array, columns, ordered=ordered)
 
 layout.write_columns = recording
-store_uri, vcf, replay_dir = sys.argv[1:4]
+store_uri, vcf, replay_dir, filters = sys.argv[1:5]
+
+def unfiltered(schema):
+    none = tiledb.FilterList([])
+    dims = [tiledb.Dim(name=d.name, domain=d.domain, tile=d.tile, dtype=d.dtype,
+                       filters=none) for d in (schema.domain.dim(i)
+                                               for i in range(schema.domain.ndim))]
+    attrs = [tiledb.Attr(name=a.name, dtype=a.dtype, var=a.isvar, nullable=a.isnullable,
+                         filters=none) for a in (schema.attr(i) for i in range(schema.nattr))]
+    return tiledb.ArraySchema(domain=tiledb.Domain(*dims), attrs=attrs, sparse=schema.sparse,
+                              cell_order=schema.cell_order, tile_order=schema.tile_order,
+                              capacity=schema.capacity,
+                              allows_duplicates=schema.allows_duplicates,
+                              coords_filters=none, offsets_filters=none,
+                              validity_filters=none)
+
 start = time.perf_counter()
 store = TileDBVCFStore.create(store_uri, assembly="GRCh38")
 store.ingest([Path(vcf)])
@@ -55,7 +74,8 @@ for uri, schema, ctx, columns, ordered in recorded:
     name = uri.rstrip("/").rsplit("/", 1)[-1]
     target = f"{replay_dir}/{name}"
     if tiledb.object_type(target, ctx=ctx) is None:
-        tiledb.Array.create(target, schema, ctx=ctx)
+        tiledb.Array.create(target, unfiltered(schema) if filters == "none" else schema,
+                            ctx=ctx)
     sparse_dups = schema.sparse and schema.allows_duplicates
     if sparse_dups and not ordered:
         columns = sorted_columns(schema, columns)
@@ -78,17 +98,17 @@ def _bcftools(vcf: Path, out: Path) -> float:
     return time.perf_counter() - start
 
 
-def _child(vcf: Path, work: Path, k: int) -> dict[str, object]:
+def _child(vcf: Path, work: Path, k: int, filters: str) -> dict[str, object]:
     store, replay = work / f"store-{k}", work / f"replay-{k}"
     replay.mkdir()
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(store), str(vcf), str(replay)],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(store), str(vcf), str(replay),
+                          filters], check=True, capture_output=True, text=True).stdout
     result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
     subprocess.run(["rm", "-rf", str(store), str(replay)], check=True)
     return result
 
 
-def run(vcf: Path, runs: int) -> None:
+def run(vcf: Path, runs: int, filters: str = "as-is") -> None:
     n_samples = len(subprocess.run(["bcftools", "query", "-l", str(vcf)], check=True,
                                    capture_output=True, text=True).stdout.split())
     cores = os.cpu_count() or 1
@@ -98,12 +118,13 @@ def run(vcf: Path, runs: int) -> None:
         work = Path(tmp)
         for k in range(runs):
             base.append(_bcftools(vcf, work / "out.bcf"))
-            results.append(_child(vcf, work, k))
+            results.append(_child(vcf, work, k, filters))
         base.append(_bcftools(vcf, work / "out.bcf"))
     bcf = statistics.median(base)
     ingest = statistics.median(float(r["ingest"]) for r in results)  # type: ignore[arg-type]
     names = sorted(results[0]["arrays"])  # type: ignore[call-overload]
-    print(f"(a3) {vcf.name}: {n_samples} samples; medians of {runs} runs, {cores} cores")
+    print(f"(a3) {vcf.name}: {n_samples} samples; medians of {runs} runs, {cores} cores; "
+          f"replay filters {filters}")
     print(f"    {'array':<22}{'writes':>8}{'cells':>14}{'write s':>10}{'CPU s':>9}"
           f"{'us/cell':>9}")
     floor_wall = floor_cpu = 0.0
@@ -127,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.write_floor", description=__doc__)
     parser.add_argument("vcf", type=Path)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--filters", choices=("as-is", "none"), default="as-is",
+                        help="replay with the schemas' filters, or with none at all")
     args = parser.parse_args(argv)
-    run(args.vcf, args.runs)
+    run(args.vcf, args.runs, args.filters)
     return 0
 
 
