@@ -82,10 +82,24 @@ def _privacy(budget: str) -> dict[str, Any]:
     return {}  # "common": the defaults
 
 
-# The count answer of the bare and floor endpoints: the node's own answer's shape and size.
-_CONSTANT = {"meta": {"beaconId": "bare", "apiVersion": "v2.0.0", "returnedGranularity": "count",
-                      "receivedRequestSummary": {"requestedGranularity": "count"}},
-             "responseSummary": {"exists": True, "numTotalResults": 1}}
+# The count answer of the bare and floor endpoints: a copy of the node's own answer to one
+# of the bench's queries (the same 591 bytes once serialised compactly).
+_CONSTANT = {
+    "meta": {
+        "beaconId": "org.example.fednode", "apiVersion": "v2.1.1",
+        "returnedSchemas": [{"entityType": "genomicVariant",
+                             "schema": "ga4gh-beacon-genomicVariant-v2.0.0"}],
+        "returnedGranularity": "count",
+        "receivedRequestSummary": {
+            "apiVersion": "v2.1.1", "requestedSchemas": [],
+            "pagination": {"skip": 0, "limit": 10}, "requestedGranularity": "count",
+            "includeResultsetResponses": "HIT", "testMode": False,
+            "requestParameters": {"g_variant": {
+                "referenceName": "1", "start": "56930", "referenceBases": "C",
+                "alternateBases": "A"}}},
+        "testMode": False},
+    "responseSummary": {"exists": True, "numTotalResults": 1, "countPrecision": "exact"},
+}
 
 
 def serve_node(port: int, store_kind: str, work: Path, *, audit: bool = True,
