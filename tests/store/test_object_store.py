@@ -1,0 +1,172 @@
+"""A store on object storage (`s3://`, served by moto's S3 server in a child process): the
+same dataset layout through TileDB's VFS, statistics equal to bcftools, answers equal to
+the same input on local disk, a failed ingest that changes nothing, and a node home whose
+`store_uri` is an `s3://` prefix, from `fednode ingest` to a Beacon answer."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import moto.server  # noqa: F401  (a test extra; its server runs in a child process)
+import pytest
+
+from node.config import DatasetSettings, Settings
+from node.domain import AlleleKey, Region
+from node.errors import IngestError
+from node.names import Granularity, SecurityLevel
+from node.store.tiledbvcf import TileDBVCFStore, list_datasets
+from node.web.app import create_app
+from tests.store.test_tiledbvcf import (
+    BCFTOOLS,
+    assert_stats_match,
+    cohort_rows,
+    fill_tags_truth,
+    sh,
+    write_vcf,
+)
+
+pytestmark = pytest.mark.skipif(BCFTOOLS is None, reason="bcftools is not installed")
+BUCKET = "fednode"
+WHOLE = (Region("1", 0, 300_000_000), Region("X", 0, 300_000_000))
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[dict[str, str]]:
+    """TileDB configuration for an S3 endpoint on loopback with one empty bucket. moto runs
+    in its own process: TileDB holds the GIL while it waits on a request."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("moto's S3 server did not start") from None
+                time.sleep(0.2)
+        create = urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT")
+        urllib.request.urlopen(create, timeout=10).close()
+        yield {
+            "vfs.s3.endpoint_override": f"127.0.0.1:{port}",
+            "vfs.s3.scheme": "http",
+            "vfs.s3.use_virtual_addressing": "false",
+            "vfs.s3.region": "us-east-1",
+            "vfs.s3.aws_access_key_id": "test",
+            "vfs.s3.aws_secret_access_key": "test",
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _prefix() -> str:
+    return f"s3://{BUCKET}/{uuid.uuid4().hex}"
+
+
+def _answers(store: TileDBVCFStore, keys: list[AlleleKey]) -> tuple[Any, ...]:
+    records = [r for region in WHOLE for batch in store.records(region) for r in batch]
+    from_data = [r for region in WHOLE for b in store._data_batches(region, None)
+                 for r in b.records()]
+    assert records == from_data  # both read paths, through the same VFS
+    variants = [v for region in WHOLE for v in store.variants(region)]
+    return store.samples, store.contigs(), store.allele_stats(keys), records, variants
+
+
+def test_ingest_on_object_storage_answers_as_bcftools_and_as_local_disk(
+    s3: dict[str, str], tmp_path: Path
+) -> None:
+    vcf = write_vcf(tmp_path / "c.vcf.gz", [f"P{i}" for i in range(6)], cohort_rows(6, seed=21))
+    truth = fill_tags_truth(vcf)
+    root = f"{_prefix()}/datasets"
+    remote = TileDBVCFStore.create(f"{root}/ds", assembly="GRCh38", tiledb_config=s3)
+    remote.ingest([vcf])
+    remote.close()
+    assert list_datasets(root, tiledb_config=s3) == ["ds"]
+    assert not (tmp_path / "ds").exists()  # nothing was written locally instead
+    remote = TileDBVCFStore.open(f"{root}/ds", tiledb_config=s3)
+    assert assert_stats_match(remote, truth) > 100
+    local = TileDBVCFStore.create(str(tmp_path / "local"), assembly="GRCh38")
+    local.ingest([vcf])
+    keys = list(truth)
+    assert _answers(remote, keys) == _answers(local, keys)
+
+
+def test_a_failed_ingest_on_object_storage_changes_nothing(
+    s3: dict[str, str], tmp_path: Path
+) -> None:
+    base = write_vcf(tmp_path / "a.vcf.gz", ["A1", "A2", "A3"], cohort_rows(3, seed=5))
+    keys = list(fill_tags_truth(base))
+    uri = f"{_prefix()}/ds"
+    store = TileDBVCFStore.create(uri, tiledb_config=s3)
+    store.ingest([base])
+    before = _answers(store, keys)
+    rows = cohort_rows(2, seed=9, records=40)
+    fields = rows[30].split("\t")
+    fields[1] = "12x4"  # an unparseable POS on the 31st record
+    rows[30] = "\t".join(fields)
+    bad = write_vcf(tmp_path / "bad.vcf.gz", ["N1", "N2"], rows)
+    line = int(sh(f"gzip -dc {bad} | grep -c '^#'")) + 31
+    with pytest.raises(IngestError, match=rf"bad\.vcf\.gz:{line}: malformed record"):
+        store.ingest([bad])
+    assert _answers(store, keys) == before
+    assert _answers(TileDBVCFStore.open(uri, tiledb_config=s3), keys) == before
+    good = write_vcf(tmp_path / "b.vcf.gz", ["N1", "N2"], cohort_rows(2, seed=9, records=40))
+    store.ingest([good])
+    assert store.samples == ("A1", "A2", "A3", "N1", "N2")
+    assert assert_stats_match(store, fill_tags_truth(good)) > 0
+
+
+async def test_a_home_with_an_s3_store_uri_ingests_and_answers(
+    s3: dict[str, str], tmp_path: Path, aiohttp_client: Any
+) -> None:
+    vcf = write_vcf(tmp_path / "c.vcf.gz", [f"P{i}" for i in range(4)], cohort_rows(4, seed=3))
+    home = tmp_path / "home"
+    root = f"{_prefix()}/datasets"
+
+    def fednode(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "node", *map(str, args)],
+                              capture_output=True, text=True, timeout=300)
+
+    assert fednode("init", home).returncode == 0
+    config = home / "fednode.toml"
+    text = config.read_text().replace('store_uri = "datasets"', f'store_uri = "{root}"')
+    table = "\n".join(f'"{k}" = "{v}"' for k, v in s3.items())
+    config.write_text(f"{text}\n[tiledb_config]\n{table}\n")
+    done = fednode("ingest", home, "--dataset", "cohort", vcf)
+    assert done.returncode == 0, done.stderr
+    assert list(home.joinpath("datasets").iterdir()) == []  # the data went to the bucket
+    assert list_datasets(root, tiledb_config=s3) == ["cohort"]
+
+    truth = fill_tags_truth(vcf)
+    carried = next(k for k, v in truth.items() if v[0] > 0)
+    absent = AlleleKey(carried.contig, carried.start, carried.ref, "TTTTTTTT")
+    settings = Settings(home=home, datasets={"cohort": DatasetSettings(
+        assembly="GRCh38", security_level=SecurityLevel.PUBLIC,
+        max_granularity={SecurityLevel.PUBLIC: Granularity.COUNT})},
+        privacy={"budget": {"enabled": False}})
+    assert settings.store_uri == root and settings.tiledb_config == s3
+    client = await aiohttp_client(create_app(settings))
+    health = await (await client.get("/health")).json()
+    assert health["datasets"] == ["cohort"]
+    for key, exists in ((carried, True), (absent, False)):
+        resp = await client.get("/api/g_variants", params={
+            "referenceName": key.contig, "start": str(key.start), "referenceBases": key.ref,
+            "alternateBases": key.alt, "datasetIds": "cohort"})
+        body = await resp.json()
+        assert resp.status == 200, body
+        assert body["responseSummary"]["exists"] is exists
