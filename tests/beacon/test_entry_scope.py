@@ -26,7 +26,9 @@ UNSEQUENCED = "SYN_NOT_SEQUENCED"
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MemoryStore, Path, tuple[str, ...]]:
+def node(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, MemoryStore, Path, tuple[str, ...]]:
     folder = tmp_path_factory.mktemp("scope")
     info = generate_cohort(folder / "c.vcf.gz", samples=8, length=20_000, seed=11)
     store = MemoryStore(assembly="GRCh38")

@@ -24,16 +24,9 @@ from node.errors import IngestError
 from node.names import Granularity, SecurityLevel
 from node.store.tiledbvcf import TileDBVCFStore, list_datasets
 from node.web.app import create_app
-from tests.store.test_tiledbvcf import (
-    BCFTOOLS,
-    assert_stats_match,
-    cohort_rows,
-    fill_tags_truth,
-    sh,
-    write_vcf,
-)
+from tests.store import test_tiledbvcf as vcfs  # bcftools truth and VCF writers
 
-pytestmark = pytest.mark.skipif(BCFTOOLS is None, reason="bcftools is not installed")
+pytestmark = pytest.mark.skipif(vcfs.BCFTOOLS is None, reason="bcftools is not installed")
 BUCKET = "fednode"
 WHOLE = (Region("1", 0, 300_000_000), Region("X", 0, 300_000_000))
 
@@ -90,8 +83,9 @@ def _answers(store: TileDBVCFStore, keys: list[AlleleKey]) -> tuple[Any, ...]:
 def test_ingest_on_object_storage_answers_as_bcftools_and_as_local_disk(
     s3: dict[str, str], tmp_path: Path
 ) -> None:
-    vcf = write_vcf(tmp_path / "c.vcf.gz", [f"P{i}" for i in range(6)], cohort_rows(6, seed=21))
-    truth = fill_tags_truth(vcf)
+    names = [f"P{i}" for i in range(6)]
+    vcf = vcfs.write_vcf(tmp_path / "c.vcf.gz", names, vcfs.cohort_rows(6, seed=21))
+    truth = vcfs.fill_tags_truth(vcf)
     root = f"{_prefix()}/datasets"
     remote = TileDBVCFStore.create(f"{root}/ds", assembly="GRCh38", tiledb_config=s3)
     remote.ingest([vcf])
@@ -99,7 +93,7 @@ def test_ingest_on_object_storage_answers_as_bcftools_and_as_local_disk(
     assert list_datasets(root, tiledb_config=s3) == ["ds"]
     assert not (tmp_path / "ds").exists()  # nothing was written locally instead
     remote = TileDBVCFStore.open(f"{root}/ds", tiledb_config=s3)
-    assert assert_stats_match(remote, truth) > 100
+    assert vcfs.assert_stats_match(remote, truth) > 100
     local = TileDBVCFStore.create(str(tmp_path / "local"), assembly="GRCh38")
     local.ingest([vcf])
     keys = list(truth)
@@ -109,32 +103,34 @@ def test_ingest_on_object_storage_answers_as_bcftools_and_as_local_disk(
 def test_a_failed_ingest_on_object_storage_changes_nothing(
     s3: dict[str, str], tmp_path: Path
 ) -> None:
-    base = write_vcf(tmp_path / "a.vcf.gz", ["A1", "A2", "A3"], cohort_rows(3, seed=5))
-    keys = list(fill_tags_truth(base))
+    base = vcfs.write_vcf(tmp_path / "a.vcf.gz", ["A1", "A2", "A3"], vcfs.cohort_rows(3, seed=5))
+    keys = list(vcfs.fill_tags_truth(base))
     uri = f"{_prefix()}/ds"
     store = TileDBVCFStore.create(uri, tiledb_config=s3)
     store.ingest([base])
     before = _answers(store, keys)
-    rows = cohort_rows(2, seed=9, records=40)
+    rows = vcfs.cohort_rows(2, seed=9, records=40)
     fields = rows[30].split("\t")
     fields[1] = "12x4"  # an unparseable POS on the 31st record
     rows[30] = "\t".join(fields)
-    bad = write_vcf(tmp_path / "bad.vcf.gz", ["N1", "N2"], rows)
-    line = int(sh(f"gzip -dc {bad} | grep -c '^#'")) + 31
+    bad = vcfs.write_vcf(tmp_path / "bad.vcf.gz", ["N1", "N2"], rows)
+    line = int(vcfs.sh(f"gzip -dc {bad} | grep -c '^#'")) + 31
     with pytest.raises(IngestError, match=rf"bad\.vcf\.gz:{line}: malformed record"):
         store.ingest([bad])
     assert _answers(store, keys) == before
     assert _answers(TileDBVCFStore.open(uri, tiledb_config=s3), keys) == before
-    good = write_vcf(tmp_path / "b.vcf.gz", ["N1", "N2"], cohort_rows(2, seed=9, records=40))
+    rows = vcfs.cohort_rows(2, seed=9, records=40)
+    good = vcfs.write_vcf(tmp_path / "b.vcf.gz", ["N1", "N2"], rows)
     store.ingest([good])
     assert store.samples == ("A1", "A2", "A3", "N1", "N2")
-    assert assert_stats_match(store, fill_tags_truth(good)) > 0
+    assert vcfs.assert_stats_match(store, vcfs.fill_tags_truth(good)) > 0
 
 
 async def test_a_home_with_an_s3_store_uri_ingests_and_answers(
     s3: dict[str, str], tmp_path: Path, aiohttp_client: Any
 ) -> None:
-    vcf = write_vcf(tmp_path / "c.vcf.gz", [f"P{i}" for i in range(4)], cohort_rows(4, seed=3))
+    names = [f"P{i}" for i in range(4)]
+    vcf = vcfs.write_vcf(tmp_path / "c.vcf.gz", names, vcfs.cohort_rows(4, seed=3))
     home = tmp_path / "home"
     root = f"{_prefix()}/datasets"
 
@@ -152,7 +148,7 @@ async def test_a_home_with_an_s3_store_uri_ingests_and_answers(
     assert list(home.joinpath("datasets").iterdir()) == []  # the data went to the bucket
     assert list_datasets(root, tiledb_config=s3) == ["cohort"]
 
-    truth = fill_tags_truth(vcf)
+    truth = vcfs.fill_tags_truth(vcf)
     carried = next(k for k, v in truth.items() if v[0] > 0)
     absent = AlleleKey(carried.contig, carried.start, carried.ref, "TTTTTTTT")
     settings = Settings(home=home, datasets={"cohort": DatasetSettings(
