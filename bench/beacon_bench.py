@@ -407,20 +407,19 @@ def main(argv: list[str] | None = None) -> int:
     if not VCF.is_file():
         print(f"the 2,504-sample VCF is not at {VCF} (../shared missing)", file=sys.stderr)
         return 2
+
+    def report(work: Path) -> None:
+        print(json.dumps(run(args.store, args.requests, args.concurrency, work,
+                             audit=args.audit, budget=args.budget, runs=args.runs,
+                             client=args.client, seconds=args.seconds, floor=args.floor),
+                         indent=2))
+
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        print(json.dumps(run(args.store, args.requests, args.concurrency, args.workdir,
-                                  audit=args.audit, budget=args.budget, runs=args.runs,
-                                  client=args.client, seconds=args.seconds,
-                                  floor=args.floor),
-                         indent=2))
+        report(args.workdir)
         return 0
     with tempfile.TemporaryDirectory(prefix="fednode-beacon-bench-") as tmp:
-        print(json.dumps(run(args.store, args.requests, args.concurrency, Path(tmp),
-                                  audit=args.audit, budget=args.budget, runs=args.runs,
-                                  client=args.client, seconds=args.seconds,
-                                  floor=args.floor),
-                         indent=2))
+        report(Path(tmp))
     return 0
 
 
