@@ -180,8 +180,11 @@ class Principal:
     """Who is asking, as established from a verified GA4GH Passport (or nobody).
 
     `controlled_grants` holds dataset ids (not visa values) the passport grants;
-    `expires_at` is the earliest `exp` among the passport and the visas the decision relied
-    on (Passport v1 §Visa Expiry: the minimum across visas used). Anonymous: all empty.
+    `expires_at` is the instant from which the principal is refused (401, never
+    downgraded: node/auth/policy.py): the earliest `exp` among the tokens the decision
+    relied on (Passport v1 §Visa Expiry: the minimum across visas used) plus the leeway
+    the verifier accepted them with. The leeway is added there only, never again by its
+    readers. None: no expiry (anonymous, mTLS peers). Anonymous: all empty.
     """
 
     subject: str | None

@@ -7,6 +7,10 @@ chosen by `kid` only (never "the first key"), and a `jku` header is honoured onl
 is on the issuer's allowlist (Passport v1 §Visa Format). JWKS documents are fetched with
 aiohttp (pyjwt's PyJWKClient blocks the event loop), cached, and refetched on an unknown
 `kid` at most once per `min_refresh_interval_s`.
+
+The clock-skew leeway on `exp` is applied here and nowhere else: a token is accepted while
+`now < exp + leeway` (pyjwt's rule), and `Claims.accepted_until` carries that instant so
+that later checks of a cached result (node/auth/policy.py) agree with this one exactly.
 """
 
 from __future__ import annotations
@@ -39,12 +43,19 @@ _REQUIRED_CLAIMS = ["exp", "iat", "iss", "sub"]
 
 @dataclass(frozen=True, slots=True)
 class Claims:
-    """A verified token: its issuer, subject, times and the full payload (read-only)."""
+    """A verified token: its issuer, subject, times and the full payload (read-only).
+
+    `expires_at` is the token's `exp`; `accepted_until` is `exp` plus the verifier's
+    leeway, the instant from which the verifier refuses it. Compare times against
+    `accepted_until`, never `exp`: adding the leeway again, or forgetting it, would accept a
+    token here and treat it as expired elsewhere (issue 13).
+    """
 
     issuer: str
     subject: str
     issued_at: int
     expires_at: int
+    accepted_until: int
     payload: Mapping[str, Any] = field(repr=False)
     header: Mapping[str, Any] = field(repr=False)
 
@@ -180,7 +191,7 @@ class TokenVerifier:
         jwk_data = await self._key_for(header, issuer)
         key = _build_key(jwk_data, alg)
         payload = self._decode(token, key, alg, issuer, has_aud="aud" in unverified)
-        return _claims(payload, header)
+        return _claims(payload, header, leeway_s=self._leeway)
 
     def _peek(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         if not isinstance(token, str) or not token:
@@ -274,7 +285,7 @@ def _reason(exc: jwt.PyJWTError) -> str:
     return "token invalid"
 
 
-def _claims(payload: Mapping[str, Any], header: Mapping[str, Any]) -> Claims:
+def _claims(payload: Mapping[str, Any], header: Mapping[str, Any], *, leeway_s: int) -> Claims:
     sub, iss = payload.get("sub"), payload.get("iss")
     iat, exp = _time(payload.get("iat")), _time(payload.get("exp"))
     if not isinstance(sub, str) or not sub or not isinstance(iss, str):
@@ -286,6 +297,8 @@ def _claims(payload: Mapping[str, Any], header: Mapping[str, Any]) -> Claims:
         subject=sub,
         issued_at=iat,
         expires_at=exp,
+        # pyjwt refuses from `exp + leeway` on (`exp <= now - leeway`), as _decode asked.
+        accepted_until=exp + leeway_s,
         payload=MappingProxyType(dict(payload)),
         header=MappingProxyType(dict(header)),
     )

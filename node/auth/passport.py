@@ -14,8 +14,11 @@ never trusted in part (Passport v1 §General Requirements 8). Then:
   are accepted for D;
 - registered access is AcceptedTermsAndPolicies (`by` required) + ResearcherStatus
   (§Registered Access);
-- the principal expires at the minimum `exp` over the passport and the visas relied on
-  (§Visa Expiry, "Expiry when using multiple Visas").
+- the principal expires at the minimum over the passport and the visas relied on
+  (§Visa Expiry, "Expiry when using multiple Visas") of the instant each stops being
+  accepted: `exp` plus the verifier's leeway (`Claims.accepted_until`). The leeway is added
+  once, by the verifier; nothing here adds or drops it, so a visa accepted within the
+  leeway still counts when the policy checks the principal (issue 13).
 """
 
 from __future__ import annotations
@@ -50,11 +53,12 @@ Identity = tuple[str, str]  # (sub, iss)
 
 @dataclass(frozen=True, slots=True)
 class Visa:
-    """A visa whose signature and times have been verified."""
+    """A visa whose signature and times have been verified; `accepted_until` is its `exp`
+    plus the verifier's leeway (`Claims.accepted_until`)."""
 
     issuer: str
     subject: str
-    expires_at: int
+    accepted_until: int
     type: str
     value: str
     source: str
@@ -129,7 +133,7 @@ def parse_visa(claims: Claims) -> Visa:
     return Visa(
         issuer=claims.issuer,
         subject=claims.subject,
-        expires_at=claims.expires_at,
+        accepted_until=claims.accepted_until,
         type=kind,
         value=value,
         source=source,
@@ -151,7 +155,7 @@ def evaluate(
         if (exp := _grant_expiry(accepted, grant)) is not None
     }
     registered = _registered_expiry(accepted, settings)
-    used = [claims.expires_at, *grants.values()]
+    used = [claims.accepted_until, *grants.values()]
     if registered is not None:
         used.append(registered)
     return Principal(
@@ -169,9 +173,9 @@ def _holder_visas(holder: str, visas: Sequence[Visa]) -> list[tuple[Visa, int]]:
     mine: list[tuple[Visa, int]] = []
     for visa in visas:
         if visa.subject == holder:
-            mine.append((visa, visa.expires_at))
+            mine.append((visa, visa.accepted_until))
         elif (bound := links.get((visa.subject, visa.issuer))) is not None:
-            mine.append((visa, min(visa.expires_at, bound)))
+            mine.append((visa, min(visa.accepted_until, bound)))
     return mine
 
 
@@ -189,7 +193,7 @@ def _linked(holder: str, visas: Iterable[Visa]) -> dict[Identity, int]:
             reached = [b for b in bounds if b is not None]
             if not reached:
                 continue
-            bound = min(visa.expires_at, max(reached))
+            bound = min(visa.accepted_until, max(reached))
             for member in members:
                 if member[0] != holder and known.get(member, -1) < bound:
                     known[member] = bound

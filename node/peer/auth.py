@@ -82,7 +82,9 @@ class CoordinatorVerifier:
         on_behalf_of = act.get("sub") if isinstance(act, dict) else None
         return _caller(
             coordinator.settings,
-            expires_at=int(claims["exp"]),
+            # _decode accepted the token until `exp + leeway`; the principal must not expire
+            # before that, or the policy would refuse a token the verifier just accepted.
+            expires_at=int(claims["exp"]) + _LEEWAY_S,
             on_behalf_of=str(on_behalf_of) if on_behalf_of is not None else None,
         )
 

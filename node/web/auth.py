@@ -40,7 +40,11 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def principal_of(request: web.Request) -> Principal:
-    """The requester of `request` (computed once per request)."""
+    """The requester of `request` (computed once per request).
+
+    Kept for the request only, never across requests by token; one that expires while
+    kept is refused with 401 by the policy, not downgraded (node/auth/policy.py).
+    """
     cached = resolved_principal(request)
     if cached is not None:
         return cached

@@ -14,6 +14,7 @@ from tests.auth.issuer import Issuer, IssuerServer, PrivateKey, make_key
 
 DATASET_VALUE = "https://ega.example/EGAD0001"
 DAC = "https://dac.example/DAC1"
+LEEWAY_S = AuthSettings().leeway_s  # what `auth_settings` (and so `evaluator`) uses
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from node.auth.jwt import JWKSCache
 from node.auth.passport import PassportEvaluator, pattern_match
 from node.config import DatasetGrantSettings
 from node.errors import Unauthenticated
-from tests.auth.conftest import DAC, DATASET_VALUE, IdP, auth_settings
+from tests.auth.conftest import DAC, DATASET_VALUE, LEEWAY_S, IdP, auth_settings
 from tests.auth.issuer import REGISTERED, make_key, public_jwk
 
 AFFILIATION = [[{"type": "AffiliationAndRole", "value": "const:faculty@uni.example"}]]
@@ -28,6 +28,11 @@ def _grant(idp: IdP, value: str = DATASET_VALUE, **kw: Any) -> str:
 
 def _exp(token: str) -> int:
     return int(jwt.decode(token, options={"verify_signature": False})["exp"])
+
+
+def _until(token: str) -> int:
+    """When the evaluator stops accepting `token`: its `exp` plus the leeway."""
+    return _exp(token) + LEEWAY_S
 
 
 async def _grants(evaluator: PassportEvaluator, idp: IdP, visas: list[str]) -> frozenset[str]:
@@ -43,7 +48,7 @@ async def test_grant_gives_dataset_and_expiry_is_minimum(
     assert principal.controlled_grants == {"ds1"}
     assert (principal.subject, principal.issuer) == ("alice", idp.broker.iss)
     assert not principal.registered
-    assert principal.expires_at == min(_exp(visa), _exp(passport)) == _exp(visa)
+    assert principal.expires_at == min(_until(visa), _until(passport)) == _until(visa)
 
 
 async def test_es256_visa_accepted(evaluator: PassportEvaluator, idp: IdP) -> None:
@@ -53,10 +58,11 @@ async def test_es256_visa_accepted(evaluator: PassportEvaluator, idp: IdP) -> No
 async def test_passport_without_visas_is_authenticated_without_access(
     evaluator: PassportEvaluator, idp: IdP
 ) -> None:
-    principal = await evaluator.principal(idp.broker.passport([]))
+    passport = idp.broker.passport([])
+    principal = await evaluator.principal(passport)
     assert principal.subject == "alice" and not principal.registered
     assert principal.controlled_grants == frozenset()
-    assert principal.expires_at == _exp(idp.broker.passport([]))
+    assert principal.expires_at == _until(passport)
 
 
 @pytest.mark.parametrize(
@@ -148,7 +154,7 @@ async def test_visa_of_another_subject_needs_trusted_link(
     link = idp.visas.visa("LinkedIdentities", link_value, by="system", lifetime=200)
     principal = await evaluator.principal(idp.broker.passport([theirs, link]))
     assert principal.controlled_grants == {"ds1"}
-    assert principal.expires_at == _exp(link)  # the decision relied on the link too
+    assert principal.expires_at == _until(link)  # the decision relied on the link too
 
 
 async def test_linked_identities_chain(evaluator: PassportEvaluator, idp: IdP) -> None:
@@ -171,7 +177,7 @@ async def test_conditions_unmet_rejects_visa(evaluator: PassportEvaluator, idp: 
     right = idp.visas.visa("AffiliationAndRole", "faculty@uni.example", by="so", lifetime=100)
     principal = await evaluator.principal(idp.broker.passport([conditional, right]))
     assert principal.controlled_grants == {"ds1"}
-    assert principal.expires_at == _exp(right)
+    assert principal.expires_at == _until(right)
 
 
 async def test_condition_met_only_by_trusted_visas(evaluator: PassportEvaluator, idp: IdP) -> None:
@@ -259,7 +265,7 @@ async def test_registered_access(
     principal = await evaluator.principal(idp.broker.passport([terms, status]))
     assert principal.registered is registered
     if registered:
-        assert principal.expires_at == _exp(status)
+        assert principal.expires_at == _until(status)
     for alone in (terms, status):
         assert not (await evaluator.principal(idp.broker.passport([alone]))).registered
 

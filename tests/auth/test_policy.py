@@ -1,4 +1,5 @@
-"""The access matrix: requester kind, dataset security level, configured granularities."""
+"""The access matrix: requester kind, dataset security level, configured granularities;
+an expired principal is refused, never downgraded."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 from node.auth.policy import effective_granularity, requester_level
 from node.config import DatasetSettings
 from node.domain import Principal
+from node.errors import Unauthenticated
 from node.names import Granularity, SecurityLevel
 
 NOW = 1_700_000_000
@@ -34,7 +36,6 @@ def _dataset(level: SecurityLevel, mapping: dict[SecurityLevel, Granularity]) ->
         (REGISTERED, G),
         (GRANTED, X),
         (OTHER_GRANT, G),  # a grant for another dataset is not a grant for this one
-        (EXPIRED, P),
     ],
 )
 def test_requester_level(principal: Principal, level: SecurityLevel) -> None:
@@ -49,7 +50,6 @@ def test_requester_level(principal: Principal, level: SecurityLevel) -> None:
         (REGISTERED, X, FULL_MAP, C),
         (GRANTED, X, FULL_MAP, R),
         (OTHER_GRANT, X, FULL_MAP, C),
-        (EXPIRED, X, FULL_MAP, B),
         (ANON, G, FULL_MAP, B),
         (REGISTERED, G, FULL_MAP, C),
         (ANON, P, FULL_MAP, B),
@@ -83,12 +83,12 @@ def test_granularity_matrix(
 
 def test_default_dataset_settings_deny_records_to_everyone_without_grant() -> None:
     default = DatasetSettings()
-    for principal in (ANON, AUTHENTICATED, REGISTERED, OTHER_GRANT, EXPIRED):
+    for principal in (ANON, AUTHENTICATED, REGISTERED, OTHER_GRANT):
         assert effective_granularity(principal, "ds1", default, now=NOW) is not R
     assert effective_granularity(GRANTED, "ds1", default, now=NOW) is R
 
 
-@pytest.mark.parametrize("principal", [ANON, REGISTERED, GRANTED, OTHER_GRANT, EXPIRED])
+@pytest.mark.parametrize("principal", [ANON, REGISTERED, GRANTED, OTHER_GRANT])
 @pytest.mark.parametrize("security", [P, G, X])
 def test_more_credentials_never_reduce_access(
     principal: Principal, security: SecurityLevel
@@ -97,3 +97,20 @@ def test_more_credentials_never_reduce_access(
     got = effective_granularity(principal, "ds1", dataset, now=NOW)
     anon = effective_granularity(ANON, "ds1", dataset, now=NOW)
     assert anon is not None and got is not None and got.rank >= anon.rank
+
+
+@pytest.mark.parametrize("security", [P, G, X])
+def test_expired_principal_is_refused_not_downgraded(security: SecurityLevel) -> None:
+    # Issue 13: answering an expired requester as PUBLIC hid the expiry behind boolean
+    # answers; it must be told (401) to present a fresh passport.
+    with pytest.raises(Unauthenticated, match="token expired"):
+        effective_granularity(EXPIRED, "ds1", _dataset(security, FULL_MAP), now=NOW)
+
+
+def test_principal_keeps_its_level_until_the_instant_it_expires() -> None:
+    # `expires_at` already includes the verifier's leeway: the policy adds none.
+    until = GRANTED.expires_at
+    assert until is not None
+    assert requester_level(GRANTED, "ds1", now=until - 1) is X
+    with pytest.raises(Unauthenticated, match="token expired"):
+        requester_level(GRANTED, "ds1", now=until)
