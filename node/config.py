@@ -171,7 +171,16 @@ class BudgetSettings(_Section):
     # and every "no" under strict pricing (0.29-0.46 nats), are refused: this is what
     # holds the rarest-first attack at its false-positive rate (docs/decisions.md).
     max_llr: float = Field(default=2e-9, gt=0)
+    # DP loss (ε) a requester may accumulate: an authenticated requester (identities are
+    # not cheap: a token names someone accountable), and an anonymous client address (a
+    # new address is free, so it gets little: docs/privacy.md, the differencing figures).
     max_epsilon: float = Field(default=10.0, gt=0)
+    anonymous_max_epsilon: float = Field(default=1.0, gt=0)
+    # Pooled class budgets, per dataset: every anonymous requester together, and every
+    # registered requester together, can learn at most this much in a window, whatever
+    # number of addresses or tokens they use. Record-level requesters are never charged.
+    pool_max_llr: float | None = Field(default=None, gt=0, description="None: 50 x max_llr")
+    pool_max_epsilon: float = Field(default=10.0, gt=0)
     window_s: int | None = Field(default=30 * 24 * 3600, gt=0, description="None: lifetime")
     sequencing_error: float = Field(default=1e-6, gt=0, lt=1)
 
@@ -185,7 +194,24 @@ class BudgetSettings(_Section):
 class PrivacySettings(_Section):
     min_count: int = Field(default=5, ge=1, description="counts 1..min_count-1 are never exact")
     round_to: int | None = Field(default=None, gt=1, description="round counts up to a multiple")
+    # Fresh geometric noise on the allele statistics of the peer API (off by default:
+    # federated allele counts and frequencies are exact, priced by the likelihood ratio).
     epsilon: float | None = Field(default=None, gt=0, description="geometric noise on counts")
+    # Counts of people (individuals, biosamples, runs, analyses, carriers) below record
+    # level: two-sided geometric noise of this ε, the same for the same set of people
+    # (keyed by the node's secret), each distinct set charged once per requester and
+    # once per pool. None: exact counts, only the small-count threshold (not safe against
+    # differencing: docs/privacy.md).
+    people_epsilon: float | None = Field(default=0.5, gt=0)
+    # Answers about fewer people than this (a variant query scoped by filters or an entry
+    # id) are refused below record level, whatever they would say. None: `min_count`.
+    min_scope: int | None = Field(default=None, ge=1)
+    # Refuse a count or scope whose set of people differs from one already released in
+    # the class (or from the whole dataset) by 1..min_count-1 people: the differencing
+    # pair (A, A minus one person) never gets both answers.
+    overlap_control: bool = True
+    noise_secret_file: str = Field(
+        default="privacy.secret", description="key of the people-count noise, under home")
     # Geometric noise on variant counts (Beacon g_variants counts and the "exists" read
     # from them) at boolean/count granularity: epsilon per matched allele. Off by default
     # (common alleles would no longer be answered exactly).
@@ -202,6 +228,11 @@ class PrivacySettings(_Section):
     # target's own copies. Off (not safe against the rarest-first attack): a "yes" is
     # priced at the dataset's allele frequency and "no" answers are free.
     strict_pricing: bool = True
+
+    @property
+    def scope_floor(self) -> int:
+        """The fewest people a below-record answer may be about."""
+        return self.min_scope if self.min_scope is not None else self.min_count
     # Anonymous requesters are budgeted per client address: the TCP peer, or this header
     # when a trusted reverse proxy sets it (and strips any the client sent).
     client_address_header: str | None = Field(

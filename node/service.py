@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any, Literal, Protocol
 
@@ -21,6 +21,8 @@ from node.domain import AlleleKey, AlleleStats, Filter, Principal, Record, Regio
 from node.errors import NotFound, TimedOut
 from node.names import Granularity
 from node.privacy.gate import Ledger
+from node.privacy.guard import GuardedCount
+from node.privacy.people import PeopleSet, people_set
 from node.store.base import VariantStore
 from node.store.batch import genotype_batches
 from node.store.registry import DatasetRegistry
@@ -36,7 +38,9 @@ __all__ = [
     "plan",
     "records_of",
     "release_count",
+    "release_people",
     "search_variants",
+    "subset_stats",
 ]
 
 Selector = Callable[[VariantStore], Iterator[Variant]]
@@ -180,20 +184,41 @@ def release_count(
     granularity: Granularity | None = None,
     alleles: Sequence[AlleleStats] = (),
     individuals: int = 0,
-    people: bool = False,
+    scope: PeopleSet | None = None,
 ) -> ReleasedCount:
-    """The single exit of every count: guarded, charged to the requester's budget (raises
-    BudgetExhausted) and recorded in the request's `ledger` (node/privacy/gate.py).
+    """The single exit of every variant count: guarded, charged to the requester's budget
+    (raises BudgetExhausted) and recorded in the request's `ledger` (node/privacy/gate.py).
 
-    `alleles`: statistics of the alleles behind a variant count; `people`: `n` counts
-    people. Without a ledger (no gate: internal callers) the count leaves unchanged.
+    `alleles`: statistics of the alleles behind the count, in the population it is about
+    (`individuals` people; `scope` when a subset of the dataset). Without a ledger (no
+    gate: internal callers) the count leaves unchanged.
     """
     del principal  # the ledger already holds the requester's budget key
     if ledger is None:
         return ReleasedCount(n)
     guarded = ledger.release(
         n, dataset.id, granularity=granularity or dataset.granularity, alleles=alleles,
-        individuals=individuals, people=people, entitled=dataset.granularity)
+        individuals=individuals, entitled=dataset.granularity, scope=scope)
+    return _released(guarded)
+
+
+def release_people(
+    people: PeopleSet,
+    dataset: DatasetAccess,
+    *,
+    ledger: Ledger | None,
+    granularity: Granularity,
+    universe: PeopleSet | None,
+) -> ReleasedCount:
+    """The single exit of every count of people: the size of `people`, a subset of the
+    dataset's `universe` (all its entries of that kind), as the gate releases it."""
+    if ledger is None:
+        return ReleasedCount(people.size)
+    return _released(ledger.release_people(people, granularity=granularity,
+                                           entitled=dataset.granularity, universe=universe))
+
+
+def _released(guarded: GuardedCount) -> ReleasedCount:
     return ReleasedCount(guarded.value, guarded.precision.value, guarded.adjusted_to)
 
 
@@ -250,23 +275,39 @@ _CARRIED_GAP = 100_000  # bases between two variants beyond which they are read 
 
 def _carried_keys(
     store: VariantStore, variants: Sequence[Variant], samples: Sequence[str]
-) -> set[AlleleKey]:
-    """The alleles among `variants` that some sample of `samples` carries.
+) -> dict[AlleleKey, AlleleStats]:
+    """The alleles among `variants` that some sample of `samples` carries, with their
+    statistics among `samples` (what an answer about those samples is priced on).
 
     The genotype matrices of `samples` are read once per run of nearby variants (one
     region read each), not once per variant.
     """
     wanted = {v.key for v in variants}
-    carried: set[AlleleKey] = set()
+    carried: dict[AlleleKey, AlleleStats] = {}
     for region in _spans(variants, _CARRIED_GAP):
         for batch in genotype_batches(store, region, samples=samples):
             for row, site in enumerate(batch.sites):
-                held = set(np.unique(batch.alleles[row]).tolist())
+                calls = batch.alleles[row]
+                held = set(np.unique(calls).tolist())
                 for index, alt in enumerate(site.alts, 1):
                     key = AlleleKey(site.contig, site.start, site.ref, alt)
                     if index in held and key in wanted:
-                        carried.add(key)
+                        stats = subset_stats(calls, index)
+                        known = carried.get(key)
+                        carried[key] = stats if known is None else known + stats
     return carried
+
+
+def subset_stats(calls: np.ndarray, index: int) -> AlleleStats:
+    """Statistics of allele `index` in a (samples, ploidy) matrix of allele codes (as
+    `AlleleStats` counts them over a dataset: hemizygous carriers are neither hom nor het)."""
+    copies = (calls == index).sum(axis=1)
+    called = (calls >= 0).sum(axis=1)
+    carriers = copies > 0
+    hom = carriers & (copies == called) & (called > 1)
+    het = carriers & (copies < called)
+    return AlleleStats(int(copies.sum()), int(called.sum()), int(hom.sum()), int(het.sum()),
+                       int(carriers.sum()), int((called > 0).sum()))
 
 
 def _spans(variants: Sequence[Variant], gap: int) -> Iterator[Region]:
@@ -289,10 +330,11 @@ def _spans(variants: Sequence[Variant], gap: int) -> Iterator[Region]:
 def _carried_only(
     store: VariantStore, variants: Iterator[Variant], samples: Sequence[str]
 ) -> Iterator[Variant]:
-    """`variants` (in their order) that some sample of `samples` carries."""
+    """`variants` (in their order) that some sample of `samples` carries, each with its
+    statistics among `samples` (not the dataset's)."""
     while chunk := list(islice(variants, _CARRIED_CHUNK)):
         carried = _carried_keys(store, chunk, samples)
-        yield from (v for v in chunk if v.key in carried)
+        yield from (replace(v, stats=carried[v.key]) for v in chunk if v.key in carried)
 
 
 def _check(deadline: float | None) -> None:
@@ -342,6 +384,13 @@ def search_variants(
     for dataset in access.datasets:
         store = registry.store(dataset.id)
         subset = None if samples is None else _genotyped(store, samples.get(dataset.id, ()))
+        # An answer about some samples is about them: admitted and priced on their own
+        # number and statistics, never the dataset's (a scope of one person would
+        # otherwise answer about that person's genotype at a common allele's price).
+        scope = None if subset is None else people_set(dataset.id, "samples", subset)
+        if scope is not None and ledger is not None:
+            ledger.admit_scope(scope, people_set(dataset.id, "samples", store.samples),
+                               granularity=access.granularity, entitled=dataset.granularity)
         window = (skip, skip + limit) if want_page else (0, 0)
         total, page, stats = _matching(store, _until(deadline, select), assembly, subset,
                                        window)
@@ -349,7 +398,8 @@ def search_variants(
         records = _page_records(store, page, deadline, samples=subset)
         count = release_count(total, dataset, principal, ledger=ledger,
                               granularity=access.granularity, alleles=stats,
-                              individuals=len(store.samples))
+                              individuals=len(store.samples) if scope is None else scope.size,
+                              scope=scope)
         out.append(DatasetVariants(dataset, count, page, records))
     return out
 

@@ -26,6 +26,7 @@ from node.domain import Filter, Principal
 from node.errors import InvalidInput, NotFound
 from node.names import Granularity
 from node.privacy.gate import Ledger
+from node.privacy.people import people_set
 from node.service import (
     AccessPlan,
     DatasetAccess,
@@ -35,7 +36,7 @@ from node.service import (
     ReleasedCount,
     carriers,
     plan,
-    release_count,
+    release_people,
     search_variants,
 )
 from node.store.registry import DatasetRegistry
@@ -254,19 +255,26 @@ def _entries(ctx: Context, entry: EntryType, target: EntryType, req: BeaconReque
     sets = []
     for dataset in access.datasets:
         rows = [] if unknown else _rows(ctx, entry, target, dataset.id, entry_id, known)
-        sets.append(_entry_set(ctx, req, access, dataset, rows))
+        sets.append(_entry_set(ctx, req, access, dataset, rows, target.path))
     return response_envelope(ctx.settings.node.id, req, target, access.granularity, sets,
                              info=_info(ctx, req, access, unknown))
 
 
 def _entry_set(ctx: Context, req: BeaconRequest, access: AccessPlan, dataset: DatasetAccess,
-               rows: list[dict[str, Any]]) -> dict[str, Any]:
-    # Entries are people or their samples: their counts get the small-count guard.
-    count = release_count(len(rows), dataset, ctx.principal, ledger=ctx.ledger,
-                          granularity=access.granularity, people=True)
+               rows: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    # Entries are people or their samples: their number leaves as a count of people.
+    catalog = _require_catalog(ctx)
+    everyone = catalog.search(kind, dataset_ids=[dataset.id], filters=())
+    count = release_people(
+        people_set(dataset.id, kind, _ids(rows)), dataset, ledger=ctx.ledger,
+        granularity=access.granularity, universe=people_set(dataset.id, kind, _ids(everyone)))
     record = access.granularity is Granularity.RECORD
     page = rows[req.skip : req.skip + req.limit] if record else []
     return result_set(dataset.id, count.value, page, **_precision(count))
+
+
+def _ids(rows: Sequence[dict[str, Any]]) -> list[str]:
+    return [str(r.get("id")) for r in rows]
 
 
 def _precision(count: ReleasedCount) -> dict[str, Any]:
@@ -323,7 +331,7 @@ def _entries_of_variant(ctx: Context, target: EntryType, req: BeaconRequest, var
                     index = rec.alts.index(v.alt) + 1
                     ids += [c.sample for c in rec.calls if index in c.alleles]
         rows = _carrier_rows(catalog, dataset.id, sorted(set(ids)), target)
-        sets.append(_entry_set(ctx, req, access, dataset, rows))
+        sets.append(_entry_set(ctx, req, access, dataset, rows, target.path))
     return response_envelope(ctx.settings.node.id, req, target, access.granularity, sets,
                              info=_info(ctx, req, access, ()))
 

@@ -3,11 +3,14 @@
 The requester is the coordinator (its pseudonymous `requester_id`): every answer that
 can reveal membership is priced by the node's `DisclosureGate` (node/privacy/gate.py),
 exactly as the same answer over HTTP, strict pricing included (an allele the dataset
-does not hold costs what a "no" costs), and charged to the same budget store (SQLite or
-Redis) before the answer leaves; the whole call is refused (RESOURCE_EXHAUSTED) when it
-would overdraw. Each allele of a batch is its own answer: their charges add up, as for a
-count over several alleles. Asking the same node through many users of one coordinator
-therefore draws on one budget; each node guards its own data subjects with its own budget.
+does not hold costs what a "no" costs), and charged through the gate's one exit
+(`Ledger.account`: the coordinator's budget and its class's pool for the dataset, in the
+same SQLite or Redis store) before the answer leaves; the call is refused
+(RESOURCE_EXHAUSTED) when it would overdraw. Counts of people (CountIndividuals) leave
+through the gate's people exit (`Ledger.release_people`), as over HTTP. Each allele of a
+batch is its own answer: their charges add up, as for a count over several alleles.
+Asking the same node through many users of one coordinator therefore draws on one
+budget; each node guards its own data subjects with its own budget.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from node.names import CountPrecision, Granularity
 from node.peer.auth import Caller
 from node.privacy.audit import AuditLog
 from node.privacy.budget import Charge, open_budget
-from node.privacy.gate import DisclosureGate, anonymous_key
+from node.privacy.gate import DisclosureGate, Ledger, anonymous_key
 from node.privacy.guard import GuardedCount
+from node.privacy.people import PeopleSet, load_secret
 
 __all__ = ["Accounting", "Answer"]
 
@@ -39,11 +43,15 @@ class Accounting:
     def __init__(self, settings: Settings) -> None:
         privacy = settings.privacy
         self._privacy = privacy
-        self._budget = (
+        budget = (
             open_budget(privacy.budget, home=settings.home) if privacy.budget.enabled else None
         )
-        # Pricing only: the budget is charged here (off the event loop), the audit below.
-        self._gate = DisclosureGate(privacy, budget=None, audit=None)
+        # The node's gate: pricing, people counts and every charge (its one exit, as for
+        # HTTP: the coordinator's own budget and its class's pool per dataset); the audit
+        # entries of calls are written below.
+        self.gate = DisclosureGate(
+            privacy, budget=budget, audit=None,
+            secret=load_secret(settings.home / privacy.noise_secret_file))
         self._audit = (
             AuditLog.from_settings(settings.audit, home=settings.home)
             if settings.audit.enabled
@@ -61,27 +69,44 @@ class Accounting:
             one = priced.get(key)
             if one is None:
                 alleles = [] if key[0] is None else [key[0]]
-                one = priced[key] = self._gate.price(alleles, granularity, individuals,
-                                                     _UNNOISED).llr
+                one = priced[key] = self.gate.price(alleles, granularity, individuals,
+                                                    _UNNOISED).llr
             llr += one
             noised = stats is not None and granularity is not Granularity.BOOLEAN
             if noised and self._privacy.epsilon is not None:
                 epsilon += self._privacy.epsilon * counts_per_answer
         return Charge(llr=llr, epsilon=epsilon)
 
-    async def charge(self, caller: Caller, charge: Charge) -> dict[str, float]:
-        """Charge the caller; a refusal (BudgetExhausted) is audited before it is raised."""
-        if self._budget is None or not charge:
+    def ledger(self, caller: Caller) -> Ledger:
+        return self.gate.ledger(caller.principal, None)
+
+    async def charge(self, caller: Caller, charge: Charge, *, dataset: str
+                     ) -> dict[str, float]:
+        """Charge the caller for what it learns of `dataset`, through the gate; a refusal
+        (BudgetExhausted) is audited before it is raised."""
+        if not self.gate.charging or not charge:
             return {}
         try:
-            balance = await asyncio.to_thread(
-                self._budget.charge, caller.principal.requester_id, charge
-            )
+            await asyncio.to_thread(self.ledger(caller).account, charge, {}, dataset=dataset)
         except BudgetExhausted:
-            await self.audit(caller, "charge", [], {"outcome": "refused"},
+            await self.audit(caller, "charge", [dataset], {"outcome": "refused"},
                              {"llr": 0.0, "epsilon": 0.0})
             raise
-        return {"llr": charge.llr, "epsilon": charge.epsilon, "llr_left": balance.llr_left}
+        return {"llr": charge.llr, "epsilon": charge.epsilon}
+
+    async def release_people(self, caller: Caller, people: PeopleSet, universe: PeopleSet,
+                             granularity: Granularity) -> GuardedCount:
+        """A count of people (carriers of some alleles) through the gate's people exit:
+        noised, refused when it completes a differencing pair, charged once per set."""
+        ledger = self.ledger(caller)
+        try:
+            return await asyncio.to_thread(ledger.release_people, people,
+                                           granularity=granularity, entitled=granularity,
+                                           universe=universe)
+        except BudgetExhausted:
+            await self.audit(caller, "charge", [people.dataset], {"outcome": "refused"},
+                             {"llr": 0.0, "epsilon": 0.0})
+            raise
 
     async def unauthenticated(self, call: str, peer: str | None) -> None:
         """Audit a call refused before authentication: no token or subject recorded, the
@@ -123,5 +148,4 @@ class Accounting:
         )
 
     def close(self) -> None:
-        if self._budget is not None:
-            self._budget.close()
+        self.gate.close()

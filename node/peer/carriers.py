@@ -1,8 +1,8 @@
 """Individuals carrying every one of several alleles, counted on one node.
 
-One allele: the store's precomputed carrier count. Several: the carriers of each are
-read from the genotypes of the records at the allele's position and intersected; only
-the size of the intersection leaves this module (no sample names leave the node).
+The carriers of each allele are read from the genotypes of the records at its position
+and intersected; the set goes to the privacy gate, and only its guarded size leaves the
+node (no sample names do).
 """
 
 from __future__ import annotations
@@ -15,17 +15,16 @@ from node.store.base import VariantStore
 __all__ = ["carriers_of_all"]
 
 
-def carriers_of_all(store: VariantStore, keys: Sequence[AlleleKey]) -> int:
-    if len(keys) == 1:
-        stats = store.allele_stats(keys)[0]
-        return stats.n_carriers if stats is not None else 0
+def carriers_of_all(store: VariantStore, keys: Sequence[AlleleKey]) -> frozenset[str]:
+    """The samples carrying every one of `keys` (the set: the privacy gate keys its noise
+    and overlap checks on who they are; only its guarded size leaves the node)."""
     common: set[str] | None = None
     for key in keys:
         carriers = _carriers(store, key)
         common = carriers if common is None else common & carriers
         if not common:
-            return 0
-    return len(common or ())
+            return frozenset()
+    return frozenset(common or ())
 
 
 def _carriers(store: VariantStore, key: AlleleKey) -> set[str]:

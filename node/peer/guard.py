@@ -1,9 +1,9 @@
 """The privacy guard as the peer API reports it: a guarded count and the interval that
 holds the true count, so a coordinator can merge counts from many nodes honestly.
 
-The rules are node/privacy/guard.py's (threshold, rounding, noise); this module only
-derives the bounds each rule implies: thresholded counts are in [1, k-1], rounded ones
-in [max(k, v - unit + 1), v], noised ones have no bound (`upper` None).
+The rules and the bounds they imply are node/privacy/guard.py's (`GuardedCount.lower`,
+`upper`: thresholded counts are in [1, k-1], rounded ones in [max(k, v - unit + 1), v],
+noised ones have no upper bound); this module only carries them to the wire.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from node.config import PrivacySettings
-from node.names import CountPrecision
 from node.privacy.guard import CountGuard as PrivacyGuard
+from node.privacy.guard import GuardedCount
 
-__all__ = ["BoundedCount", "BoundedGuard", "CountGuard", "Precision"]
+__all__ = ["BoundedCount", "BoundedGuard", "CountGuard", "Precision", "bounded"]
 
 Precision = Literal["exact", "rounded", "imprecise"]
 
@@ -40,19 +40,17 @@ class CountGuard(Protocol):
 
 
 class BoundedGuard:
-    """node/privacy's guard, with the bounds of each answer."""
+    """node/privacy's guard, with the bounds it computed for each answer."""
 
     def __init__(self, settings: PrivacySettings) -> None:
         self._guard = PrivacyGuard.from_settings(settings)
-        self._min = settings.min_count
 
     def count(self, n: int) -> BoundedCount:
-        guarded = self._guard.count(n)
-        value, unit = guarded.value, guarded.adjusted_to
-        if guarded.epsilon is not None:
-            return BoundedCount(value, "imprecise", 0, None)
-        if guarded.precision is CountPrecision.EXACT:
-            return BoundedCount.exact(value)
-        if guarded.precision is CountPrecision.ROUNDED and unit is not None:
-            return BoundedCount(value, "rounded", max(self._min, value - unit + 1), value)
-        return BoundedCount(value, "imprecise", 1, self._min - 1)
+        return bounded(self._guard.count(n))
+
+
+def bounded(guarded: GuardedCount) -> BoundedCount:
+    """The peer API's form of a guarded count: its value, precision and the interval
+    node/privacy/guard.py derived (never re-derived here)."""
+    precision: Precision = guarded.precision.value
+    return BoundedCount(guarded.value, precision, guarded.lower, guarded.upper)

@@ -33,10 +33,12 @@ from node.peer._pb import peer_pb2_grpc as pb_grpc
 from node.peer.accounting import Accounting, Answer
 from node.peer.auth import Caller, CoordinatorVerifier, bearer_token
 from node.peer.carriers import carriers_of_all
-from node.peer.guard import BoundedGuard, CountGuard
+from node.peer.guard import BoundedGuard, CountGuard, bounded
 from node.peer.regions import frequency_filter, variant_batches, variant_types
 from node.peer.status import streaming as _streaming
 from node.peer.status import unary as _unary
+from node.privacy.guard import GuardedCount
+from node.privacy.people import people_set
 from node.store.registry import DatasetRegistry
 
 __all__ = ["API_VERSION", "CAPABILITIES", "PeerServer", "PeerServicer", "start_peer_server"]
@@ -123,11 +125,12 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             answers = {ds: await self._allele_stats(ds, keys) for ds, _ in visible}
         spent: dict[str, float] = {}
         if self._settings.privacy.budget.enabled:  # else nothing is charged: skip pricing
-            sizes = {ds: await self._individuals_in(ds) for ds, _ in visible}
-            charge = self._accounting.cost(
-                (stats, g, sizes[ds]) for ds, g in visible for stats in answers[ds]
-            )
-            spent = await self._accounting.charge(caller, charge)
+            for ds, g in visible:
+                size = await self._individuals_in(ds)
+                charge = self._accounting.cost((stats, g, size) for stats in answers[ds])
+                for name, value in (await self._accounting.charge(
+                        caller, charge, dataset=ds)).items():
+                    spent[name] = spent.get(name, 0.0) + value
         if columnar:
             response = pb.BatchAlleleStatsResponse(
                 columns=[
@@ -190,7 +193,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 chunk = [c for c in chunk if keep(c.stats)]
                 if chunk:
                     answers: list[Answer] = [(v.stats, granularity, individuals) for v in batch]
-                    await self._accounting.charge(caller, self._accounting.cost(answers))
+                    await self._accounting.charge(caller, self._accounting.cost(answers),
+                                                  dataset=dataset_id)
                     sent += len(chunk)
                     yield pb.RegionStatsChunk(variants=chunk)
         query = {"region": f"{region.contig}:{region.start}-{region.end}", "sent": sent}
@@ -220,28 +224,29 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         async with asyncio.timeout(self._time_left(context)):
             for dataset_id, granularity in visible:
                 store = await asyncio.to_thread(self._registry.store, dataset_id)
-                n = await asyncio.to_thread(carriers_of_all, store, keys)
-                size = await self._individuals_in(dataset_id)
-                # Charged like an allele carried by n of `size` individuals.
-                as_stats = AlleleStats(n, 2 * size, 0, n, n, size)
-                charge = self._accounting.cost([(as_stats, granularity, size)])
-                await self._accounting.charge(caller, charge)
-                out.append(self._individuals(dataset_id, granularity, n))
+                found = await asyncio.to_thread(carriers_of_all, store, keys)
+                # A count of people: the gate's people exit (noise keyed by the set,
+                # overlap control, ε charged once per set), as over HTTP.
+                people = people_set(dataset_id, "carriers", found)
+                universe = people_set(dataset_id, "carriers", store.samples)
+                guarded = await self._accounting.release_people(caller, people, universe,
+                                                                granularity)
+                out.append(self._individuals(dataset_id, granularity, guarded))
         await self._accounting.audit(
             caller, "CountIndividuals", [ds for ds, _ in visible], {"alleles": len(keys)}, {}
         )
         return pb.CountIndividualsResponse(datasets=out)
 
     def _individuals(
-        self, dataset_id: str, granularity: Granularity, n: int
+        self, dataset_id: str, granularity: Granularity, guarded: GuardedCount
     ) -> pb.DatasetIndividualCount:
         message = pb.DatasetIndividualCount(
             dataset_id=dataset_id,
             granularity=messages.granularity_message(granularity),
-            exists=n > 0,
+            exists=guarded.value > 0,  # from the released count: it says no more
         )
         if granularity is not Granularity.BOOLEAN:
-            message.individuals.CopyFrom(messages.count_message(self._guard.count(n)))
+            message.individuals.CopyFrom(messages.count_message(bounded(guarded)))
         return message
 
     async def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any], call: str) -> Caller:

@@ -32,9 +32,12 @@ from node.config import BudgetSettings
 from node.errors import BudgetExhausted
 
 __all__ = [
+    "Account",
     "Balance",
     "BudgetStore",
     "Charge",
+    "Limits",
+    "Release",
     "SQLiteBudget",
     "beta_prior_llr",
     "budget_refusal",
@@ -100,6 +103,38 @@ class Charge:
 
 
 @dataclass(frozen=True, slots=True)
+class Account:
+    """A budget other than the requester's own: a pooled class budget (`key`) and its
+    limits. Charged together with the requester, atomically: both fit or neither."""
+
+    key: str
+    max_llr: float
+    max_epsilon: float
+    label: str = "pooled"  # says whose budget, in the refusal
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_llr: float
+    max_epsilon: float
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A set of people an answer is about (node/privacy/people.py): its charge is paid
+    once per holder (a requester, a pool); the set is kept for overlap checks."""
+
+    dataset: str
+    kind: str
+    digest: str
+    members: bytes
+    # Paid once per holder: the answer is a function of the set alone (a noised count
+    # keyed by it), so asking again reveals nothing new. False: only kept for overlap
+    # checks (a variant answer about a scope is charged every time).
+    once: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Balance:
     llr_spent: float
     llr_limit: float
@@ -115,16 +150,18 @@ class Balance:
         return max(0.0, self.epsilon_limit - self.epsilon_spent)
 
 
-def check_fits(balance: Balance, charge: Charge, window_s: float | None) -> None:
+def check_fits(balance: Balance, charge: Charge, window_s: float | None, *,
+               whose: str = "your") -> None:
     """Raise BudgetExhausted unless `charge` fits in what `balance` has left."""
     over_llr = balance.llr_spent + charge.llr > balance.llr_limit + _SLACK
     over_eps = balance.epsilon_spent + charge.epsilon > balance.epsilon_limit + _SLACK
     if over_llr or over_eps:
-        raise budget_refusal(window_s)
+        raise budget_refusal(window_s, whose=whose)
 
 
-def budget_refusal(window_s: float | None) -> BudgetExhausted:
-    """The error of an answer refused for the budget (the message says when it refills)."""
+def budget_refusal(window_s: float | None, *, whose: str = "your") -> BudgetExhausted:
+    """The error of an answer refused for the budget (the message says when it refills).
+    `whose`: "your" (the requester's own) or the pooled budget refused."""
     when = (
         f"; it is restored as charges older than {window_s:g} s expire"
         if window_s is not None
@@ -132,7 +169,7 @@ def budget_refusal(window_s: float | None) -> BudgetExhausted:
     )
     return BudgetExhausted(
         "privacy budget exhausted: this answer would reveal more about individuals "
-        f"than your remaining budget allows{when}"
+        f"than {whose} remaining budget allows{when}"
     )
 
 
@@ -141,8 +178,17 @@ class BudgetStore(Protocol):
     max_epsilon: float
     window_s: float | None
 
-    def charge(self, requester_id: str, charge: Charge) -> Balance: ...
-    def balance(self, requester_id: str) -> Balance: ...
+    def charge(
+        self,
+        requester_id: str,
+        charge: Charge,
+        *,
+        limits: Limits | None = None,
+        pool: Account | None = None,
+        release: Release | None = None,
+    ) -> Balance: ...
+    def balance(self, requester_id: str, limits: Limits | None = None) -> Balance: ...
+    def released(self, holder: str, dataset: str, kind: str) -> list[bytes]: ...
     def close(self) -> None: ...
 
 
@@ -153,6 +199,9 @@ class _Pending:
     requester: str
     charge: Charge
     now: float
+    limits: Limits
+    pool: Account | None = None
+    release: Release | None = None
     balance: Balance | None = None
     error: BaseException | None = None
     done: bool = False
@@ -166,6 +215,15 @@ CREATE TABLE IF NOT EXISTS charges (
     epsilon REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS charges_by_requester ON charges (requester, at);
+CREATE TABLE IF NOT EXISTS released (
+    holder TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    at REAL NOT NULL,
+    members BLOB NOT NULL,
+    PRIMARY KEY (holder, dataset, kind, digest)
+);
 """
 
 
@@ -207,13 +265,26 @@ class SQLiteBudget:
             window_s=settings.window_s,
         )
 
-    def charge(self, requester_id: str, charge: Charge) -> Balance:
+    def charge(
+        self,
+        requester_id: str,
+        charge: Charge,
+        *,
+        limits: Limits | None = None,
+        pool: Account | None = None,
+        release: Release | None = None,
+    ) -> Balance:
         """Spend `charge` or raise BudgetExhausted, atomically across processes.
+
+        `limits`: the requester's, when not the store's defaults; `pool`: a pooled budget
+        charged too (both fit or neither is charged); `release`: the set of people the
+        answer is about: each holder pays for a given set once per window.
 
         Group commit: concurrent charges join one transaction (one fsync); each is checked
         against the balance its predecessors in the batch left, in arrival order, and every
         caller returns only once the transaction holding its charge is committed."""
-        item = _Pending(requester_id, charge, self._clock())
+        item = _Pending(requester_id, charge, self._clock(),
+                        limits or Limits(self.max_llr, self.max_epsilon), pool, release)
         with self._cond:
             self._queue.append(item)
             while not item.done:
@@ -258,24 +329,62 @@ class SQLiteBudget:
             item.done = True
 
     def _charge_one(self, item: _Pending) -> Balance | BudgetExhausted:
-        balance = self._balance(item.requester, item.now)
-        charge = item.charge
-        if charge:
-            try:
-                check_fits(balance, charge, self.window_s)
-            except BudgetExhausted as refused:
-                return refused
-            self._db.execute(
-                "INSERT INTO charges VALUES (?, ?, ?, ?)",
-                (item.requester, item.now, charge.llr, charge.epsilon),
-            )
-            self._prune(item.requester, item.now)
-        return Balance(balance.llr_spent + charge.llr, self.max_llr,
-                       balance.epsilon_spent + charge.epsilon, self.max_epsilon)
+        holders = [(item.requester, item.limits, "your")]
+        if item.pool is not None and item.pool.key != item.requester:
+            pool = item.pool
+            holders.append((pool.key, Limits(pool.max_llr, pool.max_epsilon), pool.label))
+        due: list[tuple[str, Charge]] = []
+        mine: Balance | None = None
+        for key, limits, whose in holders:
+            spent = self._balance(key, item.now, limits)
+            charge = self._due(key, item)
+            if charge:
+                try:
+                    check_fits(spent, charge, self.window_s, whose=whose)
+                except BudgetExhausted as refused:
+                    return refused
+            due.append((key, charge))
+            mine = mine or Balance(spent.llr_spent + charge.llr, limits.max_llr,
+                                   spent.epsilon_spent + charge.epsilon, limits.max_epsilon)
+        for key, charge in due:
+            self._record(key, charge, item)
+        assert mine is not None
+        return mine
 
-    def balance(self, requester_id: str) -> Balance:
+    def _due(self, holder: str, item: _Pending) -> Charge:
+        """`item`'s charge to `holder`: nothing when it paid for the same set already."""
+        r = item.release
+        if r is None or not r.once or not item.charge:
+            return item.charge
+        found = self._db.execute(
+            "SELECT 1 FROM released WHERE holder = ? AND dataset = ? AND kind = ? AND "
+            "digest = ? AND at > ?", (holder, r.dataset, r.kind, r.digest,
+                                      self._since(item.now))).fetchone()
+        return Charge() if found else item.charge
+
+    def _record(self, holder: str, charge: Charge, item: _Pending) -> None:
+        r = item.release
+        if not charge and r is None:
+            return
+        self._prune(holder, item.now)
+        if charge:
+            self._db.execute("INSERT INTO charges VALUES (?, ?, ?, ?)",
+                             (holder, item.now, charge.llr, charge.epsilon))
+        if r is not None:  # a set released before keeps its first time (when it was paid)
+            self._db.execute("INSERT OR IGNORE INTO released VALUES (?, ?, ?, ?, ?, ?)",
+                             (holder, r.dataset, r.kind, r.digest, item.now, r.members))
+
+    def released(self, holder: str, dataset: str, kind: str) -> list[bytes]:
+        """The sets of `kind` in `dataset` released to `holder` in the window."""
         with self._lock:
-            return self._balance(requester_id, self._clock())
+            rows = self._db.execute(
+                "SELECT members FROM released WHERE holder = ? AND dataset = ? AND kind = ? "
+                "AND at > ?", (holder, dataset, kind, self._since(self._clock()))).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def balance(self, requester_id: str, limits: Limits | None = None) -> Balance:
+        with self._lock:
+            return self._balance(requester_id, self._clock(), limits)
 
     def close(self) -> None:
         with self._lock:
@@ -284,20 +393,23 @@ class SQLiteBudget:
     def _since(self, now: float) -> float:
         return -math.inf if self.window_s is None else now - self.window_s
 
-    def _balance(self, requester_id: str, now: float) -> Balance:
+    def _balance(self, requester_id: str, now: float, limits: Limits | None = None
+                 ) -> Balance:
         llr, eps = self._db.execute(
             "SELECT COALESCE(SUM(llr), 0), COALESCE(SUM(epsilon), 0) FROM charges "
             "WHERE requester = ? AND at > ?",
             (requester_id, self._since(now)),
         ).fetchone()
-        return Balance(float(llr), self.max_llr, float(eps), self.max_epsilon)
+        limits = limits or Limits(self.max_llr, self.max_epsilon)
+        return Balance(float(llr), limits.max_llr, float(eps), limits.max_epsilon)
 
     def _prune(self, requester_id: str, now: float) -> None:
         if self.window_s is not None:
+            since = self._since(now)
             self._db.execute(
-                "DELETE FROM charges WHERE requester = ? AND at <= ?",
-                (requester_id, self._since(now)),
-            )
+                "DELETE FROM charges WHERE requester = ? AND at <= ?", (requester_id, since))
+            self._db.execute(
+                "DELETE FROM released WHERE holder = ? AND at <= ?", (requester_id, since))
 
 
 def open_budget(settings: BudgetSettings, *, home: Path) -> BudgetStore:

@@ -31,8 +31,10 @@ Blocking (SQLite, the log file): call from a worker thread.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
-from collections.abc import Iterator, Mapping, Sequence
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -40,21 +42,27 @@ from typing import Any
 
 from node.config import PrivacySettings, Settings
 from node.domain import AlleleStats, Principal
-from node.errors import BudgetExhausted
+from node.errors import BudgetExhausted, PermissionDenied
 from node.names import CountPrecision, Granularity
 from node.privacy.audit import AuditLog, entry
 from node.privacy.budget import (
+    Account,
     Balance,
     BudgetStore,
     Charge,
+    Limits,
+    Release,
     budget_refusal,
     check_fits,
     membership_llr,
     open_budget,
 )
 from node.privacy.guard import CountGuard, GuardedCount, disclosure
+from node.privacy.people import PeopleSet, keyed_noise, load_secret, members_of, overlap
 
 __all__ = ["ChargeDeferred", "DisclosureGate", "Ledger", "anonymous_key"]
+
+log = logging.getLogger("fednode.privacy")
 
 
 def anonymous_key(client_address: str | None) -> str:
@@ -83,6 +91,7 @@ class Ledger:
 
     gate: DisclosureGate
     requester: str
+    anonymous: bool = False  # its class: anonymous (an address) or authenticated (a token)
     counts: dict[str, dict[str, Any]] = field(default_factory=dict)
     llr: float = 0.0
     epsilon: float = 0.0
@@ -112,37 +121,106 @@ class Ledger:
         granularity: Granularity,
         alleles: Sequence[AlleleStats] = (),
         individuals: int = 0,
-        people: bool = False,
         entitled: Granularity | None = None,
+        scope: PeopleSet | None = None,
     ) -> GuardedCount:
-        """The reportable form of `n` for `dataset_id`, after charging what it reveals.
+        """The reportable form of a variant count `n` for `dataset_id`, after charging
+        what it reveals.
 
-        `alleles`: statistics of the matched alleles (variant answers); `individuals`:
-        people in the dataset (the N of the likelihood ratio); `people`: `n` counts people;
-        `entitled`: the most this requester may see of the dataset. A requester entitled to
-        records is not charged, whatever granularity it asked for: it could read them.
+        `alleles`: statistics of the matched alleles, in the population the answer is
+        about; `individuals`: that population's size (the N of the likelihood ratio);
+        `scope`: that population when it is a subset of the dataset (admitted before with
+        `admit_scope`; recorded for overlap checks with the charge); `entitled`: the most
+        this requester may see of the dataset. A requester entitled to records is not
+        charged, whatever granularity it asked for: it could read them.
         """
-        priced_at = Granularity.RECORD if entitled is Granularity.RECORD else granularity
+        priced_at = _priced_at(granularity, entitled)
         gate = self.gate
-        guarded = gate.guard(n, people=people, upper=individuals or None,
+        guarded = gate.guard(n, people=False, upper=individuals or None,
                              granularity=priced_at, alleles=len(alleles))
         if gate.charging:  # without a budget nothing is charged, so nothing is priced
-            charge = gate.price(alleles, priced_at, individuals, guarded, people=people)
-            if self.defer_charges and gate.needs_store(charge):
+            charge = gate.price(alleles, priced_at, individuals, guarded)
+            recorded = scope if priced_at is not Granularity.RECORD else None
+            if self.defer_charges and (gate.needs_store(charge) or recorded is not None):
                 raise ChargeDeferred
-            gate.spend(self.requester, charge)
+            gate.spend(self, charge, dataset=dataset_id, people=recorded)
             self.llr += charge.llr
             self.epsilon += charge.epsilon
         self.counts[dataset_id] = _count_entry(guarded)
         return guarded
 
+    def admit_scope(self, scope: PeopleSet, universe: PeopleSet, *,
+                    granularity: Granularity, entitled: Granularity | None) -> None:
+        """Refuse (PermissionDenied) an answer about `scope`, a subset of the dataset's
+        `universe`, that is too small or too close to one already given, below record
+        level. Called before the answer is computed: the refusal is the same whatever the
+        answer would have been."""
+        if _priced_at(granularity, entitled) is Granularity.RECORD:
+            return
+        floor = self.gate.privacy.scope_floor
+        if scope.size < floor:
+            raise PermissionDenied(
+                f"the query is about fewer than {floor} people (its filters or entry id "
+                "select so few samples); such answers need record-level access")
+        self.gate.check_overlap(self, scope, universe)
 
-def _fits_empty(budget: BudgetStore, charge: Charge) -> bool:
+    def release_people(
+        self,
+        people: PeopleSet,
+        *,
+        granularity: Granularity,
+        entitled: Granularity | None = None,
+        universe: PeopleSet | None = None,
+    ) -> GuardedCount:
+        """The reportable size of a set of people (individuals, biosamples, runs,
+        analyses, carriers): exact for record-level requesters; below it, refused when it
+        would complete a differencing pair, else noised (keyed by the set), thresholded
+        and charged once per distinct set (node/privacy/people.py)."""
+        gate = self.gate
+        if _priced_at(granularity, entitled) is Granularity.RECORD:
+            guarded = GuardedCount(people.size, CountPrecision.EXACT)
+        else:
+            if self.defer_charges:
+                raise ChargeDeferred
+            if universe is not None:
+                gate.check_overlap(self, people, universe)
+            guarded = gate.people_count(people, upper=None if universe is None
+                                        else max(universe.size, people.size))
+            charge = Charge(epsilon=guarded.epsilon or 0.0)
+            gate.spend(self, charge, dataset=people.dataset, people=people, once=True)
+            # What this request was charged: a set paid for before costs nothing again.
+            self.epsilon += charge.epsilon
+        self.counts[people.dataset] = _count_entry(guarded)
+        return guarded
+
+    def account(self, charge: Charge, counts: Mapping[str, Mapping[str, Any]],
+                *, dataset: str) -> None:
+        """Charge an answer priced elsewhere (the aggregator's merged federated answer,
+        priced by node/peer/pricing.py with this gate) through the gate's one exit."""
+        self.gate.spend(self, charge, dataset=dataset)
+        self.llr += charge.llr
+        self.epsilon += charge.epsilon
+        self.counts.update({k: dict(v) for k, v in counts.items()})
+
+
+def _priced_at(granularity: Granularity, entitled: Granularity | None) -> Granularity:
+    return Granularity.RECORD if entitled is Granularity.RECORD else granularity
+
+
+def _fits_empty(budget: BudgetStore, charge: Charge, limits: Limits | None = None) -> bool:
+    limits = limits or Limits(budget.max_llr, budget.max_epsilon)
     try:
-        check_fits(Balance(0.0, budget.max_llr, 0.0, budget.max_epsilon), charge, None)
+        check_fits(Balance(0.0, limits.max_llr, 0.0, limits.max_epsilon), charge, None)
     except BudgetExhausted:
         return False
     return True
+
+
+def _too_close(k: int) -> PermissionDenied:
+    return PermissionDenied(
+        f"this answer would be about a group of people that differs by fewer than {k} "
+        "from the whole dataset or from a group already answered about; comparing the two "
+        "would reveal individuals, so it needs record-level access")
 
 
 def _count_entry(guarded: GuardedCount) -> dict[str, Any]:
@@ -164,8 +242,14 @@ class DisclosureGate:
         budget: BudgetStore | None,
         audit: AuditLog | None,
         rng: random.Random | None = None,
+        secret: bytes | None = None,
+        on_pool_refusal: Callable[[str], None] | None = None,
     ) -> None:
         self.privacy = privacy
+        # The key of the people-count noise: the node's (from_settings), else one of this
+        # gate's own (tests; answers then differ between gates).
+        self._secret = secret if secret is not None else secrets.token_bytes(32)
+        self._on_pool_refusal = on_pool_refusal
         self._guard = CountGuard.from_settings(privacy, rng=rng)
         self._variant_guard = (
             CountGuard(min_count=1, epsilon=privacy.variant_epsilon, rng=rng)
@@ -188,7 +272,8 @@ class DisclosureGate:
             if settings.audit.enabled
             else None
         )
-        return cls(privacy, budget=budget, audit=audit)
+        secret = load_secret(settings.home / privacy.noise_secret_file)
+        return cls(privacy, budget=budget, audit=audit, secret=secret)
 
     @property
     def charging(self) -> bool:
@@ -196,7 +281,59 @@ class DisclosureGate:
         return self._budget is not None
 
     def ledger(self, principal: Principal, client_address: str | None) -> Ledger:
-        return Ledger(self, requester_key(principal, client_address))
+        return Ledger(self, requester_key(principal, client_address),
+                      anonymous=principal.is_anonymous)
+
+    def people_count(self, people: PeopleSet, *, upper: int | None) -> GuardedCount:
+        """`people.size` with the set's keyed noise (clamped to [0, upper]), threshold
+        and rounding; exact but thresholded when `people_epsilon` is off."""
+        eps = self.privacy.people_epsilon
+        if eps is None:
+            return self._guard.coarsen(people.size)
+        noised = max(0, people.size + keyed_noise(self._secret, people, eps))
+        if upper is not None:
+            noised = min(noised, upper)
+        return self._guard.coarsen(noised, epsilon=eps, bound=upper)
+
+    def check_overlap(self, ledger: Ledger, people: PeopleSet, universe: PeopleSet) -> None:
+        """Refuse `people` when it differs by 1..k-1 people from the whole dataset or from
+        a set of its kind already released to the requester's class (its pool; its own
+        when it has none): the second half of a differencing pair."""
+        if not self.privacy.overlap_control:
+            return
+        k = self.privacy.min_count
+        if 0 < overlap(people.members, universe.members) < k:
+            raise _too_close(k)
+        if self._budget is None:
+            return
+        holder = self._holder(ledger, people.dataset)
+        for blob in self._budget.released(holder, people.dataset, people.kind):
+            other = members_of(blob)
+            if abs(other.size - people.size) < k and 0 < overlap(people.members, other) < k:
+                raise _too_close(k)
+
+    def _holder(self, ledger: Ledger, dataset: str) -> str:
+        pool = self._pool(ledger, dataset)
+        return ledger.requester if pool is None else pool.key
+
+    def _pool(self, ledger: Ledger, dataset: str) -> Account | None:
+        """The pooled class budget `ledger`'s requester shares, per dataset."""
+        settings, store = self.privacy.budget, self._budget
+        if store is None:
+            return None
+        who = "anonymous" if ledger.anonymous else "registered"
+        llr = settings.pool_max_llr if settings.pool_max_llr is not None else 50 * store.max_llr
+        return Account(f"pool:{who}:{dataset}", llr, settings.pool_max_epsilon,
+                       label=f"the {who} requesters' pooled")
+
+    def _limits(self, ledger: Ledger) -> Limits:
+        """The store's limits; an anonymous address gets no more ε than its own cap."""
+        assert self._budget is not None
+        store = self._budget
+        eps = store.max_epsilon
+        if ledger.anonymous:
+            eps = min(eps, self.privacy.budget.anonymous_max_epsilon)
+        return Limits(store.max_llr, eps)
 
     def guard(
         self,
@@ -296,14 +433,34 @@ class DisclosureGate:
         larger than a whole budget (refused whatever was spent), do not."""
         return self._budget is not None and bool(charge) and _fits_empty(self._budget, charge)
 
-    def spend(self, requester: str, charge: Charge) -> None:
-        """Charge `requester` or raise BudgetExhausted (nothing is charged then)."""
-        if self._budget is None or not charge:
+    def spend(self, ledger: Ledger, charge: Charge, *, dataset: str,
+              people: PeopleSet | None = None, once: bool = False) -> None:
+        """Charge `ledger`'s requester and its class's pool for `dataset`, or raise
+        BudgetExhausted (nothing is charged then). `people`: the set the answer is about,
+        kept for overlap checks; `once`: the answer is a function of that set alone (a
+        keyed noised count), paid once per holder. The one exit every charge of the node
+        passes through."""
+        budget = self._budget
+        if budget is None or (not charge and people is None):
             return
-        if not _fits_empty(self._budget, charge):
+        limits = self._limits(ledger)
+        if not _fits_empty(budget, charge, limits):
             # More than a whole budget: refused whatever was spent, no store call needed.
-            raise budget_refusal(self._budget.window_s)
-        self._budget.charge(requester, charge)
+            raise budget_refusal(budget.window_s)
+        release = None if people is None else Release(
+            people.dataset, people.kind, people.digest, people.blob(), once=once)
+        pool = self._pool(ledger, dataset)
+        try:
+            budget.charge(ledger.requester, charge, limits=limits, pool=pool, release=release)
+        except BudgetExhausted as refused:
+            if pool is not None and pool.label in str(refused):
+                self._pool_refused(pool.key)
+            raise
+
+    def _pool_refused(self, key: str) -> None:
+        log.warning("pooled privacy budget spent: %s (answers refused until it refills)", key)
+        if self._on_pool_refusal is not None:
+            self._on_pool_refusal(key)
 
     def audit(
         self,

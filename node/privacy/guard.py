@@ -42,6 +42,17 @@ class GuardedCount:
     precision: CountPrecision
     adjusted_to: int | None = None
     epsilon: float | None = None
+    # The interval the true count is known to lie in, from the rules applied (one place:
+    # the peer API reports it so a coordinator can merge honestly). `upper` None: no
+    # upper bound (noise). Defaults: an exact count.
+    lower: int = -1
+    upper: int | None = -1
+
+    def __post_init__(self) -> None:
+        if self.lower == -1:
+            object.__setattr__(self, "lower", self.value)
+        if self.upper == -1:
+            object.__setattr__(self, "upper", self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,19 +101,32 @@ class CountGuard:
         """The reportable form of `true_count`; `upper` bounds noised values (e.g. N)."""
         if true_count < 0 or (upper is not None and upper < true_count):
             raise ValueError("count out of range")
-        value, epsilon = true_count, None
-        if self.epsilon is not None:
-            value = truncated_geometric(true_count, self.epsilon, upper=upper, rng=self._rng)
-            epsilon = self.epsilon
-        if 0 < value < self.min_count:
-            return GuardedCount(self.min_count, CountPrecision.IMPRECISE, self.min_count, epsilon)
-        if self.round_to is not None and value % self.round_to:
-            rounded = -(-value // self.round_to) * self.round_to
+        if self.epsilon is None:
+            return self.coarsen(true_count)
+        noised = truncated_geometric(true_count, self.epsilon, upper=upper, rng=self._rng)
+        return self.coarsen(noised, epsilon=self.epsilon, bound=upper)
+
+    def coarsen(
+        self, value: int, *, epsilon: float | None = None, bound: int | None = None
+    ) -> GuardedCount:
+        """Threshold and rounding of `value` (the true count, or a noised one when
+        `epsilon` is given: then it is imprecise and bounded only by [0, `bound`])."""
+        k, unit = self.min_count, self.round_to
+        noised = epsilon is not None
+        lower, upper = (0, bound) if noised else (value, value)
+        if 0 < value < k:
+            if not noised:
+                lower, upper = 1, k - 1
+            return GuardedCount(k, CountPrecision.IMPRECISE, k, epsilon, lower, upper)
+        if unit is not None and value % unit:
+            rounded = -(-value // unit) * unit
+            if not noised:  # values below k were raised above, so the true one is >= k
+                lower, upper = max(k, rounded - unit + 1), rounded
             # Rounding a noised count keeps it imprecise: the noise is the larger error.
-            precision = CountPrecision.IMPRECISE if epsilon else CountPrecision.ROUNDED
-            return GuardedCount(rounded, precision, self.round_to, epsilon)
-        if epsilon is not None:
-            return GuardedCount(value, CountPrecision.IMPRECISE, None, epsilon)
+            precision = CountPrecision.IMPRECISE if noised else CountPrecision.ROUNDED
+            return GuardedCount(rounded, precision, unit, epsilon, lower, upper)
+        if noised:
+            return GuardedCount(value, CountPrecision.IMPRECISE, None, epsilon, lower, upper)
         return GuardedCount(value, CountPrecision.EXACT)
 
 

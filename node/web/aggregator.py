@@ -192,6 +192,9 @@ async def individuals_of_variant(request: web.Request) -> web.Response:
     return web.json_response(_envelope(settings, req, sets, statuses, entry="individuals"))
 
 
+FEDERATION = "@federation"  # the pool key of answers merged from other nodes
+
+
 async def _charge(
     request: web.Request, ledger: Ledger, req: BeaconRequest, sets: list[_Set]
 ) -> None:
@@ -209,14 +212,16 @@ async def _charge(
     if not sets:  # a "no" from the whole federation, with no dataset to price it by
         parts.append(pricing.set_charge(gate, granularity, [], 0))
     charge = pricing.answer_charge(parts)
-    ledger.llr, ledger.epsilon = charge.llr, charge.epsilon
-    ledger.counts = {
+    counts = {
         f"{s.beacon_id}/{s.dataset_id}": {"value": s.count.value, "precision": s.count.precision}
         for s in sets
     }
     outcome = "answered"
     try:
-        await asyncio.to_thread(gate.spend, ledger.requester, charge)
+        # Through the gate's one exit, to the user's budget and its class's pool of the
+        # federation (the datasets are other nodes'; what is bounded is what the user
+        # learns through this aggregator).
+        await asyncio.to_thread(ledger.account, charge, counts, dataset=FEDERATION)
     except BudgetExhausted:
         outcome = "refused"
         raise

@@ -65,12 +65,16 @@ def node_settings(
     home: Path,
     min_count: int = 1,
     max_llr: float = 1e9,
+    people_epsilon: float | None = None,
     **peer: Any,
 ) -> Settings:
+    # Federation mechanics against bcftools: no threshold, exact people counts (the
+    # defaults' defences are tested in tests/privacy).
     return Settings(
         home=home,
         node={"id": node_id, "name": node_id},
-        privacy={"min_count": min_count, "budget": {"max_llr": max_llr}},
+        privacy={"min_count": min_count, "people_epsilon": people_epsilon,
+                 "budget": {"max_llr": max_llr}},
         peer={
             "port": 0,
             "coordinators": [{"id": COORDINATOR, "public_key": coordinator_pem}],

@@ -1,4 +1,7 @@
-"""Disclosure budget: the SB charge, and the SQLite store across reopen, threads, processes."""
+"""Disclosure budget: the SB charge, and the SQLite store across reopen, threads, processes.
+
+The pool, release and limits semantics are tested against both stores, SQLite and Redis,
+in test_redis_budget.py (`make_store`)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,15 @@ from hypothesis import strategies as st
 
 from node.config import BudgetSettings
 from node.errors import BudgetExhausted
-from node.privacy.budget import Charge, SQLiteBudget, beta_prior_llr, membership_llr
+from node.privacy.budget import (
+    Account,
+    Charge,
+    Limits,
+    Release,
+    SQLiteBudget,
+    beta_prior_llr,
+    membership_llr,
+)
 
 DELTA = 1e-6
 
@@ -117,6 +128,19 @@ def test_persists_across_reopen(tmp_path: Path) -> None:
     assert (balance.llr_spent, balance.epsilon_spent) == (pytest.approx(7.5), 1.0)
     with pytest.raises(BudgetExhausted):
         reopened.charge("alice", Charge(llr=3.0))
+
+
+def test_pools_and_releases_persist_across_reopen(tmp_path: Path) -> None:
+    pool = Account("pool:registered:ds", max_llr=5.0, max_epsilon=1.0)
+    release = Release("ds", "individuals", "d1", b"\x00\xffmembers")
+    store = _store(tmp_path)
+    store.charge("alice", Charge(llr=4.0), pool=pool, release=release)
+    store.close()
+    reopened = _store(tmp_path)
+    assert reopened.released("alice", "ds", "individuals") == [release.members]
+    assert reopened.released(pool.key, "ds", "individuals") == [release.members]
+    assert reopened.charge("bob", Charge(llr=4.0), pool=pool, release=release).llr_spent == 4.0
+    assert reopened.balance(pool.key, Limits(5.0, 1.0)).llr_left == pytest.approx(1.0)
 
 
 def test_threads_do_not_overspend(tmp_path: Path) -> None:

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from node.config import PrivacySettings
+from node.config import BudgetSettings, PrivacySettings
 from node.domain import AlleleStats, Principal
-from node.errors import BudgetExhausted
+from node.errors import BudgetExhausted, PermissionDenied
 from node.names import CountPrecision, Granularity
 from node.privacy.audit import AuditLog, verify
 from node.privacy.budget import SQLiteBudget
 from node.privacy.gate import ChargeDeferred, DisclosureGate, anonymous_key
+from node.privacy.people import PeopleSet, people_set
 
 N = 1000  # individuals in the dataset
 DELTA = 1e-6
@@ -74,14 +75,92 @@ def test_default_gate_answers_common_alleles_and_refuses_no_and_rare(tmp_path: P
     assert ledger.llr == 0.0
 
 
+def group(n: int, kind: str = "individuals", first: int = 0) -> PeopleSet:
+    return people_set("d", kind, [f"I{i:04d}" for i in range(first, first + n)])
+
+
 def test_people_counts_below_k_are_imprecise_never_exact(tmp_path: Path) -> None:
-    ledger = gate(tmp_path).ledger(Principal.anonymous(), "10.0.0.1")
+    # Noise off: the small-count threshold alone (no overlap control: no universe given).
+    g = DisclosureGate(PrivacySettings(strict_pricing=False, people_epsilon=None),
+                       budget=None, audit=None)
+    ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
     for n in range(1, 5):
-        out = ledger.release(n, "d", granularity=Granularity.COUNT, people=True)
+        out = ledger.release_people(group(n), granularity=Granularity.COUNT)
         assert (out.value, out.precision, out.adjusted_to) == (5, CountPrecision.IMPRECISE, 5)
+        assert (out.lower, out.upper) == (1, 4)
     for n in (0, 5, 17):
-        out = ledger.release(n, "d", granularity=Granularity.COUNT, people=True)
+        out = ledger.release_people(group(n), granularity=Granularity.COUNT)
         assert (out.value, out.precision) == (n, CountPrecision.EXACT)
+
+
+def test_record_level_people_counts_are_exact_even_below_k(tmp_path: Path) -> None:
+    # The records are listed: their number is not hidden behind "k, imprecise".
+    ledger = gate(tmp_path).ledger(Principal.anonymous(), "10.0.0.1")
+    out = ledger.release_people(group(2), granularity=Granularity.RECORD,
+                                entitled=Granularity.RECORD)
+    assert (out.value, out.precision) == (2, CountPrecision.EXACT) and ledger.epsilon == 0
+
+
+def test_people_counts_are_noised_once_per_set_and_charged_once(tmp_path: Path) -> None:
+    budget = SQLiteBudget(tmp_path / "b.sqlite3", max_llr=1.0, max_epsilon=10.0)
+    g = DisclosureGate(PrivacySettings(), budget=budget, audit=None, secret=b"k" * 32)
+    eps = PrivacySettings().people_epsilon
+    assert eps is not None
+    everyone = group(200)
+    ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
+    first = ledger.release_people(group(60), granularity=Granularity.COUNT, universe=everyone)
+    assert first.precision is CountPrecision.IMPRECISE and ledger.epsilon == eps
+    assert (first.lower, first.upper) == (0, 200)
+    # The same set again (any wording, any requester of the class): the same value, free.
+    again = g.ledger(Principal.anonymous(), "10.0.0.2")
+    assert again.release_people(group(60), granularity=Granularity.COUNT,
+                                universe=everyone).value == first.value
+    assert again.epsilon == eps  # its own first time: charged to it, not to the pool
+    assert budget.balance("pool:anonymous:d").epsilon_spent == eps
+    ledger.release_people(group(60), granularity=Granularity.COUNT, universe=everyone)
+    assert budget.balance(ledger.requester).epsilon_spent == eps
+    # Over many sets the noise is the two-sided geometric of ε (mean 0, P(0) = tanh(ε/2)).
+    noise = [g.people_count(group(100, first=i), upper=None).value - 100 for i in range(3000)]
+    assert abs(sum(noise) / len(noise)) < 0.3
+    assert noise.count(0) / len(noise) == pytest.approx(math.tanh(eps / 2), abs=0.03)
+
+
+def test_a_differencing_pair_never_gets_both_answers(tmp_path: Path) -> None:
+    budget = SQLiteBudget(tmp_path / "b.sqlite3", max_llr=1.0, max_epsilon=10.0)
+    g = DisclosureGate(PrivacySettings(), budget=budget, audit=None)
+    everyone = group(120)
+    ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
+    with pytest.raises(PermissionDenied):  # everyone but one: the dataset's size is public
+        ledger.release_people(group(119), granularity=Granularity.COUNT, universe=everyone)
+    ledger.release_people(group(60), granularity=Granularity.COUNT, universe=everyone)
+    other = g.ledger(Principal.anonymous(), "10.0.0.2")  # another address, same class
+    for n in (59, 61, 64):
+        with pytest.raises(PermissionDenied):
+            other.release_people(group(n), granularity=Granularity.COUNT, universe=everyone)
+    other.release_people(group(65), granularity=Granularity.COUNT, universe=everyone)
+    assert other.epsilon == PrivacySettings().people_epsilon
+
+
+def test_anonymous_addresses_share_a_pool(tmp_path: Path) -> None:
+    settings = PrivacySettings(budget=BudgetSettings(pool_max_epsilon=1.0))
+    budget = SQLiteBudget(tmp_path / "b.sqlite3", max_llr=1.0, max_epsilon=10.0)
+    seen: list[str] = []
+    g = DisclosureGate(settings, budget=budget, audit=None, on_pool_refusal=seen.append)
+    everyone = group(1000)
+    for i in range(2):  # two fresh addresses spend the pool (0.5 each)
+        g.ledger(Principal.anonymous(), f"10.0.0.{i}").release_people(
+            group(100 + 10 * i), granularity=Granularity.COUNT, universe=everyone)
+    with pytest.raises(BudgetExhausted, match="anonymous requesters' pooled"):
+        g.ledger(Principal.anonymous(), "10.0.0.9").release_people(
+            group(300), granularity=Granularity.COUNT, universe=everyone)
+    assert seen == ["pool:anonymous:d"]
+    # Never blocks a record-level requester; another class has its own pool.
+    g.ledger(Principal.anonymous(), "10.0.0.9").release_people(
+        group(300), granularity=Granularity.COUNT, entitled=Granularity.RECORD,
+        universe=everyone)
+    alice = Principal("alice", "https://idp", False, frozenset(), None)
+    g.ledger(alice, None).release_people(group(300), granularity=Granularity.COUNT,
+                                         universe=everyone)
 
 
 def test_rare_yes_is_charged_its_likelihood_ratio_common_is_free(tmp_path: Path) -> None:
@@ -141,9 +220,12 @@ def test_budget_keys(tmp_path: Path) -> None:
 
 
 def test_one_audit_entry_with_counts_granularity_and_charge(tmp_path: Path) -> None:
-    g = gate(tmp_path, audit=True)
+    budget = SQLiteBudget(tmp_path / "b.sqlite3", max_llr=25.0, max_epsilon=10.0)
+    g = DisclosureGate(PrivacySettings(strict_pricing=False, people_epsilon=None),
+                       budget=budget, audit=AuditLog(tmp_path / "audit.jsonl", fsync=False))
     ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
-    ledger.release(2, "d1", granularity=Granularity.COUNT, people=True)
+    ledger.release_people(people_set("d1", "individuals", ["a", "b"]),
+                          granularity=Granularity.COUNT)
     ledger.release(1, "d2", granularity=Granularity.COUNT, alleles=[RARE], individuals=N)
     g.audit(ledger, request_id="r1", datasets=["d1", "d2"], query={"q": 1},
             granularity="count")
@@ -165,7 +247,7 @@ def test_absence_is_charged_only_when_configured(tmp_path: Path) -> None:
     for g, expected in ((on, sb_yes_llr(1 / (2 * N))), (off, 0.0)):
         ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
         ledger.release(0, "d", granularity=Granularity.BOOLEAN, individuals=N)
-        ledger.release(0, "d", granularity=Granularity.COUNT, individuals=N, people=True)
+        ledger.release_people(group(0), granularity=Granularity.COUNT)
         assert ledger.llr == pytest.approx(expected, rel=1e-9)
 
 
@@ -212,7 +294,7 @@ def test_a_deferring_ledger_decides_free_answers_and_refusals_without_the_store(
     store = g._budget
     assert store is not None
     real_charge = store.charge
-    store.charge = lambda r, c: calls.append(r) or real_charge(r, c)  # type: ignore[method-assign,func-returns-value]
+    store.charge = lambda r, c, **kw: calls.append(r) or real_charge(r, c, **kw)  # type: ignore[method-assign,func-returns-value]
     ledger = g.ledger(Principal.anonymous(), "10.0.0.1")
     with ledger.deferring():
         ledger.release(1, "d", granularity=Granularity.BOOLEAN, alleles=[COMMON],

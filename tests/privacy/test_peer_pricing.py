@@ -81,7 +81,8 @@ def test_http_and_peer_charges_draw_on_one_budget(tmp_path: Path) -> None:
     caller = Caller("coordinator", alice, None)
     ledger = gate.ledger(alice, None)
     ledger.release(0, "d", granularity=Granularity.BOOLEAN, individuals=N)  # one "no"
-    asyncio.run(accounting.charge(caller, accounting.cost([(None, Granularity.BOOLEAN, N)])))
+    asyncio.run(accounting.charge(caller, accounting.cost([(None, Granularity.BOOLEAN, N)]),
+                                  dataset="d"))
     with pytest.raises(BudgetExhausted):  # the third "no", over HTTP: 3 > 2.5
         gate.ledger(alice, None).release(0, "d", granularity=Granularity.BOOLEAN,
                                          individuals=N)
