@@ -175,12 +175,12 @@ class BudgetSettings(_Section):
     # not cheap: a token names someone accountable), and an anonymous client address (a
     # new address is free, so it gets little: docs/privacy.md, the differencing figures).
     max_epsilon: float = Field(default=10.0, gt=0)
-    anonymous_max_epsilon: float = Field(default=1.0, gt=0)
+    anonymous_max_epsilon: float = Field(default=1.2, gt=0)
     # Pooled class budgets, per dataset: every anonymous requester together, and every
     # registered requester together, can learn at most this much in a window, whatever
     # number of addresses or tokens they use. Record-level requesters are never charged.
     pool_max_llr: float | None = Field(default=None, gt=0, description="None: 50 x max_llr")
-    pool_max_epsilon: float = Field(default=10.0, gt=0)
+    pool_max_epsilon: float = Field(default=12.0, gt=0)
     window_s: int | None = Field(default=30 * 24 * 3600, gt=0, description="None: lifetime")
     sequencing_error: float = Field(default=1e-6, gt=0, lt=1)
 
@@ -202,7 +202,7 @@ class PrivacySettings(_Section):
     # (keyed by the node's secret), each distinct set charged once per requester and
     # once per pool. None: exact counts, only the small-count threshold (not safe against
     # differencing: docs/privacy.md).
-    people_epsilon: float | None = Field(default=0.5, gt=0)
+    people_epsilon: float | None = Field(default=0.6, gt=0)
     # Answers about fewer people than this (a variant query scoped by filters or an entry
     # id) are refused below record level, whatever they would say. None: `min_count`.
     min_scope: int | None = Field(default=None, ge=1)

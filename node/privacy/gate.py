@@ -1,31 +1,37 @@
-"""The disclosure gate: guard → disclosure check → budget charge, for every answer.
+"""The disclosure gate: every answer of the node leaves through it.
 
-One `DisclosureGate` per node (built from settings, holding the budget store and the
-audit log); one `Ledger` per request, opened with the requester's budget key. Each
-released count goes through `Ledger.release`, which:
+One `DisclosureGate` per node (built from settings, holding the budget store, the audit
+log and the key of the people-count noise); one `Ledger` per request, opened with the
+requester's budget key and class (anonymous: an address; registered: a token). Exits:
 
-1. guards the count (node/privacy/guard.py): counts of people (individuals, biosamples,
-   runs, analyses) with 1..k-1 members are raised to k and marked imprecise, optionally
-   rounded or noised. Counts of *variants* are not counts of people and pass unchanged:
-   what a variant answer reveals about people is which rare alleles are present, and
-   that is what step 2 prices;
-2. decides per matched allele whether the answer reveals membership (`disclosure`: a
-   "yes" on a rare allele, an allele carried by fewer than k people at count
-   granularity) and prices it as the Shringarpure-Bustamante log-likelihood ratio it can
-   give an attacker (`membership_llr`, with the dataset's number of individuals), plus
-   ε for a noised count;
-3. charges the requester's budget atomically, raising `BudgetExhausted` (403 / gRPC
-   RESOURCE_EXHAUSTED / htsget PermissionDenied) when the charge does not fit. Nothing is
-   released from an answer that was refused.
+- `Ledger.release` — a count of *variants*. Priced per matched allele as the
+  Shringarpure-Bustamante log-likelihood ratio a "yes" can give an attacker
+  (`membership_llr`) when the allele is rare (`disclosure`), in the population the
+  answer is about: the dataset, or the scope a query's filters or entry id select, with
+  the scope's own allele statistics and size (service.search_variants). A scope is first
+  admitted (`Ledger.admit_scope`): below record level, fewer than `scope_floor` people,
+  or a differencing pair with one already answered about, is refused before anything is
+  computed, so the refusal is the same whatever the answer would have been.
+- `Ledger.release_people` — a count of *people* (individuals, biosamples, runs,
+  analyses, carriers). Exact at record level; below it refused when it completes a
+  differencing pair (`check_overlap`), else noised with the two-sided geometric
+  mechanism keyed by the set (node/privacy/people.py: the same set gets the same answer),
+  thresholded, marked imprecise and charged its ε once per distinct set.
+- `Ledger.account` — a charge priced elsewhere with this gate (the aggregator's merged
+  federated answer, the peer API's batches).
 
-The ledger keeps what was released and charged, so the transport writes exactly one
-audit entry per request (`DisclosureGate.audit`), refused requests included.
+Each charge (`spend`) is taken atomically from the requester's budget and from its
+class's pooled budget for the dataset (anonymous and registered requesters each share
+one, so fresh addresses or tokens do not multiply what the class can learn); a charge
+that does not fit raises `BudgetExhausted` (403 / gRPC RESOURCE_EXHAUSTED) and nothing
+is released. A requester entitled to records is never charged. The ledger keeps what was
+released and charged, so the transport writes exactly one audit entry per request
+(`DisclosureGate.audit`), refused requests included.
 
 Budget keys: an authenticated requester is `Principal.requester_id` (pseudonymous);
-anonymous requesters are keyed per client address (`anonymous_key`) so that one client
-cannot spend every anonymous user's budget, nor many anonymous users share one.
+anonymous requesters are keyed per client address (`anonymous_key`).
 
-Blocking (SQLite, the log file): call from a worker thread.
+Blocking (SQLite or Redis, the log file): call from a worker thread.
 """
 
 from __future__ import annotations
@@ -136,8 +142,7 @@ class Ledger:
         """
         priced_at = _priced_at(granularity, entitled)
         gate = self.gate
-        guarded = gate.guard(n, people=False, upper=individuals or None,
-                             granularity=priced_at, alleles=len(alleles))
+        guarded = gate.variant_count(n, granularity=priced_at, alleles=len(alleles))
         if gate.charging:  # without a budget nothing is charged, so nothing is priced
             charge = gate.price(alleles, priced_at, individuals, guarded)
             recorded = scope if priced_at is not Granularity.RECORD else None
@@ -260,7 +265,8 @@ class DisclosureGate:
         self._audit = audit
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DisclosureGate:
+    def from_settings(cls, settings: Settings, *,
+                      on_pool_refusal: Callable[[str], None] | None = None) -> DisclosureGate:
         privacy = settings.privacy
         budget = (
             open_budget(privacy.budget, home=settings.home)
@@ -273,7 +279,8 @@ class DisclosureGate:
             else None
         )
         secret = load_secret(settings.home / privacy.noise_secret_file)
-        return cls(privacy, budget=budget, audit=audit, secret=secret)
+        return cls(privacy, budget=budget, audit=audit, secret=secret,
+                   on_pool_refusal=on_pool_refusal)
 
     @property
     def charging(self) -> bool:
@@ -335,21 +342,8 @@ class DisclosureGate:
             eps = min(eps, self.privacy.budget.anonymous_max_epsilon)
         return Limits(store.max_llr, eps)
 
-    def guard(
-        self,
-        n: int,
-        *,
-        people: bool,
-        upper: int | None,
-        granularity: Granularity = Granularity.COUNT,
-        alleles: int = 1,
-    ) -> GuardedCount:
-        if not people:
-            return self._variant_count(n, granularity, alleles)
-        # Noise is clamped to [0, N] when N (people in the dataset) is known and consistent.
-        return self._guard.count(n, upper=upper if upper is not None and upper >= n else None)
-
-    def _variant_count(self, n: int, granularity: Granularity, alleles: int) -> GuardedCount:
+    def variant_count(self, n: int, *, granularity: Granularity, alleles: int
+                      ) -> GuardedCount:
         """Variant counts are exact unless `variant_epsilon` is set: then the two-sided
         geometric mechanism (sensitivity 1: one person adds or removes one matched allele),
         `imprecise`, carrying ε times the alleles matched (group privacy over them)."""

@@ -25,6 +25,18 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
 
+        # The operator's view of the pooled class budgets (node/privacy/gate.py): answers
+        # refused because a class's pool for a dataset is spent, by pool key.
+        self.pool_refusals = Counter(
+            "fednode_privacy_pool_refusals",
+            "answers refused because a pooled class budget is spent",
+            ["pool"],
+            registry=self.registry,
+        )
+
+    def pool_refused(self, pool: str) -> None:
+        self.pool_refusals.labels(pool).inc()
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one request and its latency (labelled children looked up once)."""
         key = (method, route, status)

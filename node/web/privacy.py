@@ -22,7 +22,7 @@ from node.errors import NodeError
 from node.privacy.audit_queue import AuditQueue
 from node.privacy.gate import DisclosureGate, Ledger
 from node.web.auth import resolved_principal
-from node.web.keys import SETTINGS, config_of
+from node.web.keys import METRICS, SETTINGS, config_of
 from node.web.middleware import REQUEST_ID
 
 __all__ = [
@@ -44,7 +44,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
-    gate = await asyncio.to_thread(DisclosureGate.from_settings, app[SETTINGS])
+    metrics = app.get(METRICS)
+    gate = await asyncio.to_thread(
+        DisclosureGate.from_settings, app[SETTINGS],
+        on_pool_refusal=None if metrics is None else metrics.pool_refused)
     app[GATE] = gate
     log = gate.audit_log
     queue = AuditQueue(log) if log is not None else None

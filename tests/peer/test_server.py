@@ -179,6 +179,34 @@ async def test_count_individuals_carrying_all_alleles(cohort, start_node, coordi
     assert count.individuals.value == len(carriers[0] & carriers[1])
 
 
+async def test_count_individuals_leaves_through_the_people_exit(
+    cohort, start_node, coordinator_key
+):
+    """With the default people-count noise, the coordinator's carrier count is noised
+    (imprecise, known only to lie in [0, samples]), the same when asked again, and
+    charged once."""
+    server = await start_node("node-a", {"cohort": _files(cohort, SAMPLES)},
+                              people_epsilon=0.5)
+    truth = bcftools_truth(cohort / "merged10.vcf.gz", region="chr1:20000001-20100000")
+    keys = sorted((k for k, t in truth.items() if t.carriers >= 6), key=lambda k: k.start)[:2]
+    channel, stub = await _stub(server.port)
+    replies = []
+    async with channel:
+        for _ in range(3):
+            reply = await stub.CountIndividuals(
+                pb.CountIndividualsRequest(alleles=[allele_message(k) for k in keys]),
+                metadata=_auth(coordinator_key))
+            replies.append(reply.datasets[0].individuals)
+    assert all(r == replies[0] for r in replies)
+    assert replies[0].precision == pb.COUNT_PRECISION_IMPRECISE
+    assert (replies[0].lower, replies[0].upper) == (0, len(SAMPLES))
+    budget = server.accounting.gate._budget
+    assert budget is not None
+    requester = next(r for (r,) in budget._db.execute(
+        "SELECT DISTINCT requester FROM charges WHERE requester NOT LIKE 'pool:%'"))
+    assert budget.balance(requester).epsilon_spent == pytest.approx(0.5)
+
+
 @pytest.mark.parametrize(
     "make_metadata",
     [

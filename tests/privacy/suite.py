@@ -122,9 +122,9 @@ def node_settings(home: Path, *, defended: bool = True) -> Settings:
                     audit=AuditSettings(fsync=False))
 
 
-def prepare_home(home: Path, cohort: Cohort) -> None:
+def prepare_home(home: Path, cohort: Cohort, *, secret: bytes = SECRET) -> None:
     home.mkdir(parents=True, exist_ok=True)
-    (home / "privacy.secret").write_bytes(SECRET)
+    (home / "privacy.secret").write_bytes(secret)
     Catalog.open(home).load(DATASET, [cohort.bff])
 
 

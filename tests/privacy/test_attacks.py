@@ -110,7 +110,7 @@ async def test_the_same_set_gets_the_same_noised_count_for_free(
         answers.append((doc["responseSummary"]["numTotalResults"],
                         doc["responseSummary"]["countPrecision"]))
     assert len(set(answers)) == 1 and answers[0][1] == "imprecise"
-    # One ε spent (of the address's 1.0): a second, different set still fits.
+    # One ε spent (of the address's 1.2): a second, different set still fits.
     status, _ = await suite.count_people(client, [suite.height_filter("<", heights[600])],
                                          "198.51.100.77")
     assert status == 200

@@ -142,7 +142,8 @@ def test_a_differencing_pair_never_gets_both_answers(tmp_path: Path) -> None:
 
 
 def test_anonymous_addresses_share_a_pool(tmp_path: Path) -> None:
-    settings = PrivacySettings(budget=BudgetSettings(pool_max_epsilon=1.0))
+    settings = PrivacySettings(people_epsilon=0.5,
+                               budget=BudgetSettings(pool_max_epsilon=1.0))
     budget = SQLiteBudget(tmp_path / "b.sqlite3", max_llr=1.0, max_epsilon=10.0)
     seen: list[str] = []
     g = DisclosureGate(settings, budget=budget, audit=None, on_pool_refusal=seen.append)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from node.config import PrivacySettings
 from node.domain import AlleleStats
 from node.names import CountPrecision, Granularity
+from node.peer.guard import bounded
 from node.privacy.guard import CountGuard, disclosure, geometric_noise, truncated_geometric
 
 # Upper 0.1% points of the chi-square distribution (scipy.stats.chi2.ppf(0.999, df)).
@@ -136,3 +137,17 @@ def test_disclosure(stats: AlleleStats, granularity: Granularity, revealing: boo
     )
     assert got.revealing is revealing
     assert (got.reason is not None) is revealing
+
+
+@pytest.mark.parametrize("round_to", [None, 2, 3, 5, 10])
+@pytest.mark.parametrize("min_count", [1, 2, 5, 7])
+def test_reported_bounds_always_hold_the_true_count(min_count: int, round_to: int | None
+                                                     ) -> None:
+    """The interval a guarded count reports (and the peer API sends on: one place)
+    contains the true count under every threshold and rounding."""
+    guard = CountGuard(min_count=min_count, round_to=round_to)
+    for n in range(0, 80):
+        got = guard.count(n)
+        assert got.lower <= n and (got.upper is None or n <= got.upper), (n, got)
+        wire = bounded(got)
+        assert (wire.lower, wire.upper, wire.value) == (got.lower, got.upper, got.value)

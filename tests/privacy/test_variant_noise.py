@@ -34,7 +34,7 @@ def _moments(epsilon: float) -> tuple[float, float]:
 def _noise(gate: DisclosureGate, true: int) -> list[int]:
     out = []
     for _ in range(DRAWS):
-        g = gate.guard(true, people=False, upper=None, granularity=Granularity.COUNT)
+        g = gate.variant_count(true, granularity=Granularity.COUNT, alleles=1)
         assert g.precision is CountPrecision.IMPRECISE and g.epsilon == pytest.approx(0.5)
         out.append(g.value - true)
     return out
@@ -59,10 +59,11 @@ def test_noise_mean_and_variance_match_the_geometric_mechanism() -> None:
 
 def test_off_by_default_and_never_on_records() -> None:
     exact = DisclosureGate(PrivacySettings(), budget=None, audit=None)
-    assert exact.guard(7, people=False, upper=None).precision is CountPrecision.EXACT
+    out = exact.variant_count(7, granularity=Granularity.COUNT, alleles=1)
+    assert out.precision is CountPrecision.EXACT
     noised = DisclosureGate(PrivacySettings(variant_epsilon=1.0), budget=None, audit=None,
                             rng=random.Random(1))
-    out = noised.guard(7, people=False, upper=None, granularity=Granularity.RECORD)
+    out = noised.variant_count(7, granularity=Granularity.RECORD, alleles=1)
     assert (out.value, out.precision, out.epsilon) == (7, CountPrecision.EXACT, None)
 
 
