@@ -67,14 +67,16 @@ def people_charge(
     gate: DisclosureGate, granularity: Granularity, lower: int, exists: bool
 ) -> Charge:
     """A count of individuals carrying an allele, priced as that allele carried by
-    `lower` (at least one when it exists) of `UNKNOWN_INDIVIDUALS` people, as a node
-    prices its own CountIndividuals answers."""
+    `lower` (at least one when it exists) of `UNKNOWN_INDIVIDUALS` people, plus the ε a
+    node charges for a count of people (`people_epsilon`): the user pays here what it
+    would pay asking the node itself."""
     alleles = []
     if exists:
         n = max(1, lower)
         alleles = [AlleleStats(n, 2 * UNKNOWN_INDIVIDUALS, 0, n, n, UNKNOWN_INDIVIDUALS)]
     shown = GuardedCount(len(alleles), CountPrecision.EXACT)
-    return gate.price(alleles, granularity, UNKNOWN_INDIVIDUALS, shown)
+    charge = gate.price(alleles, granularity, UNKNOWN_INDIVIDUALS, shown)
+    return Charge(llr=charge.llr, epsilon=charge.epsilon + (gate.privacy.people_epsilon or 0.0))
 
 
 def answer_charge(charges: Iterable[Charge]) -> Charge:

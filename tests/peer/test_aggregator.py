@@ -93,7 +93,8 @@ async def aggregator(aiohttp_client, tmp_path, three_nodes, coordinator_key, thi
     settings = Settings(
         home=tmp_path,
         node={"id": "org.example.aggregator"},
-        privacy={"budget": {"max_llr": 1e9}},  # budgets are tested on their own below
+        privacy={"budget": {"max_llr": 1e9, "max_epsilon": 1e9, "anonymous_max_epsilon": 1e9,
+                            "pool_max_epsilon": 1e9}},  # budgets: tested on their own below
     )
     app = create_aggregator_app(settings, load_peers(tmp_path / "peers.yaml"))
     return await aiohttp_client(app), seen

@@ -96,3 +96,20 @@ async def test_a_user_cannot_multiply_the_budget_through_the_aggregator(
     assert set(entries[0]["counts"]) == every
     assert sorted(c["value"] for c in entries[0]["counts"].values()) == [0, 0, 0, 1]
     assert verify(log).ok
+
+
+async def test_people_counts_through_the_aggregator_cost_their_epsilon(aggregator, cohort):
+    """A count of carriers per (node, dataset) costs the user the ε a node charges for a
+    count of people: with an anonymous address's default ε (two counts), the merged
+    answer over the federation's datasets does not fit, while one dataset's would."""
+    client, _ = aggregator
+    truth = bcftools_truth(cohort / "merged10.vcf.gz")
+    key = max(truth, key=lambda k: truth[k].carriers)
+    variant = f"chr{key.contig}_{key.start + 1}_{key.ref}_{key.alt}"
+    reply = await client.get(f"/api/g_variants/{variant}/individuals",
+                             params={"requestedGranularity": "count"},
+                             headers={"X-Forwarded-For": "198.51.100.40"})
+    doc = await reply.json()
+    datasets = sum(len(v) for v in SPLIT.values())
+    assert datasets * 0.6 > 1.2  # the premise: more counts than an address may have
+    assert reply.status == 403 and "budget" in doc["error"]["errorMessage"]
