@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from node.errors import InvalidInput
+
 __all__ = ["PeopleSet", "keyed_noise", "load_secret", "overlap", "people_set"]
 
 _SECRET_BYTES = 32
@@ -102,18 +104,29 @@ def _geometric(u: float, alpha: float) -> int:
 def load_secret(path: Path) -> bytes:
     """The node's noise key, created (0600) on first use. Replicas share the node home,
     so they share the key and answer a set alike."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
+    if path.exists():
+        return _read_key(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(_SECRET_BYTES)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
-        return path.read_bytes()
+    # Written under a temporary name and linked into place: a reader never sees a
+    # partial key, and of two processes starting at once the first link wins.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(key)
+        out.write(secrets.token_bytes(_SECRET_BYTES))
         out.flush()
         os.fsync(out.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process made it first: use theirs
+    finally:
+        tmp.unlink()
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    key = path.read_bytes()
+    if len(key) < 16:
+        raise InvalidInput(f"{path}: the noise key is shorter than 16 bytes; delete the "
+                           "file to have a new key made (noised answers are then re-drawn)")
     return key
