@@ -270,6 +270,21 @@ async def _differences(client: TestClient, group: Group, members: int, who: str,
     return out
 
 
+async def differencing_alone(make_client: Callable[[], Awaitable[TestClient]],
+                             cohort: Cohort) -> tuple[float, int]:
+    """As `differencing`, each group attacked on a fresh node (nothing released before,
+    the whole pool free): the bound one address's own budget sets."""
+    groups = small_groups(cohort.people)
+    won = []
+    for g in groups:
+        client = await make_client()
+        try:
+            won.append(await attack_group(client, g, len(cohort.people), "203.0.113.1"))
+        finally:
+            await client.close()
+    return sum(won) / len(won), len(groups)
+
+
 async def differencing(client: TestClient, cohort: Cohort) -> tuple[float, int]:
     """(share of groups recovered, number of groups), one fresh address per group."""
     groups = small_groups(cohort.people)
