@@ -18,11 +18,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Debian packages the tests compare against (bcftools/samtools are the independent truth).
+# Debian packages the tests compare against (bcftools/samtools are the independent truth),
+# and the libraries the TileDB-VCF binary in ../shared/tiledbvcf-bin needs at run time
+# (libraries have no command to look for: dpkg-query says whether they are installed).
+DEBIAN_LIBS := libhts3 libfmt9
 debian-tools:
 	@missing=""; for pair in bcftools:bcftools samtools:samtools tabix:tabix chromium:chromium \
 	    nginx:nginx node:nodejs npm:npm redis-server:redis-server; do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	for lib in $(DEBIAN_LIBS); do \
+	  dpkg-query -W -f='$${Status}' $$lib 2>/dev/null | grep -q ' installed$$' \
+	    || missing="$$missing $$lib"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

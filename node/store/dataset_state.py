@@ -14,7 +14,9 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import tiledb
+import tiledb.libtiledb as lt
 
 from node.domain import normalize_contig
 from node.store import layout
@@ -30,6 +32,8 @@ __all__ = [
     "latest_timestamp",
     "list_datasets",
     "load_state",
+    "put_ascii_meta",
+    "put_meta",
     "write_initial_metadata",
 ]
 
@@ -37,6 +41,23 @@ COMMITTED = "fednode_committed"
 STATE = "fednode_state"
 _POS_MAX = 2**32 - 2
 _STALE_DIRS = ("__fragments", "__commits", "__meta", "__fragment_meta")
+
+# The metadata types TileDB-VCF writes and checks: on `data` any other type fails every
+# command ("Error loading metadata; 'version' field has invalid value", tiledbvcfdataset.cc
+# read_metadata_v4); variant_stats_reader.cc requires a UINT32 `version` and ignores a
+# `max_length` that is not INT32. `tile_capacity` is UINT64 (write_metadata_v4, fixture).
+TILEDBVCF_META_TYPES: dict[str, dict[str, type[np.generic]]] = {
+    layout.DATA: {
+        "version": np.uint32,
+        "tile_capacity": np.uint64,
+        "anchor_gap": np.uint32,
+        "extra_attributes": np.bytes_,  # CHAR
+    },
+    layout.ALLELE_COUNT: {"version": np.uint32},
+    layout.VARIANT_STATS: {"version": np.uint32, "max_length": np.int32},
+    layout.SAMPLE_STATS: {"version": np.int32},
+}
+_FRAGMENT_SAMPLE_ARRAYS = (layout.ALLELE_COUNT, layout.VARIANT_STATS)
 
 
 @dataclass
@@ -164,7 +185,7 @@ def _text(value: object) -> str:
 def write_initial_metadata(uri: str, ctx: tiledb.Ctx, t0: int) -> None:
     """The array metadata TileDB-VCF writes at dataset creation, at timestamp `t0`."""
     extra = base64.b64encode(",".join(layout.EXTRA_ATTRIBUTES).encode()).decode()
-    metadata: dict[str, dict[str, object]] = {
+    metadata: dict[str, dict[str, int | str]] = {
         layout.DATA: {
             "version": layout.FORMAT_VERSION,
             "tile_capacity": layout.TILE_CAPACITY,
@@ -180,7 +201,33 @@ def write_initial_metadata(uri: str, ctx: tiledb.Ctx, t0: int) -> None:
     for name, values in metadata.items():
         with tiledb.open(f"{uri}/{name}", "w", ctx=ctx, timestamp=t0) as arr:
             for key, value in values.items():
-                arr.meta[key] = value
+                put_meta(arr.meta, name, key, value)
+
+
+def put_meta(meta: tiledb.Metadata, array: str, key: str, value: int | str) -> None:
+    """`meta[key] = value` typed as TileDB-VCF types that key of `array`.
+
+    The stats arrays' fragment keys (fragment URI -> its samples) are STRING_ASCII; keys
+    TileDB-VCF does not know (fednode's arrays) keep tiledb-py's types (INT64, UTF-8).
+    """
+    kind = TILEDBVCF_META_TYPES.get(array, {}).get(key)
+    if kind is np.bytes_:
+        meta[key] = np.bytes_(str(value).encode("ascii"))
+    elif kind is not None:
+        meta[key] = kind(value)
+    elif array in _FRAGMENT_SAMPLE_ARRAYS and isinstance(value, str):
+        put_ascii_meta(meta, key, value)
+    else:
+        meta[key] = value
+
+
+def put_ascii_meta(meta: tiledb.Metadata, key: str, text: str) -> None:
+    """A STRING_ASCII value (TileDB-VCF's text type; tiledb-py writes a `str` as UTF-8 and
+    has no public way to choose, hence its private `_put_metadata`). The bytes are UTF-8:
+    TileDB does not check them, and sample names (TileDB-VCF's ASCII `sample`) may not be."""
+    raw = text.encode()
+    del meta[key]
+    meta._array_or_group._put_metadata(key, lt.DataType.STRING_ASCII, len(raw), raw)
 
 
 def latest_timestamp(uri: str, ctx: tiledb.Ctx) -> int:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from node.domain import normalize_contig
 from node.store import layout, stats
+from node.store.dataset_state import put_meta
 from node.store.genotype_rows import GenotypeRows
 from node.store.vcfio import ParsedRecord, StoredCall, VcfInput
 from node.store.vs_rows import RowBatch, gather_text
@@ -354,7 +355,7 @@ class IngestWriter:
         for name, fragments in self.fragment_samples.items():
             with self._open(name) as arr:
                 for uri, samples in fragments.items():
-                    arr.meta[uri] = samples
+                    put_meta(arr.meta, name, uri, samples)
         vs_max = max(self.collector.max_length, 0)
         for name, value in (
             (layout.VARIANT_STATS, vs_max),
@@ -365,7 +366,7 @@ class IngestWriter:
             with tiledb.open(f"{self.uri}/{name}", ctx=self.ctx) as current:
                 old = int(current.meta.get("max_length", 0))
             with self._open(name) as arr:
-                arr.meta["max_length"] = max(old, value)
+                put_meta(arr.meta, name, "max_length", max(old, value))
 
 
 _CELL_COLUMNS = ("sample", "fmt", "fmt_GT")  # per-sample chunks; site fields in _Site

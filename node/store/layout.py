@@ -28,7 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import tiledb
 
-from node.store.write_buffers import Null, Var, VarChunk, var_of_chunks, write_columns
+from node.store import write_buffers
+from node.store.write_buffers import Null, Var, VarChunk, var_of_chunks
 
 __all__ = [
     "ALLELE_COUNT",
@@ -287,6 +288,28 @@ def fednode_genotypes_schema() -> tiledb.ArraySchema:
     return _sparse(dims, attrs, dups=True, offsets=offsets, capacity=GENOTYPES_CAPACITY)
 
 
+def write_columns(
+    array: tiledb.Array, columns: Mapping[str, object], *, ordered: bool = False
+) -> str | None:
+    """`write_buffers.write_columns`, every NaN of a float32 column (QUAL) stored as htslib's
+    missing value 0x7f800001 (bcf_float_missing): TileDB-VCF exports another NaN as `nan`,
+    and a Python float NaN always arrives quiet (0x7fc00000)."""
+    return write_buffers.write_columns(
+        array, {name: _htslib_missing(column) for name, column in columns.items()}, ordered=ordered
+    )
+
+
+def _htslib_missing(column: object) -> object:
+    if not (isinstance(column, np.ndarray) and column.dtype == np.float32):
+        return column
+    nan = np.isnan(column)
+    if not nan.any():
+        return column
+    bits = np.array(column, dtype=np.float32).view(np.uint32)  # a copy: callers keep theirs
+    bits[nan] = _REAL_MISSING_BITS
+    return bits.view(np.float32)
+
+
 SCHEMAS = {
     DATA: data_schema,
     HEADERS: headers_schema,
@@ -300,11 +323,17 @@ SCHEMAS = {
 
 
 # --- info / fmt blobs -------------------------------------------------------------------
-# Layout (TileDB-VCF record encoding): uint32 field count, then per field `key\0`, int32
-# htslib type, int32 value count, the values (1 byte each for FLAG/STR, 4 bytes otherwise).
-# Extracted `info_X`/`fmt_X` attributes hold one field without its key; absent = b"\x00".
+# Layout (TileDB-VCF writer_worker_v4.cc buffer_info_field): uint32 field count, then per
+# field `key\0`, int32 htslib type, int32 value count, the values: 1 byte each for STR,
+# 4 bytes otherwise, FLAG included (utils::bcf_type_size): TileDB-VCF 0.40 writes a Flag
+# as int32 1 (0 before its worker has read any value; older releases wrote whatever
+# its value buffer held). Extracted `info_X`/`fmt_X` attributes hold one field without
+# its key; absent = b"\x00".
 
 BlobField = tuple[str, int, int, bytes]  # key, htslib type, count, raw little-endian values
+FLAG_VALUE = struct.pack("<i", 1)
+_LEGACY_FLAG = b"\x01"  # fednode before issue 14 stored a Flag as this one byte
+_KEY_BYTES = frozenset(range(0x21, 0x7F)) - frozenset(b";=,")
 
 
 def encode_blob(fields: Iterable[BlobField]) -> bytes:
@@ -321,14 +350,35 @@ def encode_field(htype: int, count: int, raw: bytes) -> bytes:
 
 
 def _value_size(htype: int) -> int:
-    return 1 if htype in (HT_FLAG, HT_STR) else 4
+    return 1 if htype == HT_STR else 4
 
 
 def decode_blob(blob: bytes) -> list[BlobField]:
+    """The fields of an `info`/`fmt` blob, Flags read with either width.
+
+    A blob with a Flag that parses exactly with 1-byte flags, each byte 0x01, is one
+    fednode wrote before issue 14; otherwise flags are 4 bytes. int32 1 or 0 (TileDB-VCF
+    0.40, fednode now) never parses the 1-byte way: the byte after it starts no key. Only
+    a blob of an old TileDB-VCF whose stale flag bytes were 0x01 and three key characters,
+    before another field, would be misread.
+    """
+    try:
+        fields, flags = _fields(blob)
+    except (ValueError, struct.error):  # no key terminator, short values, not UTF-8
+        legacy = _legacy_fields(blob)
+        if legacy is None:
+            raise
+        return legacy
+    legacy = _legacy_fields(blob) if flags else None
+    return fields if legacy is None else legacy
+
+
+def _fields(blob: bytes) -> tuple[list[BlobField], bool]:
+    """The fields with 4-byte flags, and whether there is a flag."""
     if len(blob) < 4:
-        return []
+        return [], False
     (n,) = struct.unpack_from("<I", blob, 0)
-    offset, out = 4, []
+    offset, out, flags = 4, list[BlobField](), False
     for _ in range(n):
         end = blob.index(b"\0", offset)
         key = blob[offset:end].decode()
@@ -336,8 +386,32 @@ def decode_blob(blob: bytes) -> list[BlobField]:
         start = end + 9
         stop = start + count * _value_size(htype)
         out.append((key, htype, count, blob[start:stop]))
+        flags = flags or htype == HT_FLAG
         offset = stop
-    return out
+    return out, flags
+
+
+def _legacy_fields(blob: bytes) -> list[BlobField] | None:
+    """The fields with 1-byte 0x01 flags, when that reading covers `blob` exactly."""
+    if len(blob) < 4:
+        return None
+    (n,) = struct.unpack_from("<I", blob, 0)
+    offset, out = 4, list[BlobField]()
+    for _ in range(n):
+        end = blob.find(b"\0", offset)
+        if end <= offset or end + 9 > len(blob) or not _KEY_BYTES.issuperset(blob[offset:end]):
+            return None
+        htype, count = struct.unpack_from("<ii", blob, end + 1)
+        start = end + 9
+        stop = start + (1 if htype == HT_FLAG else count * _value_size(htype))
+        raw = blob[start:stop]
+        if not HT_FLAG <= htype <= HT_STR or count < 0 or stop > len(blob):
+            return None
+        if htype == HT_FLAG and (count, raw) != (1, _LEGACY_FLAG):
+            return None
+        out.append((blob[offset:end].decode(), htype, count, raw))
+        offset = stop
+    return out if offset == len(blob) else None
 
 
 def decode_field(blob: bytes) -> tuple[int, int, bytes] | None:

@@ -42,13 +42,14 @@ from node.store.dataset_state import (
     latest_timestamp,
     list_datasets,
     load_state,
+    put_ascii_meta,
     write_initial_metadata,
 )
 from node.store.genotype_reader import BULK_READ, SMALL_READ, GenotypeReader
 from node.store.ingest_checks import check_assembly, check_samples
 from node.store.ingest_writer import IngestWriter
 from node.store.records import BatchReader
-from node.store.variant_scan import carried_variants, wanted, with_stats
+from node.store.variant_scan import carried_variants, data_stats_lookup, wanted, with_stats
 from node.store.vcfio import RecordReader, VcfInput
 
 __all__ = ["TileDBVCFStore", "list_datasets"]
@@ -107,7 +108,7 @@ class TileDBVCFStore:
         with tiledb.Group(uri, "w", ctx=ctx) as group:
             for name in (layout.DATA, layout.METADATA_GROUP, *layout.ALL_ARRAYS[2:]):
                 group.add(name, name=name, relative=True)
-            group.meta["dataset_type"] = "vcf"
+            put_ascii_meta(group.meta, "dataset_type", "vcf")  # TileDB-VCF's STRING_ASCII
             group.meta[COMMITTED] = t0
             state = DatasetState(t0, (), assembly, {}, aggregate=True, genotypes=genotypes)
             group.meta[STATE] = state.dump()
@@ -178,11 +179,12 @@ class TileDBVCFStore:
         with self._lock:
             if self._state.aggregate:
                 return self._index(contig).lookup(points)
-            array = self._array(layout.VARIANT_STATS)
-            max_length = int(array.meta.get("max_length", 0))
-            return stats.variant_stats_lookup(
-                array, self._sources(contig), points, max_length=max_length
-            )
+            reader = BatchReader(self._array(layout.DATA), self._headers())
+        # No aggregate (TileDB-VCF wrote the dataset): from `data`, whatever variant_stats
+        # version it has (see `stats_lookup` for why not from variant_stats).
+        return data_stats_lookup(
+            reader, self._sources(contig), contig, points, self._state.samples, lock=self._lock
+        )
 
     def resident(self, contig: str) -> bool:
         """Whether `allele_stats` and `variants` on `contig` answer from memory now (its

@@ -61,7 +61,7 @@ class ParsedRecord:
     ref: str
     alts: tuple[str, ...]
     ids: str
-    qual: float
+    qual: float  # NaN when `.` (stored as htslib's missing value, see layout.write_columns)
     filters: tuple[str, ...]
     info: bytes
     gt: np.ndarray  # int16 (samples, ploidy): allele index, -1 missing, -2 past ploidy
@@ -239,7 +239,7 @@ def _filters(v: cyvcf2.Variant) -> tuple[str, ...]:
 
 def _encode_values(htype: int, value: object) -> tuple[int, bytes]:
     if htype == layout.HT_FLAG:
-        return 1, b"\x01"
+        return 1, layout.FLAG_VALUE
     values = value if isinstance(value, tuple | list) else (value,)
     if htype == layout.HT_INT:
         ints = [layout.INT32_MISSING if x is None else int(x) for x in values]
