@@ -78,7 +78,8 @@ async def _run(home: Path, cohort: suite.Cohort, measure: Measure | None, *,
 
 
 def _summary(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
+    return (f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}], "
+            f"mean {statistics.fmean(values):.3f}")
 
 
 async def bench(workdir: Path, *, keys: int, seeds: int) -> None:
@@ -97,7 +98,7 @@ async def bench(workdir: Path, *, keys: int, seeds: int) -> None:
                     value = await _run(home, cohort, measure, defended=defended,
                                        secret=secret)
                     results.setdefault((name, defended), []).append(value)
-    print("| figure | defaults, median [range] | bound | defences off, median [range] |")
+    print("| figure | defaults, median [range], mean | bound | defences off |")
     print("|---|---|---|---|")
     for name, _, bound in FIGURES:
         print(f"| {name} | {_summary(results[name, True])} | {bound} | "
