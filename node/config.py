@@ -63,6 +63,27 @@ class ServerSettings(_Section):
         default=30.0, gt=0,
         description="longest a Beacon query may work; past it the answer is a 504 error")
     log_level: str = "INFO"
+    # HTTP parser limits (aiohttp's defaults, 8190 bytes, refused a valid 16 KB Passport).
+    # A header line may always hold a bearer token of `auth.max_token_bytes`.
+    max_url_bytes: int = Field(default=64 * 1024, ge=1024, le=1 << 20,
+                               description="longest request line (method, URL, version)")
+    max_header_bytes: int = Field(default=8190, ge=1024, le=1 << 20,
+                                  description="longest header line besides Authorization")
+    # Origins browsers may call the APIs from: ["*"] sends `*`; else an Origin listed here
+    # is mirrored. Never with credentials (bearer tokens need none); never "null".
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    # Host names (optionally host:port) that URLs built from a request (htsget tickets,
+    # /map) may name. Empty: loopback names and `host` only (any port); set it, or
+    # `htsget.public_url`, when the node is reached under another name.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Proxies (IP addresses or CIDR networks) whose X-Forwarded-Host/-Proto are honoured.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _no_null_origin(self) -> ServerSettings:
+        if "null" in self.cors_origins:
+            raise ValueError("server.cors_origins: 'null' (sandboxed pages) is never allowed")
+        return self
 
 
 class DatasetSettings(_Section):
@@ -89,6 +110,12 @@ class NodeInfo(_Section):
     organization: str = "Example Organization"
     organization_url: str = "https://example.org"
     contact_url: str = "mailto:beacon@example.org"
+    # Shown in /info when set (beaconInfoResults; networks list them).
+    organization_description: str | None = None
+    organization_logo_url: str | None = None
+    welcome_url: str | None = Field(default=None, description="the Beacon's welcome page")
+    alternative_url: str | None = Field(
+        default=None, description="another URL of this API, e.g. its authenticated version")
 
 
 REGISTERED_ACCESS_DOI = "https://doi.org/10.1038/s41431-018-0219-y"
@@ -244,6 +271,16 @@ class AuditSettings(_Section):
     enabled: bool = True
     path: str = Field(default="audit.jsonl", description="JSON-lines log, relative to home")
     fsync: bool = True
+    max_bytes: int = Field(default=64 * 2**20, ge=0, description=(
+        "rotate the log once it reaches this size (bytes); 0: never"))
+    max_age_s: float = Field(default=0, ge=0, description=(
+        "rotate the log once its first entry is this old (seconds); 0: never"))
+    retention: int = Field(default=0, ge=0, description=(
+        "rotated files kept, the oldest deleted first; 0: keep all"))
+    checkpoint_interval_s: float = Field(default=300, ge=0, description=(
+        "sign the chain head with the node's key at most this often (seconds); 0: never"))
+    checkpoint_key: str = Field(default="audit-key.pem", description=(
+        "Ed25519 private key (PEM) signing checkpoints, relative to home; created 0600"))
 
 
 class PeerCoordinatorSettings(_Section):

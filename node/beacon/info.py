@@ -86,13 +86,22 @@ def informational_meta(settings: Settings, schema: str | None = None) -> dict[st
     return {"beaconId": settings.node.id, "apiVersion": API_VERSION, "returnedSchemas": schemas}
 
 
+def _set(**fields: str | None) -> dict[str, str]:
+    """The optional fields that are configured (an unset one is left out, never null)."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def _organization(settings: Settings) -> dict[str, Any]:
     node = settings.node
     return {"id": node.id.rsplit(".", 1)[0] or node.id, "name": node.organization,
-            "welcomeUrl": node.organization_url, "contactUrl": node.contact_url}
+            "welcomeUrl": node.organization_url, "contactUrl": node.contact_url,
+            **_set(description=node.organization_description,
+                   logoUrl=node.organization_logo_url)}
 
 
 def info(settings: Settings, *, version: str) -> dict[str, Any]:
+    """beaconInfoResponse; network registries (the EGA facade) read `alternativeUrl`,
+    `welcomeUrl` and `organization.logoUrl` (framework beaconInfoResults.json)."""
     node = settings.node
     return {
         "meta": informational_meta(settings, "beacon-info-v2.0.0"),
@@ -101,6 +110,7 @@ def info(settings: Settings, *, version: str) -> dict[str, Any]:
             "environment": "prod", "organization": _organization(settings),
             "description": "fednode: a federated genomics query node (Beacon v2, htsget)",
             "version": version,
+            **_set(welcomeUrl=node.welcome_url, alternativeUrl=node.alternative_url),
         },
     }
 

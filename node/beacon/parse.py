@@ -30,7 +30,10 @@ __all__ = ["parse_body", "parse_filters_param", "parse_get", "parse_variant_para
 _BASES = re.compile(r"^[ACGTUNRYSWKMBDHV\-\.]*$", re.IGNORECASE)
 _MAX_BASES = 10_000
 _MAX_TEXT = 200
-_HGVS_SHORT = re.compile(r"^([^:]+):g\.(\d+)([ACGTN]+)>([ACGTN]+)$", re.IGNORECASE)
+_HGVS_SHORT = re.compile(r"^([^:]+):g\.([0-9]+)([ACGTN]+)>([ACGTN]+)$", re.IGNORECASE)
+# Only ASCII digits: `int()` also takes full-width digits, `_` separators and a sign
+# (full-width `10176`, `1_0176`, `+10176`); no Beacon integer parameter is negative.
+_DIGITS = re.compile(r"[0-9]+")
 
 # GET parameters of every entry-type endpoint (Beacon v2 framework OpenAPI, components).
 _COMMON_GET = frozenset(
@@ -60,10 +63,12 @@ def _text(name: str, value: object) -> str:
 def _int(name: str, value: object, *, lo: int = 0, hi: int = MAX_COORD) -> int:
     if isinstance(value, bool):
         raise InvalidInput(f"{name} must be an integer")
-    try:
-        number = int(str(value).strip()) if not isinstance(value, int) else value
-    except ValueError:
-        raise InvalidInput(f"{name} must be an integer, not {str(value)[:40]!r}") from None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and _DIGITS.fullmatch(text := value.strip(" \t")):
+        number = int(text)
+    else:
+        raise InvalidInput(f"{name} must be an integer, not {str(value)[:40]!r}")
     if not lo <= number <= hi:
         raise InvalidInput(f"{name} must be between {lo} and {hi}")
     return number

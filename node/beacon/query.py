@@ -87,17 +87,23 @@ def _plan(ctx: Context, req: BeaconRequest, *, force: Granularity | None = None)
 
 
 def _info(
-    ctx: Context, req: BeaconRequest, access: AccessPlan, unknown: Sequence[str]
+    ctx: Context, req: BeaconRequest, access: AccessPlan, unknown: Sequence[str],
+    *, unheld: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if access.omitted:
         out["omittedDatasets"] = {
             "reason": "granularity allowed for these datasets is lower than returned",
             "datasets": {a.id: a.granularity.value for a in access.omitted}}
+    warnings: dict[str, Any] = {}
     if unknown:
         # Unrecognised filters cannot be evaluated: they match nothing rather than being
         # silently dropped (which would broaden the answer), and are reported here.
-        out["warnings"] = {"unknownFilters": list(unknown)}
+        warnings["unknownFilters"] = list(unknown)
+    if unheld:  # a "no" that only says the name is not one any dataset here uses
+        warnings.update(unheld)
+    if warnings:
+        out["warnings"] = warnings
     if req.test_mode:
         out["testMode"] = "answered without real data (Beacon v2 testMode)"
     return out
@@ -194,7 +200,27 @@ def _variants(ctx: Context, entry: EntryType, req: BeaconRequest, entry_id: str 
     sets = [_variant_set(ctx, d, case_skip=req.skip if by_id else 0) for d in found]
     g_variants = by_path("g_variants")
     return response_envelope(ctx.settings.node.id, req, g_variants, access.granularity, sets,
-                             info=_info(ctx, req, access, unknown))
+                             info=_info(ctx, req, access, unknown, unheld=None if any(
+                                 d.count.value for d in found) else _unheld(ctx, query, stored)))
+
+
+def _unheld(ctx: Context, query: VariantQuery | None, stored: Sequence[DatasetAccess]
+            ) -> dict[str, str]:
+    """The query's referenceName / assemblyId when no answering dataset uses it: said
+    in words, so an empty answer is not taken for an absent variant. Names of contigs and
+    assemblies are not data about anyone."""
+    if query is None or not stored:
+        return {}
+    stores = [ctx.registry.store(a.id) for a in stored]
+    out = {}
+    if query.assembly is not None and all(s.assembly != query.assembly for s in stores):
+        out["unknownAssemblyId"] = (
+            f"no dataset here is on assembly {query.assembly!r} "
+            f"(they are on {', '.join(sorted({s.assembly for s in stores}))})")
+    if query.contig is not None and all(query.contig not in s.contigs() for s in stores):
+        out["unknownReferenceName"] = (
+            f"no dataset here has reference sequence {query.contig!r}")
+    return out
 
 
 def _variant_set(ctx: Context, found: DatasetVariants, *, case_skip: int) -> dict[str, Any]:

@@ -22,13 +22,14 @@ _POST_KEYS = frozenset({"format", "class", "fields", "tags", "notags", "regions"
 
 def parse_get(kind: Kind, entry_id: str, params: Mapping[str, Sequence[str]]) -> HtsgetRequest:
     """`params`: every value of each query parameter (a repeated parameter is an error)."""
+    _refuse_unknown(params, _GET_KEYS, "query parameter(s):")
     single: dict[str, str] = {}
     for key, values in params.items():
-        if key in _GET_KEYS and len(values) != 1:
+        if len(values) != 1:
             raise InvalidInput(f"parameter {key} given more than once")
         single[key] = values[-1]
     fmt = _format(kind, single.get("format"))
-    header_only = _class(single.get("class"), [k for k in single if k in _GET_KEYS])
+    header_only = _class(single.get("class"), list(single))
     regions: tuple[Query, ...] = ()
     ref = single.get("referenceName")
     start, end = _coord(single, "start"), _coord(single, "end")
@@ -56,9 +57,7 @@ def parse_post(
         raise InvalidInput("the request body is not valid JSON") from exc
     if not isinstance(doc, dict):
         raise InvalidInput("the request body must be a JSON object")
-    unknown = set(doc) - _POST_KEYS
-    if unknown:
-        raise InvalidInput(f"unknown field(s) in the request body: {', '.join(sorted(unknown))}")
+    _refuse_unknown(doc, _POST_KEYS, "field(s) in the request body:")
     fmt = _format(kind, _str_or_none(doc, "format"))
     header_only = _class(_str_or_none(doc, "class"), list(doc))
     regions = _post_regions(kind, doc.get("regions"), max_regions)
@@ -68,13 +67,24 @@ def parse_post(
     return HtsgetRequest(kind, entry_id, fmt, header_only, regions, fields, tags, notags or ())
 
 
+def _refuse_unknown(given: Mapping[str, object], known: frozenset[str], what: str) -> None:
+    """GET and POST alike (docs/decisions.md): an unknown key is InvalidInput, never
+    ignored; htsget §Design principles makes POST bodies protobuf3 JSON, whose parsers
+    reject unknown fields by default, and a misspelt `referencename` ignored would
+    silently answer the whole file."""
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise InvalidInput(f"unknown {what} {', '.join(unknown)[:200]}")
+
+
 def _format(kind: Kind, value: str | None) -> str:
     if value is None:
         return FORMATS[kind][0]
-    if value not in FORMATS[kind]:
+    # Case-insensitive: the spec's own POST example sends "bam" (htsget §POST request).
+    if value.upper() not in FORMATS[kind]:
         allowed = ", ".join(FORMATS[kind])
-        raise UnsupportedFormat(f"format {value!r} is not supported for {kind} ({allowed})")
-    return value
+        raise UnsupportedFormat(f"format {value[:20]!r} is not supported for {kind} ({allowed})")
+    return value.upper()
 
 
 def _class(value: str | None, present: Sequence[str]) -> bool:

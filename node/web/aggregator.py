@@ -66,7 +66,6 @@ COORDINATOR = web.AppKey("coordinator", Coordinator)
 PEERS = web.AppKey("peers", PeersFile)
 DIRECTORY = web.AppKey("directory", DatasetDirectory)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-MAX_BODY = 64 * 1024
 MAX_SPAN = 10_000_000  # bases per federated range query
 
 
@@ -92,13 +91,14 @@ def create_aggregator_app(settings: Settings, peers: PeersFile) -> web.Applicati
     # request_context's handler type is aiohttp's RequestHandler, narrower than the stub's.
     # Every access is audited: federated answers by g_variants, the rest (a refused
     # token, an invalid query) by audit_access, as on a node.
-    app = web.Application(middlewares=[request_context, audit_access], client_max_size=MAX_BODY)
+    max_body = settings.server.max_body_bytes
+    app = web.Application(middlewares=[request_context, audit_access], client_max_size=max_body)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[PEERS] = peers
     app[REQUEST_IDS] = RequestIds()
     app.cleanup_ctx.extend([_resources, auth_ctx, privacy_ctx])
-    api = web.Application(middlewares=[beacon_errors], client_max_size=MAX_BODY)
+    api = web.Application(middlewares=[beacon_errors], client_max_size=max_body)
     api.router.add_get("/g_variants", g_variants)
     api.router.add_get("/g_variants/{id}/individuals", individuals_of_variant)
     api.router.add_post("/g_variants", g_variants)
@@ -239,9 +239,10 @@ async def _charge(
 async def _parse(request: web.Request) -> BeaconRequest:
     if request.method != "POST":
         return parse_get(request.query, variants=True)
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
+    limit = request.config_dict[SETTINGS].server.max_body_bytes
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"request body larger than {limit} bytes")
     try:
         body = json.loads(raw) if raw.strip() else {}
     except (ValueError, UnicodeDecodeError):

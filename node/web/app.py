@@ -24,7 +24,7 @@ from node.web.metrics import Metrics
 from node.web.middleware import REQUEST_IDS, RequestIds, request_context
 from node.web.privacy import audit_access, privacy_ctx
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "parser_limits"]
 
 log = logging.getLogger("fednode.app")
 
@@ -37,6 +37,7 @@ def create_app(
     app = web.Application(
         middlewares=[request_context, audit_access],
         client_max_size=settings.server.max_body_bytes,
+        handler_args=parser_limits(settings),
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
@@ -62,6 +63,18 @@ def create_app(
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+# Room for the method, spaces and version around a URL, and for "Authorization: Bearer ".
+_LINE_SLACK = 64
+
+
+def parser_limits(settings: Settings) -> dict[str, int]:
+    """aiohttp's HTTP parser limits from the settings (its 8190-byte defaults refused a
+    valid 16 KB Passport and long filter queries before any handler or audit saw them)."""
+    server = settings.server
+    field = max(server.max_header_bytes, settings.auth.max_token_bytes + _LINE_SLACK)
+    return {"max_line_size": server.max_url_bytes + _LINE_SLACK, "max_field_size": field}
 
 
 def _warm(registry: DatasetRegistry) -> None:

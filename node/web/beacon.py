@@ -35,7 +35,7 @@ from node.privacy.gate import ChargeDeferred
 from node.service import MetadataCatalog, Planner
 from node.web.auth import principal_of
 from node.web.keys import DATASETS, SETTINGS, config_of
-from node.web.middleware import REQUEST_ID
+from node.web.middleware import REQUEST_ID, cors_origin, external_origin
 from node.web.privacy import audit_request, ledger_for
 
 __all__ = ["CATALOG", "create_beacon_app"]
@@ -46,10 +46,7 @@ CATALOG = web.AppKey("catalog", MetadataCatalog)
 GENES = web.AppKey("genes", dict[str, GeneIndex])
 PLANNER = web.AppKey("planner", Planner)
 PARSED = web.RequestKey("beacon_request", BeaconRequest)
-# Largest POST body the Beacon API reads (a query is small; filters are capped too).
-MAX_BODY = 64 * 1024
 _CORS = {
-    "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-Id",
     "Access-Control-Max-Age": "600",
@@ -69,8 +66,10 @@ def _beacon_id(request: web.Request) -> str:
 @web.middleware
 async def beacon_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as a beaconErrorResponse with its HTTP status; CORS headers on all."""
+    cors = {**_CORS, **cors_origin(request.config_dict[SETTINGS].server,
+                                   request.headers.get("Origin"))}
     if request.method == "OPTIONS":
-        return web.Response(status=204, headers=_CORS)
+        return web.Response(status=204, headers=cors)
     try:
         response = await handler(request)
     except NodeError as exc:
@@ -84,16 +83,17 @@ async def beacon_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except Exception:
         log.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID, "")})
         response = _json(error_envelope(_beacon_id(request), 500, "internal error"), 500)
-    response.headers.update(_CORS)
+    response.headers.update(cors)
     return response
 
 
 async def _read_body(request: web.Request) -> object:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
+    limit = config_of(request)[SETTINGS].server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body larger than {limit} bytes")
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"request body larger than {limit} bytes")
     if not raw.strip():
         return {}
     try:
@@ -201,7 +201,8 @@ def _summary(req: BeaconRequest, entry_id: str | None, nested: str | None) -> di
 
 
 def _base(request: web.Request) -> str:
-    return f"{request.url.origin()}{request.app.router['root'].canonical}".rstrip("/")
+    origin = external_origin(request, request.config_dict[SETTINGS].server)
+    return f"{origin}{request.app.router['root'].canonical}".rstrip("/")
 
 
 async def info(request: web.Request) -> web.Response:
@@ -281,7 +282,8 @@ def create_beacon_app(
     """The Beacon API. `catalog_factory` opens the metadata catalog (node home's by
     default); `genes` maps assemblies to gene coordinates for geneId queries (default: the
     BED files of `settings.gene_beds`)."""
-    app = web.Application(middlewares=[beacon_errors], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[beacon_errors],
+                          client_max_size=settings.server.max_body_bytes)
     app[PLANNER] = Planner(settings.dataset)
 
     async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:

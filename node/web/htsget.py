@@ -42,7 +42,7 @@ from node.reads.layout import Layout, Span
 from node.web.auth import principal_of
 from node.web.htsget_data import SIGNER, data_handler
 from node.web.keys import DATASETS, READS, SETTINGS
-from node.web.middleware import REQUEST_ID
+from node.web.middleware import REQUEST_ID, cors_origin, external_origin
 from node.web.privacy import audit_request, ledger_for
 
 __all__ = ["create_htsget_app"]
@@ -128,16 +128,16 @@ async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """The origin mirrored on every response, tickets and streamed blocks alike (set as
-    the response is prepared: a streamed block's headers leave before the handler ends)."""
+    """CORS headers (`server.cors_origins`) on every response, tickets and streamed blocks
+    alike (set as the response is prepared: a streamed block's headers leave before the
+    handler ends)."""
     origin = request.headers.get("Origin")
-    if origin:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Credentials"] = "true"
+    allowed = cors_origin(request.config_dict[SETTINGS].server, origin)
+    if origin and allowed:
+        response.headers.update(allowed)
         response.headers["Access-Control-Expose-Headers"] = (
             "Content-Length, Content-Range, Accept-Ranges"
         )
-        response.headers["Vary"] = "Origin"
 
 
 async def info_handler(request: web.Request) -> web.Response:
@@ -290,5 +290,5 @@ async def _check_access(request: web.Request, dataset_id: str) -> None:
 
 
 def _base_url(request: web.Request) -> str:
-    public = request.config_dict[SETTINGS].htsget.public_url
-    return public.rstrip("/") if public else f"{request.scheme}://{request.host}"
+    settings = request.config_dict[SETTINGS]
+    return external_origin(request, settings.server, settings.htsget.public_url)

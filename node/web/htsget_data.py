@@ -64,6 +64,9 @@ def parse_range(header: str | None, length: int) -> tuple[int, int] | None:
     if unit.strip() != "bytes" or "," in spec:
         raise _RangeError()
     first, _, last = spec.strip().partition("-")
+    # ASCII digits only (int() also takes "+1", "1_0" and full-width digits).
+    if not all(not p or (p.isascii() and p.isdigit()) for p in (first, last)):
+        raise _RangeError()
     try:
         if not first:
             n = int(last)

@@ -29,6 +29,7 @@ __all__ = [
     "AUDIT_QUEUE",
     "GATE",
     "audit_access",
+    "audit_parser_refusal",
     "audit_request",
     "client_address",
     "ledger_for",
@@ -151,3 +152,24 @@ def _outcome(status: int) -> str:
         return "answered"
     return {401: "unauthenticated", 403: "denied", 404: "not found"}.get(
         status, "rejected" if status < 500 else "error")
+
+
+async def audit_parser_refusal(app: web.Application, *, client: str | None, target: str,
+                               status: int) -> None:
+    """Audit a request refused by the HTTP parser itself (a request line or header past
+    the limits, malformed HTTP): no route, no verified principal, so anonymous; `target`
+    is the path prefix the refused bytes began with, when they did."""
+    gate = app.get(GATE)
+    if gate is None:
+        return
+    record = gate.audit_entry(
+        gate.ledger(Principal.anonymous(), client), request_id="", datasets=[],
+        query={"method": "UNKNOWN", "route": "unparsed", "target": target, "status": status},
+        granularity=None, outcome=_outcome(status))
+    if record is None:
+        return
+    queue = app.get(AUDIT_QUEUE)
+    if queue is not None:
+        await queue.append(record)
+    elif (log := gate.audit_log) is not None:
+        await asyncio.to_thread(log.append_records, [record])

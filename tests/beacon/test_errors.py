@@ -3,6 +3,7 @@ and the access policy hold. Every body is validated against the official schemas
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,8 @@ async def test_bad_post_bodies(client: Any, body: bytes, words: str) -> None:
 
 
 async def test_oversized_body_is_413(client: Any) -> None:
-    body = json.dumps({"query": {"requestParameters": {"pad": "A" * 100_000}}})
-    resp = await client.post("/api/g_variants", data=body,
+    body = json.dumps({"query": {"requestParameters": {"pad": "A" * 1_100_000}}})  # > 1 MiB
+    resp = await client.post("/api/g_variants", data=io.BytesIO(body.encode()),
                              headers={"Content-Type": "application/json"})
     await expect_error(resp, 413, "larger")
 

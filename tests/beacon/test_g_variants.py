@@ -6,9 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pysam
 import pytest
 
 from node.beacon.variants import VariantQuery, selector
+from node.config import AuditSettings, DatasetSettings, Settings
+from node.names import Granularity, SecurityLevel
+from node.store.memory import MemoryStore
+from node.store.registry import DatasetRegistry
+from node.web.app import create_app
 from tests.beacon.cases import all_cases
 from tests.beacon.schemas import validate
 from tests.beacon.truth import alleles, carriers, indexed_copy
@@ -214,3 +220,33 @@ def test_stats_lookup_agrees_with_region_scan(tg_store: Any, tg_indexed: Path) -
             assert fast == slow
             if alt == t.alt:
                 assert [s.ac for _, s in fast] == [t.ac]
+
+
+async def test_an_unknown_reference_name_or_assembly_is_said_in_words(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    """An empty answer on a name no dataset uses carries a warning naming it (issue 16);
+    an empty answer on a known name carries none."""
+    store = MemoryStore(assembly="GRCh38")
+    vcf = tmp_path / "one.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=1,length=1000>\n"
+                   "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n1\t100\t.\tA\tG\t.\tPASS\t.\n")
+    store.ingest([Path(pysam.tabix_index(str(vcf), preset="vcf", force=True))])
+    settings = Settings(home=tmp_path, datasets={"ds": DatasetSettings(
+        security_level=SecurityLevel.PUBLIC,
+        max_granularity={SecurityLevel.PUBLIC: Granularity.RECORD})},
+        audit=AuditSettings(fsync=False))
+    app = create_app(settings, registry_factory=lambda s: DatasetRegistry(
+        s, opener=lambda _: store, lister=lambda: ["ds"]))
+    client = await aiohttp_client(app)
+
+    async def warnings(**params: str) -> dict[str, Any]:
+        query = {"start": "99", "referenceBases": "A", "alternateBases": "T",
+                 "requestedGranularity": "record", **params}
+        doc = await (await client.get("/api/g_variants", params=query)).json()
+        assert doc["responseSummary"]["exists"] is False
+        return dict(doc.get("info", {}).get("warnings", {}))
+
+    assert "unknownReferenceName" in await warnings(referenceName="7", assemblyId="GRCh38")
+    assert "unknownAssemblyId" in await warnings(referenceName="1", assemblyId="GRCh37")
+    assert await warnings(referenceName="1", assemblyId="GRCh38") == {}
