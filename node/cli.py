@@ -93,6 +93,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from node.store.aggregate_build import aggregate_status, build_aggregate
+
+    settings = load_settings(args.dir)
+    _require_home(args.dir)
+    uri = settings.dataset_uri(args.dataset)
+    config = settings.tiledb_config
+    status = aggregate_status(uri, tiledb_config=config)
+    summary = build_aggregate(uri, tiledb_config=config)
+    if not summary.samples:
+        print(f"dataset {args.dataset}: fednode aggregate is up to date ({status})")
+        return 0
+    reads = "fednode_genotypes" if summary.genotypes else "data (samples share too few records)"
+    print(
+        f"dataset {args.dataset}: fednode aggregate built for {len(summary.samples)} "
+        f"sample(s) from {summary.cells} cells in {summary.seconds:.1f} s; region reads "
+        f"use {reads}"
+    )
+    return 0
+
+
 def cmd_reads_add(args: argparse.Namespace) -> int:
     from node.reads.catalog import ReadsCatalog
 
@@ -195,17 +216,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from node.privacy.audit import verify
+    from node.privacy.audit import load_public_key, verify
 
     _require_home(args.dir)
     settings = load_settings(args.dir)
     path = settings.home / settings.audit.path
-    report = verify(path)
+    report = verify(path, public_key=load_public_key(args.key) if args.key else None)
     for problem in report.problems:
-        print(f"{path}:{problem.line}: {problem.kind}: {problem.detail}")
+        print(f"{problem.file or path}:{problem.line}: {problem.kind}: {problem.detail}")
+    for notice in report.notices:
+        print(f"{notice.file or path}:{notice.line}: note: {notice.kind}: {notice.detail}")
     verdict = "intact" if report.ok else f"{len(report.problems)} problem(s)"
     print(f"{path}: {report.entries} entries, {verdict}")
     return 0 if report.ok else 1
+
+
+def cmd_audit_key(args: argparse.Namespace) -> int:
+    from node.privacy.audit import public_key_pem
+
+    _require_home(args.dir)
+    settings = load_settings(args.dir)
+    sys.stdout.write(public_key_pem(settings.home / settings.audit.checkpoint_key).decode())
+    return 0
 
 
 def _require_home(home: Path) -> None:
@@ -231,6 +263,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("files", nargs="+")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser(
+        "index",
+        help="build fednode's aggregate of a dataset TileDB-VCF wrote, or add the samples "
+        "TileDB-VCF stored since (atomic; TileDB-VCF's arrays are not touched)",
+    )
+    p.add_argument("dir", type=Path)
+    p.add_argument("--dataset", required=True, help="dataset id")
+    p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("reads", help="register BAM/CRAM/VCF/BCF files for htsget")
     reads_sub = p.add_subparsers(dest="reads_command", required=True)
@@ -295,7 +336,12 @@ def _parser() -> argparse.ArgumentParser:
     audit_sub = p.add_subparsers(dest="audit_command", required=True)
     q = audit_sub.add_parser("verify", help="check the hash chain: exit 1 if tampered")
     q.add_argument("dir", type=Path)
+    q.add_argument("--key", type=Path, help="the node's audit public key (PEM, from "
+                   "`fednode audit key`): check the signed checkpoints too")
     q.set_defaults(func=cmd_audit_verify)
+    q = audit_sub.add_parser("key", help="print the public key that signs audit checkpoints")
+    q.add_argument("dir", type=Path)
+    q.set_defaults(func=cmd_audit_key)
 
     p = sub.add_parser("config", help="configuration")
     config_sub = p.add_subparsers(dest="config_command", required=True)

@@ -131,7 +131,17 @@ def test_partial_last_line_detected(log: AuditLog) -> None:
     _fill(log, 3)
     raw = log.path.read_bytes()
     log.path.write_bytes(raw[: len(raw) - 20])
+    report = verify(log.path)
+    assert "truncated" in report.kinds() and "partial" in report.notice_kinds()
+    # The next append rolls the partial line back, but the head had acknowledged the
+    # entry it held: cutting a complete entry stays visible after the repair.
+    _fill(log, 1)
     assert "truncated" in verify(log.path).kinds()
+
+
+def test_damaged_last_line_fails_closed(log: AuditLog) -> None:
+    _fill(log, 3)
+    log.path.write_bytes(log.path.read_bytes() + b"not an entry\n")
     with pytest.raises(Unavailable, match="audit log damaged"):
         _fill(log, 1)  # fail closed rather than chain onto a damaged entry
 

@@ -57,7 +57,7 @@ async def test_a_failed_write_fails_every_waiter_of_its_batch(tmp_path: Path) ->
     log = AuditLog(tmp_path / "audit.jsonl", fsync=False)
     queue = AuditQueue(log)
     await queue.append(_entry(0))
-    (tmp_path / "audit.jsonl").write_bytes(b'{"seq": 0, "partial')  # damaged at its end
+    (tmp_path / "audit.jsonl").write_bytes(b"not an entry\n")  # damaged at its end
     log._tail = None  # as after another process's append
     results = await asyncio.gather(*(queue.append(_entry(i)) for i in range(1, 5)),
                                    return_exceptions=True)
