@@ -13,7 +13,7 @@ counts) plus the interned allele strings: ~1M alleles take ~50 MB.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +24,7 @@ from node.names import VariantType
 from node.store import layout
 from node.store.stats import variant_type_of
 
-__all__ = ["ContigIndex", "build_contig_index"]
+__all__ = ["ContigIndex", "build_contig_index", "index_of_rows"]
 
 _POS_MAX = 2**32 - 2
 Point = tuple[int, str, str]  # pos, ref, alt
@@ -117,6 +117,17 @@ def build_contig_index(
     """Read and sum every aggregate row of `contig` (arrays opened at the committed time)."""
     attrs = ["ref", "alt", "end", "id", "source_contig", *layout.FEDNODE_COUNTS]
     rows = stats.query(attrs=attrs, dims=["pos"]).multi_index[[contig], slice(0, _POS_MAX)]
+    blocks = None if coverage is None else _coverage_rows(coverage, contig)
+    return index_of_rows(rows, blocks, contig)
+
+
+def index_of_rows(
+    rows: Mapping[str, np.ndarray], coverage: Mapping[str, np.ndarray] | None, contig: str
+) -> ContigIndex:
+    """The index of one contig's `fednode_allele_stats` rows (columns as the array has them:
+    pos, ref, alt, end, id, source_contig and the counts) and `fednode_coverage` rows (start,
+    real_start, end, an, n_called), summed; also for rows made in memory (`stats_lookup`)."""
+    rows = {k: np.asarray(v) for k, v in rows.items()}
     ids: dict[str, int] = {"": 0}
     ref, alt = _intern(rows["ref"], ids), _intern(rows["alt"], ids)
     pos = rows["pos"].astype(np.int64)
@@ -143,7 +154,7 @@ def build_contig_index(
         counts=counts[allele].astype(np.int32),
         site_pos=pos[site],
         site_counts=counts[site][:, [1, 5]].astype(np.int32),
-        coverage=None if coverage is None else _coverage(coverage, contig),
+        coverage=None if coverage is None else _coverage(coverage),
         end=end[allele],
         record_ids=tuple(ids_ for ids_, keep in zip(record_ids, allele, strict=True) if keep),
         source_contig=_text(sources[0]) if sources.size else contig,
@@ -185,10 +196,14 @@ def _intern(values: np.ndarray, ids: dict[str, int]) -> np.ndarray:
     return table[inverse.reshape(-1)]
 
 
-def _coverage(array: tiledb.Array, contig: str) -> _Coverage:
-    rows = array.query(attrs=["real_start", "end", "an", "n_called"], dims=["start"]).multi_index[
-        [contig], slice(0, _POS_MAX)
-    ]
+def _coverage_rows(array: tiledb.Array, contig: str) -> Mapping[str, np.ndarray]:
+    query = array.query(attrs=["real_start", "end", "an", "n_called"], dims=["start"])
+    rows: Mapping[str, np.ndarray] = query.multi_index[[contig], slice(0, _POS_MAX)]
+    return rows
+
+
+def _coverage(rows: Mapping[str, np.ndarray]) -> _Coverage:
+    rows = {k: np.asarray(v) for k, v in rows.items()}
     # Anchor copies repeat a block inside long blocks; each block counts once, at its start.
     own = rows["start"] == rows["real_start"]
     start, end = rows["real_start"][own].astype(np.int64), rows["end"][own].astype(np.int64)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import tiledb
@@ -24,16 +27,21 @@ from node.store.vcfio import detect_assembly
 
 __all__ = [
     "COMMITTED",
+    "STAGING",
     "STATE",
     "DatasetState",
+    "Staging",
     "discard_after",
     "exists",
     "header_tables",
     "latest_timestamp",
     "list_datasets",
     "load_state",
+    "publish",
     "put_ascii_meta",
     "put_meta",
+    "recover_staged",
+    "stage",
     "write_initial_metadata",
 ]
 
@@ -41,6 +49,11 @@ COMMITTED = "fednode_committed"
 STATE = "fednode_state"
 _POS_MAX = 2**32 - 2
 _STALE_DIRS = ("__fragments", "__commits", "__meta", "__fragment_meta")
+STAGING = "__fednode_staging"  # under the dataset root: one folder per ingest being written
+_OWNER, _DECISION = "owner.json", "commit.json"
+# Published in this order: fragment folders first (TileDB ignores a fragment without its
+# commit file), then array metadata and commit files, which make them visible.
+_PUBLISH_PHASES = (("__fragments", "__fragment_meta"), ("__meta", "__commits"))
 
 # The metadata types TileDB-VCF writes and checks: on `data` any other type fails every
 # command ("Error loading metadata; 'version' field has invalid value", tiledbvcfdataset.cc
@@ -257,3 +270,157 @@ def _entries(uri: str, ctx: tiledb.Ctx) -> Iterator[tuple[str, int]]:
                 parts = entry.rstrip("/").rsplit("/", 1)[-1].split("_")
                 if len(parts) > 3 and parts[2].isdigit():
                     yield entry, int(parts[2])
+
+
+# --- staged ingests ---------------------------------------------------------------------
+# An ingest writes its fragments, deletes and array metadata into copies of the dataset's
+# arrays under `<dataset>/__fednode_staging/<T>/` (the same schema files, so the fragments
+# are valid in the real arrays), and publishes them as its last step: `commit.json` (the
+# new state) is written first and decides the commit, then the files are moved into the
+# dataset's arrays (a rename each on a local file system) and the group metadata written.
+# Every reader, at whatever timestamp, sees the dataset unchanged until then. A staged
+# ingest whose process died is rolled back (no decision) or forward (decision written) by
+# `recover_staged` when a fednode command next opens the dataset.
+
+
+@dataclass(frozen=True, slots=True)
+class Staging:
+    """Where one ingest writes: `array(name)` mirrors the dataset's array `name`."""
+
+    dataset: str
+    root: str
+
+    def array(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def final_uri(self, fragment_uri: str) -> str:
+        """The URI a fragment written here has once published (the stats arrays' metadata
+        keys name fragments by URI, as TileDB-VCF's writer does)."""
+        head, found, tail = fragment_uri.partition(f"/{STAGING}/")
+        return f"{head}/{tail.split('/', 1)[1]}" if found else fragment_uri
+
+    def discard(self, ctx: tiledb.Ctx) -> None:
+        """Remove everything staged (the ingest failed before deciding to commit)."""
+        vfs = tiledb.VFS(ctx=ctx)
+        if vfs.is_dir(self.root):
+            vfs.remove_dir(self.root)
+
+
+def stage(uri: str, ctx: tiledb.Ctx, stamp: int) -> Staging:
+    """Empty copies of the dataset's arrays for an ingest writing at `stamp`."""
+    vfs = tiledb.VFS(ctx=ctx)
+    staging = Staging(uri, f"{uri}/{STAGING}/{stamp}")
+    if vfs.is_dir(staging.root):
+        vfs.remove_dir(staging.root)
+    vfs.create_dir(f"{uri}/{STAGING}")
+    vfs.create_dir(staging.root)
+    owner = {"host": socket.gethostname(), "pid": os.getpid()}
+    _write_small(vfs, f"{staging.root}/{_OWNER}", json.dumps(owner).encode())
+    for name in layout.ALL_ARRAYS:
+        source, target = f"{uri}/{name}", staging.array(name)
+        for sub in ("__schema", *_STALE_DIRS):
+            vfs.create_dir(f"{target}/{sub}")
+        _copy_tree(vfs, f"{source}/__schema", f"{target}/__schema")
+        if vfs.is_file(f"{source}/__array_schema.tdb"):  # arrays of older TileDB formats
+            vfs.copy_file(f"{source}/__array_schema.tdb", f"{target}/__array_schema.tdb")
+    return staging
+
+
+def publish(staging: Staging, ctx: tiledb.Ctx, committed: int, state: str) -> None:
+    """Commit a staged ingest: decide, move its files in, write the group metadata."""
+    vfs = tiledb.VFS(ctx=ctx)
+    decision = json.dumps({"committed": committed, "state": state}).encode()
+    _write_small(vfs, f"{staging.root}/{_DECISION}.tmp", decision)
+    vfs.move_file(f"{staging.root}/{_DECISION}.tmp", f"{staging.root}/{_DECISION}")
+    _finish(vfs, staging, ctx, committed, state)
+
+
+def recover_staged(uri: str, ctx: tiledb.Ctx, *, all_owners: bool) -> bool:
+    """Finish or remove staged ingests whose process is gone (every one: `all_owners`,
+    when the caller is about to write and one writer at a time is the rule). True when one
+    was committed (the dataset state changed)."""
+    vfs = tiledb.VFS(ctx=ctx)
+    if not vfs.is_dir(f"{uri}/{STAGING}"):
+        return False
+    changed = False
+    for entry in vfs.ls(f"{uri}/{STAGING}"):
+        staging = Staging(uri, entry.rstrip("/"))
+        if not vfs.is_dir(staging.root) or (not all_owners and _owner_alive(vfs, staging)):
+            continue
+        decision = _read_json(vfs, f"{staging.root}/{_DECISION}")
+        if decision is None:
+            vfs.remove_dir(staging.root)
+            continue
+        _finish(vfs, staging, ctx, int(decision["committed"]), str(decision["state"]))
+        changed = True
+    return changed
+
+
+def _finish(vfs: tiledb.VFS, staging: Staging, ctx: tiledb.Ctx, committed: int, state: str) -> None:
+    for subs in _PUBLISH_PHASES:
+        for name in layout.ALL_ARRAYS:
+            for sub in subs:
+                target = f"{staging.dataset}/{name}/{sub}"
+                _move_children(vfs, f"{staging.array(name)}/{sub}", target)
+    with tiledb.Group(staging.dataset, ctx=ctx) as group:
+        current = group.meta.get(COMMITTED)
+    if current is None or int(current) < committed:
+        with tiledb.Group(staging.dataset, "w", ctx=ctx) as group:  # one metadata write
+            group.meta[COMMITTED] = committed
+            group.meta[STATE] = state
+    vfs.remove_dir(staging.root)
+
+
+def _move_children(vfs: tiledb.VFS, source: str, target: str) -> None:
+    if not vfs.is_dir(source):
+        return
+    for entry in vfs.ls(source):
+        path = entry.rstrip("/")
+        destination = f"{target}/{path.rsplit('/', 1)[-1]}"
+        if vfs.is_dir(path):
+            vfs.create_dir(target)
+            vfs.move_dir(path, destination)
+        else:
+            vfs.move_file(path, destination)
+
+
+def _copy_tree(vfs: tiledb.VFS, source: str, target: str) -> None:
+    if not vfs.is_dir(source):
+        return
+    vfs.create_dir(target)
+    for entry in vfs.ls(source):
+        path = entry.rstrip("/")
+        destination = f"{target}/{path.rsplit('/', 1)[-1]}"
+        if vfs.is_dir(path):
+            _copy_tree(vfs, path, destination)
+        else:
+            vfs.copy_file(path, destination)
+
+
+def _owner_alive(vfs: tiledb.VFS, staging: Staging) -> bool:
+    """Whether the ingest's process may still be running (another host's: assumed so)."""
+    owner = _read_json(vfs, f"{staging.root}/{_OWNER}")
+    if owner is None:
+        return True  # being created this instant (or killed then: removed by the next ingest)
+    if owner.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_small(vfs: tiledb.VFS, path: str, data: bytes) -> None:
+    with vfs.open(path, "wb") as handle:
+        handle.write(data)
+
+
+def _read_json(vfs: tiledb.VFS, path: str) -> dict[str, Any] | None:
+    if not vfs.is_file(path):
+        return None
+    with vfs.open(path, "rb") as handle:
+        data = json.loads(handle.read())
+    return data if isinstance(data, dict) else None

@@ -17,7 +17,7 @@ import tiledb
 
 from node.store.write_buffers import Null, Var
 
-__all__ = ["sorted_columns"]
+__all__ = ["FragmentStream", "sorted_columns"]
 
 _GATHER_CELLS = 1 << 18  # cells per block when gathering variable-length bytes
 
@@ -96,3 +96,68 @@ def _gather(
     first = np.cumsum(sizes) - sizes  # where each cell begins in the output
     index = np.arange(total, dtype=np.int64) + np.repeat(starts - first, sizes)
     return np.asarray(data[index])
+
+
+class FragmentStream:
+    """One fragment of a sparse array written by successive global-order submissions.
+
+    TileDB's global-order writer writes the full tiles of each submission and keeps only
+    the last partial tile until the next, so a fragment of any size is written from
+    bounded batches. Each submission must continue the global order (TileDB refuses
+    otherwise); `last` is the (contig, position) of the last cell submitted, for callers
+    that start a new fragment instead. The fragment exists once `finalize` returns.
+    """
+
+    def __init__(self, array: tiledb.Array) -> None:
+        lt = tiledb.libtiledb
+        self._array = array
+        self._query = lt.Query(lt.Context(array.ctx), array.array, lt.QueryType.WRITE)
+        self._query.layout = lt.LayoutType.GLOBAL_ORDER
+        self.last: tuple[bytes, int] | None = None
+
+    @property
+    def schema(self) -> tiledb.ArraySchema:
+        return self._array.schema
+
+    def submit(self, columns: Mapping[str, object], last: tuple[bytes, int]) -> None:
+        """Append `columns` (already in global order, after every cell submitted so far)."""
+        keep = []  # the buffers must outlive the submission
+        for name, column in columns.items():
+            keep.append(_set_buffers(self._query, self._array.schema, name, column))
+        self._query._submit()
+        self.last = last
+
+    def finalize(self) -> str | None:
+        """Commit the fragment (none when nothing was submitted); returns its URI."""
+        try:
+            if self.last is None:
+                return None
+            self._query.finalize()
+            return str(self._query.fragment_uri(0))
+        finally:
+            self._array.close()
+
+    def abandon(self) -> None:
+        """Close without committing: the fragment's files stay invisible."""
+        self._array.close()
+
+
+def _set_buffers(
+    query: tiledb.libtiledb.Query, schema: tiledb.ArraySchema, name: str, column: object
+) -> tuple[np.ndarray, ...]:
+    if isinstance(column, Null):
+        validity = np.zeros(column.values.size, dtype=np.uint8)
+        query.set_data_buffer(name, column.values, np.uint64(column.values.size))
+        query.set_validity_buffer(name, validity, np.uint64(validity.size))
+        return column.values, validity
+    if isinstance(column, Var):
+        query.set_data_buffer(name, column.data, np.uint64(column.data.size))
+        query.set_offsets_buffer(name, column.offsets, np.uint64(column.offsets.size))
+        return column.data, column.offsets
+    values = np.ascontiguousarray(column)
+    query.set_data_buffer(name, values, np.uint64(values.size))
+    if schema.has_attr(name) and schema.attr(name).isnullable:
+        validity = np.ones(values.size, dtype=np.uint8)
+        query.set_validity_buffer(name, validity, np.uint64(validity.size))
+        return values, validity
+    return (values,)

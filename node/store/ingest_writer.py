@@ -1,12 +1,21 @@
 """`IngestWriter`: buffers one ingest's cells and statistics rows, writes its fragments.
 
-Every fragment is written at the ingest's timestamp (see `tiledbvcf` for the commit
-protocol). Cells are buffered as whole-record column chunks (`layout.VarChunk`), so no
-Python object is made per sample and record. Each record's cells are laid out in
-sample-name order, so a batch of records in increasing position order is already in the
-`data` array's global order and is written without a sort. Fragments are written by two
-background threads (`WriteQueue`s: `data` and `fednode_genotypes` on one, the statistics
-arrays on the other) while the next batch is parsed.
+Every fragment is written at the ingest's timestamp into the ingest's staging copies of
+the arrays (`dataset_state.Staging`; see `tiledbvcf` for the commit protocol). Cells are
+buffered as whole-record column chunks (`layout.VarChunk`), so no Python object is made per
+sample and record. Each record's cells are laid out in sample-name order, so a batch of
+records in increasing position order is already in the `data` array's global order and is
+written without a sort. Fragments are written by two background threads (`WriteQueue`s:
+`data` and `fednode_genotypes` on one, the statistics arrays on the other) while the next
+batch is parsed.
+
+`data` gets one fragment per input and contig run (TileDB-VCF's layout: a batch of samples
+over all positions), written batch by batch through one global-order query
+(`FragmentStream`). TileDB-VCF reads `data` unordered, i.e. fragment after fragment in
+(timestamp, name) order; with position slices of one timestamp that order is random and
+each exported sample came out unsorted. A batch holds back the cells at or after the last
+record's position (that record, records at the same position, anchor copies ahead) so the
+next batch continues the global order.
 
 With `genotypes`, each record also becomes one `fednode_genotypes` cell (`GenotypeRows`),
 written by the same queue at the same timestamp, so it commits or vanishes with `data`.
@@ -14,6 +23,7 @@ written by the same queue at the same timestamp, so it commits or vanishes with 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import sys
 from collections.abc import Iterator, Mapping
@@ -24,8 +34,10 @@ from tqdm import tqdm
 
 from node.domain import normalize_contig
 from node.store import layout, stats
-from node.store.dataset_state import put_meta
+from node.store.dataset_state import Staging, put_meta
 from node.store.genotype_rows import GenotypeRows
+from node.store.global_order import FragmentStream, sorted_columns
+from node.store.sample_stats_rows import write_sample_stats
 from node.store.vcfio import ParsedRecord, StoredCall, VcfInput
 from node.store.vs_rows import RowBatch, gather_text
 from node.store.write_buffers import VarChunk
@@ -51,16 +63,21 @@ class IngestWriter:
         ctx: tiledb.Ctx,
         timestamp: int,
         *,
+        staging: Staging,
         aggregate: bool,
         progress: bool,
         genotypes: bool = False,
     ) -> None:
         self.uri, self.ctx, self.timestamp, self.aggregate = uri, ctx, timestamp, aggregate
+        self.staging = staging  # where fragments are written (read from `uri`)
         self.packed = GenotypeRows(timestamp) if genotypes else None
         self.cols: dict[str, list[VarChunk]] = {name: [] for name in _CELL_COLUMNS}
         self.bytes = 0
-        self.collector = stats.StatsCollector()
-        self.negative = stats.StatsCollector(sign=-1)
+        # variant_stats rows are written in the version the array was created with
+        with tiledb.open(f"{uri}/{layout.VARIANT_STATS}", ctx=ctx) as arr:
+            self.vs_version = int(arr.meta.get("version", layout.VARIANT_STATS_VERSION))
+        self.collector = stats.StatsCollector(variant_stats_version=self.vs_version)
+        self.negative = stats.StatsCollector(sign=-1, variant_stats_version=self.vs_version)
         self.contigs: dict[str, str] = {}
         self.headers: dict[str, str] = {}
         self.fragment_samples: dict[str, dict[str, str]] = {
@@ -72,6 +89,10 @@ class IngestWriter:
         self.wrote_coverage = False
         self._encoded: dict[str, tuple[layout.VarChunk, np.ndarray | None]] = {}
         self._sites: list[_Site] = []  # site fields of each chunk of cells
+        self._contig: bytes | None = None  # of the buffered cells (one contig at a time)
+        self._last_pos = 0  # of the last record buffered
+        self._held = 0  # bytes of the cells a flush held back
+        self._data_stream: FragmentStream | None = None  # the open `data` fragment
         # Two writer threads: `data` and `fednode_genotypes` on one, the statistics arrays
         # on the other. Each array's fragments keep their order (one thread per array),
         # and TileDB writes two arrays at once on two cores.
@@ -90,6 +111,9 @@ class IngestWriter:
             self.writes.abort()
         finally:
             self.stats_writes.abort()
+            stream, self._data_stream = self._data_stream, None
+            if stream is not None:
+                stream.abandon()
 
     def add_file(self, inp: VcfInput) -> int:
         try:
@@ -114,6 +138,7 @@ class IngestWriter:
                     self.flush_genotypes()
             count += 1
             self.bar.update(1)
+        self.flush_data(hold=False, end=True)  # this input's samples: a fragment of their own
         header = inp.sample_header(extra)
         for sample in inp.samples:
             self.headers[sample] = header
@@ -122,6 +147,10 @@ class IngestWriter:
     def _add(self, rec: ParsedRecord, inp: VcfInput, ids: dict[str, int], extra: list[str]) -> None:
         self.contigs[rec.contig] = normalize_contig(rec.contig)
         filter_ids = [len(rec.filters), *(_filter_id(f, ids, extra) for f in rec.filters)]
+        contig = rec.contig.encode()
+        if contig != self._contig:
+            self.flush_data(hold=False)  # `data` batches never span contigs
+        self._contig, self._last_pos = contig, rec.pos
         # Every sample's call is stored, ./. included: records read back as in the input.
         if inp.samples:
             self._cells(rec, self._names(inp), np.asarray(filter_ids, dtype="<i4").tobytes())
@@ -136,8 +165,9 @@ class IngestWriter:
             samples=inp.samples,
             ref_block=rec.is_ref_block,
             ids=rec.ids,
+            fmt=rec.fmt,
         )
-        if self.bytes >= self.FLUSH_BYTES:
+        if self.bytes - self._held >= self.FLUSH_BYTES:
             self.flush_data()
         if self.collector.pending() >= self.FLUSH_ROWS:
             self.flush_stats(self.collector, final=False)
@@ -184,7 +214,7 @@ class IngestWriter:
             c["fmt"].append(fmt)
             c["fmt_GT"].append(fmt_gt)
             site = (contig, anchor, rec.pos, rec.end, rec.qual, alleles, ids, filter_ids, rec.info)
-            self._sites.append((*site, n))
+            self._sites.append((*site, n, size + self.CHUNK_OVERHEAD))
             self.bytes += size + self.CHUNK_OVERHEAD
 
     def negate(self, cells: Iterator[StoredCall]) -> None:
@@ -210,20 +240,32 @@ class IngestWriter:
             raise
 
     def _open(self, name: str) -> tiledb.Array:
-        return tiledb.open(f"{self.uri}/{name}", "w", ctx=self.ctx, timestamp=self.timestamp)
+        return tiledb.open(self.staging.array(name), "w", ctx=self.ctx, timestamp=self.timestamp)
 
-    def flush_data(self) -> None:
-        """Hand the buffered cells to the writer thread (which builds the columns)."""
+    def flush_data(self, *, hold: bool = True, end: bool = False) -> None:
+        """Hand the buffered cells to the writer thread (which builds the columns).
+
+        `hold`: keep the cells at or after the last record's position for the next batch
+        (later records may sort before them). `end`: close the `data` fragment after.
+        """
         c, sites = self.cols, self._sites
-        if not sites:
+        order = sorted(range(len(sites)), key=lambda i: sites[i][1])  # one contig
+        cut = len(order)
+        if hold:
+            cut = bisect.bisect_left(order, self._last_pos, key=lambda i: sites[i][1])
+        kept = order[cut:]
+        self.cols = {name: [c[name][i] for i in kept] for name in _CELL_COLUMNS}
+        self._sites = [sites[i] for i in kept]
+        self.bytes = self._held = sum(s[10] for s in self._sites)
+        now = order[:cut]
+        if not now and not end:
             return
-        self.cols = {name: [] for name in _CELL_COLUMNS}
-        self._sites = []
-        self.bytes = 0
+        batch = {name: [c[name][i] for i in now] for name in _CELL_COLUMNS}
+        chosen = [sites[i] for i in now]
         # Each chunk is one record (or anchor copy) in sample order: the batch is in global
-        # order when (contig, start_pos) strictly increases from chunk to chunk.
-        ordered = all(a[:2] < b[:2] for a, b in itertools.pairwise(sites))
-        self.writes.submit(lambda: self._write_data(c, sites, ordered))
+        # order when start_pos strictly increases from chunk to chunk.
+        ordered = all(a[1] < b[1] for a, b in itertools.pairwise(chosen))
+        self.writes.submit(lambda: self._write_data(batch, chosen, ordered, end))
 
     def flush_genotypes(self) -> None:
         taken = None if self.packed is None else self.packed.take()
@@ -235,9 +277,33 @@ class IngestWriter:
         with self._open(layout.FEDNODE_GENOTYPES) as arr:
             layout.write_columns(arr, columns, ordered=ordered)
 
-    def _write_data(self, c: dict[str, list[VarChunk]], sites: list[_Site], ordered: bool) -> None:
+    def _write_data(
+        self, c: dict[str, list[VarChunk]], sites: list[_Site], ordered: bool, end: bool
+    ) -> None:
+        """Append the batch to the open `data` fragment (a new one when it cannot continue
+        the fragment's global order: unsorted input, or a contig sorting before the last)."""
+        if sites:
+            first, last = sites[0][:2], sites[-1][:2]
+            stream = self._data_stream
+            if stream is not None and stream.last is not None and first <= stream.last:
+                self._close_data_fragment()
+            if self._data_stream is None:
+                self._data_stream = FragmentStream(self._open(layout.DATA))
+            columns = self._data_columns(c, sites)
+            if not ordered:
+                columns = sorted_columns(self._data_stream.schema, columns)
+            self._data_stream.submit(columns, last)
+        if end:
+            self._close_data_fragment()
+
+    def _close_data_fragment(self) -> None:
+        stream, self._data_stream = self._data_stream, None
+        if stream is not None:
+            stream.finalize()
+
+    def _data_columns(self, c: dict[str, list[VarChunk]], sites: list[_Site]) -> dict[str, object]:
         """Site fields are kept once per chunk and repeated here, vectorised."""
-        count = np.fromiter((s[-1] for s in sites), dtype=np.int64, count=len(sites))
+        count = np.fromiter((s[9] for s in sites), dtype=np.int64, count=len(sites))
         chunk_of_cell = np.repeat(np.arange(len(sites)), count)
 
         def repeat(i: int, dtype: type[np.generic]) -> np.ndarray:
@@ -262,8 +328,8 @@ class IngestWriter:
             "fmt": layout.var_of_chunks(c["fmt"]),
             "fmt_GT": layout.var_of_chunks(c["fmt_GT"]),
         }
-        with self._open(layout.DATA) as arr:
-            layout.write_columns(arr, columns, ordered=ordered)
+        columns["qual"] = layout.htslib_missing(columns["qual"])
+        return columns
 
     def flush_stats(self, collector: stats.StatsCollector, *, final: bool = True) -> None:
         """Write pending rows; the aggregate only when big or final (few fragments)."""
@@ -281,20 +347,20 @@ class IngestWriter:
         if len(collector.allele_count):
             self._submit(layout.ALLELE_COUNT, collector.allele_count.take(), samples)
         if len(collector.variant_stats):
-            batch = collector.variant_stats.take()
+            batch = collector.variant_stats.take(final=final)
             self.stats_writes.submit(lambda: self._write_variant_stats(batch, samples))
 
     def _write_variant_stats(self, batch: RowBatch, samples: str) -> None:
         with self._open(layout.VARIANT_STATS) as arr:
             uri = layout.write_columns(arr, batch.columns(), ordered=batch.ordered())
         if uri:
-            self.fragment_samples[layout.VARIANT_STATS][uri] = samples
+            self.fragment_samples[layout.VARIANT_STATS][self.staging.final_uri(uri)] = samples
 
     def _submit(self, name: str, rows: Mapping[str, object], samples: str | None = None) -> None:
         def job() -> None:
             uri = self._write(name, rows)
             if uri and samples is not None:
-                self.fragment_samples[name][uri] = samples
+                self.fragment_samples[name][self.staging.final_uri(uri)] = samples
 
         self.stats_writes.submit(job)
 
@@ -314,7 +380,7 @@ class IngestWriter:
 
     def finish(self) -> None:
         try:
-            self.flush_data()
+            self.flush_data(hold=False, end=True)
             self.flush_genotypes()
             self.flush_stats(self.negative)
             self.flush_stats(self.collector)
@@ -338,14 +404,9 @@ class IngestWriter:
 
     def _write_sample_stats(self) -> None:
         rows = self.collector.take_sample_stats()
-        if not rows["sample"]:
-            return
-        n = len(rows["sample"])  # type: ignore[arg-type]
-        columns: dict[str, object] = {"sample": layout.Var.text(rows["sample"])}  # type: ignore[arg-type]
-        columns.update({name: rows[name] for name in layout.SAMPLE_STATS_COUNTERS})
-        columns.update({name: layout.Null(n, np.uint64) for name in layout.SAMPLE_STATS_NULLABLE})
-        with self._open(layout.SAMPLE_STATS) as arr:
-            layout.write_columns(arr, columns)
+        if rows["sample"]:
+            with self._open(layout.SAMPLE_STATS) as arr:
+                write_sample_stats(arr, rows)
 
     def _write_metadata(self) -> None:
         if self.packed is not None and self.packed.groups:
@@ -363,6 +424,8 @@ class IngestWriter:
         ):
             if name == layout.FEDNODE_STATS and not self.aggregate:
                 continue
+            if name == layout.VARIANT_STATS and self.vs_version < 3:
+                continue  # TileDB-VCF keeps no max_length for version 2
             with tiledb.open(f"{self.uri}/{name}", ctx=self.ctx) as current:
                 old = int(current.meta.get("max_length", 0))
             with self._open(name) as arr:
@@ -370,8 +433,9 @@ class IngestWriter:
 
 
 _CELL_COLUMNS = ("sample", "fmt", "fmt_GT")  # per-sample chunks; site fields in _Site
-# contig, start_pos (anchor), real start, end, qual, alleles, id, filter_ids, info, cells
-_Site = tuple[bytes, int, int, int, float, bytes, bytes, bytes, bytes, int]
+# contig, start_pos (anchor), real start, end, qual, alleles, id, filter_ids, info, cells,
+# bytes counted against FLUSH_BYTES
+_Site = tuple[bytes, int, int, int, float, bytes, bytes, bytes, bytes, int, int]
 
 
 def _filter_id(name: str, ids: dict[str, int], extra: list[str]) -> int:

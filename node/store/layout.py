@@ -295,11 +295,12 @@ def write_columns(
     missing value 0x7f800001 (bcf_float_missing): TileDB-VCF exports another NaN as `nan`,
     and a Python float NaN always arrives quiet (0x7fc00000)."""
     return write_buffers.write_columns(
-        array, {name: _htslib_missing(column) for name, column in columns.items()}, ordered=ordered
+        array, {name: htslib_missing(column) for name, column in columns.items()}, ordered=ordered
     )
 
 
-def _htslib_missing(column: object) -> object:
+def htslib_missing(column: object) -> object:
+    """`column` with every NaN of a float32 array as bcf_float_missing (a copy if changed)."""
     if not (isinstance(column, np.ndarray) and column.dtype == np.float32):
         return column
     nan = np.isnan(column)

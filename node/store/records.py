@@ -15,11 +15,15 @@ millions of cells, so nothing here runs per cell in Python:
 Grouping rule, as `RecordReader` (vcfio) defines it: cells at one position with identical
 site fields form one record; a sample with two identical cells at one position (a
 duplicated input line) gets a second record rather than two calls in one.
+
+Long spans (`SCAN_SPAN` and up: whole contigs for `aggregate_build`) come from
+`data_scan` (unordered reads by windows, sorted in numpy) instead of a global-order read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from threading import Lock
 
 import numpy as np
@@ -29,12 +33,26 @@ from node.domain import Region, normalize_contig
 from node.store import layout
 from node.store.batch import NO_ALLELE, FieldSource, GenotypeBatch, Site
 from node.store.columns import Block, Var, name_columns, submitted_blocks
+from node.store.data_scan import scan_blocks
 from node.store.gt_codes import cell_genotypes
 
-__all__ = ["BatchReader"]
+__all__ = ["SCAN_SPAN", "BatchReader", "RecordCells"]
 
 _SITE_ATTRS = ("real_start_pos", "end_pos", "qual", "alleles", "id", "filter_ids", "info", "fmt")
 _SiteKey = tuple[int, int, bytes, bytes, object, tuple[str, ...], bytes]
+SCAN_SPAN = 1_000_000  # bp from which a region is read by `data_scan` (unordered windows)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCells:
+    """One decoded chunk: the batch, and where its rows' and calls' bytes sit in `block`."""
+
+    batch: GenotypeBatch
+    block: Block  # the chunk's cells of known samples, in (start_pos, sample) order
+    cell_row: np.ndarray  # per cell: its row in `batch`
+    col: np.ndarray  # per cell: its column in `batch`
+    site_cells: np.ndarray  # per row: a cell holding the row's site fields
+    extracted: tuple[str, ...]  # the `data` array's extracted `fmt_X`/`info_X` attributes
 
 
 class BatchReader:
@@ -61,16 +79,38 @@ class BatchReader:
 
         `subset`: read only the cells of `columns` (else every sample's, e.g. all samples).
         """
+        for cells in self.record_cells(sources, region, columns, subset=subset, lock=lock):
+            yield cells.batch
+
+    def record_cells(
+        self,
+        sources: Sequence[str],
+        region: Region,
+        columns: Sequence[str],
+        *,
+        subset: bool,
+        lock: Lock | None,
+        scan: bool | None = None,
+    ) -> Iterator[RecordCells]:
+        """`batches` with the cells behind them (for writers that copy their bytes).
+
+        `scan`: read unordered window by window (default: for spans of `SCAN_SPAN` bp up).
+        """
         s, e = region.start, region.end - 1
+        wanted = tuple(columns) if subset else None
+        by_window = e - s + 1 >= SCAN_SPAN if scan is None else scan
         for source in sources:
-            blocks = self._blocks(
-                source, max(0, s - self._gap), e, columns if subset else None, lock
-            )
+            lo = max(0, s - self._gap)
+            if by_window:
+                attrs = (*_SITE_ATTRS, *self._extracted)
+                blocks = scan_blocks(self._data, source, lo, e, columns, wanted, attrs, lock)
+            else:
+                blocks = self._blocks(source, lo, e, wanted, lock)
             yield from self._source_batches(source, blocks, s, e, tuple(columns))
 
     def _source_batches(
         self, source: str, blocks: Iterator[Block], s: int, e: int, columns: tuple[str, ...]
-    ) -> Iterator[GenotypeBatch]:
+    ) -> Iterator[RecordCells]:
         before: list[Block] = []  # anchor-window cells (start_pos < s), which come first
         carry: Block | None = None  # the last position seen, which may go on in the next chunk
         for chunk in blocks:
@@ -130,7 +170,7 @@ class BatchReader:
 
     def _decode(
         self, source: str, block: Block, columns: tuple[str, ...], *, anchors: bool
-    ) -> Iterator[GenotypeBatch]:
+    ) -> Iterator[RecordCells]:
         col, known = name_columns(block.var["sample"], columns)
         if not known.all():
             block, col = block.take(known), col[known]
@@ -138,11 +178,15 @@ class BatchReader:
             return
         tables = self._column_tables(columns)
         runs = _runs(block, tables[col], same_position=not anchors)
-        row_of_run, sites = self._group(source, block, runs, tables[col], anchors=anchors)
+        row_of_run, sites, firsts = self._group(
+            source, block, runs, tables[col], anchors=anchors
+        )
         lengths = np.diff(np.append(runs, block.n))
         cell_row = np.repeat(row_of_run, lengths)
-        cell_row, sites = _split_duplicates(cell_row, col, sites, len(columns))
-        yield _matrix(block, columns, sites, cell_row, col, self._extracted)
+        cell_row, copied = _split_duplicates(cell_row, col, len(sites), len(columns))
+        sites = [sites[k] for k in copied.tolist()]
+        batch = _matrix(block, columns, sites, cell_row, col, self._extracted)
+        yield RecordCells(batch, block, cell_row, col, firsts[copied], self._extracted)
 
     def _column_tables(self, columns: tuple[str, ...]) -> np.ndarray:
         ids: dict[int, int] = {}
@@ -152,8 +196,9 @@ class BatchReader:
 
     def _group(
         self, source: str, block: Block, runs: np.ndarray, table_ids: np.ndarray, *, anchors: bool
-    ) -> tuple[np.ndarray, list[Site]]:
-        """Each run's row, and the rows' sites: per position, in first-seen order."""
+    ) -> tuple[np.ndarray, list[Site], np.ndarray]:
+        """Each run's row, the rows' sites (per position, in first-seen order), and each
+        row's first cell."""
         rows: dict[tuple[int, _SiteKey], int] = {}
         row_of_run = np.empty(len(runs), dtype=np.int64)
         sites: list[Site] = []
@@ -167,12 +212,13 @@ class BatchReader:
                 sites.append(self._site(source, block, i, key[1]))
                 firsts.append(i)
             row_of_run[r] = row
+        first = np.asarray(firsts, dtype=np.int64)
         if anchors:  # anchor copies come in anchor order; records go by real start
             order = sorted(range(len(sites)), key=lambda k: sites[k].start)
             rank = np.empty(len(order), dtype=np.int64)
             rank[order] = np.arange(len(order))
-            return rank[row_of_run], [sites[k] for k in order]
-        return row_of_run, sites
+            return rank[row_of_run], [sites[k] for k in order], first[order]
+        return row_of_run, sites, first
 
     def _site_key(self, block: Block, i: int) -> _SiteKey:
         qual = float(block.fixed["qual"][i])
@@ -261,26 +307,27 @@ def _plain_filters(filters: Var) -> np.ndarray:
 
 
 def _split_duplicates(
-    cell_row: np.ndarray, col: np.ndarray, sites: list[Site], n_cols: int
-) -> tuple[np.ndarray, list[Site]]:
-    """A second cell of one sample in one record goes to a copy of that record's row."""
+    cell_row: np.ndarray, col: np.ndarray, n_rows: int, n_cols: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A second cell of one sample in one record goes to a copy of that record's row.
+
+    Returns each cell's row and, per row, the record row it is (a copy of)."""
     flat = cell_row * n_cols + col
     order = np.argsort(flat, kind="stable")
     ordered = flat[order]
     repeat = np.zeros(len(flat), dtype=bool)
     repeat[1:] = ordered[1:] == ordered[:-1]
     if not repeat.any():
-        return cell_row, sites
+        return cell_row, np.arange(n_rows, dtype=np.int64)
     occurrence = np.zeros(len(flat), dtype=np.int64)
     streak = np.flatnonzero(~repeat)
     occurrence[order] = np.arange(len(flat)) - np.repeat(
         streak, np.diff(np.append(streak, len(flat)))
     )
-    copies = np.zeros(len(sites), dtype=np.int64)
+    copies = np.zeros(n_rows, dtype=np.int64)
     np.maximum.at(copies, cell_row, occurrence)
     base = np.concatenate([[0], np.cumsum(copies + 1)[:-1]])
-    new_sites = [site for site, k in zip(sites, copies.tolist(), strict=True) for _ in range(k + 1)]
-    return base[cell_row] + occurrence, new_sites
+    return base[cell_row] + occurrence, np.repeat(np.arange(n_rows, dtype=np.int64), copies + 1)
 
 
 def _matrix(

@@ -12,6 +12,9 @@ Semantics (bcftools `+fill-tags` on a `bcftools merge` of the inputs, missing = 
 - n_carriers: samples with >= 1 copy; n_called: samples called at the site.
 
 Every row is a signed delta: replacing a sample writes the negation of its old rows.
+
+The TileDB-VCF arrays (`allele_count`, `variant_stats`, `sample_stats`) hold TileDB-VCF's
+own semantics instead, row for row (`allele_count_rows`, `vs_rows`, `sample_stats_rows`).
 """
 
 from __future__ import annotations
@@ -24,13 +27,19 @@ import numpy as np
 
 from node.domain import ZERO_STATS, normalize_contig
 from node.store import layout
-from node.store.allele_count_rows import Classes, genotype_classes, genotype_classes_small
+from node.store.allele_count_rows import (
+    AlleleCountRows,
+    genotype_classes,
+    genotype_classes_small,
+)
 from node.store.calls import Calls
+from node.store.sample_stats_rows import SampleStatsRows
 from node.store.stats_lookup import Point as Point
 from node.store.stats_lookup import point_ranges as point_ranges
 from node.store.stats_lookup import text_of
 from node.store.stats_lookup import variant_stats_lookup as variant_stats_lookup
 from node.store.vs_rows import VariantStatsRows, normalise_stats_allele
+from node.store.write_buffers import VarChunk
 
 __all__ = [
     "ZERO_STATS",
@@ -83,21 +92,31 @@ class _Columns:
 
 
 class StatsCollector:
-    """Accumulates the rows of every statistics array for one ingest (or one removal)."""
+    """Accumulates the rows of every statistics array for one ingest (or one removal).
 
-    def __init__(self, *, sign: int = 1) -> None:
+    `allele_count`, `variant_stats` (version `variant_stats_version`) and `sample_stats`
+    rows are TileDB-VCF's (see their modules); removals (`sign` -1) write negated
+    `allele_count` rows, and negated `variant_stats` rows for version 2 only (version 3
+    rows of a removed sample are deleted by their `sample` dimension). The fednode
+    aggregate (`keys`, `coverage`) keeps fednode's own semantics (module docstring).
+    """
+
+    def __init__(self, *, sign: int = 1, variant_stats_version: int = 3) -> None:
         self.sign = sign
         self.keys: dict[FednodeKey, np.ndarray] = {}
         self.key_info: dict[FednodeKey, tuple[int, str, str]] = {}  # end, ids, source contig
         self._last_site: dict[
             tuple[str, ...], tuple[tuple[str, int], list[int] | np.ndarray]] = {}
         self.coverage = _Columns()
-        self.variant_stats = VariantStatsRows()
-        self.allele_count = _Columns()
-        self.sample_stats: dict[tuple[str, ...], np.ndarray] = {}
-        self.max_length = 0
-        self._running: dict[tuple[tuple[str, ...], str], int] = {}
-        self._small_counts: dict[tuple[str, ...], list[list[int]]] = {}
+        self.variant_stats = VariantStatsRows(version=variant_stats_version, sign=sign)
+        self.allele_count = AlleleCountRows(sign=sign)
+        self.sample_stats = SampleStatsRows()
+        self._variant_stats = sign > 0 or variant_stats_version < 3
+
+    @property
+    def max_length(self) -> int:
+        """The longest called record seen (`variant_stats` array metadata `max_length`)."""
+        return self.variant_stats.max_length
 
     def pending(self) -> int:
         """Rows waiting in the per-sample arrays (the aggregate is counted apart)."""
@@ -116,14 +135,39 @@ class StatsCollector:
         samples: Sequence[str],
         ref_block: bool,
         ids: str = ".",
+        fmt: VarChunk | None = None,
     ) -> None:
-        """One record of `samples` (rows of `gt`: allele index, -1 missing, -2 no allele)."""
+        """One record of `samples` (rows of `gt`: allele index, -1 missing, -2 no allele;
+        `fmt`: their FORMAT blobs, for sample_stats DP/GQ)."""
+        calls = None
         if gt.shape[0] <= SMALL:
-            self._add_small(contig, pos, end, ref, alts, filters, gt, samples, ref_block, ids)
-            return
-        calls = Calls(gt)
+            rows = [[a for a in row if a != -2] for row in gt.tolist()]
+            self._add_small(contig, pos, end, ref, alts, rows, samples, ref_block, ids)
+            classes = genotype_classes_small(rows, (ref, *alts))
+        else:
+            calls = Calls(gt)
+            self._add_aggregate(calls, contig, pos, end, ref, alts, samples, ref_block, ids)
+            classes = genotype_classes(gt, (ref, *alts))
+        if self._variant_stats:
+            self.variant_stats.add(contig, pos, end, ref, alts, gt, samples, calls)
+        self.allele_count.add(contig, pos, ref, alts, filters, classes)
+        if self.sign > 0:
+            self.sample_stats.add(samples, gt, ref, alts, fmt, calls=calls)
+
+    def _add_aggregate(
+        self,
+        calls: Calls,
+        contig: str,
+        pos: int,
+        end: int,
+        ref: str,
+        alts: Sequence[str],
+        samples: Sequence[str],
+        ref_block: bool,
+        ids: str,
+    ) -> None:
+        """The fednode aggregate's rows of one record (numpy)."""
         if not calls.called.any():
-            self._sample_counts(calls, samples, alts)
             return
         canonical = normalize_contig(contig)
         called, n_called = calls.called, calls.n_called
@@ -149,12 +193,6 @@ class StatsCollector:
             het = carriers & (n_called > copies)
             counts = [int(copies.sum()), 0, int(hom.sum()), int(het.sum()), int(carriers.sum()), 0]
             self._key((canonical, pos, ref, alt), counts, (end, ids, contig))
-        running = self._running_max(samples, contig, pos, end)
-        self._emit_allele_counts(contig, pos, ref, filters, genotype_classes(gt, (ref, *alts)))
-        if self.sign > 0:
-            site = (contig, pos, end, running)
-            self.variant_stats.add(site, ref, alts, calls, samples, ref_block)
-        self._sample_counts(calls, samples, alts)
 
     def _add_small(
         self,
@@ -163,92 +201,33 @@ class StatsCollector:
         end: int,
         ref: str,
         alts: Sequence[str],
-        filters: Sequence[str],
-        gt: np.ndarray,
+        rows: list[list[int]],
         samples: Sequence[str],
         ref_block: bool,
         ids: str,
     ) -> None:
-        """`add` for a few samples (one-sample VCFs): plain Python, the same semantics.
+        """`_add_aggregate` for a few samples (one-sample VCFs): plain Python, the same
+        semantics (`rows`: each sample's alleles, no -2).
 
         numpy's per-call overhead dominates below ~10 samples; a test checks both paths
         give identical rows on random genotypes.
         """
-        rows = [[a for a in row if a != -2] for row in gt.tolist()]
         called = [[a for a in row if a >= 0] for row in rows]
-        canonical = normalize_contig(contig)
-        if any(called):
-            spanning = [bool(c) and ref_block and max(c) == 0 for c in called]
-            if any(spanning):
-                an = sum(len(c) for c, sp in zip(called, spanning, strict=True) if sp)
-                self._coverage(canonical, pos, end, an, sum(spanning))
-            local = [0 if sp else len(c) for c, sp in zip(called, spanning, strict=True)]
-            if any(local):
-                self._site(canonical, contig, pos, samples, local)
-            for index, alt in enumerate(alts, start=1):
-                if alt not in _NON_VARIANT:
-                    self._small_allele(
-                        canonical, pos, ref, alt, index, rows, called, (end, ids, contig)
-                    )
-            running = self._running_max(samples, contig, pos, end)
-            classes = genotype_classes_small(rows, (ref, *alts))
-            self._emit_allele_counts(contig, pos, ref, filters, classes)
-            if self.sign > 0:
-                site = (contig, pos, end, running)
-                self.variant_stats.add_small(site, ref, alts, rows, samples, ref_block)
-        self._sample_counts_small(rows, samples, alts)
-
-    def _emit_allele_counts(
-        self, contig: str, pos: int, ref: str, filters: Sequence[str], classes: Classes
-    ) -> None:
-        """allele_count rows: one per (ALT, genotype class), signed like every delta."""
-        filter_text = ";".join(filters) if filters else "."
-        for (alt_text, gt_class), count in classes.items():
-            self.allele_count.add(
-                contig=contig,
-                pos=pos,
-                ref=ref,
-                alt=alt_text,
-                filter=filter_text,
-                gt=gt_class,
-                count=count * self.sign,
-            )
-
-    def _sample_counts_small(
-        self, rows: list[list[int]], samples: Sequence[str], alts: Sequence[str]
-    ) -> None:
-        """Counters in Python lists (numpy scalar updates cost more than the counting)."""
-        if self.sign < 0:
+        if not any(called):
             return
-        key = tuple(samples)
-        counts = self._small_counts.get(key)
-        if counts is None:
-            counts = self._small_counts[key] = [[0] * 5 for _ in samples]
-        multi = len(alts) > 1
-        for row, vector in zip(rows, counts, strict=True):
-            called = [a for a in row if a >= 0]
-            non_ref = any(a > 0 for a in called)
-            vector[0] += 1
-            if called:
-                vector[1] += 1
-                vector[2] += not non_ref
-                vector[3] += max(called) != min(called)
-            vector[4] += non_ref and multi
-
-    def _sample_block(self, samples: Sequence[str]) -> np.ndarray:
-        block = self.sample_stats.get(tuple(samples))
-        if block is None:
-            block = np.zeros((len(samples), len(layout.SAMPLE_STATS_COUNTERS)), dtype=np.int64)
-            self.sample_stats[tuple(samples)] = block
-        return block
-
-    def _running_max(self, samples: Sequence[str], contig: str, pos: int, end: int) -> int:
-        """Per row, TileDB-VCF writes the running maximum length of its writer (input, contig)."""
-        self.max_length = max(self.max_length, end - pos + 1)
-        run_key = (tuple(samples), contig)
-        running = max(self._running.get(run_key, 0), end - pos + 1)
-        self._running[run_key] = running
-        return running
+        canonical = normalize_contig(contig)
+        spanning = [bool(c) and ref_block and max(c) == 0 for c in called]
+        if any(spanning):
+            an = sum(len(c) for c, sp in zip(called, spanning, strict=True) if sp)
+            self._coverage(canonical, pos, end, an, sum(spanning))
+        local = [0 if sp else len(c) for c, sp in zip(called, spanning, strict=True)]
+        if any(local):
+            self._site(canonical, contig, pos, samples, local)
+        for index, alt in enumerate(alts, start=1):
+            if alt not in _NON_VARIANT:
+                self._small_allele(
+                    canonical, pos, ref, alt, index, rows, called, (end, ids, contig)
+                )
 
     def _small_allele(
         self,
@@ -328,20 +307,6 @@ class StatsCollector:
                 n_called=n_called * self.sign,
             )
 
-    def _sample_counts(self, calls: Calls, samples: Sequence[str], alts: Sequence[str]) -> None:
-        if self.sign < 0:
-            return
-        block = self._sample_block(samples)
-        called, non_ref = calls.called, calls.non_ref
-        index = _COUNTER_INDEX
-        block[:, index["n_records"]] += 1
-        block[:, index["n_called"]] += called
-        block[:, index["n_not_called"]] += ~called
-        block[:, index["n_hom_ref"]] += called & ~non_ref
-        block[:, index["n_het"]] += called & (calls.max != calls.min)
-        if len(alts) > 1:
-            block[:, index["n_multiallelic"]] += non_ref
-
     def fednode_rows(self) -> dict[str, object]:
         keys = list(self.keys)
         counts = np.array([self.keys[k] for k in keys], dtype=np.int64).reshape(-1, 6)
@@ -361,27 +326,5 @@ class StatsCollector:
         return out
 
     def take_sample_stats(self) -> dict[str, object]:
-        index = [_COUNTER_INDEX[name] for name in _SMALL_COUNTERS]
-        for key, counts in self._small_counts.items():
-            values = np.asarray(counts, dtype=np.int64)
-            block = self._sample_block(key)
-            block[:, index[:5]] += values[:, :5]
-            block[:, _COUNTER_INDEX["n_not_called"]] += values[:, 0] - values[:, 1]
-        self._small_counts = {}
-        names: list[str] = []
-        blocks = []
-        for samples, block in self.sample_stats.items():
-            names.extend(samples)
-            blocks.append(block)
-        self.sample_stats = {}
-        width = len(layout.SAMPLE_STATS_COUNTERS)
-        matrix = np.vstack(blocks) if blocks else np.zeros((0, width), dtype=np.int64)
-        out: dict[str, object] = {"sample": names}
-        for i, name in enumerate(layout.SAMPLE_STATS_COUNTERS):
-            out[name] = matrix[:, i].astype(np.uint64)
-        return out
-
-
-_COUNTER_INDEX = {name: i for i, name in enumerate(layout.SAMPLE_STATS_COUNTERS)}
-# the plain-Python path's counters, in order (n_not_called = n_records - n_called)
-_SMALL_COUNTERS = ("n_records", "n_called", "n_hom_ref", "n_het", "n_multiallelic")
+        """One `sample_stats` row per sample (see `sample_stats_rows.SampleStatsRows.take`)."""
+        return self.sample_stats.take()

@@ -1,20 +1,38 @@
-"""Statistics of datasets TileDB-VCF wrote (no fednode aggregate): variant_stats rows summed.
+"""Allele statistics of datasets without a fednode aggregate (TileDB-VCF wrote them).
 
-The v3 rows are per (sample, allele); see `vs_rows` for how they are written.
+fednode answers with its own semantics (bcftools `+fill-tags` on a merge of the inputs, see
+`stats`) on every dataset. TileDB-VCF's `variant_stats` array cannot give them:
+
+- rows are per (position, sample, end) locus, and TileDB-VCF adds up the allele counts of
+  every record of one sample at that locus (`VariantStats::process_v2/_v3`: the locus key
+  changes only with contig, pos, sample or end): at a site with two records (a multi-allelic
+  split with `bcftools norm -m-`), each sample counts twice in AN (196 for 100 called
+  alleles); version 2 rows have no sample to undo it with;
+- `an` is the call's ploidy (`./1` gives an = 2 for one called allele), and v3 `nr` rows
+  are `<NON_REF>` blocks only, keyed on the first allele of the call.
+
+So fednode's statistics of such a dataset come from `data`, the cells its aggregate is
+built from (`variant_scan.data_stats_lookup`, `aggregate_build`).
+
+`variant_stats_lookup` is TileDB-VCF's own answer from `variant_stats` (both versions): for
+an allele, AC = the sum of `ac` over its rows at the position and AN = the sum of `ac` over
+every row there but the `nr` ones (what TileDB-VCF's reader returns, checked against
+`vcfstats vs` on its own datasets). Version 2: dimensions (contig, pos), alleles "REF,ALT"
+as in the VCF. Version 3: dimensions (contig, pos, sample, end), attribute `max_length`,
+alleles normalised (one shared trailing base trimmed), `<NON_REF>` blocks keyed "nr".
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-import numpy as np
 import tiledb
 
-from node.domain import AlleleStats
 from node.store.vs_rows import normalise_stats_allele
 
-__all__ = ["Point", "point_ranges", "text_of", "variant_stats_lookup"]
+__all__ = ["Point", "TileDBVCFFrequency", "point_ranges", "text_of", "variant_stats_lookup"]
 
 Point = tuple[int, str, str]  # pos, ref, alt
 
@@ -31,44 +49,40 @@ def point_ranges(positions: Sequence[int], *, before: int = 0) -> list[slice]:
     return [slice(lo, hi) for lo, hi in out]
 
 
-def variant_stats_lookup(
-    array: tiledb.Array, names: Sequence[str], points: Sequence[Point], *, max_length: int
-) -> list[AlleleStats | None]:
-    """Fallback for datasets TileDB-VCF wrote (no fednode aggregate): sum variant_stats rows.
+@dataclass(frozen=True, slots=True)
+class TileDBVCFFrequency:
+    """TileDB-VCF's own answer for one allele (its variant-stats reader, `vcfstats vs`)."""
 
-    Scales with the samples at the position; `fednode` could build the aggregate later.
-    """
-    if not points or not names:
-        return [None] * len(points)
-    ranges = point_ranges([p for p, _, _ in points], before=max_length)
-    rows = array.query(
-        attrs=["allele", "ac", "an", "n_hom"], dims=["pos", "sample", "end"]
-    ).multi_index[list(names), ranges]
-    pos, end = rows["pos"].astype(np.int64), rows["end"].astype(np.int64)
-    alleles = [text_of(a) for a in rows["allele"]]
-    samples, ac, an, hom = rows["sample"], rows["ac"], rows["an"], rows["n_hom"]
-    at: dict[int, list[int]] = defaultdict(list)
-    for i, p in enumerate(pos.tolist()):
-        at[p].append(i)
-    blocks = [i for i, a in enumerate(alleles) if a == "nr"]
-    out: list[AlleleStats | None] = []
-    for p, ref, alt in points:
-        keys = {normalise_stats_allele(ref, alt), f"{ref},{alt}"}
-        here = at.get(p, [])
-        wanted = [i for i in here if alleles[i] in keys]
-        if not wanted:
-            out.append(None)
-            continue
-        site = here + [i for i in blocks if pos[i] < p <= end[i]]
-        n_hom = sum(1 for i in wanted if hom[i] > 0 and an[i] >= 2)
-        n_het = sum(1 for i in wanted if 0 < ac[i] < an[i])
-        called = len({samples[i] for i in site})
-        total = int(sum(int(ac[i]) for i in site))
-        out.append(
-            AlleleStats(
-                int(sum(int(ac[i]) for i in wanted)), total, n_hom, n_het, len(wanted), called
-            )
-        )
+    ac: int
+    an: int
+
+    @property
+    def af(self) -> float:
+        return self.ac / self.an if self.an else 0.0
+
+
+def variant_stats_lookup(
+    array: tiledb.Array, contig: str, points: Sequence[Point]
+) -> list[TileDBVCFFrequency | None]:
+    """What TileDB-VCF reads from `variant_stats` (either version) for each allele."""
+    if not points:
+        return []
+    version = int(array.meta.get("version", 0))
+    ranges = point_ranges([p for p, _, _ in points])
+    rows = array.query(attrs=["allele", "ac"], dims=["pos"]).multi_index[[contig], ranges]
+    ac_of: dict[tuple[int, str], int] = defaultdict(int)
+    an_of: dict[int, int] = defaultdict(int)
+    for pos, allele, ac in zip(rows["pos"].tolist(), rows["allele"], rows["ac"].tolist(),
+                               strict=True):  # fmt: skip
+        key = text_of(allele)
+        ac_of[(pos, key)] += ac
+        if key != "nr":
+            an_of[pos] += ac
+    out: list[TileDBVCFFrequency | None] = []
+    for pos, ref, alt in points:
+        key = normalise_stats_allele(ref, alt) if version >= 3 else f"{ref},{alt}"
+        ac = ac_of.get((pos, key))
+        out.append(None if ac is None else TileDBVCFFrequency(ac, an_of[pos]))
     return out
 
 

@@ -1,11 +1,14 @@
 """`TileDBVCFStore`: the TileDB-VCF v4 dataset layout on tiledb-py (see `layout`).
 
-Atomic ingest (decision "ingest commits by one group-metadata write"): every array write
-of one ingest uses fixed timestamps (T for deletes of replaced samples, T+1 for new
-fragments and metadata). Readers open every array at the timestamp recorded in the root
-group metadata `fednode_committed`; the ingest's last step writes that key (with the
-sample list, assembly and contigs) in one group-metadata write. Anything newer than the
-committed timestamp is invisible, and the next ingest deletes it before writing.
+Atomic ingest (decision "ingest commits by one group-metadata write", amended by "a
+staged ingest is invisible to every reader"): every array write of one ingest uses fixed
+timestamps (T for deletes of replaced samples, T+1 for new fragments and metadata) and
+goes to the ingest's staging copies of the arrays (`dataset_state.stage`), which other
+readers (TileDB-VCF, plain tiledb-py at the latest timestamp) never open. The ingest's last
+step publishes them (`dataset_state.publish`: the decision, the files moved into the
+arrays, then `fednode_committed` with the sample list, assembly and contigs in one
+group-metadata write). fednode's readers open every array at `fednode_committed`. A killed
+ingest's staging is rolled back, or forward once decided, when the dataset is next opened.
 
 Region records (`genotype_batches`, `records`) come from `fednode_genotypes` (one cell per
 input record, genotypes packed) when the dataset state says it covers every sample, else
@@ -16,6 +19,7 @@ records (tests/store/test_genotypes_array.py).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 import threading
 import time
@@ -36,13 +40,17 @@ from node.store.dataset_state import (
     COMMITTED,
     STATE,
     DatasetState,
+    Staging,
     discard_after,
     exists,
     header_tables,
     latest_timestamp,
     list_datasets,
     load_state,
+    publish,
     put_ascii_meta,
+    recover_staged,
+    stage,
     write_initial_metadata,
 )
 from node.store.genotype_reader import BULK_READ, SMALL_READ, GenotypeReader
@@ -53,6 +61,8 @@ from node.store.variant_scan import carried_variants, data_stats_lookup, wanted,
 from node.store.vcfio import RecordReader, VcfInput
 
 __all__ = ["TileDBVCFStore", "list_datasets"]
+
+log = logging.getLogger("fednode.store")
 
 
 def _ctx(config: Mapping[str, str] | None) -> tiledb.Ctx:
@@ -118,7 +128,12 @@ class TileDBVCFStore:
     def open(cls, uri: str, *, tiledb_config: Mapping[str, str] | None = None) -> TileDBVCFStore:
         if not exists(uri, tiledb_config=tiledb_config):
             raise NotFound(f"no TileDB-VCF dataset at {uri}")
-        return cls(uri, _ctx(tiledb_config), tiledb_config)
+        ctx = _ctx(tiledb_config)
+        try:  # a killed ingest's staging: finished when decided, else removed
+            recover_staged(uri.rstrip("/"), ctx, all_owners=False)
+        except (tiledb.TileDBError, OSError, ValueError) as exc:  # read-only store, say
+            log.warning("%s: staged ingest not recovered: %s", uri, exc)
+        return cls(uri, ctx, tiledb_config)
 
     def _load_state(self) -> DatasetState:
         return load_state(self.uri, self._ctx)
@@ -323,6 +338,7 @@ class TileDBVCFStore:
         progress: bool = False,
     ) -> IngestSummary:
         with self._ingest_lock:
+            self._recover()
             self._check_writable()
             inputs = [VcfInput(Path(p), threads=threads) for p in paths]
             added, replaced = check_samples(inputs, self._state.samples, replace=replace)
@@ -333,35 +349,38 @@ class TileDBVCFStore:
             t_write = t_delete + 1
             ctx = _ctx({**self._config, **_thread_config(threads)})
             bar = progress and sys.stderr.isatty()
+            staging = stage(self.uri, self._ctx, t_write)
             writer = IngestWriter(
                 self.uri,
                 ctx,
                 t_write,
+                staging=staging,
                 aggregate=self._state.aggregate,
                 progress=bar,
                 genotypes=self._state.genotypes,
             )
             try:
                 if replaced:
-                    self._remove_samples(writer, replaced, ctx, t_delete)
+                    self._remove_samples(writer, replaced, staging, ctx, t_delete)
                 records = sum(writer.add_file(inp) for inp in inputs)
                 writer.finish()
             except (tiledb.TileDBError, OSError) as exc:
                 # Disk full, permissions, object store errors: named, then like any failure.
+                writer.close()
                 with suppress(Exception):
-                    discard_after(self.uri, self._ctx, self._state.committed or 0)
+                    staging.discard(self._ctx)
                 where, line = writer.position
                 raise IngestError(
                     f"writing the dataset failed: {exc}", path=where, line=line
                 ) from exc
             except BaseException:
-                # Nothing was committed; remove what was written (the next ingest would).
-                with suppress(Exception):
-                    discard_after(self.uri, self._ctx, self._state.committed or 0)
-                raise
-            finally:
+                # Nothing was committed; remove what was staged (the next open would).
                 writer.close()
-            self._commit(t_write, writer, added, dataset_assembly)
+                with suppress(Exception):
+                    staging.discard(self._ctx)
+                raise
+            writer.close()
+            self._commit(t_write, writer, added, dataset_assembly, staging)
         return IngestSummary(len(inputs), tuple(added), tuple(replaced), records, dataset_assembly)
 
     def _check_writable(self) -> None:
@@ -374,8 +393,17 @@ class TileDBVCFStore:
                 f"{layout.VARIANT_STATS_VERSION} datasets only"
             )
 
+    def _recover(self) -> None:
+        """Finish or remove every staged ingest (one writer at a time: none is running)."""
+        if recover_staged(self.uri, self._ctx, all_owners=True):
+            self.close()
+            with self._lock:
+                self._state = self._load_state()
+                self.__dict__.pop("_header_tables", None)
+
     def _begin(self) -> int:
-        """Make the committed timestamp explicit, drop uncommitted leftovers, pick T."""
+        """Make the committed timestamp explicit, drop uncommitted leftovers (ingests of
+        fednode before staging wrote into the arrays), pick T."""
         latest = latest_timestamp(self.uri, self._ctx)
         if self._state.committed is None:
             self._state.committed = latest
@@ -384,21 +412,32 @@ class TileDBVCFStore:
         return max(_now_ms(), self._state.committed + 1, latest + 1)
 
     def _remove_samples(
-        self, writer: IngestWriter, samples: Sequence[str], ctx: tiledb.Ctx, t_delete: int
+        self,
+        writer: IngestWriter,
+        samples: Sequence[str],
+        staging: Staging,
+        ctx: tiledb.Ctx,
+        t_delete: int,
     ) -> None:
-        """Negate the samples' statistics rows, then delete their cells (at `t_delete`)."""
+        """Negate the samples' statistics rows, then delete their cells (at `t_delete`,
+        staged like the ingest's fragments)."""
         with self._lock:
             reader = RecordReader(self._array(layout.DATA), self._headers())
             for sample in samples:
                 for source in self._state.contigs:
                     writer.negate(reader.sample_cells(source, sample, lock=None))
         for name in (layout.DATA, layout.VARIANT_STATS, layout.SAMPLE_STATS, layout.HEADERS):
-            with tiledb.open(f"{self.uri}/{name}", "d", ctx=ctx, timestamp=t_delete) as arr:
+            with tiledb.open(staging.array(name), "d", ctx=ctx, timestamp=t_delete) as arr:
                 for sample in samples:
                     arr.query(cond=f"sample == '{sample}'").submit()
 
     def _commit(
-        self, t_write: int, writer: IngestWriter, added: Sequence[str], assembly: str
+        self,
+        t_write: int,
+        writer: IngestWriter,
+        added: Sequence[str],
+        assembly: str,
+        staging: Staging,
     ) -> None:
         state = self._state
         contigs = {**state.contigs, **writer.contigs}
@@ -412,9 +451,7 @@ class TileDBVCFStore:
             contigs=contigs,
             coverage=coverage,
         )
-        with tiledb.Group(self.uri, "w", ctx=self._ctx) as group:
-            group.meta[COMMITTED] = t_write
-            group.meta[STATE] = new.dump()
+        publish(staging, self._ctx, t_write, new.dump())
         self.close()
         with self._lock:
             self._state = new

@@ -1,16 +1,28 @@
-"""`variant_stats` v3 rows built as integer arrays, turned into TileDB columns per flush.
+"""`variant_stats` rows as TileDB-VCF writes them, version 2 or 3 (stats/variant_stats.cc).
 
-TileDB-VCF writes one row per (contig, pos, sample, allele) with the sample's allele count,
-called alleles and homozygosity (stats/variant_stats.cc keys its running counts by locus
-and sample; the fixture's `variant_stats` arrays hold one row per sample and allele). So
-do we. What makes it cheap is the representation: per record, a handful of numpy arrays
-(sample ids, allele codes, counts) and one tuple of site fields; no Python object per row.
-Sample names and allele keys are small tables; text columns are gathered from them once
-per flush.
+TileDB-VCF's writer (`process_v2` / `process_v3`, the same rules) reads each sample's
+records as htslib gives them from that sample's own file and keeps one open *locus*
+(contig, pos, sample, end): a record at the same locus adds to its rows, any other record,
+called or not, closes it. A locus has one row per allele key:
 
-Rows of one record are emitted in sample-name order, so a flush whose records come in
-strictly increasing (contig, pos) order is already in the array's global order and needs
-no sort (the usual single-input case).
+- `ac`: copies of the allele in the sample's calls, summed over the locus' records;
+- `an`: the sample's ploidy (GT entries, missing ones included), `n_hom`: calls with every
+  entry called and equal, summed; samples with no called allele add no row;
+- keys: `ref` for allele 0, else `REF,ALT`; version 2 has a `ref` row for every sample
+  with a called allele (all zero without a REF copy); version 3 normalises the key
+  (`CAC,C` -> `CA,`: one shared trailing base trimmed) and keys allele 0 `nr` when the
+  record is a `<NON_REF>` block (two alleles, ALT `<NON_REF>`) and the sample's first GT
+  entry is 0;
+- version 3 adds the `sample` and `end` dimensions and `max_length`: the writer's running
+  maximum of record lengths (end - pos + 1) over the called records processed so far,
+  taken at the locus' last record with that allele.
+
+Rows are built one position at a time (all records of one input there), because TileDB-VCF
+processes records by (contig, pos, sample): a sample's running maximum includes the longer
+records at its position of samples with smaller names. Sample names and allele keys are
+small tables; text columns are gathered from them once per flush, with no Python object
+per row. Rows of one position come in sample-name order, so a flush whose positions
+strictly increase is already in the array's global order.
 """
 
 from __future__ import annotations
@@ -26,12 +38,15 @@ from node.store.calls import Calls
 
 __all__ = ["RowBatch", "VariantStatsRows", "normalise_stats_allele"]
 
-_COUNT_COLUMNS = ("sample", "allele", "ac", "an", "n_hom")
+SMALL = 8  # positions of one record of at most this many samples: plain Python
+_COLUMNS = ("sample", "allele", "ac", "an", "n_hom", "max_length")
+NON_REF = "<NON_REF>"
 
 
 def normalise_stats_allele(ref: str, alt: str) -> str:
-    """TileDB-VCF variant_stats v3 key: one shared trailing base trimmed ("CAC,C" -> "CA,")."""
-    if ref and alt and not alt.startswith("<") and ref[-1] == alt[-1]:
+    """TileDB-VCF variant_stats v3 key (utils/normalize.cc): when REF and ALT end with the
+    same character, one is trimmed from both ("CAC,C" -> "CA,")."""
+    if ref and alt and ref[-1] == alt[-1]:
         ref, alt = ref[:-1], alt[:-1]
     return f"{ref},{alt}"
 
@@ -42,156 +57,282 @@ class _Group:
 
     offset: int
     order: np.ndarray  # input indexes in sample-name (byte) order
+    order_list: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    end: int
+    length: int
+    codes: list[int]  # allele key code per allele index
+    nr: int  # the "nr" code when the record is a <NON_REF> block (version 3), else -1
+    gt: np.ndarray  # input order: allele index, -1 missing, -2 no allele
+    calls: Calls | None  # of `gt`, when the caller has it
 
 
 class VariantStatsRows:
-    """Pending variant_stats rows of one ingest (`sign` +1; removals write none)."""
+    """Pending variant_stats rows of one ingest (`sign` -1: of removed samples)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, version: int = layout.VARIANT_STATS_VERSION, sign: int = 1) -> None:
+        if version not in (2, 3):
+            raise ValueError(f"variant_stats version {version}: TileDB-VCF writes 2 and 3")
+        self.version, self.sign = version, sign
+        self.max_length = 0  # the writer's running maximum record length
         self._names: list[bytes] = []
         self._groups: dict[tuple[str, ...], _Group] = {}
         self._alleles: dict[str, int] = {}
+        self._position: tuple[_Group, str, int] | None = None
+        self._records: list[_Record] = []
         self._reset()
 
     def _reset(self) -> None:
-        self._sites: list[tuple[str, int, int, int, int]] = []  # contig, pos, end, max_len, n
-        self._chunks: dict[str, list[np.ndarray]] = {c: [] for c in _COUNT_COLUMNS}
-        self._small: dict[str, list[int]] = {c: [] for c in _COUNT_COLUMNS}
+        self._sites: list[tuple[str, int, int, int]] = []  # contig, pos, end, rows
+        self._chunks: dict[str, list[np.ndarray]] = {c: [] for c in _COLUMNS}
+        self._small: dict[str, list[int]] = {c: [] for c in _COLUMNS}
         self.rows = 0
 
     def __len__(self) -> int:
-        return self.rows
+        return self.rows + len(self._records)
 
     def group(self, samples: Sequence[str]) -> _Group:
         key = tuple(samples)
         found = self._groups.get(key)
         if found is None:
             names = [s.encode() for s in key]
-            order = np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.int64)
-            found = self._groups[key] = _Group(len(self._names), order)
+            order = sorted(range(len(names)), key=names.__getitem__)
+            found = _Group(len(self._names), np.array(order, dtype=np.int64), order)
+            self._groups[key] = found
             self._names.extend(names)
         return found
 
-    def _allele_codes(self, ref: str, alts: Sequence[str]) -> list[int]:
-        """Codes of "ref", each ALT's normalised key, then "nr" (last)."""
-        keys = ["ref", *(normalise_stats_allele(ref, a) for a in alts), "nr"]
-        return [self._alleles.setdefault(k, len(self._alleles)) for k in keys]
+    def _code(self, key: str) -> int:
+        return self._alleles.setdefault(key, len(self._alleles))
 
     def add(
         self,
-        site: tuple[str, int, int, int],
+        contig: str,
+        pos: int,
+        end: int,
         ref: str,
         alts: Sequence[str],
-        calls: Calls,
+        gt: np.ndarray,
         samples: Sequence[str],
-        ref_block: bool,
+        calls: Calls | None = None,
     ) -> None:
-        """Rows of one record (`site` = contig, pos, end, running max length)."""
+        """One record of `samples` (`gt` rows: allele index, -1 missing, -2 no allele;
+        `calls`: `Calls(gt)`, when the caller has it)."""
         group = self.group(samples)
-        order = group.order
-        copies = calls.copies(1 + len(alts))[order]
-        rows, alleles = np.nonzero(copies)  # sample-name order, then allele index
-        if rows.size == 0:
-            return
-        codes = np.asarray(self._allele_codes(ref, alts), dtype=np.int32)
-        allele = codes[alleles]
-        hom = calls.homozygous[order][rows]
-        if ref_block:
-            allele[(alleles == 0) & hom] = codes[-1]
-        self._flush_small()
-        chunks = self._chunks
-        chunks["sample"].append((order[rows] + group.offset).astype(np.int32))
-        chunks["allele"].append(allele)
-        chunks["ac"].append(copies[rows, alleles].astype(np.int32))
-        chunks["an"].append(calls.n_called[order][rows].astype(np.int32))
-        chunks["n_hom"].append(hom.astype(np.int32))
-        self._sites.append((*site, int(rows.size)))
-        self.rows += int(rows.size)
+        position = (group, contig, pos)
+        if self._position is None or self._position[0] is not group or (
+            self._position[1:] != position[1:]
+        ):
+            self._finish_position()
+            self._position = position
+        if self.version >= 3:
+            keys = [normalise_stats_allele(ref, a) for a in alts]
+            nr = self._code("nr") if len(alts) == 1 and alts[0] == NON_REF else -1
+        else:
+            keys, nr = [f"{ref},{a}" for a in alts], -1
+        codes = [self._code("ref"), *map(self._code, keys)]
+        self._records.append(_Record(end, end - pos + 1, codes, nr, gt, calls))
 
-    def add_small(
-        self,
-        site: tuple[str, int, int, int],
-        ref: str,
-        alts: Sequence[str],
-        rows: list[list[int]],
-        samples: Sequence[str],
-        ref_block: bool,
-    ) -> None:
-        """`add` for a few samples, in plain Python (`rows`: each sample's alleles, no -2)."""
-        group = self.group(samples)
-        codes = self._allele_codes(ref, alts)
+    def _finish_position(self) -> None:
+        if self._position is None or not self._records:
+            return
+        group, contig, pos = self._position
+        records, self._records = self._records, []
+        if len(records) == 1 and len(group.order_list) <= SMALL:
+            self._one_record_small(group, contig, pos, records[0])
+        else:
+            self._position_rows(group, contig, pos, records)
+
+    def _one_record_small(self, group: _Group, contig: str, pos: int, rec: _Record) -> None:
+        rows = rec.gt.tolist()
+        running = max(self.max_length, rec.length)
         small, count = self._small, 0
-        for i in group.order.tolist():
-            called = [a for a in rows[i] if a >= 0]
-            homozygous = len(called) == len(rows[i]) and len(set(called)) == 1
+        for i in group.order_list:
+            row = [a for a in rows[i] if a != -2]
+            called = [a for a in row if a >= 0]
+            if not called:
+                continue
+            homozygous = len(called) == len(row) and len(set(called)) == 1
+            if self.version < 3 and 0 not in called:  # version 2's empty "ref" row
+                for name in _COLUMNS:
+                    small[name].append(0)
+                small["sample"][-1] = group.offset + i
+                small["allele"][-1] = rec.codes[0]
+                count += 1
             for allele in sorted(set(called)):
-                code = codes[-1] if allele == 0 and ref_block and homozygous else codes[allele]
+                nr = allele == 0 and rec.nr >= 0 and row[0] == 0
                 small["sample"].append(group.offset + i)
-                small["allele"].append(code)
-                small["ac"].append(called.count(allele))
-                small["an"].append(len(called))
-                small["n_hom"].append(int(homozygous))
+                small["allele"].append(rec.nr if nr else rec.codes[allele])
+                small["ac"].append(called.count(allele) * self.sign)
+                small["an"].append(len(row) * self.sign)
+                small["n_hom"].append(int(homozygous) * self.sign)
+                small["max_length"].append(running)
                 count += 1
         if count:
-            self._sites.append((*site, count))
+            self.max_length = running
+            self._sites.append((contig, pos, rec.end, count))
             self.rows += count
+
+    def _position_rows(
+        self, group: _Group, contig: str, pos: int, records: list[_Record]
+    ) -> None:
+        """Rows of the records of one input at one position, as TileDB-VCF builds them."""
+        order = group.order  # rows below are in sample-name order
+        calls = [Calls(r.gt) if r.calls is None else r.calls for r in records]
+        lengths = np.array([r.length for r in records], dtype=np.int64)
+        called = np.stack([c.called[order] for c in calls], axis=1)  # samples x records
+        seen = np.where(called, lengths, 0)
+        own = np.maximum.accumulate(seen, axis=1)  # this sample's records so far
+        before = np.maximum.accumulate(np.concatenate(([self.max_length], seen.max(axis=1))))
+        running = np.maximum(before[:-1, None], own)  # + the samples with smaller names
+        self.max_length = int(before[-1])
+        start = 0
+        for end, run in itertools.groupby(range(len(records)), key=lambda j: records[j].end):
+            stop = start + len(list(run))
+            parts = [
+                _record_rows(records[j], calls[j], order, running[:, j], self.version)
+                for j in range(start, stop)
+            ]
+            rows = [np.concatenate(column) for column in zip(*parts, strict=True)]
+            if stop - start > 1:
+                rows = _merge_locus(rows)
+            self._emit(group, contig, pos, end, rows)
+            start = stop
+
+    def _emit(
+        self, group: _Group, contig: str, pos: int, end: int, rows: list[np.ndarray]
+    ) -> None:
+        sample, allele, ac, an, hom, running = rows[:6]
+        if sample.size == 0:
+            return
+        self._flush_small()
+        chunks = self._chunks
+        chunks["sample"].append((group.order[sample] + group.offset).astype(np.int32))
+        chunks["allele"].append(allele.astype(np.int32))
+        chunks["ac"].append((ac * self.sign).astype(np.int32))
+        chunks["an"].append((an * self.sign).astype(np.int32))
+        chunks["n_hom"].append((hom * self.sign).astype(np.int32))
+        chunks["max_length"].append(running.astype(np.uint32))
+        self._sites.append((contig, pos, end, int(sample.size)))
+        self.rows += int(sample.size)
 
     def _flush_small(self) -> None:
         if self._small["sample"]:
             for name, values in self._small.items():
-                self._chunks[name].append(np.asarray(values, dtype=np.int32))
-            self._small = {c: [] for c in _COUNT_COLUMNS}
+                dtype = np.uint32 if name == "max_length" else np.int32
+                self._chunks[name].append(np.asarray(values, dtype=dtype))
+            self._small = {c: [] for c in _COLUMNS}
 
-    def take(self) -> RowBatch:
-        """The pending rows (cheap: the columns are built by `RowBatch.columns`)."""
+    def take(self, *, final: bool = True) -> RowBatch:
+        """The pending rows (cheap: the columns are built by `RowBatch.columns`). Unless
+        `final`, the records of the current position stay (a locus is not split)."""
+        if final:
+            self._finish_position()
         self._flush_small()
         counts = {
             name: np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
             for name, chunks in self._chunks.items()
         }
         alleles = sorted(self._alleles, key=lambda k: self._alleles[k])
-        batch = RowBatch(self._sites, counts, list(self._names), alleles)
+        batch = RowBatch(self._sites, counts, list(self._names), alleles, self.version)
         self._reset()
         return batch
+
+
+def _record_rows(
+    rec: _Record, calls: Calls, order: np.ndarray, running: np.ndarray, version: int
+) -> tuple[np.ndarray, ...]:
+    """One record's (sample, key, ac, an, n_hom, max_length, touched) rows, samples by
+    name (`order`); version 2 adds an untouched all-zero `ref` row for a call without REF."""
+    copies = calls.copies(len(rec.codes))[order]
+    if version < 3:
+        copies[calls.called[order] & (copies[:, 0] == 0), 0] = -1  # the empty row, zeroed below
+    rows, alleles = np.nonzero(copies)
+    key = np.asarray(rec.codes, dtype=np.int64)[alleles]
+    if rec.nr >= 0:
+        first = calls.gt[order[rows], 0]
+        key[(alleles == 0) & (first == 0)] = rec.nr
+    ac = copies[rows, alleles]
+    touched = ac > 0
+    sample = order[rows]
+    return (
+        rows,
+        key,
+        np.where(touched, ac, 0),
+        np.where(touched, calls.ploidy[sample], 0),
+        np.where(touched, calls.homozygous[sample], False).astype(np.int64),
+        np.where(touched, running[rows], 0),
+        touched,
+    )
+
+
+def _merge_locus(rows: list[np.ndarray]) -> list[np.ndarray]:
+    """One row per (sample, key) of a locus' records (in record order): `ac` and `n_hom`
+    summed, `an` and `max_length` of the last record with that allele (TileDB-VCF
+    overwrites them; version 2's empty `ref` rows set nothing)."""
+    sample, key, ac, an, hom, running, touched = rows
+    if sample.size == 0:
+        return rows
+    # stable: untouched rows first, then record order, within a (sample, key)
+    order = np.lexsort((touched, key, sample))
+    sample, key = sample[order], key[order]
+    new = np.ones(sample.size, dtype=bool)
+    new[1:] = (sample[1:] != sample[:-1]) | (key[1:] != key[:-1])
+    first = np.flatnonzero(new)
+    last = np.concatenate((first[1:] - 1, [sample.size - 1]))
+    return [
+        sample[first],
+        key[first],
+        np.add.reduceat(ac[order], first),
+        an[order][last],
+        np.add.reduceat(hom[order], first),
+        running[order][last],
+    ]
 
 
 @dataclass(slots=True)
 class RowBatch:
     """One flush of variant_stats rows; `columns()` may run on a writer thread."""
 
-    sites: list[tuple[str, int, int, int, int]]
+    sites: list[tuple[str, int, int, int]]
     counts: dict[str, np.ndarray]
     names: list[bytes]
     alleles: list[str]
+    version: int = layout.VARIANT_STATS_VERSION
 
     def ordered(self) -> bool:
         """Whether the rows are in global order: sites strictly increasing by (contig, pos)."""
-        keys = [(c.encode(), p) for c, p, _, _, _ in self.sites]
+        keys = [(c.encode(), p) for c, p, _, _ in self.sites]
         return all(a < b for a, b in itertools.pairwise(keys))
 
     def columns(self) -> dict[str, object]:
         sites = self.sites
-        per_site = np.fromiter((s[4] for s in sites), dtype=np.int64, count=len(sites))
+        per_site = np.fromiter((s[3] for s in sites), dtype=np.int64, count=len(sites))
         contigs = sorted({s[0] for s in sites})
         contig_code = {c: i for i, c in enumerate(contigs)}
         site_contig = np.fromiter((contig_code[s[0]] for s in sites), np.int64, len(sites))
 
-        def repeat(index: int, dtype: type[np.generic]) -> np.ndarray:
-            values = np.fromiter((s[index] for s in sites), dtype=dtype, count=len(sites))
+        def repeat(index: int) -> np.ndarray:
+            values = np.fromiter((s[index] for s in sites), dtype=np.uint32, count=len(sites))
             return np.repeat(values, per_site)
 
         c = self.counts
-        return {
+        out: dict[str, object] = {
             "contig": gather_text([x.encode() for x in contigs], np.repeat(site_contig, per_site)),
-            "pos": repeat(1, np.uint32),
-            "sample": gather_text(self.names, c["sample"]),
-            "end": repeat(2, np.uint32),
+            "pos": repeat(1),
             "allele": gather_text([a.encode() for a in self.alleles], c["allele"]),
             "ac": c["ac"],
             "an": c["an"],
             "n_hom": c["n_hom"],
-            "max_length": repeat(3, np.uint32),
         }
+        if self.version >= 3:
+            out["sample"] = gather_text(self.names, c["sample"])
+            out["end"] = repeat(2)
+            out["max_length"] = c["max_length"].astype(np.uint32)
+        return out
 
 
 def gather_text(table: Sequence[bytes], codes: np.ndarray) -> layout.Var:

@@ -125,7 +125,7 @@ def test_dataset_written_before_issue_14_reads_back(
     uri = str(tmp_path / "ds")
     with monkeypatch.context() as m:
         m.setattr(layout, "FLAG_VALUE", b"\x01")
-        m.setattr(layout, "_htslib_missing", lambda column: column)
+        m.setattr(layout, "htslib_missing", lambda column: column)
         m.setattr(dataset_state, "put_meta", _plain_meta)
         TileDBVCFStore.create(uri).ingest([old])
     with tiledb.open(f"{uri}/data") as arr:

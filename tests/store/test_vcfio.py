@@ -159,10 +159,11 @@ def _collect(gt: np.ndarray, samples: list[str], ref_block: bool, small: bool,
     keys = {k: tuple(int(x) for x in v) for k, v in c.keys.items()}
     columns = c.variant_stats.take().columns()
     vs = Counter(zip(*(_cells(columns[k]) for k in sorted(columns)), strict=True))
-    ac = Counter(zip(*(c.allele_count.cols[k] for k in sorted(c.allele_count.cols)), strict=True))
+    rows = c.allele_count.take()
+    ac = Counter(zip(*(rows[k] for k in sorted(rows)), strict=True))
     cov = sorted(zip(*(c.coverage.cols[k] for k in sorted(c.coverage.cols)), strict=True))
     samples_out = c.take_sample_stats()
-    counters = {k: [int(x) for x in v] for k, v in samples_out.items() if k != "sample"}  # type: ignore[union-attr]
+    counters = {k: np.asarray(v).tolist() for k, v in samples_out.items() if k != "sample"}
     return keys, vs, ac, cov, samples_out["sample"], counters
 
 

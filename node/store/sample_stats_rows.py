@@ -1,0 +1,370 @@
+"""`sample_stats` rows as TileDB-VCF's SampleStats writes them (stats/sample_stats.cc).
+
+Each sample's call at a record is read as htslib reads it from that sample's own file (its
+own ploidy, as `bcftools +split` writes a multi-sample input):
+
+- n_records: every record; n_called: at least one GT allele called; n_not_called: the
+  rest (no GT included);
+- n_hom_ref: called and every allele 0; n_het: called and the alleles not all equal, a
+  missing allele counting as one (`.|0` and `./1` are het);
+- n_singleton: ALT alleles present exactly once in the call (`0/1` 1, `1/2` 2, `1/1` 0);
+- n_snp (= n_transition + n_transversion), n_insertion, n_deletion, n_star: per called ALT
+  copy, by htslib 1.16's variant type of (REF, ALT) (`variant_class`); MNPs and symbolic
+  ALTs count in none;
+- n_multiallelic: records with two or more ALTs, whatever the call;
+- dp_* / gq_*: the first FORMAT DP / GQ value when the header types it Integer and it is
+  not missing: sum, sum of squares, count, min, max in uint64 (TileDB-VCF casts the int32);
+  null when the sample has none.
+
+TileDB-VCF writes one row per sample and writer thread; `tiledbvcf store --threads 1`
+writes one per sample, as fednode does per ingest. Readers sum (min/max) the rows.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tiledb
+
+from node.store import layout
+from node.store.calls import Calls
+from node.store.write_buffers import Var, VarChunk
+
+__all__ = ["SampleStatsRows", "format_ints", "variant_class", "write_sample_stats"]
+
+SMALL = 8  # records of at most this many samples take the plain-Python path
+COUNTERS = layout.SAMPLE_STATS_COUNTERS
+_C = {name: i for i, name in enumerate(COUNTERS)}
+_FIELDS = (b"DP", b"GQ")
+_U64_MAX = np.iinfo(np.uint64).max
+# variant classes counted by sample_stats (index into _CLASS_COUNTERS); 0 counts nowhere
+_NONE, _TI, _TV, _INS, _DEL, _STAR = range(6)
+_CLASS_COUNTERS: tuple[tuple[str, ...], ...] = (
+    (),
+    ("n_snp", "n_transition"),
+    ("n_snp", "n_transversion"),
+    ("n_insertion",),
+    ("n_deletion",),
+    ("n_star",),
+)
+# htslib vcf.h VCF_* type bits
+VCF_SNP, VCF_MNP, VCF_INDEL, VCF_OTHER, VCF_BND, VCF_OVERLAP, VCF_INS, VCF_DEL = (
+    1, 2, 4, 8, 16, 32, 64, 128
+)
+
+
+def variant_type(ref: str, alt: str) -> int:
+    """htslib 1.16 `bcf_set_variant_type`: the VCF_* bits of one ALT (0 = VCF_REF)."""
+    if alt == "*":
+        return VCF_OVERLAP
+    if len(ref) == 1 and len(alt) == 1:
+        return 0 if alt in (".", ref, "X") else VCF_SNP  # case-sensitive here, as in htslib
+    if alt.startswith("<"):
+        return 0 if alt.startswith(("<X>", "<*>")) or alt == "<NON_REF>" else VCF_OTHER
+    if alt[0] in "[]":
+        return VCF_BND  # a breakend joined before REF
+    r, a = _upper(ref), _upper(alt)
+    i = 0
+    while i < len(r) and i < len(a) and r[i] == a[i]:
+        i += 1
+    if i < len(a) and i == len(r):
+        return VCF_BND if a[i] in "[]" else VCF_INDEL | VCF_INS
+    if i < len(r) and i == len(a):
+        return VCF_INDEL | VCF_DEL
+    if i == len(r) and i == len(a):
+        return 0
+    re, ae = len(r) - 1, len(a) - 1
+    while re > i and ae > i and r[re] == a[ae]:
+        re, ae = re - 1, ae - 1
+    if ae == i:
+        if re == i:
+            return VCF_SNP
+        return VCF_INDEL | VCF_DEL if r[re] == a[ae] else VCF_OTHER
+    if re == i:
+        return VCF_INDEL | VCF_INS if r[re] == a[ae] else VCF_OTHER
+    return VCF_MNP if re - i == ae - i else VCF_OTHER
+
+
+def variant_class(ref: str, alt: str) -> int:
+    """What one called copy of `alt` adds to sample_stats (TileDB-VCF's `process`)."""
+    kind = variant_type(ref, alt)
+    if kind & VCF_SNP:
+        # the first base where REF and ALT differ by bcf_acgt2int (A0 C1 G2 T3, else -1)
+        for j, base in enumerate(ref):
+            r, a = _acgt(base), _acgt(alt[j] if j < len(alt) else "\0")
+            if r != a:
+                return _TI if abs(r - a) == 2 else _TV
+        return _NONE
+    if kind & VCF_INS:
+        return _INS
+    if kind & VCF_DEL:
+        return _DEL
+    return _STAR if kind & VCF_OVERLAP else _NONE
+
+
+def _upper(text: str) -> str:
+    return "".join(chr(ord(c) - 32) if "a" <= c <= "z" else c for c in text)
+
+
+def _acgt(base: str) -> int:
+    code = ord(base)
+    code = code - 32 if code > 96 else code
+    return {65: 0, 67: 1, 71: 2, 84: 3}.get(code, -1)
+
+
+class _Group:
+    """The counters of one input's samples (in input order)."""
+
+    def __init__(self, n: int) -> None:
+        self.counts = np.zeros((n, len(COUNTERS)), dtype=np.int64)
+        self.small = [[0] * len(COUNTERS) for _ in range(n)] if n <= SMALL else None
+        # per field: sum, sum of squares, count, min, max (uint64, wrapping as in C++)
+        self.fields = {f: _FieldStats(n) for f in _FIELDS}
+
+
+class _FieldStats:
+    __slots__ = ("count", "max", "min", "sum", "sum2")
+
+    def __init__(self, n: int) -> None:
+        self.sum = np.zeros(n, dtype=np.uint64)
+        self.sum2 = np.zeros(n, dtype=np.uint64)
+        self.count = np.zeros(n, dtype=np.uint64)
+        self.min = np.full(n, _U64_MAX, dtype=np.uint64)
+        self.max = np.zeros(n, dtype=np.uint64)
+
+    def add(self, values: np.ndarray, present: np.ndarray) -> None:
+        if not present.any():
+            return
+        v = values.astype(np.int64).astype(np.uint64)
+        zero = np.uint64(0)
+        with np.errstate(over="ignore"):
+            self.sum += np.where(present, v, zero)
+            self.sum2 += np.where(present, v * v, zero)
+        self.count += present.astype(np.uint64)
+        self.min = np.minimum(self.min, np.where(present, v, np.uint64(_U64_MAX)))
+        self.max = np.maximum(self.max, np.where(present, v, zero))
+
+
+class SampleStatsRows:
+    """Per-sample counters of one ingest; `take` gives one row per sample."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[str, ...], _Group] = {}
+        self._classes: dict[tuple[str, str], int] = {}
+
+    def _group(self, samples: Sequence[str]) -> _Group:
+        key = tuple(samples)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(len(key))
+        return group
+
+    def _class_of(self, ref: str, alt: str) -> int:
+        key = (ref, alt)
+        found = self._classes.get(key)
+        if found is None:
+            if len(self._classes) > 100_000:
+                self._classes.clear()
+            found = self._classes[key] = variant_class(ref, alt)
+        return found
+
+    def add(
+        self,
+        samples: Sequence[str],
+        gt: np.ndarray,
+        ref: str,
+        alts: Sequence[str],
+        fmt: VarChunk | None,
+        *,
+        calls: Calls | None = None,
+    ) -> None:
+        """One record of `samples` (`gt` rows: allele index, -1 missing, -2 no allele)."""
+        group = self._group(samples)
+        classes = [_NONE, *(self._class_of(ref, alt) for alt in alts)]
+        if group.small is not None:
+            self._add_small(group.small, gt.tolist(), classes, len(alts) > 1)
+        else:
+            calls = Calls(gt) if calls is None else calls
+            self._add_numpy(group.counts, calls, classes, len(alts) > 1)
+        if fmt is not None and len(fmt):
+            for name, (values, present) in format_ints(fmt, _FIELDS).items():
+                group.fields[name].add(values, present)
+
+    @staticmethod
+    def _add_small(
+        counters: list[list[int]], gt: list[list[int]], classes: list[int], multi: bool
+    ) -> None:
+        for raw, c in zip(gt, counters, strict=True):
+            row = [a for a in raw if a != -2]
+            called = [a for a in row if a >= 0]
+            c[_C["n_records"]] += 1
+            c[_C["n_multiallelic"]] += multi
+            if not called:
+                c[_C["n_not_called"]] += 1
+                continue
+            c[_C["n_called"]] += 1
+            if all(a == row[0] for a in row):
+                c[_C["n_hom_ref"]] += row[0] == 0
+            else:
+                c[_C["n_het"]] += 1
+            alts = [a for a in called if a > 0]
+            c[_C["n_singleton"]] += sum(1 for a in set(alts) if alts.count(a) == 1)
+            for a in alts:
+                for name in _CLASS_COUNTERS[classes[a]]:
+                    c[_C[name]] += 1
+
+    @staticmethod
+    def _add_numpy(counts: np.ndarray, calls: Calls, classes: list[int], multi: bool) -> None:
+        t = calls.transposed  # (ploidy, samples)
+        valid = t != -2
+        called = calls.called
+        hom = ((t == t[0]) | ~valid).all(axis=0)
+        counts[:, _C["n_records"]] += 1
+        counts[:, _C["n_multiallelic"]] += multi
+        counts[:, _C["n_called"]] += called
+        counts[:, _C["n_not_called"]] += ~called
+        counts[:, _C["n_hom_ref"]] += called & hom & (t[0] == 0)
+        counts[:, _C["n_het"]] += called & ~hom
+        copies = calls.copies(len(classes))[:, 1:]
+        counts[:, _C["n_singleton"]] += (copies == 1).sum(axis=1)
+        kinds = np.asarray(classes[1:], dtype=np.int64)
+        for kind in set(classes[1:]) - {_NONE}:
+            per_sample = copies[:, kinds == kind].sum(axis=1)
+            for name in _CLASS_COUNTERS[kind]:
+                counts[:, _C[name]] += per_sample
+
+    def take(self) -> dict[str, object]:
+        """Columns of one row per sample: counters as uint64, and each nullable DP/GQ
+        statistic as (values, validity)."""
+        names: list[str] = []
+        counts, fields = [], {f: [] for f in _FIELDS}  # type: ignore[var-annotated]
+        for samples, group in self._groups.items():
+            block = group.counts.copy()
+            if group.small is not None:
+                block += np.asarray(group.small, dtype=np.int64)
+            names.extend(samples)
+            counts.append(block)
+            for f in _FIELDS:
+                fields[f].append(group.fields[f])
+        self._groups = {}
+        width = len(COUNTERS)
+        matrix = np.vstack(counts) if counts else np.zeros((0, width), dtype=np.int64)
+        out: dict[str, object] = {"sample": names}
+        for f in _FIELDS:
+            prefix = f.decode().lower()
+            stats = fields[f]
+            count = _cat([s.count for s in stats])
+            valid = (count > 0).astype(np.uint8)
+            for part in ("sum", "sum2", "count", "min", "max"):
+                values = _cat([getattr(s, part) for s in stats])
+                out[f"{prefix}_{part}"] = (np.where(valid == 1, values, np.uint64(0)), valid)
+        for i, name in enumerate(COUNTERS):
+            out[name] = matrix[:, i].astype(np.uint64)
+        return out
+
+
+def _cat(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.uint64)
+
+
+def format_ints(
+    chunk: VarChunk, keys: Sequence[bytes]
+) -> dict[bytes, tuple[np.ndarray, np.ndarray]]:
+    """Per sample, the first value of each Integer FORMAT field of `keys` in `fmt` blobs
+    (layout: uint32 field count, then per field `key\\0`, int32 type, int32 count,
+    values), and whether it is there and not missing.
+
+    Every sample's blob of one record holds the same fields in the same order (`vcfio`
+    writes it so), so the fields are walked for all samples at once: only the value
+    counts differ from sample to sample.
+    """
+    data = np.frombuffer(chunk.data, dtype=np.uint8)
+    n = len(chunk)
+    if n <= SMALL:
+        return _format_ints_small(chunk.cells(), keys)
+    lengths = chunk.lengths.astype(np.int64)
+    starts = np.zeros(n, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    first = chunk.data[: int(lengths[0])]
+    (n_fields,) = struct.unpack_from("<I", first, 0)
+    out: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+    offset = np.full(n, 4, dtype=np.int64)
+    for _ in range(n_fields):
+        at = int(offset[0])
+        stop = first.index(b"\0", at)
+        key, htype = first[at:stop], struct.unpack_from("<i", first, stop + 1)[0]
+        offset += stop - at + 1
+        counts = _int32_at(data, starts + offset + 4)
+        offset += 8
+        if key in keys and htype == layout.HT_INT:
+            has = counts > 0
+            values = _int32_at(data, np.where(has, starts + offset, 0))
+            out[key] = (values, has & (values != layout.INT32_MISSING))
+            if len(out) == len(keys):
+                break
+        offset += counts * (1 if htype == layout.HT_STR else 4)
+    return out
+
+
+def _int32_at(data: np.ndarray, at: np.ndarray) -> np.ndarray:
+    at = np.minimum(at, max(data.size - 4, 0))
+    raw = data[at[:, None] + np.arange(4)]
+    return np.ascontiguousarray(raw).view("<i4").reshape(-1).astype(np.int64)
+
+
+def _format_ints_small(
+    blobs: list[bytes], keys: Sequence[bytes]
+) -> dict[bytes, tuple[np.ndarray, np.ndarray]]:
+    n = len(blobs)
+    values = {k: np.zeros(n, dtype=np.int64) for k in keys}
+    present = {k: np.zeros(n, dtype=bool) for k in keys}
+    for i, blob in enumerate(blobs):
+        for key, htype, count, raw in _walk(blob):
+            if key in values and htype == layout.HT_INT and count > 0:
+                (value,) = struct.unpack_from("<i", raw, 0)
+                values[key][i] = value
+                present[key][i] = value != layout.INT32_MISSING
+    return {k: (values[k], present[k]) for k in keys}
+
+
+def _walk(blob: bytes) -> list[tuple[bytes, int, int, bytes]]:
+    if len(blob) < 4:
+        return []
+    (n,) = struct.unpack_from("<I", blob, 0)
+    at, out = 4, []
+    for _ in range(n):
+        stop = blob.index(b"\0", at)
+        htype, count = struct.unpack_from("<ii", blob, stop + 1)
+        start = stop + 9
+        end = start + count * (1 if htype == layout.HT_STR else 4)
+        out.append((blob[at:stop], htype, count, blob[start:end]))
+        at = end
+    return out
+
+
+def write_sample_stats(array: tiledb.Array, columns: Mapping[str, object]) -> None:
+    """One unordered write of `take()`'s columns, nullable ones with their validity
+    (`write_buffers.write_columns` writes a nullable column all valid or all null)."""
+    lt = tiledb.libtiledb
+    query = lt.Query(lt.Context(array.ctx), array.array, lt.QueryType.WRITE)
+    query.layout = lt.LayoutType.UNORDERED
+    keep: list[object] = []
+    samples = Var.text(columns["sample"])  # type: ignore[arg-type]
+    query.set_data_buffer("sample", samples.data, np.uint64(samples.data.size))
+    query.set_offsets_buffer("sample", samples.offsets, np.uint64(samples.offsets.size))
+    keep.append(samples)
+    for name, column in columns.items():
+        if name == "sample":
+            continue
+        if isinstance(column, tuple):
+            values, validity = (np.ascontiguousarray(c) for c in column)
+            query.set_validity_buffer(name, validity, np.uint64(validity.size))
+            keep.append(validity)
+        else:
+            values = np.ascontiguousarray(column)
+        query.set_data_buffer(name, values, np.uint64(values.size))
+        keep.append(values)
+    query._submit()
+    query.finalize()
