@@ -45,7 +45,9 @@ __all__ = [
 
 # A contig's largest coordinate the node accepts (chr1 is ~249 Mb; leave headroom).
 MAX_COORD = 1 << 31
-_ID = re.compile(r"^chr([A-Za-z0-9._-]+)_(\d+)_([ACGTNacgtn*]+)_([A-Za-z0-9<>:*.\[\]_-]+)$")
+# ASCII digits only (`\d` takes any script's digits, which int() reads), and fullmatch:
+# `$` would let a trailing newline through.
+_ID = re.compile(r"chr([A-Za-z0-9._-]+)_([0-9]+)_([ACGTNacgtn*]+)_([A-Za-z0-9<>:*.\[\]_-]+)")
 
 # Beacon variantType → the store's classes it covers. Beacon (following VCF/SO) calls
 # insertions and deletions of sequence "INDEL"; "DEL"/"INS" also match symbolic alleles.
@@ -212,7 +214,7 @@ def internal_id(v: Variant) -> str:
 
 def parse_internal_id(text: str) -> tuple[str, int, str, str]:
     """(canonical contig, 0-based start, REF, ALT) of an id made by `internal_id`."""
-    m = _ID.match(text)
+    m = _ID.fullmatch(text)
     if m is None:
         raise InvalidInput(f"not a variant id of this node: {text[:100]!r}")
     pos = int(m.group(2))
