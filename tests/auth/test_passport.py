@@ -348,6 +348,20 @@ def test_pattern_match_agrees_with_regex_oracle(pattern: str, text: str) -> None
 
 
 def test_pattern_match_is_linear_on_hostile_patterns() -> None:
-    start = time.perf_counter()
-    assert not pattern_match("*a" * 100 + "b", "a" * 255)
-    assert time.perf_counter() - start < 1.0
+    """A backtracking matcher takes exponential time on `*a*a...b` (it would not finish);
+    the table costs the same for any pattern of that size. Compared with a benign pattern
+    of equal length and as many stars, timed alike under the same load (no fixed seconds)."""
+    text = "a" * 255
+    hostile, benign = "*a" * 100 + "b", "*" * 100 + "a" * 100 + "b"
+    assert not pattern_match(hostile, text) and not pattern_match(benign, text)
+    assert _best_time(hostile, text) < 10 * _best_time(benign, text)
+
+
+def _best_time(pattern: str, text: str) -> float:
+    """The fastest of several runs (the one least disturbed by other processes)."""
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        pattern_match(pattern, text)
+        times.append(time.perf_counter() - start)
+    return min(times)

@@ -9,6 +9,7 @@ import pytest
 from node.errors import InvalidInput
 from node.peer.coordinator import Coordinator
 from node.peer.peers import load_peers
+from tests.deadline import ended_by
 from tests.peer import fakes
 from tests.peer.helpers import SPLIT, bcftools_truth, samples_truth, write_peers
 
@@ -78,7 +79,7 @@ async def test_faulty_peers_give_partial_totals_by_the_deadline(
         await coordinator.close()
         for server, _ in fakes_started:
             await server.stop(0)
-    assert elapsed < deadline + 0.5
+    assert ended_by(elapsed, deadline)
     status = {n.node_id: n.status for n in result.nodes}
     assert status == {
         "node-a": "OK",

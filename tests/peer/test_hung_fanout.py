@@ -23,13 +23,13 @@ from bench.federation_bench import COORDINATOR as BENCH_COORDINATOR
 from bench.federation_bench import _keys
 from node.peer.coordinator import Coordinator
 from node.peer.peers import load_peers
+from tests.deadline import ended_by
 from tests.peer.helpers import public_pem, samples_truth, write_peers
 
 pytestmark = pytest.mark.slow
 
 NODES = 8
 DEADLINE_S = 4.0
-MARGIN_S = 0.3
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -99,8 +99,8 @@ async def test_one_hung_node_of_eight_returns_at_the_deadline(
         await coordinator.close()
     wall = time.monotonic() - started
 
-    assert wall < DEADLINE_S + MARGIN_S, (wall, result.elapsed_s)
-    assert result.elapsed_s >= DEADLINE_S - 0.05  # it did wait for the hung node
+    assert ended_by(wall, DEADLINE_S), (wall, result.elapsed_s)
+    assert result.elapsed_s >= 0.99 * DEADLINE_S  # it did wait for the hung node
     assert {n.node_id: n.status for n in result.nodes} == {
         "node-0": "DEADLINE_EXCEEDED",
         **{f"node-{i}": "OK" for i in range(1, NODES)},

@@ -18,6 +18,7 @@ import pytest
 
 from node.peer.coordinator import Coordinator
 from node.peer.peers import load_peers
+from tests.deadline import ended_by
 from tests.peer import fakes
 from tests.peer.helpers import (
     COORDINATOR,
@@ -154,7 +155,7 @@ async def test_real_node_processes(tmp_path, cohort, coordinator_key, node_proce
     finally:
         garbage.kill()
         garbage.wait()
-    assert elapsed < deadline + 0.5
+    assert ended_by(elapsed, deadline)
     assert {n.node_id: n.status for n in result.nodes} == {
         "node-a": "OK",
         "node-b": "UNAVAILABLE",

@@ -12,6 +12,7 @@ import yaml
 from node.domain import AlleleKey
 from node.peer.coordinator import Coordinator
 from node.peer.peers import load_peers
+from tests.deadline import ended_by
 from tests.peer import fakes
 from tests.peer.helpers import write_peers
 
@@ -82,9 +83,10 @@ async def test_retries_stop_at_the_deadline(tmp_path, coordinator_key):
         result, elapsed = await _ask(peers)
     finally:
         await server.stop(0)
-    assert elapsed < deadline + 0.15
+    # Unbounded, 5 attempts back off for up to 1.5 s (0.1 + 0.2 + 0.4 + 0.8, jittered).
     assert result.nodes[0].status in {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
-    assert all(t - unavailable[0] < deadline for t in unavailable)
+    assert ended_by(elapsed, deadline)
+    assert all(ended_by(t - unavailable[0], deadline) for t in unavailable)
 
 
 async def test_a_peer_timeout_bounds_that_peer_only(tmp_path, coordinator_key, three_nodes):
@@ -95,9 +97,9 @@ async def test_a_peer_timeout_bounds_that_peer_only(tmp_path, coordinator_key, t
         result, elapsed = await _ask(peers)
     finally:
         await hung.stop(0)
-    assert elapsed < 0.3 + 0.5  # not the 5 s deadline of the whole call
     status = {n.node_id: n.status for n in result.nodes}
     assert status == {"node-a": "OK", "hung": "DEADLINE_EXCEEDED"}
+    assert ended_by(elapsed, 0.3)  # not the 5 s deadline of the whole call
 
 
 async def test_unresolvable_and_unroutable_peers_end_at_the_deadline(
@@ -112,7 +114,7 @@ async def test_unresolvable_and_unroutable_peers_end_at_the_deadline(
     ]
     path.write_text(yaml.safe_dump(doc))
     result, elapsed = await _ask(load_peers(path))
-    assert elapsed < 1.0 + 0.3
+    assert ended_by(elapsed, 1.0)  # not the TCP connect timeout
     status = {n.node_id: n.status for n in result.nodes}
     assert status["node-a"] == "OK"
     assert status["no-name"] in {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
