@@ -14,6 +14,7 @@ import tiledb
 
 from node.domain import Call, Record, Region, normalize_contig
 from node.store import layout
+from node.store.overlap import anchored
 
 __all__ = ["RecordReader", "StoredCall"]
 
@@ -101,7 +102,7 @@ class RecordReader:
             current = -1
             for chunk in self._chunks(source, max(0, s - self._gap), e, samples, lock):
                 start, real, end = chunk["start_pos"], chunk["real_start_pos"], chunk["end_pos"]
-                keep = ((start == real) | (start < s)) & (end >= s) & (real <= e)
+                keep = anchored(start, real, end, region)
                 for i in np.flatnonzero(keep):
                     if int(start[i]) < s:
                         before.append((chunk, int(i)))

@@ -4,7 +4,7 @@ A cell is one input record with the packed genotypes of its input's samples, so 
 of 2,504 samples is one cell per record rather than 2,504; the matrix is assembled from
 the packed codes by whole-row copies. What comes out equals the `data` path (`records`):
 
-- the region rule is TileDB-VCF's anchor rule on (pos, real_start, end);
+- the region rule is `overlap.anchored` on (pos, real_start, end);
 - cells of several ingests with equal site fields at one position form one record, a
   duplicated input line (two equal cells of one input) a second copy of it;
 - records go by start, then by their smallest sample name among the columns asked for
@@ -29,6 +29,7 @@ from node.store import layout
 from node.store.batch import NO_ALLELE, FieldSource, GenotypeBatch, Site
 from node.store.columns import Block, Var, submitted_blocks
 from node.store.genotype_rows import GROUP_META, WIDE
+from node.store.overlap import anchored
 
 __all__ = ["BULK_READ", "BULK_SPAN", "SMALL_READ", "GenotypeReader"]
 
@@ -144,7 +145,9 @@ class GenotypeReader:
     ) -> Iterator[GenotypeBatch]:
         if block.n == 0:
             return
-        keep = _anchor_rule(block, s, e) & np.isin(block.fixed["group"], list(plan))
+        region = Region(source, s, e + 1)
+        keep = anchored(block.start, block.fixed["real_start"], block.fixed["end"], region)
+        keep &= np.isin(block.fixed["group"], list(plan))
         cells = np.flatnonzero(keep)
         if cells.size == 0:
             return
@@ -154,12 +157,6 @@ class GenotypeReader:
         infos: dict[bytes, dict[str, object]] = {}  # INFO blobs repeat: decoded once
         sites = tuple(_site(contig, source, keys[k], infos) for k in rows.site_cells.tolist())
         yield _assemble(block, cells, rows, sites, columns, plan)
-
-
-def _anchor_rule(block: Block, s: int, e: int) -> np.ndarray:
-    """Real cells in the region, plus anchor copies before it of records reaching into it."""
-    start, real, end = block.start, block.fixed["real_start"], block.fixed["end"]
-    return np.asarray(((start == real) | (start < s)) & (end >= s) & (real <= e))
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from node.store.batch import NO_ALLELE, FieldSource, GenotypeBatch, Site
 from node.store.columns import Block, Var, name_columns, submitted_blocks
 from node.store.data_scan import scan_blocks
 from node.store.gt_codes import cell_genotypes
+from node.store.overlap import anchored
 
 __all__ = ["SCAN_SPAN", "BatchReader", "RecordCells"]
 
@@ -106,20 +107,20 @@ class BatchReader:
                 blocks = scan_blocks(self._data, source, lo, e, columns, wanted, attrs, lock)
             else:
                 blocks = self._blocks(source, lo, e, wanted, lock)
-            yield from self._source_batches(source, blocks, s, e, tuple(columns))
+            yield from self._source_batches(source, blocks, region, tuple(columns))
 
     def _source_batches(
-        self, source: str, blocks: Iterator[Block], s: int, e: int, columns: tuple[str, ...]
+        self, source: str, blocks: Iterator[Block], region: Region, columns: tuple[str, ...]
     ) -> Iterator[RecordCells]:
         before: list[Block] = []  # anchor-window cells (start_pos < s), which come first
         carry: Block | None = None  # the last position seen, which may go on in the next chunk
-        for chunk in blocks:
-            early = int(np.searchsorted(chunk.start, s))
+        for cells in blocks:
+            real, end = cells.fixed["real_start_pos"], cells.fixed["end_pos"]
+            chunk = cells.take(anchored(cells.start, real, end, region))
+            early = int(np.searchsorted(chunk.start, region.start))
             if early:
-                head = chunk.slice(0, early)
-                before.append(head.take(_anchor_rule(head, s, e)))
+                before.append(chunk.slice(0, early))
             block = chunk.slice(early, chunk.n)
-            block = block.take(block.start == block.fixed["real_start_pos"])  # no anchor copies
             if block.n == 0:
                 continue
             if before:
@@ -268,12 +269,6 @@ class BatchReader:
             info=info,
             source_contig=source,
         )
-
-
-def _anchor_rule(block: Block, s: int, e: int) -> np.ndarray:
-    """Real cells in the region, plus anchor copies before it of records reaching into it."""
-    start, real, end = block.start, block.fixed["real_start_pos"], block.fixed["end_pos"]
-    return np.asarray(((start == real) | (start < s)) & (end >= s) & (real <= e))
 
 
 def _runs(block: Block, table_ids: np.ndarray, *, same_position: bool) -> np.ndarray:
