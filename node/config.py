@@ -39,8 +39,10 @@ __all__ = [
     "DatasetSettings",
     "HtsgetSettings",
     "IssuerSettings",
+    "OidcSettings",
     "PeerCoordinatorSettings",
     "PeerSettings",
+    "PortalSettings",
     "PrivacySettings",
     "ServerSettings",
     "Settings",
@@ -316,6 +318,48 @@ class HtsgetSettings(_Section):
     max_generated_bytes: int = Field(default=256 << 20, gt=0, description="generated VCF/BCF")
 
 
+def _endpoint(url: str) -> str:
+    """An OIDC endpoint the browser is sent to: https, or http on a loopback host (tests,
+    a local issuer)."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit(":", 1)[0].lower()
+    if scheme == "https" or (scheme == "http" and host in ("127.0.0.1", "localhost", "[::1]")):
+        return url
+    raise ValueError(f"{url!r}: an https URL (http only on a loopback host)")
+
+
+class OidcSettings(_Section):
+    """Sign-in of the portal with OpenID Connect, authorization code with PKCE (RFC 7636),
+    run in the browser as a public client (no client secret). The token the issuer returns
+    in `token_field` is used as the bearer token of the APIs, so the issuer must be one of
+    `auth.brokers` (a Passport broker)."""
+
+    issuer: str = Field(min_length=1, max_length=255)
+    client_id: str = Field(min_length=1, max_length=255)
+    authorization_endpoint: str = Field(max_length=2048)
+    token_endpoint: str = Field(max_length=2048)
+    scope: str = Field(default="openid ga4gh_passport_v1", max_length=1024)
+    token_field: Literal["access_token", "id_token"] = "access_token"
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> OidcSettings:
+        _endpoint(self.authorization_endpoint)
+        _endpoint(self.token_endpoint)
+        return self
+
+
+class PortalSettings(_Section):
+    """The web portal served at `/` (node/web/portal)."""
+
+    enabled: bool = True
+    # igv.js's dist folder (npm `igv`); None: node_modules/igv/dist beside the package.
+    igv_dir: str | None = None
+    # The operator view's credential, as the hex SHA-256 of the secret the operator
+    # presents (`printf %s SECRET | sha256sum`). None: the operator view is refused to all.
+    operator_token_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
+    oidc: OidcSettings | None = None
+
+
 class PeerSettings(_Section):
     """The peer (federation) gRPC API; served beside HTTP when `port` is set."""
 
@@ -355,6 +399,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     peer: PeerSettings = PeerSettings()
     htsget: HtsgetSettings = HtsgetSettings()
+    portal: PortalSettings = PortalSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -22,6 +22,7 @@ from node.web.htsget import create_htsget_app
 from node.web.keys import DATASETS, METRICS, SETTINGS
 from node.web.metrics import Metrics
 from node.web.middleware import REQUEST_IDS, RequestIds, request_context
+from node.web.portal import mount_portal
 from node.web.privacy import audit_access, privacy_ctx
 
 __all__ = ["create_app", "parser_limits"]
@@ -62,6 +63,8 @@ def create_app(
     app.add_subapp("/api", create_beacon_app(settings))
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    if settings.portal.enabled:
+        mount_portal(app, settings)  # pages at /, its own sub-app at /portal
     return app
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "audit_request",
     "client_address",
     "ledger_for",
+    "not_data",
     "privacy_ctx",
 ]
 
@@ -106,6 +107,12 @@ async def audit_request(
     await _append(request, config_of(request)[GATE], ledger, datasets=datasets,
                   query={"path": request.path, **query}, granularity=granularity,
                   outcome=outcome)
+
+
+def not_data(request: web.Request) -> None:
+    """Mark `request` as touching no data (the portal's pages and assets: the data they
+    show comes from API requests, each audited), so `audit_access` does not log it."""
+    request[_AUDITED] = True
 
 
 @web.middleware
