@@ -27,6 +27,8 @@ from node.store.stats import variant_type_of
 __all__ = ["ContigIndex", "build_contig_index", "index_of_rows"]
 
 _POS_MAX = 2**32 - 2
+_CARRIERS = layout.FEDNODE_COUNTS.index("n_carriers")
+_PLACEHOLDERS = frozenset({"<NON_REF>", "<*>", "*"})  # as memory.is_placeholder_allele
 Point = tuple[int, str, str]  # pos, ref, alt
 
 
@@ -73,8 +75,8 @@ class ContigIndex:
         names = self.names
         out = []
         for i in range(lo, hi):
-            if self.end[i] < s:
-                continue
+            if self.end[i] < s or self.counts[i, _CARRIERS] <= 0:
+                continue  # carried by nobody any more (a replaced sample's allele)
             ref, alt = names[self.ref[i]], names[self.alt[i]]
             kind = VariantType(variant_type_of(ref, alt))
             out.append(Variant(contig, int(self.pos[i]), int(self.end[i]) + 1, ref, alt, kind,
@@ -82,25 +84,33 @@ class ContigIndex:
         return out
 
     def lookup(self, points: Sequence[Point]) -> list[AlleleStats | None]:
+        """Each allele's statistics; an allele no called genotype carries at a site with
+        calls (records or reference blocks) has AC 0 and the site's AN; None where no
+        sample is called (AN unknown, not 0)."""
         return [self._one(*point) for point in points]
 
     def _one(self, pos: int, ref: str, alt: str) -> AlleleStats | None:
-        ref_id, alt_id = self.ids.get(ref), self.ids.get(alt)
-        if ref_id is None or alt_id is None:
+        if alt in _PLACEHOLDERS:
+            return None  # "any other allele" is never an allele of its own
+        an, called = self._called_at(pos)
+        if called <= 0:
             return None
+        ref_id, alt_id = self.ids.get(ref), self.ids.get(alt)
         # One binary search, then the few alleles at `pos` (one per REF/ALT pair).
         positions, n = self.pos, self.pos.size
-        i = int(positions.searchsorted(pos, side="left"))
+        i = int(positions.searchsorted(pos, side="left")) if ref_id and alt_id else n
         while i < n and positions[i] == pos:
             if self.ref[i] == ref_id and self.alt[i] == alt_id:
-                return self._stats(pos, self.counts[i])
+                ac, _, n_hom, n_het, carriers, _ = self.counts[i].tolist()
+                if carriers > 0:
+                    return AlleleStats(ac, an, n_hom, n_het, carriers, called)
+                break
             i += 1
-        return None
+        return AlleleStats(0, an, 0, 0, 0, called)
 
-    def _stats(self, pos: int, allele: np.ndarray) -> AlleleStats | None:
-        ac, _, n_hom, n_het, carriers, _ = allele.tolist()
-        if carriers <= 0:
-            return None
+    def _called_at(self, pos: int) -> tuple[int, int]:
+        """(called alleles, called samples) at `pos`: its records' site row plus the
+        reference blocks covering it."""
         an = called = 0
         i = int(self.site_pos.searchsorted(pos, side="left"))
         if i < self.site_pos.size and self.site_pos[i] == pos:
@@ -108,7 +118,7 @@ class ContigIndex:
         if self.coverage is not None:
             block_an, block_called = self.coverage.at(pos)
             an, called = an + block_an, called + block_called
-        return AlleleStats(ac, an, n_hom, n_het, carriers, called)
+        return an, called
 
 
 def build_contig_index(

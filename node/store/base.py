@@ -50,9 +50,13 @@ class VariantStore(Protocol):
         ...
 
     def allele_stats(self, keys: Sequence[AlleleKey]) -> list[AlleleStats | None]:
-        """Statistics of each allele (None where the dataset has no such allele).
+        """Statistics of each allele over the samples called at its position.
 
-        Cost does not grow with the number of samples.
+        An allele no called genotype carries, at a position where some sample is called
+        (a record, or a gVCF reference block covering it), has AC 0 and the position's
+        allele number (`bcftools +fill-tags` AN): a "no" that still counts the alleles
+        called there. None where no sample is called: the allele number is unknown, not
+        0. Cost does not grow with the number of samples.
         """
         ...
 

@@ -246,8 +246,6 @@ class MemoryStore:
             return None
         recs = [r for r in data.by_start.get(key.start, []) if not r.is_ref_block]
         holders = [r for r in recs if r.ref == key.ref and key.alt in r.alts]
-        if not holders:
-            return None
         called: dict[str, int] = {}
         for rec in recs:
             for s, call in rec.calls.items():
@@ -257,7 +255,10 @@ class MemoryStore:
                 if s not in called:
                     called[s] = _called(call)
         stats = _allele_stats(holders, key.alt, called)
-        return stats if stats.ac > 0 else None
+        if stats.n_called == 0:
+            return None  # nobody called here: the allele number is unknown, not 0
+        # An allele nobody carries at a called site: AC 0 over the site's called alleles.
+        return stats if stats.ac > 0 else AlleleStats(0, stats.an, 0, 0, 0, stats.n_called)
 
     def variants(
         self,
@@ -286,7 +287,7 @@ class MemoryStore:
             if kind is VariantType.REF:
                 continue
             stats = self._stats(AlleleKey(rec.contig, rec.start, rec.ref, alt))
-            if stats is None:
+            if stats is None or stats.ac == 0:
                 continue  # carried by no called genotype
             end = rec.end if alt.startswith("<") else rec.start + len(rec.ref)
             yield Variant(

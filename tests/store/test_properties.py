@@ -157,6 +157,15 @@ def truth_stats(merged: Path) -> dict[AlleleKey, AlleleStats]:
     return truth
 
 
+def site_truth(truth: dict[AlleleKey, AlleleStats], key: AlleleKey) -> AlleleStats | None:
+    """What a store answers for an allele absent from `truth` (one record per position):
+    AC 0 over the called alleles of the record at its position, None when none is called."""
+    for k, stats in truth.items():
+        if (k.contig, k.start) == (key.contig, key.start) and stats.n_called:
+            return AlleleStats(0, stats.an, 0, 0, 0, stats.n_called)
+    return None
+
+
 def flat_records(
     store: VariantStore, region: Region, samples: list[str]
 ) -> set[tuple[object, ...]]:
@@ -220,13 +229,13 @@ def test_memory_store_equals_bcftools(cohort: Cohort, query: tuple, data: st.Dat
         store = ingest_memory(paths)
         truth = truth_stats(merged)
         keys = list(truth)
-        # an allele no called genotype carries (AC 0) is not in the dataset
-        assert store.allele_stats(keys) == [truth[k] if truth[k].ac else None for k in keys]
+        # an allele no called genotype carries (AC 0) has the site's AN; where nobody is
+        # called (NS 0) the allele number is unknown: None
+        assert store.allele_stats(keys) == [truth[k] if truth[k].n_called else None for k in keys]
         absent = [AlleleKey(k.contig, k.start, k.ref, k.alt + "A") for k in keys]
         absent += [AlleleKey(k.contig, k.start + 1, k.ref, k.alt) for k in keys]
-        assert store.allele_stats([k for k in absent if k not in truth]) == [
-            None for k in absent if k not in truth
-        ]
+        absent = [k for k in absent if k not in truth]
+        assert store.allele_stats(absent) == [site_truth(truth, k) for k in absent]
         contig, start, width, *_ = query
         if start + width > start:
             got = [(v.start, v.ref, v.alt) for v in store.variants(
@@ -320,6 +329,10 @@ def test_tiledb_reference_blocks_equal_memory_store(tmp_path: Path, seed: int) -
         region = Region("1", 0, 4000)
         want = [_variant_row(v) for v in memory.variants(region)]
         assert [_variant_row(v) for v in tiledb.variants(region)] == want and want
+        # Every position, carried or not: AC 0 over what records and blocks call there.
+        absent = [AlleleKey("1", p, "N", "<INS>") for p in range(region.start, region.end)]
+        assert tiledb.allele_stats(absent) == memory.allele_stats(absent)
+        assert any(absent_stats is None for absent_stats in memory.allele_stats(absent))
         for sample in memory.samples:
             assert flat_records(tiledb, region, [sample]) == flat_records(memory, region, [sample])
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import tiledb
 
-from node.domain import AlleleKey, Region
+from node.domain import AlleleKey, AlleleStats, Region
 from node.names import VariantType
 from node.store import layout
 from node.store.aggregate_build import build_aggregate
@@ -188,8 +188,13 @@ def test_variant_stats_lookup_is_tiledbvcf_reader(
             found = variant_stats_lookup(arr, contig, points)  # type: ignore[arg-type]
             assert [(f.ac, f.an) if f else None for f in found] == [(r[3], r[4]) for r in mine]
             assert variant_stats_lookup(arr, contig, [(1, "A", "T")]) == [None]
-    key = AlleleKey("1", max(p for c, p, *_ in rows if c == "chr1"), "N", "N")
-    assert own.allele_stats([key]) == [None]
+    # An allele nobody carries at a called site: AC 0 over the site's AN; before any
+    # record nobody is called: unknown.
+    last = max(p for c, p, *_ in rows if c == "chr1")
+    (carried, *_) = [v for v in own.variants(Region("1", last, last + 1)) if v.start == last]
+    uncarried, uncalled = AlleleKey("1", last, "N", "N"), AlleleKey("1", 0, "N", "N")
+    assert own.allele_stats([uncarried, uncalled]) == [
+        AlleleStats(0, carried.stats.an, 0, 0, 0, carried.stats.n_called), None]
 
 
 @pytest.mark.parametrize("version", [2, 3])
