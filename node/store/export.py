@@ -1,8 +1,11 @@
 """Records of a `VariantStore` → a whole BGZF-compressed VCF or a BCF file (htsget variants).
 
-The header is rebuilt from what the store returns: contigs in the order asked, INFO and
+The header is the one the dataset keeps (`vcf_header`: its inputs' headers, merged), so
+types, numbers, contig lengths and `##reference` are the input's; each record's FORMAT
+keys keep their order in the input. A store without kept headers (the in-memory
+reference) gets one rebuilt from what it returns: contigs in the order asked, INFO and
 FORMAT definitions typed from the values seen (Number=., so any arity is valid). The
-store is the source of truth; the output is a valid file even when empty.
+output is a valid file even when empty.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from node.reads.bgzf import BGZF_EOF, compress_block
 from node.store.base import VariantStore
 from node.store.batch import GenotypeBatch, Site, genotype_batches
 from node.store.gt_text import genotype_text
+from node.store.vcf_header import HeaderSource, merged_header
 
 __all__ = ["export_variants", "merge_regions"]
 
@@ -82,6 +86,13 @@ def _header(store: VariantStore, batches: Sequence[GenotypeBatch]) -> str:
     sites = [site for b in batches for site in b.sites]
     named = {s.contig: s.source_contig or s.contig for s in sites}
     contigs = [named.get(c, c) for c in store.contigs()]
+    kept = store.vcf_headers() if isinstance(store, HeaderSource) else {}
+    if kept and all(s in kept for s in store.samples):
+        return merged_header(
+            [kept[s] for s in store.samples] or kept.values(),
+            samples=store.samples,
+            contigs=contigs,
+        )
     info = _types(s.info for s in sites)
     fmt = _types(_call_fields(batches))
     filters = sorted({f for s in sites for f in s.filters} - {"PASS"})
@@ -170,7 +181,8 @@ def _site_cols(site: Site) -> list[str]:
 
 
 def _genotypes(rec: Record, samples: Sequence[str]) -> list[str]:
-    keys = sorted({k for c in rec.calls for k in c.fields if k != "GT"})
+    # FORMAT keys in the input's order (VCF 4.3 §1.6.2: GT first; the rest as given).
+    keys = list(dict.fromkeys(k for c in rec.calls for k in c.fields if k != "GT"))
     by_sample = {c.sample: c for c in rec.calls}
     out = [":".join(["GT", *keys])]
     for name in samples:

@@ -58,6 +58,7 @@ from node.store.ingest_checks import check_assembly, check_samples
 from node.store.ingest_writer import IngestWriter
 from node.store.records import BatchReader
 from node.store.variant_scan import carried_variants, data_stats_lookup, wanted, with_stats
+from node.store.vcf_header import stored_headers
 from node.store.vcfio import RecordReader, VcfInput
 
 __all__ = ["TileDBVCFStore", "list_datasets"]
@@ -318,6 +319,12 @@ class TileDBVCFStore:
             unknown = sorted(set(samples) - set(self._state.samples))
             if unknown:
                 raise NotFound(f"unknown samples: {', '.join(unknown[:5])}")
+
+    def vcf_headers(self) -> dict[str, str]:
+        """Each sample's VCF header as the dataset keeps it (`metadata/vcf_headers`): its
+        input's header, which exports carry (`vcf_header.merged_header`)."""
+        with self._lock:
+            return stored_headers(self._array(layout.HEADERS))
 
     def _headers(self) -> dict[str, list[str]]:
         """Per sample, its header's htslib FILTER/INFO/FORMAT id table (cached)."""
