@@ -1,10 +1,10 @@
 """The htsget 1.3 sub-app, mounted at /htsget: tickets, service-info and the data endpoint
 (node/web/htsget_data.py).
 
-Handlers are thin: parse (node/htsget/parse.py), check access, build the ticket
-(node/htsget/tickets.py; on the event loop when it needs at most two uncached blocks, else
-in a worker thread). Errors are rendered once, by `htsget_errors`, as
-`{"htsget": {"error", "message"}}`; CORS once, by `cors`.
+Handlers only translate: parse (node/htsget/parse.py), name the principal, and hand the
+request to the use case (node/htsget/service.py: access, privacy, audit, the ticket).
+Errors are rendered once, by `htsget_errors`, as `{"htsget": {"error", "message"}}`;
+CORS once, by `cors`.
 """
 
 from __future__ import annotations
@@ -13,32 +13,20 @@ import asyncio
 import logging
 import os
 import secrets
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from node.auth.policy import effective_granularity
 from node.config import Settings
-from node.errors import (
-    NodeError,
-    NotFound,
-    PayloadTooLarge,
-    PermissionDenied,
-    Unauthenticated,
-)
+from node.errors import NodeError, PayloadTooLarge
 from node.htsget.info import service_info
 from node.htsget.models import CONTENT_TYPE, HtsgetRequest, Kind
 from node.htsget.parse import parse_get, parse_post
+from node.htsget.service import HtsgetService, TicketCall
 from node.htsget.signing import BlockSigner
-from node.htsget.tickets import UrlFor, file_ticket, ticket
-from node.htsget.variants import store_regions
-from node.names import Granularity
-from node.reads.blocks import BlockMiss
 from node.reads.catalog import ReadsCatalog
-from node.reads.layout import Layout, Span
 from node.web.auth import principal_of
 from node.web.htsget_data import SIGNER, data_handler
 from node.web.keys import DATASETS, READS, SETTINGS
@@ -49,9 +37,6 @@ __all__ = ["create_htsget_app"]
 
 log = logging.getLogger("fednode.htsget")
 _CORS_MAX_AGE = str(30 * 24 * 3600)
-# Tickets computed on the event loop: at most this many regions and uncached block reads.
-_INLINE_MAX_REGIONS = 16
-_INLINE_MAX_READS = 2
 
 
 def create_htsget_app(settings: Settings) -> web.Application:
@@ -179,28 +164,30 @@ async def ticket_post(request: web.Request) -> web.Response:
 
 
 async def _audited(request: web.Request, req: HtsgetRequest) -> web.Response:
-    """One audit entry per ticket (the access decision; block URLs are signed tickets)."""
-    ledger = ledger_for(request, await principal_of(request))
-    granularity = None
-    try:
-        response = await _answer(request, req)
-        granularity = Granularity.RECORD.value
-        return response
-    finally:
-        query = {
-            "kind": req.kind,
-            "format": req.format,
-            "headerOnly": req.header_only,
-            "regions": [[q.reference, q.start, q.end] for q in req.regions],
-        }
+    """The ticket from the use case (`node/htsget/service.py`: access, privacy and the
+    one audit entry per ticket); here only what the transport knows."""
+    principal = await principal_of(request)
+    ledger = ledger_for(request, principal)
+
+    async def audit(
+        *, datasets: Sequence[str], query: dict[str, Any], granularity: str | None, outcome: str
+    ) -> None:
         await audit_request(
-            request,
-            ledger,
-            datasets=[req.id],
-            query=query,
-            granularity=granularity,
-            outcome="answered" if granularity else "refused",
-        )
+            request, ledger, datasets=datasets, query=query, granularity=granularity,
+            outcome=outcome,
+        )  # fmt: skip
+
+    base, route = _base_url(request), request.app.router["data"]
+    call = TicketCall(
+        principal=principal,
+        data_url=lambda token: base + str(route.url_for(token=token)),
+        audit=audit,
+    )
+    service = HtsgetService(
+        request.config_dict[READS], request.config_dict[DATASETS], request.config_dict[SIGNER]
+    )
+    body = await service.ticket(req, call)
+    return web.json_response(body, content_type=CONTENT_TYPE)
 
 
 async def _read_bounded(request: web.Request, limit: int) -> bytes:
@@ -211,82 +198,6 @@ async def _read_bounded(request: web.Request, limit: int) -> bytes:
         if len(body) > limit:
             raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
     return bytes(body)
-
-
-async def _answer(request: web.Request, req: HtsgetRequest) -> web.Response:
-    catalog = request.config_dict[READS]
-    if req.kind == "variants" and not catalog.has(req.id, kind="variants"):
-        return await _store_answer(request, req)
-    entry = catalog.get(req.id, kind=req.kind, fmt=req.format)
-    await _check_access(request, entry.dataset)
-    signer = request.config_dict[SIGNER]
-    base = _base_url(request)
-    path = request.app.router["data"]
-
-    cached = catalog.cached_layout(entry)
-    layout = cached if cached is not None else await asyncio.to_thread(catalog.layout, entry)
-
-    def url_for(span: Span) -> dict[str, Any]:
-        claims = {"k": "f", "id": entry.id, "f": entry.format, "v": layout.version}
-        token = signer.sign({**claims, "s": span.start, "e": span.end})
-        return {"url": base + str(path.url_for(token=token))}
-
-    ticket = _ticket_on_loop(req, layout, url_for)
-    if ticket is None:
-        ticket = await asyncio.to_thread(file_ticket, req, layout, url_for)
-    return web.json_response(ticket, content_type=CONTENT_TYPE)
-
-
-def _ticket_on_loop(req: HtsgetRequest, layout: Layout, url_for: UrlFor) -> dict[str, Any] | None:
-    """The ticket when it is cheap enough for the event loop, else None (a worker's job).
-
-    Known blocks cost microseconds; a block to read and decompress about 0.3 ms. Up to two
-    of those (a single region's two ends) cost less here than the two thread wake-ups of a
-    hop, which a loaded machine makes far dearer. CRAM indices are scanned per region, so
-    CRAM tickets always go to a worker.
-    """
-    if layout.format == "CRAM" or len(req.regions) > _INLINE_MAX_REGIONS:
-        return None
-    try:
-        return file_ticket(req, layout, url_for, max_reads=_INLINE_MAX_READS)
-    except BlockMiss:
-        return None
-
-
-async def _store_answer(request: web.Request, req: HtsgetRequest) -> web.Response:
-    """Variants of a dataset, generated from the store (the source of truth)."""
-    registry = request.config_dict[DATASETS]
-    if req.id not in await asyncio.to_thread(registry.ids):
-        raise NotFound(f"no variants with id {req.id!r}")
-    await _check_access(request, req.id)
-    regions = await asyncio.to_thread(
-        lambda: store_regions(registry.store(req.id), req.regions)
-    )  # one thread hop for both
-    claims = {
-        "k": "g",
-        "d": req.id,
-        "f": req.format,
-        "h": req.header_only,
-        "r": [[r.contig, r.start, r.end] for r in regions],
-    }
-    token = request.config_dict[SIGNER].sign(claims)
-    url = _base_url(request) + str(request.app.router["data"].url_for(token=token))
-    entry = {"url": url, "class": "header"} if req.header_only else {"url": url}
-    return web.json_response(ticket(req.format, [entry]), content_type=CONTENT_TYPE)
-
-
-async def _check_access(request: web.Request, dataset_id: str) -> None:
-    """Streaming records needs record granularity on the dataset (deny by default)."""
-    registry = request.config_dict[DATASETS]
-    principal = await principal_of(request)
-    granted = effective_granularity(
-        principal, dataset_id, registry.settings(dataset_id), now=int(time.time())
-    )
-    if granted is Granularity.RECORD:
-        return
-    if principal.is_anonymous:
-        raise Unauthenticated("authentication is required to stream this dataset")
-    raise PermissionDenied("no record-level access to this dataset")
 
 
 def _base_url(request: web.Request) -> str:
