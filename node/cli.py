@@ -12,10 +12,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from node import __version__
 from node.config import CONFIG_FILE, config_schema, dump_settings, load_settings
 from node.errors import NodeError
+
+if TYPE_CHECKING:
+    from node.store.ingest_parallel import TaskRunner
 
 __all__ = ["main"]
 
@@ -63,18 +67,29 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from node.store.tiledbvcf import TileDBVCFStore
+    from node.store.writer_lock import LockOptions
 
     settings = load_settings(args.dir)
     _require_home(args.dir)
     uri = settings.dataset_uri(args.dataset)
     config = settings.tiledb_config
-    if TileDBVCFStore.exists(uri, tiledb_config=config):
-        store = TileDBVCFStore.open(uri, tiledb_config=config)
-    else:
-        store = TileDBVCFStore.create(
-            uri, assembly=args.assembly or settings.dataset(args.dataset).assembly,
-            tiledb_config=config,
-        )
+    lock = LockOptions(
+        wait_s=args.wait,
+        label=args.dataset,
+        lock_dir=settings.home / "locks",
+        on_wait=lambda holder: print(
+            f"fednode: dataset {args.dataset} is being written ({holder}); waiting up to "
+            f"{args.wait:g} s", file=sys.stderr, flush=True,
+        ),
+    )
+    with lock.hold(uri):  # two first ingests must not both create the dataset
+        if TileDBVCFStore.exists(uri, tiledb_config=config):
+            store = TileDBVCFStore.open(uri, tiledb_config=config)
+        else:
+            store = TileDBVCFStore.create(
+                uri, assembly=args.assembly or settings.dataset(args.dataset).assembly,
+                tiledb_config=config,
+            )
     try:
         summary = store.ingest(
             [Path(p) for p in args.files],
@@ -82,6 +97,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             replace=args.replace,
             threads=args.threads,
             progress=sys.stderr.isatty(),
+            lock=lock,
+            runner=_runner(args),
         )
     finally:
         store.close()
@@ -91,6 +108,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         f"{len(summary.samples_replaced)}; assembly {summary.assembly}"
     )
     return 0
+
+
+def _runner(args: argparse.Namespace) -> TaskRunner | None:
+    """Where a partitioned ingest runs: None (this process), worker processes, Dask."""
+    from node.store.ingest_parallel import DaskRunner, ProcessRunner
+
+    if args.workers is not None and args.workers < 1:
+        raise NodeError("--workers must be at least 1")
+    if args.dask:
+        return DaskRunner(args.dask, workers=args.workers or 2)
+    if args.workers and args.workers > 1:
+        return ProcessRunner(args.workers)
+    return None
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -261,6 +291,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--assembly", help="assembly when the VCF header does not say (GRCh38)")
     p.add_argument("--replace", action="store_true", help="replace samples already present")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="ingest in N worker processes (by file and contig region, one commit at the "
+        "end); with --dask local: the LocalCluster's processes (default 2)",
+    )
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the partitioned ingest on a Dask cluster: a scheduler address "
+        "(tcp://HOST:8786) or 'local'; workers need the input files at the same paths",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for another ingest of the dataset to finish (default 30)",
+    )
     p.add_argument("files", nargs="+")
     p.set_defaults(func=cmd_ingest)
 

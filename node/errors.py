@@ -21,6 +21,7 @@ aiohttp sub-app, one interceptor for gRPC, the CLI's top level).
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 __all__ = [
@@ -70,6 +71,11 @@ class IngestError(InvalidInput):
         super().__init__(f"{where}: {message}")
         self.path = path
         self.line = line
+        self.detail = message
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        # Picklable (it crosses from ingest worker processes): the keyword arguments.
+        return functools.partial(type(self), path=self.path, line=self.line), (self.detail,)
 
 
 class Unauthenticated(NodeError):

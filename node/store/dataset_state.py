@@ -42,6 +42,7 @@ __all__ = [
     "put_meta",
     "recover_staged",
     "stage",
+    "stage_part",
     "write_initial_metadata",
 ]
 
@@ -51,6 +52,7 @@ _POS_MAX = 2**32 - 2
 _STALE_DIRS = ("__fragments", "__commits", "__meta", "__fragment_meta")
 STAGING = "__fednode_staging"  # under the dataset root: one folder per ingest being written
 _OWNER, _DECISION = "owner.json", "commit.json"
+_PARTS = "parts"  # workers' arrays of a partitioned ingest: `<staging>/parts/<id>/<array>`
 # Published in this order: fragment folders first (TileDB ignores a fragment without its
 # commit file), then array metadata and commit files, which make them visible.
 _PUBLISH_PHASES = (("__fragments", "__fragment_meta"), ("__meta", "__commits"))
@@ -296,8 +298,13 @@ class Staging:
     def final_uri(self, fragment_uri: str) -> str:
         """The URI a fragment written here has once published (the stats arrays' metadata
         keys name fragments by URI, as TileDB-VCF's writer does)."""
-        head, found, tail = fragment_uri.partition(f"/{STAGING}/")
-        return f"{head}/{tail.split('/', 1)[1]}" if found else fragment_uri
+        relative = self.root.partition(f"/{STAGING}/")[2]  # "<T>" or "<T>/parts/<id>"
+        head, found, tail = fragment_uri.partition(f"/{STAGING}/{relative}/")
+        return f"{head}/{tail}" if found else fragment_uri
+
+    def part(self, name: str) -> Staging:
+        """A worker's own copy of the arrays inside this ingest's staging (`stage_part`)."""
+        return Staging(self.dataset, f"{self.root}/{_PARTS}/{name}")
 
     def discard(self, ctx: tiledb.Ctx) -> None:
         """Remove everything staged (the ingest failed before deciding to commit)."""
@@ -316,6 +323,23 @@ def stage(uri: str, ctx: tiledb.Ctx, stamp: int) -> Staging:
     vfs.create_dir(staging.root)
     owner = {"host": socket.gethostname(), "pid": os.getpid()}
     _write_small(vfs, f"{staging.root}/{_OWNER}", json.dumps(owner).encode())
+    _copy_schemas(vfs, uri, staging)
+    return staging
+
+
+def stage_part(staging: Staging, ctx: tiledb.Ctx, name: str) -> Staging:
+    """Empty copies of the arrays for one task of a partitioned ingest (each attempt of a
+    task its own, so a killed attempt's files are never published: `publish(parts=...)`
+    moves in only the parts it is given)."""
+    vfs = tiledb.VFS(ctx=ctx)
+    part = staging.part(name)
+    vfs.create_dir(f"{staging.root}/{_PARTS}")
+    vfs.create_dir(part.root)
+    _copy_schemas(vfs, staging.dataset, part)
+    return part
+
+
+def _copy_schemas(vfs: tiledb.VFS, uri: str, staging: Staging) -> None:
     for name in layout.ALL_ARRAYS:
         source, target = f"{uri}/{name}", staging.array(name)
         for sub in ("__schema", *_STALE_DIRS):
@@ -323,16 +347,18 @@ def stage(uri: str, ctx: tiledb.Ctx, stamp: int) -> Staging:
         _copy_tree(vfs, f"{source}/__schema", f"{target}/__schema")
         if vfs.is_file(f"{source}/__array_schema.tdb"):  # arrays of older TileDB formats
             vfs.copy_file(f"{source}/__array_schema.tdb", f"{target}/__array_schema.tdb")
-    return staging
 
 
-def publish(staging: Staging, ctx: tiledb.Ctx, committed: int, state: str) -> None:
-    """Commit a staged ingest: decide, move its files in, write the group metadata."""
+def publish(
+    staging: Staging, ctx: tiledb.Ctx, committed: int, state: str, *, parts: Sequence[str] = ()
+) -> None:
+    """Commit a staged ingest: decide, move its files in (the staging's own arrays and
+    those of `parts`, the tasks that succeeded), write the group metadata."""
     vfs = tiledb.VFS(ctx=ctx)
-    decision = json.dumps({"committed": committed, "state": state}).encode()
-    _write_small(vfs, f"{staging.root}/{_DECISION}.tmp", decision)
+    record = {"committed": committed, "state": state, "parts": list(parts)}
+    _write_small(vfs, f"{staging.root}/{_DECISION}.tmp", json.dumps(record).encode())
     vfs.move_file(f"{staging.root}/{_DECISION}.tmp", f"{staging.root}/{_DECISION}")
-    _finish(vfs, staging, ctx, committed, state)
+    _finish(vfs, staging, ctx, committed, state, parts)
 
 
 def recover_staged(uri: str, ctx: tiledb.Ctx, *, all_owners: bool) -> bool:
@@ -351,17 +377,27 @@ def recover_staged(uri: str, ctx: tiledb.Ctx, *, all_owners: bool) -> bool:
         if decision is None:
             vfs.remove_dir(staging.root)
             continue
-        _finish(vfs, staging, ctx, int(decision["committed"]), str(decision["state"]))
+        parts = [str(p) for p in decision.get("parts", [])]
+        _finish(vfs, staging, ctx, int(decision["committed"]), str(decision["state"]), parts)
         changed = True
     return changed
 
 
-def _finish(vfs: tiledb.VFS, staging: Staging, ctx: tiledb.Ctx, committed: int, state: str) -> None:
+def _finish(
+    vfs: tiledb.VFS,
+    staging: Staging,
+    ctx: tiledb.Ctx,
+    committed: int,
+    state: str,
+    parts: Sequence[str] = (),
+) -> None:
+    sources = [staging, *(staging.part(p) for p in parts)]
     for subs in _PUBLISH_PHASES:
-        for name in layout.ALL_ARRAYS:
-            for sub in subs:
-                target = f"{staging.dataset}/{name}/{sub}"
-                _move_children(vfs, f"{staging.array(name)}/{sub}", target)
+        for source in sources:
+            for name in layout.ALL_ARRAYS:
+                for sub in subs:
+                    target = f"{staging.dataset}/{name}/{sub}"
+                    _move_children(vfs, f"{source.array(name)}/{sub}", target)
     with tiledb.Group(staging.dataset, ctx=ctx) as group:
         current = group.meta.get(COMMITTED)
     if current is None or int(current) < committed:

@@ -79,11 +79,13 @@ class GenotypeRows:
         self.bytes = 0
         self._rows: list[_Row] = []
 
-    def group(self, samples: Sequence[str]) -> int:
-        """The group of the next input's records (its samples in input order)."""
-        if len(self.groups) >= _MAX_INPUTS:
+    def group(self, samples: Sequence[str], *, index: int | None = None) -> int:
+        """The group of the next input's records (its samples in input order); `index`:
+        the input's place in the ingest when not the next (a task of a partitioned one)."""
+        index = len(self.groups) if index is None else index
+        if index >= _MAX_INPUTS:
             raise InvalidInput(f"more than {_MAX_INPUTS} input files in one ingest")
-        key = self.timestamp << 16 | len(self.groups)
+        key = self.timestamp << 16 | index
         self.groups[key] = tuple(samples)
         return key
 

@@ -27,6 +27,7 @@ import bisect
 import itertools
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import tiledb
@@ -37,13 +38,31 @@ from node.store import layout, stats
 from node.store.dataset_state import Staging, put_meta
 from node.store.genotype_rows import GenotypeRows
 from node.store.global_order import FragmentStream, sorted_columns
-from node.store.sample_stats_rows import write_sample_stats
-from node.store.vcfio import ParsedRecord, StoredCall, VcfInput
+from node.store.sample_stats_rows import merge_sample_stats, write_sample_stats
+from node.store.vcfio import ParsedRecord, Region, StoredCall, VcfInput
 from node.store.vs_rows import RowBatch, gather_text
 from node.store.write_buffers import VarChunk
 from node.store.write_queue import WriteQueue
 
-__all__ = ["IngestWriter"]
+__all__ = ["IngestWriter", "Outcome"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one writer (a task of a partitioned ingest) leaves for the commit: its
+    fragments are in its staging part; these are the rows and metadata written once, by
+    the coordinator, and what the dataset state needs."""
+
+    records: int = 0
+    contigs: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    extra_filters: dict[str, list[str]] = field(default_factory=dict)  # input -> declared
+    fragment_samples: dict[str, dict[str, str]] = field(default_factory=dict)
+    sample_stats: list[dict[str, object]] = field(default_factory=list)
+    groups: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    max_length: int = 0  # fednode_allele_stats
+    vs_max_length: int = 0  # variant_stats
+    wrote_coverage: bool = False
 
 
 class IngestWriter:
@@ -67,10 +86,15 @@ class IngestWriter:
         aggregate: bool,
         progress: bool,
         genotypes: bool = False,
+        group_timestamp: int | None = None,
     ) -> None:
+        """`group_timestamp`: the ingest's base timestamp, which names its genotype groups
+        (a partitioned ingest's tasks write at timestamps after it, see ingest_tasks)."""
         self.uri, self.ctx, self.timestamp, self.aggregate = uri, ctx, timestamp, aggregate
         self.staging = staging  # where fragments are written (read from `uri`)
-        self.packed = GenotypeRows(timestamp) if genotypes else None
+        self.packed = GenotypeRows(group_timestamp or timestamp) if genotypes else None
+        self.absorbed = Outcome()  # tasks' outcomes, merged (`absorb`)
+        self.extra_filters: dict[str, list[str]] = {}
         self.cols: dict[str, list[VarChunk]] = {name: [] for name in _CELL_COLUMNS}
         self.bytes = 0
         # variant_stats rows are written in the version the array was created with
@@ -115,21 +139,27 @@ class IngestWriter:
             if stream is not None:
                 stream.abandon()
 
-    def add_file(self, inp: VcfInput) -> int:
+    def add_file(
+        self, inp: VcfInput, *, region: Region | None = None, index: int | None = None
+    ) -> int:
+        """Buffer (and write as buffers fill) the records of `inp`, or of its `region`;
+        `index`: the input's place in the ingest (its genotype group), default the next."""
         try:
-            return self._add_file(inp)
+            return self._add_file(inp, region, index)
         except BaseException:
             self._abort_writes()  # no fragment may appear after the caller cleans up
             raise
 
-    def _add_file(self, inp: VcfInput) -> int:
+    def _add_file(self, inp: VcfInput, region: Region | None, index: int | None) -> int:
         table = layout.header_id_table(inp.header)
         ids = {name: i for i, name in enumerate(table)}
-        extra: list[str] = []
+        extra: list[str] = self.extra_filters.setdefault(inp.name, [])
         count = 0
         self.flush_samples.update(inp.samples)  # the samples of the fragments written next
-        group = self.packed.group(inp.samples) if self.packed is not None else 0
-        for record in inp.records():
+        group = 0
+        if self.packed is not None:
+            group = self.packed.group(inp.samples, index=index)
+        for record in inp.records(region):
             self.position = (inp.name, None if inp.is_bcf else record.line)
             self._add(record, inp, ids, extra)
             if self.packed is not None:
@@ -378,7 +408,8 @@ class IngestWriter:
                     columns[key] = np.asarray(values, dtype=dtype)  # type: ignore[assignment]
             return layout.write_columns(arr, columns)
 
-    def finish(self) -> None:
+    def write_fragments(self) -> None:
+        """Write everything buffered and wait for the writer threads."""
         try:
             self.flush_data(hold=False, end=True)
             self.flush_genotypes()
@@ -389,6 +420,38 @@ class IngestWriter:
         except BaseException:
             self._abort_writes()
             raise
+
+    def outcome(self, records: int) -> Outcome:
+        """After `write_fragments`: what a task hands to the coordinator's `absorb`."""
+        groups = dict(self.packed.groups) if self.packed is not None else {}
+        return Outcome(
+            records=records,
+            contigs=dict(self.contigs),
+            headers=dict(self.headers),
+            extra_filters={k: list(v) for k, v in self.extra_filters.items()},
+            fragment_samples={k: dict(v) for k, v in self.fragment_samples.items()},
+            sample_stats=[self.collector.take_sample_stats()],
+            groups=groups,
+            max_length=self.max_length,
+            vs_max_length=self.collector.max_length,
+            wrote_coverage=self.wrote_coverage,
+        )
+
+    def absorb(self, outcome: Outcome) -> None:
+        """Take a task's outcome into what `finish` writes and the commit records."""
+        self.contigs.update(outcome.contigs)
+        self.headers.update(outcome.headers)
+        for name, fragments in outcome.fragment_samples.items():
+            self.fragment_samples.setdefault(name, {}).update(fragments)
+        self.absorbed.sample_stats.extend(outcome.sample_stats)
+        if self.packed is not None:
+            self.packed.groups.update(outcome.groups)
+        self.max_length = max(self.max_length, outcome.max_length)
+        self.absorbed.vs_max_length = max(self.absorbed.vs_max_length, outcome.vs_max_length)
+        self.wrote_coverage = self.wrote_coverage or outcome.wrote_coverage
+
+    def finish(self) -> None:
+        self.write_fragments()
         self._write_sample_stats()
         if self.headers:
             with self._open(layout.HEADERS) as arr:
@@ -404,6 +467,8 @@ class IngestWriter:
 
     def _write_sample_stats(self) -> None:
         rows = self.collector.take_sample_stats()
+        if self.absorbed.sample_stats:  # one row per sample, as one writer writes it
+            rows = merge_sample_stats([rows, *self.absorbed.sample_stats])
         if rows["sample"]:
             with self._open(layout.SAMPLE_STATS) as arr:
                 write_sample_stats(arr, rows)
@@ -417,7 +482,7 @@ class IngestWriter:
             with self._open(name) as arr:
                 for uri, samples in fragments.items():
                     put_meta(arr.meta, name, uri, samples)
-        vs_max = max(self.collector.max_length, 0)
+        vs_max = max(self.collector.max_length, self.absorbed.vs_max_length, 0)
         for name, value in (
             (layout.VARIANT_STATS, vs_max),
             (layout.FEDNODE_STATS, self.max_length),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tiledb
@@ -32,7 +33,13 @@ from node.store import layout
 from node.store.calls import Calls
 from node.store.write_buffers import Var, VarChunk
 
-__all__ = ["SampleStatsRows", "format_ints", "variant_class", "write_sample_stats"]
+__all__ = [
+    "SampleStatsRows",
+    "format_ints",
+    "merge_sample_stats",
+    "variant_class",
+    "write_sample_stats",
+]
 
 SMALL = 8  # records of at most this many samples take the plain-Python path
 COUNTERS = layout.SAMPLE_STATS_COUNTERS
@@ -263,6 +270,41 @@ class SampleStatsRows:
         for i, name in enumerate(COUNTERS):
             out[name] = matrix[:, i].astype(np.uint64)
         return out
+
+
+def merge_sample_stats(parts: Sequence[Mapping[str, object]]) -> dict[str, object]:
+    """One row per sample from several `take()`s (tasks of a partitioned ingest, each
+    over some of a sample's records): counters, sums and counts add up, min/max are
+    taken over the parts that have a value, as TileDB-VCF's reader combines its rows."""
+    names = sorted({s for part in parts for s in part["sample"]})  # type: ignore[attr-defined]
+    row = {name: i for i, name in enumerate(names)}
+    out: dict[str, object] = {"sample": names}
+    for key in parts[0] if parts else ():
+        if key == "sample":
+            continue
+        nullable = isinstance(parts[0][key], tuple)
+        kind = key.rsplit("_", 1)[-1] if nullable else "sum"
+        start = {"min": _U64_MAX, "max": np.uint64(0)}.get(kind, np.uint64(0))
+        values = np.full(len(names), start, dtype=np.uint64)
+        valid = np.zeros(len(names), dtype=np.uint8)
+        for part in parts:
+            at = np.fromiter((row[s] for s in part["sample"]), np.int64)  # type: ignore[attr-defined]
+            column: Any = part[key]
+            raw, ok = column if nullable else (column, np.ones(len(at), np.uint8))
+            keep = np.asarray(ok) == 1
+            at, these = at[keep], np.asarray(raw, dtype=np.uint64)[keep]
+            if kind == "min":
+                np.minimum.at(values, at, these)
+            elif kind == "max":
+                np.maximum.at(values, at, these)
+            else:
+                np.add.at(values, at, these)
+            valid[at] = 1
+        if nullable:
+            out[key] = (np.where(valid == 1, values, np.uint64(0)), valid)
+        else:
+            out[key] = values
+    return out
 
 
 def _cat(arrays: list[np.ndarray]) -> np.ndarray:

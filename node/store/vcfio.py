@@ -21,7 +21,18 @@ from node.errors import IngestError
 from node.store import layout
 from node.store.cell_reader import RecordReader, StoredCall
 
-__all__ = ["ParsedRecord", "RecordReader", "StoredCall", "VcfInput", "detect_assembly"]
+__all__ = [
+    "ParsedRecord",
+    "RecordReader",
+    "Region",
+    "RegionError",
+    "StoredCall",
+    "VcfInput",
+    "detect_assembly",
+    "locate_error",
+]
+
+Region = tuple[str, int, int]  # contig, 0-based start, end (exclusive): records by POS
 
 _TYPES = {"Flag": layout.HT_FLAG, "Integer": layout.HT_INT, "Float": layout.HT_REAL}
 _MISSING_REAL = struct.pack("<I", 0x7F800001)
@@ -117,7 +128,15 @@ class VcfInput:
     def where(self, index: int) -> int:
         return self._header_lines + index + 1 if not self.is_bcf else index + 1
 
-    def records(self) -> Iterator[ParsedRecord]:
+    def records(self, region: Region | None = None) -> Iterator[ParsedRecord]:
+        """Every record, or (through the index) those whose POS lies in `region`.
+
+        In a region the records' ordinal numbers are not the file's, so an error there
+        names the region instead of a line (`RegionError`); the caller finds the line by
+        reading the file from its start (`locate_error`)."""
+        if region is not None:
+            yield from self._region_records(region)
+            return
         index = 0
         iterator = iter(self._vcf)
         while True:
@@ -133,6 +152,44 @@ class VcfInput:
                 raise
             except Exception as exc:
                 raise self._error(index, f"cannot decode record: {exc}") from exc
+            index += 1
+
+    def index_file(self) -> Path | None:
+        """The .tbi or .csi index beside the file (region queries need one)."""
+        for ext in (".tbi", ".csi"):
+            found = Path(f"{self.name}{ext}")
+            if found.is_file():
+                return found
+        return None
+
+    def contig_names(self) -> list[str]:
+        """The header's contigs in order (a BCF's CSI numbers its references so)."""
+        return list(self._vcf.seqnames)
+
+    def _region_records(self, region: Region) -> Iterator[ParsedRecord]:
+        contig, start, end = region
+        try:
+            iterator = iter(self._vcf(f"{contig}:{start + 1}-{end}"))
+        except Exception as exc:
+            raise RegionError(f"cannot query {contig}:{start + 1}-{end}: {exc}", self.name) from exc
+        index = 0
+        while True:
+            try:
+                variant = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise RegionError(f"malformed record ({exc})", self.name) from exc
+            if not start <= variant.start < end:
+                continue  # starts before the region (overlapping it): another task's
+            try:
+                record = self._parse(variant, index)
+            except IngestError as exc:
+                raise RegionError(exc.message.rsplit(": ", 1)[-1], self.name) from exc
+            except Exception as exc:
+                raise RegionError(f"cannot decode record: {exc}", self.name) from exc
+            record.line = 0
+            yield record
             index += 1
 
     def _error(self, index: int, message: str) -> IngestError:
@@ -201,6 +258,23 @@ class VcfInput:
                 per_sample[i].append(prefix + struct.pack("<ii", htype, count) + raw)
         head = struct.pack("<I", len(keys))
         return layout.VarChunk.of([head + b"".join(parts) for parts in per_sample])
+
+
+class RegionError(IngestError):
+    """A record read through a region query failed; its line is not known here."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message, path=path)
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:  # type: ignore[override]
+        return RegionError, (self.detail, self.path)  # crosses process boundaries
+
+
+def locate_error(path: Path, *, threads: int = 1) -> None:
+    """Read the file from its start and raise the `IngestError` (with its line) of its
+    first bad record; return when every record parses."""
+    for _ in VcfInput(path, threads=threads).records():
+        pass
 
 
 def _is_bcf(path: Path) -> bool:
