@@ -22,6 +22,7 @@ import tiledb
 from node.domain import ZERO_STATS, AlleleStats, Region, Variant
 from node.names import VariantType
 from node.store import layout
+from node.store.overlap import overlaps
 from node.store.stats import variant_type_of
 
 __all__ = ["ContigIndex", "build_contig_index", "index_of_rows"]
@@ -69,13 +70,13 @@ class ContigIndex:
 
     def variants_in(self, contig: str, region: Region) -> list[Variant]:
         """ALT alleles overlapping `region`, statistics not filled in (`lookup` does that)."""
-        s, e = region.start, region.end - 1
-        lo = int(self.pos.searchsorted(max(0, s - self.reach), side="left"))
-        hi = int(self.pos.searchsorted(e, side="right"))
+        lo = int(self.pos.searchsorted(max(0, region.start - self.reach), side="left"))
+        hi = int(self.pos.searchsorted(region.end, side="left"))
+        near = overlaps(self.pos[lo:hi], self.end[lo:hi], region)
         names = self.names
         out = []
-        for i in range(lo, hi):
-            if self.end[i] < s or self.counts[i, _CARRIERS] <= 0:
+        for i in (lo + np.flatnonzero(near)).tolist():
+            if self.counts[i, _CARRIERS] <= 0:
                 continue  # carried by nobody any more (a replaced sample's allele)
             ref, alt = names[self.ref[i]], names[self.alt[i]]
             kind = VariantType(variant_type_of(ref, alt))
