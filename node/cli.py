@@ -125,13 +125,15 @@ def _runner(args: argparse.Namespace) -> TaskRunner | None:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from node.store.aggregate_build import aggregate_status, build_aggregate
+    from node.store.writer_lock import LockOptions
 
     settings = load_settings(args.dir)
     _require_home(args.dir)
     uri = settings.dataset_uri(args.dataset)
     config = settings.tiledb_config
     status = aggregate_status(uri, tiledb_config=config)
-    summary = build_aggregate(uri, tiledb_config=config)
+    lock = LockOptions(wait_s=args.wait, label=args.dataset, lock_dir=settings.home / "locks")
+    summary = build_aggregate(uri, tiledb_config=config, lock=lock)
     if not summary.samples:
         print(f"dataset {args.dataset}: fednode aggregate is up to date ({status})")
         return 0
@@ -320,6 +322,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dir", type=Path)
     p.add_argument("--dataset", required=True, help="dataset id")
+    p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                   help="how long to wait for an ingest of the dataset to finish (default 30)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("reads", help="register BAM/CRAM/VCF/BCF files for htsget")

@@ -50,6 +50,7 @@ from node.store.dataset_state import (
 from node.store.genotype_packing import GenotypeCells, Groups
 from node.store.records import BatchReader, RecordCells
 from node.store.variant_scan import AggregateRows
+from node.store.writer_lock import LockOptions
 
 __all__ = ["AggregateSummary", "Status", "aggregate_status", "build_aggregate"]
 
@@ -98,9 +99,18 @@ def aggregate_status(uri: str, *, tiledb_config: Mapping[str, str] | None = None
 
 
 def build_aggregate(
-    uri: str, *, tiledb_config: Mapping[str, str] | None = None
+    uri: str,
+    *,
+    tiledb_config: Mapping[str, str] | None = None,
+    lock: LockOptions | None = None,
 ) -> AggregateSummary:
-    """Build (or bring up to date) the fednode arrays of the dataset at `uri`, atomically."""
+    """Build (or bring up to date) the fednode arrays of the dataset at `uri`, atomically,
+    holding the dataset's writer lock (an ingest's; `lock`: how long to wait for it)."""
+    with (lock or LockOptions()).hold(uri):
+        return _build(uri, tiledb_config)
+
+
+def _build(uri: str, tiledb_config: Mapping[str, str] | None) -> AggregateSummary:
     started = time.perf_counter()
     ctx = _context(uri, tiledb_config)
     plan = _plan(uri, ctx)

@@ -144,6 +144,7 @@ def tiledb_registry(settings: Settings) -> DatasetRegistry:
 
     def preparer(dataset_id: str) -> bool:
         from node.store.aggregate_build import aggregate_status, build_aggregate
+        from node.store.writer_lock import LockOptions
 
         uri = settings.dataset_uri(dataset_id)
         status = aggregate_status(uri, tiledb_config=config)
@@ -154,7 +155,9 @@ def tiledb_registry(settings: Settings) -> DatasetRegistry:
             )
         if status != "foreign":
             return False
-        summary = build_aggregate(uri, tiledb_config=config)
+        # an ingest holding the dataset: DatasetBusy, logged by `_prepare`, served as it is
+        lock = LockOptions(label=dataset_id, lock_dir=settings.home / "locks")
+        summary = build_aggregate(uri, tiledb_config=config, lock=lock)
         log.info(
             "dataset %s: fednode aggregate built for %d samples (%d cells, %.1f s)",
             dataset_id, len(summary.samples), summary.cells, summary.seconds,

@@ -168,3 +168,14 @@ def test_object_store_locks_live_in_the_lock_folder(tmp_path: Path) -> None:
     assert path.parent == tmp_path
     assert path != lock_path("s3://bucket/store/other", lock_dir=tmp_path)
     assert lock_path(str(tmp_path / "ds")) == tmp_path / ".ds.fednode-lock"
+
+
+def test_building_the_aggregate_takes_the_writer_lock(tmp_path: Path, cohort: CohortInfo) -> None:
+    from node.store.aggregate_build import build_aggregate
+
+    uri = str(tmp_path / "ds")
+    TileDBVCFStore.create(uri).close()
+    with writer_lock(uri, label="ds"), pytest.raises(DatasetBusy) as busy:
+        build_aggregate(uri)
+    assert "dataset" in busy.value.message and f"pid {os.getpid()}" in busy.value.message
+    build_aggregate(uri)  # free again: nothing to build on an empty dataset
