@@ -89,6 +89,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             store = TileDBVCFStore.create(
                 uri, assembly=args.assembly or settings.dataset(args.dataset).assembly,
                 tiledb_config=config,
+                variant_stats_version=settings.dataset(args.dataset).variant_stats_version,
             )
     try:
         summary = store.ingest(

@@ -94,6 +94,9 @@ class DatasetSettings(_Section):
     name: str | None = None
     description: str | None = None
     assembly: str = "GRCh38"
+    variant_stats_version: Literal[2, 3] = Field(default=2, description=(
+        "TileDB-VCF variant_stats version of a dataset fednode creates (as `tiledbvcf "
+        "create --variant-stats-version`; 2 is its default)"))
     security_level: SecurityLevel = SecurityLevel.CONTROLLED
     # Most revealing granularity per security level of the requester (deny by default:
     # anonymous requesters of a CONTROLLED dataset get boolean answers only).

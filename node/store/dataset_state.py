@@ -197,8 +197,12 @@ def _text(value: object) -> str:
     return text.rstrip("\0")
 
 
-def write_initial_metadata(uri: str, ctx: tiledb.Ctx, t0: int) -> None:
+def write_initial_metadata(
+    uri: str, ctx: tiledb.Ctx, t0: int, variant_stats_version: int = layout.VARIANT_STATS_VERSION
+) -> None:
     """The array metadata TileDB-VCF writes at dataset creation, at timestamp `t0`."""
+    # `max_length` (version 3) is first written by an ingest, as TileDB-VCF's store does
+    variant_stats: dict[str, int | str] = {"version": variant_stats_version}
     extra = base64.b64encode(",".join(layout.EXTRA_ATTRIBUTES).encode()).decode()
     metadata: dict[str, dict[str, int | str]] = {
         layout.DATA: {
@@ -208,7 +212,7 @@ def write_initial_metadata(uri: str, ctx: tiledb.Ctx, t0: int) -> None:
             "extra_attributes": extra,
         },
         layout.ALLELE_COUNT: {"version": 1},
-        layout.VARIANT_STATS: {"version": layout.VARIANT_STATS_VERSION, "max_length": 0},
+        layout.VARIANT_STATS: variant_stats,
         layout.SAMPLE_STATS: {"version": 1},
         layout.FEDNODE_STATS: {"version": 1, "max_length": 0},
         layout.FEDNODE_GENOTYPES: {"version": 1, "anchor_gap": layout.ANCHOR_GAP},

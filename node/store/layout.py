@@ -68,7 +68,8 @@ FORMAT_VERSION = 4
 ANCHOR_GAP = 1000
 TILE_CAPACITY = 10_000
 GENOTYPES_CAPACITY = 512  # cells of ~5 KB at 2,504 samples: a one-site read decodes ~2.5 MB
-VARIANT_STATS_VERSION = 3
+VARIANT_STATS_VERSION = 2  # what `tiledbvcf create` writes unless asked for 3
+VARIANT_STATS_VERSIONS = (2, 3)
 EXTRA_ATTRIBUTES = ("fmt_GT",)  # TileDB-VCF always extracts GT
 _POS_MAX = 2**32 - 2
 
@@ -199,8 +200,11 @@ def allele_count_schema() -> tiledb.ArraySchema:
     return _sparse(dims, attrs, dups=True, offsets=_stats_pos_filters(-1, shuffle=False))
 
 
-def variant_stats_schema() -> tiledb.ArraySchema:
-    """`variant_stats` write version 3 (TileDB-VCF stats/variant_stats.cc)."""
+def variant_stats_schema(version: int = VARIANT_STATS_VERSION) -> tiledb.ArraySchema:
+    """`variant_stats` of write version 2 (dimensions contig, pos) or 3 (contig, pos,
+    sample, end; attribute `max_length`), as TileDB-VCF stats/variant_stats.cc creates it."""
+    if version not in VARIANT_STATS_VERSIONS:
+        raise ValueError(f"variant_stats version {version}: TileDB-VCF writes 2 and 3")
     pos_filters = _stats_pos_filters(9, shuffle=True)
     sample_filters = [
         tiledb.DictionaryFilter(),
@@ -208,12 +212,9 @@ def variant_stats_schema() -> tiledb.ArraySchema:
         tiledb.ByteShuffleFilter(),
         tiledb.ChecksumSHA256Filter(),
     ]
-    dims = [
-        _str_dim("contig", [tiledb.RleFilter()]),
-        _pos_dim("pos", pos_filters),
-        _str_dim("sample", sample_filters),
-        _pos_dim("end", pos_filters),
-    ]
+    dims = [_str_dim("contig", [tiledb.RleFilter()]), _pos_dim("pos", pos_filters)]
+    if version == 3:
+        dims += [_str_dim("sample", sample_filters), _pos_dim("end", pos_filters)]
     counts = [
         tiledb.BitWidthReductionFilter(window=256),
         tiledb.ZstdFilter(level=9),
@@ -223,8 +224,9 @@ def variant_stats_schema() -> tiledb.ArraySchema:
     attrs = [
         _attr("allele", "ascii", _zstd(9), var=True),
         *(_attr(name, np.int32, counts) for name in ("ac", "an", "n_hom")),
-        _attr("max_length", np.uint32, [tiledb.RleFilter()]),
     ]
+    if version == 3:
+        attrs.append(_attr("max_length", np.uint32, [tiledb.RleFilter()]))
     return _sparse(dims, attrs, dups=True, offsets=_stats_pos_filters(9, shuffle=False))
 
 

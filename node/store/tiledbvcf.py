@@ -102,18 +102,28 @@ class TileDBVCFStore:
         assembly: str = "GRCh38",
         tiledb_config: Mapping[str, str] | None = None,
         genotypes: bool = True,
+        variant_stats_version: int = layout.VARIANT_STATS_VERSION,
     ) -> TileDBVCFStore:
         """An empty dataset; `genotypes=False` leaves `fednode_genotypes` empty for good
-        (region records then read `data`, as on TileDB-VCF's datasets: smaller, slower)."""
+        (region records then read `data`, as on TileDB-VCF's datasets: smaller, slower).
+        `variant_stats_version` 2 or 3, 2 unless asked, as `tiledbvcf create` chooses."""
         ctx = _ctx(tiledb_config)
+        if variant_stats_version not in layout.VARIANT_STATS_VERSIONS:
+            raise UnsupportedFormat(
+                f"variant_stats version {variant_stats_version}: TileDB-VCF writes 2 and 3"
+            )
         if tiledb.object_type(uri, ctx=ctx) is not None:
             raise Conflict(f"a dataset already exists at {uri}")
         tiledb.Group.create(uri, ctx=ctx)
         tiledb.Group.create(f"{uri}/{layout.METADATA_GROUP}", ctx=ctx)
         for name in layout.ALL_ARRAYS:
-            tiledb.Array.create(f"{uri}/{name}", layout.SCHEMAS[name](), ctx=ctx)
+            if name == layout.VARIANT_STATS:
+                schema = layout.variant_stats_schema(variant_stats_version)
+            else:
+                schema = layout.SCHEMAS[name]()
+            tiledb.Array.create(f"{uri}/{name}", schema, ctx=ctx)
         t0 = _now_ms() + 1
-        write_initial_metadata(uri, ctx, t0)
+        write_initial_metadata(uri, ctx, t0, variant_stats_version)
         with tiledb.Group(f"{uri}/{layout.METADATA_GROUP}", "w", ctx=ctx) as meta_group:
             meta_group.add("vcf_headers", name="vcf_headers", relative=True)
         with tiledb.Group(uri, "w", ctx=ctx) as group:
@@ -391,13 +401,13 @@ class TileDBVCFStore:
         return IngestSummary(len(inputs), tuple(added), tuple(replaced), records, dataset_assembly)
 
     def _check_writable(self) -> None:
-        """fednode writes variant_stats version 3 rows; a version 2 dataset cannot take them."""
+        """fednode writes variant_stats rows of versions 2 and 3 (the array's own)."""
         with self._lock:
             version = int(self._array(layout.VARIANT_STATS).meta.get("version", 0))
-        if version != layout.VARIANT_STATS_VERSION:
+        if version not in layout.VARIANT_STATS_VERSIONS:
             raise UnsupportedFormat(
-                f"{self.uri}: variant_stats version {version}; fednode ingests into version "
-                f"{layout.VARIANT_STATS_VERSION} datasets only"
+                f"{self.uri}: variant_stats version {version}; fednode ingests into datasets "
+                f"of versions {' and '.join(map(str, layout.VARIANT_STATS_VERSIONS))}"
             )
 
     def _recover(self) -> None:
@@ -433,7 +443,11 @@ class TileDBVCFStore:
             for sample in samples:
                 for source in self._state.contigs:
                     writer.negate(reader.sample_cells(source, sample, lock=None))
-        for name in (layout.DATA, layout.VARIANT_STATS, layout.SAMPLE_STATS, layout.HEADERS):
+        # variant_stats version 2 rows have no sample: the negated rows take them out
+        by_sample = [layout.DATA, layout.SAMPLE_STATS, layout.HEADERS]
+        if writer.vs_version >= 3:
+            by_sample.append(layout.VARIANT_STATS)
+        for name in by_sample:
             with tiledb.open(staging.array(name), "d", ctx=ctx, timestamp=t_delete) as arr:
                 for sample in samples:
                     arr.query(cond=f"sample == '{sample}'").submit()

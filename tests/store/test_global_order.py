@@ -20,7 +20,7 @@ def test_sorted_columns_equal_python_sort(seed: int) -> None:
     samples = ["".join(rng.choices("AB", k=rng.randint(0, width))) for _ in range(n)]
     pos = np.array([rng.randint(0, 20) for _ in range(n)], dtype=np.uint32)
     payload = [bytes(rng.choices(range(256), k=rng.randint(0, 5))) for _ in range(n)]
-    schema = layout.variant_stats_schema()
+    schema = layout.variant_stats_schema(3)  # the 4-dimension order
     columns = {
         "contig": layout.Var.text(contigs),
         "pos": pos,

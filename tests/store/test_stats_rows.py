@@ -69,7 +69,7 @@ def cells(uri: Path, name: str) -> Counter[tuple[tuple[str, object], ...]]:
 
 def ingested(tmp_path: Path, samples: list[str], rows: list[str]) -> Path:
     uri = tmp_path / "ds"
-    store = TileDBVCFStore.create(str(uri))
+    store = TileDBVCFStore.create(str(uri), variant_stats_version=3)
     store.ingest([write_vcf(tmp_path / "in.vcf.gz", samples, rows)])
     store.close()
     return uri

@@ -77,12 +77,15 @@ CASES = {
 }
 
 
-def _ingest(uri: Path, ingests: list[list[Path]]) -> dict[str, Path]:
-    """A fednode dataset of `ingests`; which input holds each sample."""
+def _ingest(
+    uri: Path, ingests: list[list[Path]], version: int = layout.VARIANT_STATS_VERSION
+) -> dict[str, Path]:
+    """A fednode dataset of `ingests` (variant_stats `version`); which input holds each
+    sample."""
     for path in (p for paths in ingests for p in paths):
         if not path.is_file():
             pytest.skip(f"{path} not present: test input unavailable")
-    store = TileDBVCFStore.create(str(uri))
+    store = TileDBVCFStore.create(str(uri), variant_stats_version=version)
     inputs = {}
     for paths in ingests:
         store.ingest(paths)
@@ -265,7 +268,7 @@ def _meta_types(uri: Path) -> dict[tuple[str, str], str]:
     out = {}
     for name, keys in TYPED_KEYS.items():
         with tiledb.open(str(uri / name)) as arr:
-            for key in keys:
+            for key in (k for k in keys if k in arr.meta):
                 out[name, key] = arr.meta.__getitem__(key, include_type=True)[1].name
     return out
 
@@ -282,8 +285,11 @@ def fixture_types(shared_dir: Path) -> dict[tuple[str, str], str]:
 def test_created_dataset_has_tiledbvcf_metadata_types(
     fixture_types: dict[tuple[str, str], str], tmp_path: Path
 ) -> None:
-    TileDBVCFStore.create(str(tmp_path / "ds")).close()
-    assert _meta_types(tmp_path / "ds") == fixture_types
+    TileDBVCFStore.create(str(tmp_path / "ds"), variant_stats_version=3).close()
+    at_store = {(layout.VARIANT_STATS, "max_length")}  # written by the first ingest
+    assert _meta_types(tmp_path / "ds") == {
+        k: v for k, v in fixture_types.items() if k not in at_store
+    }
     assert fixture_types[layout.DATA, "version"] == "UINT32"  # what the types mean
     with tiledb.open(str(tmp_path / "ds" / layout.DATA)) as arr:
         assert layout.meta_str(arr.meta, "extra_attributes") == "Zm10X0dU"  # "fmt_GT"
@@ -302,7 +308,7 @@ def test_ingest_keeps_data_metadata_types(
 def test_ingested_dataset_has_tiledbvcf_metadata_types(
     fixture_types: dict[tuple[str, str], str], shared_dir: Path, tmp_path: Path
 ) -> None:
-    _ingest(tmp_path / "ds", [[shared_dir / SPEC]])
+    _ingest(tmp_path / "ds", [[shared_dir / SPEC]], version=3)
     assert _meta_types(tmp_path / "ds") == fixture_types
     with tiledb.Group(str(tmp_path / "ds")) as group:
         assert group.meta.__getitem__("dataset_type", include_type=True)[1].name == "STRING_ASCII"
@@ -311,3 +317,77 @@ def test_ingested_dataset_has_tiledbvcf_metadata_types(
         assert fragment_keys
         for key in fragment_keys:
             assert arr.meta.__getitem__(key, include_type=True)[1].name == "STRING_ASCII"
+
+
+@pytest.mark.parametrize("version", [None, 2, 3])
+def test_create_makes_tiledbvcf_create_arrays(
+    tiledbvcf: Path, tmp_path: Path, version: int | None
+) -> None:
+    """`TileDBVCFStore.create` and `tiledbvcf create` (default, `--variant-stats-version N`)
+    make the same arrays: schemas (with the filters their repr leaves out), metadata keys
+    and types, group members; the default version is TileDB-VCF's."""
+    theirs, ours = tmp_path / "theirs", tmp_path / "ours"
+    tdb(tiledbvcf, "create", "-u", theirs,
+        *(["--variant-stats-version", str(version)] if version else []))  # fmt: skip
+    if version is None:
+        TileDBVCFStore.create(str(ours)).close()
+    else:
+        TileDBVCFStore.create(str(ours), variant_stats_version=version).close()
+    for name in layout.TILEDBVCF_ARRAYS:
+        a = tiledb.ArraySchema.load(str(theirs / name))
+        b = tiledb.ArraySchema.load(str(ours / name))
+        assert repr(b) == repr(a), name
+        for part in ("offsets_filters", "validity_filters"):
+            assert repr(getattr(b, part)) == repr(getattr(a, part)), (name, part)
+        with tiledb.open(str(theirs / name)) as x, tiledb.open(str(ours / name)) as y:
+            assert {k: x.meta.__getitem__(k, include_type=True) for k in x.meta} == {
+                k: y.meta.__getitem__(k, include_type=True) for k in y.meta
+            }, name
+    with tiledb.Group(str(theirs)) as a, tiledb.Group(str(ours)) as b:
+        assert {m.name for m in a} == {m.name for m in b} - {
+            layout.FEDNODE_STATS, layout.FEDNODE_COVERAGE, layout.FEDNODE_GENOTYPES
+        }
+    assert "Number of samples: 0" in tdb(tiledbvcf, "stat", "-u", ours)
+
+
+def test_tiledbvcf_reads_fednode_dataset_of_each_variant_stats_version(
+    tiledbvcf: Path, shared_dir: Path, tmp_path: Path
+) -> None:
+    """Both versions: TileDB-VCF exports every sample equal to bcftools (the statistics
+    rows are compared with TileDB-VCF's in test_tiledbvcf_stats.py)."""
+    for version in (2, 3):
+        uri = tmp_path / f"v{version}"
+        inputs = _ingest(uri, [[shared_dir / SPEC]], version=version)
+        assert assert_exports_equal_inputs(tiledbvcf, uri, inputs, tmp_path / f"x{version}") > 0
+
+
+def test_fednode_adds_samples_to_a_tiledbvcf_default_dataset(
+    tiledbvcf: Path, shared_dir: Path, tmp_path: Path
+) -> None:
+    """A dataset `tiledbvcf create` made with its defaults (variant_stats version 2), one
+    sample stored by TileDB-VCF and one added by fednode: TileDB-VCF exports both equal to
+    bcftools, and its own readers (`vcfstats vs`/`ac`) answer as on the dataset TileDB-VCF
+    made of both files."""
+    files = [shared_dir / f"{SMALL}/small.bcf", shared_dir / f"{SMALL}/small2.bcf"]
+    for path in files:
+        if not path.is_file():
+            pytest.skip(f"{path} not present: test input unavailable")
+    both, mixed = tmp_path / "both", tmp_path / "mixed"
+    for uri in (both, mixed):
+        tdb(tiledbvcf, "create", "-u", uri)
+    tdb(tiledbvcf, "store", "-u", both, "--threads", "1", *files)
+    tdb(tiledbvcf, "store", "-u", mixed, "--threads", "1", files[0])
+    store = TileDBVCFStore.open(str(mixed))
+    store.ingest([files[1]], assembly=store.assembly)
+    store.close()
+    inputs = {s: p for p in files for s in sh(f"bcftools query -l {p}").split()}
+    assert tdb(tiledbvcf, "list", "-u", mixed).split() == sorted(inputs)
+    assert assert_exports_equal_inputs(tiledbvcf, mixed, inputs, tmp_path / "out") > 0
+    vcfstats = tiledbvcf.parent / "vcfstats"
+    rows = {
+        (uri.name, reader): sorted(tdb(vcfstats, uri, reader, "1:1-249250621").splitlines())
+        for uri in (both, mixed)
+        for reader in ("vs", "ac")  # these gVCF excerpts call no ALT: `ac` rows are none
+    }
+    assert rows["mixed", "vs"] and rows["mixed", "vs"] == rows["both", "vs"]
+    assert rows["mixed", "ac"] == rows["both", "ac"]

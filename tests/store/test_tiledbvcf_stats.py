@@ -16,21 +16,18 @@ Inputs have at most 10 samples, one TileDB-VCF ingestion batch.
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tiledb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.store import layout
-from node.store.dataset_state import COMMITTED
 from node.store.tiledbvcf import TileDBVCFStore
 from node.synth import generate_cohort
 from tests.store.test_stats_rows import cells
@@ -97,26 +94,12 @@ def tiledbvcf_dataset(binary: Path, uri: Path, files: list[Path], version: int) 
     return uri
 
 
-def fednode_dataset(uri: Path, ingests: list[list[Path]], version: int, v2_schema: Path) -> Path:
-    """fednode's dataset of `ingests`; for version 2 its `variant_stats` array is made as
-    `tiledbvcf create` makes it by default (fednode's `create` has no option for it yet)."""
-    store = TileDBVCFStore.create(str(uri))
+def fednode_dataset(uri: Path, ingests: list[list[Path]], version: int) -> Path:
+    """fednode's dataset of `ingests`, created with the variant_stats version given."""
+    store = TileDBVCFStore.create(str(uri), variant_stats_version=version)
+    for paths in ingests:
+        store.ingest(paths)
     store.close()
-    if version == 2:
-        with tiledb.Group(str(uri)) as group:
-            committed = int(group.meta[COMMITTED])
-        shutil.rmtree(uri / layout.VARIANT_STATS)
-        schema = tiledb.ArraySchema.load(str(v2_schema))
-        tiledb.Array.create(str(uri / layout.VARIANT_STATS), schema)
-        with tiledb.open(str(uri / layout.VARIANT_STATS), "w", timestamp=committed) as arr:
-            arr.meta["version"] = np.uint32(2)
-    with pytest.MonkeyPatch.context() as patch:
-        # tiledbvcf.py ingests into version 3 datasets only (see the report on issue 14)
-        patch.setattr(TileDBVCFStore, "_check_writable", lambda self: None)
-        store = TileDBVCFStore.open(str(uri))
-        for paths in ingests:
-            store.ingest(paths)
-        store.close()
     return uri
 
 
@@ -124,8 +107,7 @@ def build(binary: Path, ingests: list[list[Path]], work: Path) -> Built:
     inputs = [p for paths in ingests for p in paths]
     files = split(inputs, work / "split")
     theirs = {v: tiledbvcf_dataset(binary, work / f"tiledbvcf{v}", files, v) for v in (2, 3)}
-    v2_schema = theirs[2] / layout.VARIANT_STATS
-    ours = {v: fednode_dataset(work / f"fednode{v}", ingests, v, v2_schema) for v in (2, 3)}
+    ours = {v: fednode_dataset(work / f"fednode{v}", ingests, v) for v in (2, 3)}
     contigs = sorted({c for f in inputs for c in sh(f"bcftools index -s {f}").split()[::3]})
     return Built(theirs, ours, contigs)
 
@@ -319,7 +301,7 @@ def test_random_cohorts_write_tiledbvcfs_arrays(
     vcf = write_cohort(work, *cohort)
     files = split([vcf], work / "split")
     theirs = tiledbvcf_dataset(tiledbvcf, work / "theirs", files, version)
-    ours = fednode_dataset(work / "ours", [[vcf]], version, theirs / layout.VARIANT_STATS)
+    ours = fednode_dataset(work / "ours", [[vcf]], version)
     for name in (layout.ALLELE_COUNT, layout.VARIANT_STATS, layout.SAMPLE_STATS):
         assert cells(ours, name) == cells(theirs, name), name
     reader = tiledbvcf.parent / "vcfstats"
