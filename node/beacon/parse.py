@@ -170,7 +170,7 @@ _GET_ALPHANUMERIC = re.compile(
     r"^(?P<id>[^<>=!:][^<>=!]*?):?(?P<op>>=|<=|=|<|>|!)(?P<value>.*)$")
 _OPERATOR_CHARS = frozenset("<>=!")
 # The docs write CURIEs in GET values with `_` for the prefix colon (`PATO_0000011`).
-_OBO_ID = re.compile(r"^(?P<prefix>[A-Za-z][A-Za-z0-9]*)_(?P<local>[A-Za-z]?\d+)$")
+_OBO_ID = re.compile(r"^(?P<prefix>[A-Za-z][A-Za-z0-9]*)_(?P<local>[A-Za-z]?[0-9]+)$")
 
 
 def _get_filter(item: str) -> Filter:

@@ -40,10 +40,11 @@ CUSTOM_FIELDS: Mapping[str, tuple[str, ...]] = {
     "cohorts": ("cohortType",),
 }
 
+# ASCII digits only: `\d` takes any script's digits, which float() reads
 _DURATION = re.compile(
-    r"^P(?!$)(?:(?P<y>\d+(?:\.\d+)?)Y)?(?:(?P<mo>\d+(?:\.\d+)?)M)?(?:(?P<w>\d+(?:\.\d+)?)W)?"
-    r"(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?!$)(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<mi>\d+(?:\.\d+)?)M)?"
-    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+    r"^P(?!$)(?:(?P<y>[0-9]+(?:\.[0-9]+)?)Y)?(?:(?P<mo>[0-9]+(?:\.[0-9]+)?)M)?(?:(?P<w>[0-9]+(?:\.[0-9]+)?)W)?"
+    r"(?:(?P<d>[0-9]+(?:\.[0-9]+)?)D)?(?:T(?!$)(?:(?P<h>[0-9]+(?:\.[0-9]+)?)H)?(?:(?P<mi>[0-9]+(?:\.[0-9]+)?)M)?"
+    r"(?:(?P<s>[0-9]+(?:\.[0-9]+)?)S)?)?$"
 )
 # Days per unit. A year is 365.25 days and a month a twelfth of it, so P12M == P1Y.
 _UNIT_DAYS = {"y": 365.25, "mo": 365.25 / 12, "w": 7.0, "d": 1.0,

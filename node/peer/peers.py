@@ -46,7 +46,7 @@ class PeerTLS(_Model):
 
 class PeerEntry(_Model):
     id: str = Field(min_length=1, max_length=128)
-    address: str | None = Field(default=None, pattern=r"^[\w.\-\[\]:]+:\d{1,5}$")
+    address: str | None = Field(default=None, pattern=r"^[\w.\-\[\]:]+:[0-9]{1,5}$")
     beacon_url: str | None = Field(default=None, pattern=r"^https?://")
     audience: str | None = None
     tls: PeerTLS | None = None

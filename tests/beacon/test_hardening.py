@@ -42,3 +42,15 @@ def test_info_shows_network_fields_when_set() -> None:
     assert doc["organization"]["logoUrl"] == "https://example.org/logo.png"
     assert doc["organization"]["description"] == "A test organization"
     assert doc["organization"]["contactUrl"] == node.contact_url
+
+
+def test_durations_and_obo_ids_take_ascii_digits_only() -> None:
+    from node.catalog.filters import duration_days
+
+    assert duration_days("P70Y") == 70 * 365.25
+    assert duration_days("P\uff17\uff10Y") is None  # full-width 70: not a duration
+    plain = parse_get({"filters": "PATO_0000011:>P70Y"}, variants=False)
+    assert plain.filters[0].id == "PATO:0000011"
+    wide_id = "PATO_\uff10\uff10\uff10\uff10\uff10\uff11\uff11"
+    wide = parse_get({"filters": f"{wide_id}:>P70Y"}, variants=False)
+    assert wide.filters[0].id == wide_id  # left as given, not turned into a CURIE
