@@ -1,5 +1,6 @@
 """`python -m node.schemas`: write the generated documents of `schemas/` (the settings'
-JSON schema, the Beacon OpenAPI document); tests/web/test_schemas.py checks they match."""
+JSON schema, the peers file's, the htsget ticket and error bodies', the Beacon OpenAPI
+document); tests/web/test_schemas.py checks they match."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 from node import __version__
 from node.beacon.openapi import openapi_document
 from node.config import config_schema
+from node.htsget.schema import error_schema, ticket_schema
+from node.peer.peers import PeersFile
 
 __all__ = ["generated"]
 
@@ -21,6 +24,9 @@ def generated() -> dict[str, dict[str, Any]]:
     """File name -> document."""
     return {
         "config.schema.json": config_schema(),
+        "peers.schema.json": PeersFile.model_json_schema(),
+        "htsget-ticket.schema.json": ticket_schema(),
+        "htsget-error.schema.json": error_schema(),
         "openapi.json": openapi_document(base=OPENAPI_BASE, version=__version__),
     }
 

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from jsonschema import Draft202012Validator
 
 from node.config import DatasetSettings
 from node.htsget.models import CONTENT_TYPE
@@ -24,6 +25,7 @@ from tests.htsget.conftest import file_registry, node_settings, require_tool, ru
 from tests.htsget.fetch import assemble
 from tests.htsget.test_reads_clients import sam_records
 
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 BAM = "bam/htsnexus_test_NA12878.bam"
 READS = "/htsget/reads/htsnexus_test_NA12878"
 
@@ -34,17 +36,24 @@ async def http(server: TestServer) -> Any:
         yield session
 
 
+# Every ticket and error of these tests is checked against the schemas in schemas/.
+TICKET = Draft202012Validator(json.loads((SCHEMAS / "htsget-ticket.schema.json").read_text()))
+ERROR = Draft202012Validator(json.loads((SCHEMAS / "htsget-error.schema.json").read_text()))
+
+
 async def ticket_of(resp: aiohttp.ClientResponse) -> dict[str, Any]:
     assert resp.status == 200, await resp.text()
     assert resp.headers["Content-Type"].startswith(CONTENT_TYPE)
-    return dict(await resp.json(content_type=None))
+    ticket = dict(await resp.json(content_type=None))
+    TICKET.validate(ticket)
+    return ticket
 
 
 async def expect_error(resp: aiohttp.ClientResponse, status: int, name: str) -> None:
     assert resp.status == status, await resp.text()
     body = json.loads(await resp.text())
-    assert set(body) == {"htsget"} and body["htsget"]["error"] == name
-    assert isinstance(body["htsget"]["message"], str) and body["htsget"]["message"]
+    ERROR.validate(body)
+    assert body["htsget"]["error"] == name
 
 
 @pytest.mark.parametrize(
