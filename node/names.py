@@ -38,6 +38,15 @@ class CountPrecision(StrEnum):
     IMPRECISE = "imprecise"  # adjusted (small counts raised to the threshold) or noised
     ROUNDED = "rounded"  # rounded up to a multiple of `countAdjustedTo`
 
+    @property
+    def rank(self) -> int:
+        """How far from the true count: a total is as imprecise as its worst part."""
+        return _PRECISION_RANK[self]
+
+
+_PRECISION_RANK = {CountPrecision.EXACT: 0, CountPrecision.ROUNDED: 1,
+                   CountPrecision.IMPRECISE: 2}
+
 
 class SecurityLevel(StrEnum):
     """Beacon v2 `securityAttributes.securityLevels`."""

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from node.auth.policy import effective_granularity
 from node.config import DatasetSettings
 from node.domain import AlleleKey, AlleleStats, Filter, Principal, Record, Region, Variant
 from node.errors import NotFound, TimedOut
-from node.names import Granularity
+from node.names import CountPrecision, Granularity
 from node.privacy.gate import Ledger
 from node.privacy.guard import GuardedCount
 from node.privacy.people import PeopleSet, people_set
@@ -93,7 +93,7 @@ class AccessPlan:
 @dataclass(frozen=True, slots=True)
 class ReleasedCount:
     value: int
-    precision: Literal["exact", "rounded", "imprecise"] = "exact"
+    precision: CountPrecision = CountPrecision.EXACT
     adjusted_to: int | None = None  # Beacon v2.2 countAdjustedTo: threshold or rounding unit
 
 
@@ -219,7 +219,7 @@ def release_people(
 
 
 def _released(guarded: GuardedCount) -> ReleasedCount:
-    return ReleasedCount(guarded.value, guarded.precision.value, guarded.adjusted_to)
+    return ReleasedCount(guarded.value, guarded.precision, guarded.adjusted_to)
 
 
 def carriers(store: VariantStore, v: Variant, samples: Sequence[str] | None) -> tuple[Record, ...]:

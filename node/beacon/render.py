@@ -21,7 +21,7 @@ from node.beacon.variants import (
 )
 from node.domain import Record, Variant
 from node.errors import NodeError
-from node.names import Granularity
+from node.names import CountPrecision, Granularity
 
 __all__ = [
     "MAX_CASES",
@@ -134,16 +134,13 @@ def response_envelope(
     return out
 
 
-_PRECISION_RANK = {"exact": 0, "rounded": 1, "imprecise": 2}
-
-
 def _summary_precision(sets: Sequence[ResultSet]) -> dict[str, Any]:
     """Beacon v2.2 countPrecision (and countAdjustedTo) of a total: as imprecise as its
     least precise part, so a small count hidden in a sum is never called exact."""
     stated = [s for s in sets if "countPrecision" in s]
     if not stated:
         return {}
-    worst = max((str(s["countPrecision"]) for s in stated), key=_PRECISION_RANK.__getitem__)
+    worst = max((CountPrecision(s["countPrecision"]) for s in stated), key=lambda p: p.rank)
     out: dict[str, Any] = {"countPrecision": worst}
     adjusted = [int(s["countAdjustedTo"]) for s in stated if "countAdjustedTo" in s]
     if adjusted:

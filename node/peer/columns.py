@@ -26,7 +26,7 @@ from node.errors import InvalidInput
 from node.names import Granularity
 from node.peer import messages
 from node.peer._pb import peer_pb2 as pb
-from node.peer.guard import BoundedCount, CountGuard
+from node.peer.guard import UNKNOWN, BoundedCount, CountGuard
 from node.peer.validate import InvalidAnswer
 
 __all__ = [
@@ -124,7 +124,12 @@ def dataset_columns(
     )
     if granularity is Granularity.BOOLEAN:
         return message
-    guarded = [_guarded(raw[:, i], guard, deterministic) for i in range(4)]
+    # None: nobody called at the position; its allele number is unknown, never 0.
+    uncalled = np.array([s is None for s in stats], dtype=bool)
+    guarded = [
+        _guarded(raw[:, i], guard, deterministic, unknown=uncalled if i == 1 else None)
+        for i in range(4)
+    ]
     for name, (columns, _, _) in zip(COUNTS, guarded, strict=True):
         getattr(message, name).CopyFrom(columns)
     (_, ac, ac_exact), (_, an, an_exact) = guarded[0], guarded[1]
@@ -138,27 +143,37 @@ def dataset_columns(
 
 
 def _guarded(
-    counts: Ints, guard: CountGuard, deterministic: bool
+    counts: Ints, guard: CountGuard, deterministic: bool, *, unknown: Bools | None = None
 ) -> tuple[pb.CountColumns, Ints, Bools]:
-    """Guarded counts as columns, their shown values, and which are exact."""
+    """Guarded counts as columns, their shown values, and which are exact; where
+    `unknown`, the count is `guard.UNKNOWN` (nothing is guarded: nothing is known)."""
     if deterministic:
         distinct, where = np.unique(counts, return_inverse=True)
         rows = [guard.count(int(n)) for n in distinct.tolist()]
     else:
         rows = [guard.count(n) for n in counts.tolist()]
         where = np.arange(len(rows))
-    table = np.array(
-        [(r.value, _precision(r), r.lower, _upper_bound(r), r.upper is None) for r in rows],
-        dtype=np.int64,
-    ).reshape(len(rows), 5)[where]
+    table = _table(rows)[where]
+    if unknown is not None and unknown.any():
+        table[unknown] = _table([UNKNOWN])[0]
     columns = pb.CountColumns(
         values=table[:, 0].tolist(),
         precisions=table[:, 1].tolist(),
         lowers=table[:, 2].tolist(),
         uppers=table[:, 3].tolist(),
         unbounded=table[:, 4].astype(bool).tolist(),
+        unknown=table[:, 5].astype(bool).tolist() if table[:, 5].any() else [],
     )
     return columns, table[:, 0], table[:, 1] == pb.COUNT_PRECISION_EXACT
+
+
+def _table(rows: Sequence[BoundedCount]) -> Ints:
+    """value, precision, lower, upper, unbounded, unknown of each count, as rows."""
+    return np.array(
+        [(r.value, _precision(r), r.lower, _upper_bound(r), r.upper is None, r.unknown)
+         for r in rows],
+        dtype=np.int64,
+    ).reshape(len(rows), 6)
 
 
 def _precision(count: BoundedCount) -> int:
@@ -175,16 +190,19 @@ def _upper_bound(count: BoundedCount) -> int:
 @dataclass(frozen=True, slots=True)
 class Column:
     """One count of every allele: shown value, interval [lower, upper] (upper ∞ where
-    `unbounded`), and whether it is exact."""
+    `unbounded`), whether it is exact, and of how many parts the count is unknown."""
 
     value: Ints
     lower: Ints
     upper: Ints
     unbounded: Bools
     exact: Bools
+    unknown: Ints
 
     @classmethod
-    def constant(cls, n: int, *, value: int, upper: int | None, exact: bool) -> Column:
+    def constant(
+        cls, n: int, *, value: int, upper: int | None, exact: bool, unknown: int = 0
+    ) -> Column:
         full = np.full(n, value, dtype=np.int64)
         return cls(
             full,
@@ -192,6 +210,7 @@ class Column:
             np.full(n, upper or 0, dtype=np.int64),
             np.full(n, upper is None),
             np.full(n, exact),
+            np.full(n, unknown, dtype=np.int64),
         )
 
     def __add__(self, other: Column) -> Column:
@@ -201,6 +220,7 @@ class Column:
             self.upper + other.upper,
             self.unbounded | other.unbounded,
             self.exact & other.exact,
+            self.unknown + other.unknown,
         )
 
 
@@ -261,6 +281,8 @@ def _column(message: pb.CountColumns, n: int) -> Column:
     upper = _array(message.uppers, n, np.uint64)
     precision = _array(message.precisions, n, np.int64)
     unbounded = _array(message.unbounded, n, np.bool_)
+    # Absent (nodes before the field, or no unknown count): nothing is unknown.
+    unknown = _array(message.unknown, n, np.bool_) if len(message.unknown) else np.zeros(n, bool)
     if (np.concatenate([value, lower, upper]) > (1 << 62)).any():
         raise InvalidAnswer("count out of range")
     if not np.isin(precision, _PRECISIONS).all():
@@ -270,15 +292,19 @@ def _column(message: pb.CountColumns, n: int) -> Column:
         raise InvalidAnswer("an exact count with an interval")
     if (~unbounded & (lower > upper)).any():
         raise InvalidAnswer("count interval is empty")
+    if (unknown & ((value != 0) | (lower != 0) | ~unbounded | exact)).any():
+        raise InvalidAnswer("an unknown count with a value or a bound")
     as_int = np.int64
     return Column(
-        value.astype(as_int), lower.astype(as_int), upper.astype(as_int), unbounded, exact
+        value.astype(as_int), lower.astype(as_int), upper.astype(as_int), unbounded, exact,
+        unknown.astype(as_int),
     )
 
 
 def _at_least_one(column: Column, exists: Bools) -> Column:
     lower = np.maximum(column.lower, exists.astype(np.int64))
-    return Column(column.value, lower, column.upper, column.unbounded, column.exact)
+    return Column(column.value, lower, column.upper, column.unbounded, column.exact,
+                  column.unknown)
 
 
 def _at_most(small: Column, large: Column, why: str) -> None:
@@ -327,7 +353,8 @@ class Totals:
         # A boolean answer: "yes" is at least one allele (and carrier), no upper bound;
         # nothing is known of the allele number or homozygotes.
         yes = dataset.exists.astype(np.int64)
-        some = Column(yes, yes, np.zeros(self.n, np.int64), dataset.exists, ~dataset.exists)
-        unknown = Column.constant(self.n, value=0, upper=None, exact=False)
+        none = np.zeros(self.n, np.int64)
+        some = Column(yes, yes, none, dataset.exists, ~dataset.exists, none)
+        unknown = Column.constant(self.n, value=0, upper=None, exact=False, unknown=1)
         for name, part in zip(COUNTS, (some, unknown, some, unknown), strict=True):
             self.counts[name] = self.counts[name] + part

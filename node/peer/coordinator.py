@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from node.domain import AlleleKey, Region, normalize_contig
+from node.names import CountPrecision
 from node.peer import columns
 from node.peer._pb import peer_pb2 as pb
 from node.peer.client import INVALID_RESPONSE, PeerClient, PeerResult, TokenSigner, batch_request
@@ -30,6 +31,7 @@ from node.peer.peers import PeersFile
 from node.peer.validate import InvalidAnswer
 
 __all__ = [
+    "UNKNOWN",
     "AlleleTotal",
     "Coordinator",
     "FederatedIndividuals",
@@ -43,12 +45,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Interval:
-    """A merged count: `value` to show, true total in [lower, upper] (upper None: ∞)."""
+    """A merged count: `value` to show, true total in [lower, upper] (upper None: ∞);
+    `unknown`: how many of the parts did not know their count (an allele number where a
+    dataset has no calls, or a boolean dataset's): the total is then a lower bound."""
 
     value: int
     lower: int
     upper: int | None
     exact: bool
+    unknown: int = 0
 
     @classmethod
     def zero(cls) -> Interval:
@@ -57,15 +62,17 @@ class Interval:
     def __add__(self, other: Interval) -> Interval:
         upper = None if self.upper is None or other.upper is None else self.upper + other.upper
         return Interval(
-            self.value + other.value, self.lower + other.lower, upper, self.exact and other.exact
+            self.value + other.value, self.lower + other.lower, upper,
+            self.exact and other.exact, self.unknown + other.unknown,
         )
 
     @property
-    def precision(self) -> str:
-        return "exact" if self.exact else "imprecise"
+    def precision(self) -> CountPrecision:
+        return CountPrecision.EXACT if self.exact else CountPrecision.IMPRECISE
 
 
 UNKNOWN_NONZERO = Interval(1, 1, None, False)  # a boolean "yes": at least one
+UNKNOWN = Interval(0, 0, None, False, 1)  # a count the part does not know
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +93,21 @@ class AlleleTotal:
         an = self.allele_number.value
         return self.allele_count.value / an if an else None
 
+    @property
+    def frequency_precision(self) -> CountPrecision:
+        """Exact only when both counts are, so only when every dataset knew its AN."""
+        exact = self.allele_count.exact and self.allele_number.exact
+        return CountPrecision.EXACT if exact else CountPrecision.IMPRECISE
+
     def add(self, stats: pb.DatasetAlleleStats) -> AlleleTotal:
         if stats.granularity == pb.GRANULARITY_BOOLEAN:
             ac = UNKNOWN_NONZERO if stats.exists else Interval.zero()
-            unknown = Interval(0, 0, None, False)
             return AlleleTotal(
                 self.key,
                 self.allele_count + ac,
-                self.allele_number + unknown,
+                self.allele_number + UNKNOWN,
                 self.carriers + ac,
-                self.homozygotes + unknown,
+                self.homozygotes + UNKNOWN,
             )
         # "exists" is itself disclosed: a noised count's [0, ∞) becomes [1, ∞).
         least = 1 if stats.exists else 0
@@ -109,9 +121,9 @@ class AlleleTotal:
 
 
 def _interval(count: pb.Count, at_least: int = 0) -> Interval:
-    exact = PRECISION_NAME.get(count.precision) == "exact"
+    exact = PRECISION_NAME.get(count.precision) is CountPrecision.EXACT
     upper = None if count.unbounded else count.upper
-    return Interval(count.value, max(count.lower, at_least), upper, exact)
+    return Interval(count.value, max(count.lower, at_least), upper, exact, int(count.unknown))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +170,14 @@ def _allele_totals(keys: Sequence[AlleleKey], totals: columns.Totals) -> list[Al
             c.upper.tolist(),
             c.unbounded.tolist(),
             c.exact.tolist(),
+            c.unknown.tolist(),
         ]
         for c in (totals.counts[name] for name in columns.COUNTS)
     ]
 
     def interval(parts: list[list[Any]], i: int) -> Interval:
-        value, lower, upper, unbounded, exact = (part[i] for part in parts)
-        return Interval(value, lower, None if unbounded else upper, exact)
+        value, lower, upper, unbounded, exact, unknown = (part[i] for part in parts)
+        return Interval(value, lower, None if unbounded else upper, exact, unknown)
 
     return [
         AlleleTotal(key, *(interval(parts, i) for parts in as_lists)) for i, key in enumerate(keys)

@@ -9,30 +9,34 @@ noised ones have no upper bound); this module only carries them to the wire.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from node.config import PrivacySettings
+from node.names import CountPrecision
 from node.privacy.guard import CountGuard as PrivacyGuard
 from node.privacy.guard import GuardedCount
 
-__all__ = ["BoundedCount", "BoundedGuard", "CountGuard", "Precision", "bounded"]
-
-Precision = Literal["exact", "rounded", "imprecise"]
+__all__ = ["UNKNOWN", "BoundedCount", "BoundedGuard", "CountGuard", "bounded"]
 
 
 @dataclass(frozen=True, slots=True)
 class BoundedCount:
     """A count to show (`value`) and the interval [lower, upper] the true count is in;
-    `upper` None: no upper bound is known."""
+    `upper` None: no upper bound is known. `unknown`: the node does not know the count
+    at all (an allele number where none of its samples is called): 0, [0, ∞)."""
 
     value: int
-    precision: Precision
+    precision: CountPrecision
     lower: int
     upper: int | None
+    unknown: bool = False
 
     @classmethod
     def exact(cls, n: int) -> BoundedCount:
-        return cls(n, "exact", n, n)
+        return cls(n, CountPrecision.EXACT, n, n)
+
+
+UNKNOWN = BoundedCount(0, CountPrecision.IMPRECISE, 0, None, unknown=True)
 
 
 class CountGuard(Protocol):
@@ -52,5 +56,4 @@ class BoundedGuard:
 def bounded(guarded: GuardedCount) -> BoundedCount:
     """The peer API's form of a guarded count: its value, precision and the interval
     node/privacy/guard.py derived (never re-derived here)."""
-    precision: Precision = guarded.precision.value
-    return BoundedCount(guarded.value, precision, guarded.lower, guarded.upper)
+    return BoundedCount(guarded.value, guarded.precision, guarded.lower, guarded.upper)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.domain import AlleleKey, AlleleStats, Region, normalize_contig
+from node.domain import ZERO_STATS, AlleleKey, AlleleStats, Region, normalize_contig
 from node.errors import InvalidInput
-from node.names import Granularity
+from node.names import CountPrecision, Granularity
 from node.peer._pb import peer_pb2 as pb
-from node.peer.guard import BoundedCount, CountGuard, Precision
+from node.peer.guard import UNKNOWN, BoundedCount, CountGuard
 
 __all__ = [
+    "PRECISION_NAME",
     "allele_key",
     "allele_message",
     "count_message",
@@ -20,12 +21,12 @@ __all__ = [
     "region",
 ]
 
-_PRECISION: dict[Precision, Any] = {
-    "exact": pb.COUNT_PRECISION_EXACT,
-    "rounded": pb.COUNT_PRECISION_ROUNDED,
-    "imprecise": pb.COUNT_PRECISION_IMPRECISE,
+_PRECISION: dict[CountPrecision, Any] = {
+    CountPrecision.EXACT: pb.COUNT_PRECISION_EXACT,
+    CountPrecision.ROUNDED: pb.COUNT_PRECISION_ROUNDED,
+    CountPrecision.IMPRECISE: pb.COUNT_PRECISION_IMPRECISE,
 }
-PRECISION_NAME: dict[int, Precision] = {v: k for k, v in _PRECISION.items()}
+PRECISION_NAME: dict[int, CountPrecision] = {v: k for k, v in _PRECISION.items()}
 _GRANULARITY = {
     Granularity.BOOLEAN: pb.GRANULARITY_BOOLEAN,
     Granularity.COUNT: pb.GRANULARITY_COUNT,
@@ -70,10 +71,11 @@ def count_message(count: BoundedCount) -> pb.Count:
         lower=count.lower,
         upper=count.upper if count.upper is not None else 0,
         unbounded=count.upper is None,
+        unknown=count.unknown,
     )
 
 
-def precision_message(precision: Precision) -> Any:
+def precision_message(precision: CountPrecision) -> Any:
     return _PRECISION[precision]
 
 
@@ -87,20 +89,26 @@ def dataset_stats(
     stats: AlleleStats | None,
     guard: CountGuard,
 ) -> pb.DatasetAlleleStats:
-    """One dataset's answer for one allele, revealing no more than `granularity`."""
+    """One dataset's answer for one allele, revealing no more than `granularity`.
+
+    `stats` None: none of the dataset's samples is called at the allele's position, so
+    its allele number is unknown (`UNKNOWN`, never 0) and it holds no copy of the allele.
+    """
     exists = stats is not None and stats.ac > 0
     message = pb.DatasetAlleleStats(
         dataset_id=dataset_id, granularity=_GRANULARITY[granularity], exists=exists
     )
     if granularity is Granularity.BOOLEAN:
         return message
-    stats = stats or AlleleStats(0, 0, 0, 0, 0, 0)
-    ac, an = guard.count(stats.ac), guard.count(stats.an)
+    known = stats or ZERO_STATS
+    ac = guard.count(known.ac)
+    an = UNKNOWN if stats is None else guard.count(known.an)
     message.allele_count.CopyFrom(count_message(ac))
     message.allele_number.CopyFrom(count_message(an))
-    message.carriers.CopyFrom(count_message(guard.count(stats.n_carriers)))
-    message.homozygotes.CopyFrom(count_message(guard.count(stats.n_hom_alt)))
+    message.carriers.CopyFrom(count_message(guard.count(known.n_carriers)))
+    message.homozygotes.CopyFrom(count_message(guard.count(known.n_hom_alt)))
     message.frequency = min(1.0, ac.value / an.value) if an.value else 0.0  # noise: clipped
-    exact = ac.precision == "exact" and an.precision == "exact"
-    message.frequency_precision = _PRECISION["exact" if exact else "imprecise"]
+    exact = ac.precision == CountPrecision.EXACT and an.precision == CountPrecision.EXACT
+    message.frequency_precision = _PRECISION[
+        CountPrecision.EXACT if exact else CountPrecision.IMPRECISE]
     return message

@@ -21,11 +21,19 @@ from collections.abc import Iterable, Sequence
 from node.domain import AlleleStats
 from node.names import CountPrecision, Granularity
 from node.peer._pb import peer_pb2 as pb
+from node.peer.coordinator import AlleleTotal
 from node.privacy.budget import Charge
 from node.privacy.gate import DisclosureGate
 from node.privacy.guard import GuardedCount
 
-__all__ = ["UNKNOWN_INDIVIDUALS", "answer_charge", "people_charge", "set_charge", "stats_of"]
+__all__ = [
+    "UNKNOWN_INDIVIDUALS",
+    "answer_charge",
+    "frequency_charge",
+    "people_charge",
+    "set_charge",
+    "stats_of",
+]
 
 UNKNOWN_INDIVIDUALS = 1000
 
@@ -77,6 +85,27 @@ def people_charge(
     shown = GuardedCount(len(alleles), CountPrecision.EXACT)
     charge = gate.price(alleles, granularity, UNKNOWN_INDIVIDUALS, shown)
     return Charge(llr=charge.llr, epsilon=charge.epsilon + (gate.privacy.people_epsilon or 0.0))
+
+
+def frequency_charge(
+    gate: DisclosureGate, granularity: Granularity, totals: Sequence[AlleleTotal]
+) -> Charge:
+    """Merged allele statistics, each priced as the gate prices an allele answer in the
+    population it describes (the federation's samples called there, AN / 2, with the
+    most revealing statistics the intervals allow); an allele nobody carries (AC 0) is
+    a "no", priced as the gate prices absence."""
+    parts = []
+    for total in totals:
+        an = max(2, total.allele_number.value)
+        alleles = []
+        if total.exists:
+            ac = max(1, total.allele_count.lower)
+            carriers = min(ac, max(1, total.carriers.lower))
+            hom = min(total.homozygotes.lower, carriers)
+            alleles = [AlleleStats(ac, max(an, ac), hom, carriers - hom, carriers, an // 2)]
+        shown = GuardedCount(len(alleles), CountPrecision.EXACT)
+        parts.append(gate.price(alleles, granularity, an // 2, shown))
+    return answer_charge(parts)
 
 
 def answer_charge(charges: Iterable[Charge]) -> Charge:

@@ -16,6 +16,7 @@ from typing import Any
 
 from node.domain import AlleleKey, Region, normalize_contig
 from node.errors import InvalidInput
+from node.names import CountPrecision
 from node.peer.coordinator import Coordinator, FederatedIndividuals, FederatedStats, Interval
 from node.peer.peers import PeersFile
 
@@ -158,7 +159,7 @@ def render_table(result: FederatedStats) -> str:
     rows: list[tuple[str, ...]] = [("VARIANT", "AC", "AN", "AF", "CARRIERS", "HOM_ALT", "EXISTS")]
     for t in result.alleles:
         af = "." if t.frequency is None else f"{t.frequency:.4g}"
-        if t.frequency is not None and not (t.allele_count.exact and t.allele_number.exact):
+        if t.frequency is not None and t.frequency_precision is not CountPrecision.EXACT:
             af = f"~{af}"
         counts = (t.allele_count, t.allele_number, t.carriers, t.homozygotes)
         rows.append(
@@ -190,12 +191,15 @@ def _columns(rows: Sequence[Sequence[str]]) -> str:
 
 
 def _interval_json(count: Interval) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "value": count.value,
         "lower": count.lower,
         "upper": count.upper,
         "precision": count.precision,
     }
+    if count.unknown:  # datasets that did not know this count: the total is a bound
+        out["unknownIn"] = count.unknown
+    return out
 
 
 def render_json(result: FederatedStats) -> str:
@@ -209,6 +213,7 @@ def render_json(result: FederatedStats) -> str:
                 "alleleCount": _interval_json(t.allele_count),
                 "alleleNumber": _interval_json(t.allele_number),
                 "alleleFrequency": t.frequency,
+                "alleleFrequencyPrecision": t.frequency_precision,
                 "carriers": _interval_json(t.carriers),
                 "homozygotes": _interval_json(t.homozygotes),
             }

@@ -208,6 +208,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         return pb.RegionVariantStats(
             allele=messages.allele_message(variant.key),
             variant_type=str(variant.variant_type),
+            end=variant.end,
             stats=messages.dataset_stats(dataset_id, granularity, variant.stats, self._guard),
         )
 

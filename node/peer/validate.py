@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 
 from node.domain import AlleleKey, Region, normalize_contig
+from node.names import VariantType
 from node.peer._pb import peer_pb2 as pb
 
 __all__ = ["InvalidAnswer", "allele_stats", "individual_counts", "node_info", "region_stats"]
@@ -14,6 +15,7 @@ __all__ = ["InvalidAnswer", "allele_stats", "individual_counts", "node_info", "r
 _PRECISIONS = {pb.COUNT_PRECISION_EXACT, pb.COUNT_PRECISION_ROUNDED, pb.COUNT_PRECISION_IMPRECISE}
 _GRANULARITIES = {pb.GRANULARITY_BOOLEAN, pb.GRANULARITY_COUNT, pb.GRANULARITY_RECORD}
 _COUNTS = ("allele_count", "allele_number", "carriers", "homozygotes")
+_VARIANT_TYPES = frozenset(t.value for t in VariantType) - {VariantType.REF.value}
 
 
 class InvalidAnswer(Exception):
@@ -50,6 +52,8 @@ def region_stats(variants: Sequence[pb.RegionVariantStats], region: Region) -> N
             raise InvalidAnswer("variant outside the requested region")
         if not a.ref or not a.alt or not v.stats.dataset_id:
             raise InvalidAnswer("variant without REF, ALT or dataset")
+        if v.variant_type not in _VARIANT_TYPES or (v.end and v.end <= a.start):
+            raise InvalidAnswer("variant with an unknown type or an end before its start")
         dataset_stats(v.stats)
 
 
@@ -103,6 +107,9 @@ def _count(count: pb.Count) -> None:
         raise InvalidAnswer("an exact count with an interval")
     if not count.unbounded and count.lower > count.upper:
         raise InvalidAnswer("count interval is empty")
+    if count.unknown and (count.value or count.lower or not count.unbounded
+                          or count.precision == pb.COUNT_PRECISION_EXACT):
+        raise InvalidAnswer("an unknown count with a value or a bound")
 
 
 def _at_most(small: pb.Count, large: pb.Count, why: str) -> None:

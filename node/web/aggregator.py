@@ -18,6 +18,13 @@ budget (the passport's pseudonymous requester id, or the client address when ano
 with node/privacy's gate and charges every merged answer once (node/peer/pricing.py):
 asking k nodes through it costs what the k answers reveal, from one budget.
 
+Matching is the node's own (`node.beacon.variants.matches`: wildcards, variantType and
+lengths on the normalised allele), applied to every allele of the region the peers
+stream. A sequence query at count granularity or above also gets each matched allele's
+merged statistics (`info.federation.alleleFrequencies`): every node's AC and AN of it,
+nodes that do not hold it included (AC 0 over the alleles they called there; an unknown
+AN where they called none, which makes the merged AN and frequency bounds).
+
 Records are never federated: `record` requests get result sets with counts and no
 records. Only position-based queries (sequence, range, bracket) are federated.
 """
@@ -40,17 +47,18 @@ from node.beacon.info import by_path
 from node.beacon.models import BeaconRequest
 from node.beacon.parse import parse_body, parse_get
 from node.beacon.render import response_envelope, result_set
-from node.beacon.variants import VariantQuery, parse_internal_id
+from node.beacon.variants import VariantQuery, matches, parse_internal_id
 from node.config import Settings
-from node.domain import AlleleKey
+from node.domain import ZERO_STATS, AlleleKey, Variant, normalize_contig
 from node.errors import BudgetExhausted, InvalidInput, PayloadTooLarge
-from node.names import Granularity
+from node.names import Granularity, VariantType
 from node.peer import pricing, third_party
 from node.peer._pb import peer_pb2 as pb
 from node.peer.client import PeerResult
-from node.peer.coordinator import Coordinator, Interval
+from node.peer.coordinator import Coordinator, FederatedStats, Interval
 from node.peer.directory import DatasetDirectory
 from node.peer.peers import PeerEntry, PeersFile
+from node.peer.report import render_json
 from node.privacy.gate import Ledger
 from node.web.auth import auth_ctx, principal_of
 from node.web.beacon import beacon_errors
@@ -67,6 +75,7 @@ PEERS = web.AppKey("peers", PeersFile)
 DIRECTORY = web.AppKey("directory", DatasetDirectory)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 MAX_SPAN = 10_000_000  # bases per federated range query
+MAX_FREQUENCIES = 100  # matched alleles of a sequence query whose frequencies are merged
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +164,11 @@ async def g_variants(request: web.Request) -> web.Response:
     peers: PeersFile = request.config_dict[PEERS]
     coordinator: Coordinator = request.config_dict[COORDINATOR]
     session: aiohttp.ClientSession = request.config_dict[HTTP]
-    types = sorted(query.type_classes() or ())
+    query.type_classes()  # an unknown variantType is refused before anyone is asked
+    # Every allele in the region: `matches` (the node's own rule) decides type, bases and
+    # lengths on the normalised allele, as a node does (a padded SNP is stored as an MNP).
     grpc_part = coordinator.region_answers(
-        region, deadline_s=peers.deadline_s, variant_types=types, on_behalf_of=ledger.requester
+        region, deadline_s=peers.deadline_s, on_behalf_of=ledger.requester
     )
     http_parts = [
         _ask_beacon(session, entry, request.query, min(entry.timeout_s or inf, peers.deadline_s))
@@ -165,13 +176,23 @@ async def g_variants(request: web.Request) -> web.Response:
         if entry.beacon_url is not None
     ]
     known = request.config_dict[DIRECTORY].datasets(coordinator, peers.deadline_s)
+    loop = asyncio.get_running_loop()
+    deadline_at = loop.time() + peers.deadline_s
     grpc_results, held, *http_results = await asyncio.gather(grpc_part, known, *http_parts)
-    sets, statuses = _from_grpc(grpc_results, query, held)
+    sets, statuses, matched = _from_grpc(grpc_results, query, held)
     for found, status in http_results:
         sets += found
         statuses.append(status)
-    await _charge(request, ledger, req, sets)
-    return web.json_response(_envelope(request.config_dict[SETTINGS], req, sets, statuses))
+    frequencies = None
+    if query.kind == "sequence" and req.granularity != "boolean" and matched:
+        # Every node's count of each matched allele, those not holding it included (AC 0
+        # over the alleles they called there, or an unknown AN), within the same deadline.
+        frequencies = await coordinator.allele_stats(
+            matched[:MAX_FREQUENCIES], deadline_s=max(0.0, deadline_at - loop.time()),
+            on_behalf_of=ledger.requester)
+    await _charge(request, ledger, req, sets, frequencies)
+    settings = request.config_dict[SETTINGS]
+    return web.json_response(_envelope(settings, req, sets, statuses, frequencies=frequencies))
 
 
 async def individuals_of_variant(request: web.Request) -> web.Response:
@@ -196,10 +217,15 @@ FEDERATION = "@federation"  # the pool key of answers merged from other nodes
 
 
 async def _charge(
-    request: web.Request, ledger: Ledger, req: BeaconRequest, sets: list[_Set]
+    request: web.Request,
+    ledger: Ledger,
+    req: BeaconRequest,
+    sets: list[_Set],
+    frequencies: FederatedStats | None = None,
 ) -> None:
-    """Charge the user once for the whole merged answer (pricing.py), or refuse it
-    (BudgetExhausted: 403, nothing released); one audit entry either way."""
+    """Charge the user once for the whole merged answer (pricing.py), merged allele
+    frequencies included, or refuse it (BudgetExhausted: 403, nothing released); one
+    audit entry either way."""
     gate = request.config_dict[GATE]
     boolean = req.granularity == "boolean"
     granularity = Granularity.BOOLEAN if boolean else Granularity.COUNT
@@ -211,6 +237,8 @@ async def _charge(
     ]
     if not sets:  # a "no" from the whole federation, with no dataset to price it by
         parts.append(pricing.set_charge(gate, granularity, [], 0))
+    if frequencies is not None:
+        parts.append(pricing.frequency_charge(gate, granularity, frequencies.alleles))
     charge = pricing.answer_charge(parts)
     counts = {
         f"{s.beacon_id}/{s.dataset_id}": {"value": s.count.value, "precision": s.count.precision}
@@ -261,44 +289,43 @@ def _federable(query: VariantQuery | None) -> VariantQuery:
     return query
 
 
-def _matches(query: VariantQuery, v: pb.RegionVariantStats) -> bool:
+def _variant(v: pb.RegionVariantStats) -> Variant:
+    """A peer's allele as the node's own matching sees it (statistics are not matched)."""
     a = v.allele
-    if query.kind == "sequence" and a.start != query.start[0]:
-        return False
-    if query.reference_bases not in (None, "N") and a.ref != query.reference_bases:
-        return False
-    if query.alternate_bases not in (None, "N") and a.alt != query.alternate_bases:
-        return False
-    length = max(len(a.ref), len(a.alt))
-    if query.min_length is not None and length < query.min_length:
-        return False
-    return query.max_length is None or length <= query.max_length
+    end = v.end or a.start + len(a.ref)  # nodes before `end` was sent
+    return Variant(normalize_contig(a.contig), a.start, end, a.ref, a.alt,
+                   VariantType(v.variant_type), ZERO_STATS)
 
 
 def _from_grpc(
     results: Sequence[PeerResult[Any]],
     query: VariantQuery,
     held: Mapping[str, tuple[str, ...]],
-) -> tuple[list[_Set], list[_Status]]:
+) -> tuple[list[_Set], list[_Status], list[AlleleKey]]:
     """Result sets of the peers that answered: one per dataset they hold (`held`, from
-    their NodeInfo), those with no matching variant included (an answer too)."""
+    their NodeInfo), those with no matching variant included (an answer too); and the
+    matching alleles some dataset holds, each once, in the order first seen."""
     sets: list[_Set] = []
     statuses = []
+    matched: dict[AlleleKey, None] = {}
     for result in results:
         statuses.append(_Status(result.peer_id, result.status, result.message, result.elapsed_s))
         present: dict[str, list[pb.DatasetAlleleStats]] = {}
         if result.ok:
             present = {ds: [] for ds in held.get(result.peer_id, ())}
         for v in result.value or () if result.ok else ():
-            if _matches(query, v):
+            variant = _variant(v)
+            # The node's own matching rule (node/beacon/variants.py), not a copy of it.
+            if matches(query, variant):
                 found = present.setdefault(v.stats.dataset_id, [])
                 if v.stats.exists:
                     found.append(v.stats)
+                    matched[variant.key] = None
         sets += [
             _Set(result.peer_id, ds, Interval(len(p), len(p), len(p), True), p)
             for ds, p in present.items()
         ]
-    return sets, statuses
+    return sets, statuses, list(matched)
 
 
 async def _ask_beacon(
@@ -317,6 +344,7 @@ def _envelope(
     statuses: list[_Status],
     *,
     entry: str = "g_variants",
+    frequencies: FederatedStats | None = None,
 ) -> dict[str, Any]:
     rendered = [
         result_set(
@@ -346,10 +374,19 @@ def _envelope(
             for s in statuses
         ],
     }
+    if frequencies is not None:
+        federation["alleleFrequencies"] = _frequencies(frequencies)
     info = {"federation": federation}
     return response_envelope(
         settings.node.id, req, by_path(entry), req.granularity, rendered, info=info
     )
+
+
+def _frequencies(found: FederatedStats) -> dict[str, Any]:
+    """Each matched allele's merged AC, AN and frequency over every node that answered
+    (report.py's form): exact only when every dataset knew its allele number."""
+    doc = json.loads(render_json(found))
+    return {"complete": doc["complete"], "alleles": doc["totals"]}
 
 
 def serve_aggregator(settings: Settings, peers: PeersFile) -> None:

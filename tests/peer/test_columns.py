@@ -78,6 +78,7 @@ def _row(message: pb.DatasetStatsColumns, i: int) -> pb.DatasetAlleleStats:
                 lower=c.lowers[i],
                 upper=c.uppers[i],
                 unbounded=c.unbounded[i],
+                unknown=bool(c.unknown) and c.unknown[i],
             )
         )
     return row

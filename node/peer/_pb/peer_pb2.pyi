@@ -30,18 +30,20 @@ GRANULARITY_COUNT: Granularity
 GRANULARITY_RECORD: Granularity
 
 class Count(_message.Message):
-    __slots__ = ("value", "precision", "lower", "upper", "unbounded")
+    __slots__ = ("value", "precision", "lower", "upper", "unbounded", "unknown")
     VALUE_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     LOWER_FIELD_NUMBER: _ClassVar[int]
     UPPER_FIELD_NUMBER: _ClassVar[int]
     UNBOUNDED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     value: int
     precision: CountPrecision
     lower: int
     upper: int
     unbounded: bool
-    def __init__(self, value: _Optional[int] = ..., precision: _Optional[_Union[CountPrecision, str]] = ..., lower: _Optional[int] = ..., upper: _Optional[int] = ..., unbounded: _Optional[bool] = ...) -> None: ...
+    unknown: bool
+    def __init__(self, value: _Optional[int] = ..., precision: _Optional[_Union[CountPrecision, str]] = ..., lower: _Optional[int] = ..., upper: _Optional[int] = ..., unbounded: _Optional[bool] = ..., unknown: _Optional[bool] = ...) -> None: ...
 
 class Allele(_message.Message):
     __slots__ = ("contig", "start", "ref", "alt")
@@ -120,18 +122,20 @@ class AlleleColumns(_message.Message):
     def __init__(self, contigs: _Optional[_Iterable[str]] = ..., starts: _Optional[_Iterable[int]] = ..., refs: _Optional[_Iterable[str]] = ..., alts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CountColumns(_message.Message):
-    __slots__ = ("values", "precisions", "lowers", "uppers", "unbounded")
+    __slots__ = ("values", "precisions", "lowers", "uppers", "unbounded", "unknown")
     VALUES_FIELD_NUMBER: _ClassVar[int]
     PRECISIONS_FIELD_NUMBER: _ClassVar[int]
     LOWERS_FIELD_NUMBER: _ClassVar[int]
     UPPERS_FIELD_NUMBER: _ClassVar[int]
     UNBOUNDED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedScalarFieldContainer[int]
     precisions: _containers.RepeatedScalarFieldContainer[CountPrecision]
     lowers: _containers.RepeatedScalarFieldContainer[int]
     uppers: _containers.RepeatedScalarFieldContainer[int]
     unbounded: _containers.RepeatedScalarFieldContainer[bool]
-    def __init__(self, values: _Optional[_Iterable[int]] = ..., precisions: _Optional[_Iterable[_Union[CountPrecision, str]]] = ..., lowers: _Optional[_Iterable[int]] = ..., uppers: _Optional[_Iterable[int]] = ..., unbounded: _Optional[_Iterable[bool]] = ...) -> None: ...
+    unknown: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, values: _Optional[_Iterable[int]] = ..., precisions: _Optional[_Iterable[_Union[CountPrecision, str]]] = ..., lowers: _Optional[_Iterable[int]] = ..., uppers: _Optional[_Iterable[int]] = ..., unbounded: _Optional[_Iterable[bool]] = ..., unknown: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class DatasetStatsColumns(_message.Message):
     __slots__ = ("dataset_id", "granularity", "exists", "allele_count", "allele_number", "carriers", "homozygotes", "frequency", "frequency_precision")
@@ -212,14 +216,16 @@ class RegionStatsRequest(_message.Message):
     def __init__(self, contig: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., variant_types: _Optional[_Iterable[str]] = ..., min_frequency: _Optional[float] = ..., max_frequency: _Optional[float] = ..., dataset_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RegionVariantStats(_message.Message):
-    __slots__ = ("allele", "variant_type", "stats")
+    __slots__ = ("allele", "variant_type", "stats", "end")
     ALLELE_FIELD_NUMBER: _ClassVar[int]
     VARIANT_TYPE_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
     allele: Allele
     variant_type: str
     stats: DatasetAlleleStats
-    def __init__(self, allele: _Optional[_Union[Allele, _Mapping]] = ..., variant_type: _Optional[str] = ..., stats: _Optional[_Union[DatasetAlleleStats, _Mapping]] = ...) -> None: ...
+    end: int
+    def __init__(self, allele: _Optional[_Union[Allele, _Mapping]] = ..., variant_type: _Optional[str] = ..., stats: _Optional[_Union[DatasetAlleleStats, _Mapping]] = ..., end: _Optional[int] = ...) -> None: ...
 
 class RegionStatsChunk(_message.Message):
     __slots__ = ("variants",)
