@@ -34,6 +34,7 @@ __all__ = [
     "MetadataCatalog",
     "Planner",
     "ReleasedCount",
+    "allele_numbers",
     "carriers",
     "plan",
     "records_of",
@@ -401,6 +402,23 @@ def search_variants(
                               individuals=len(store.samples) if scope is None else scope.size,
                               scope=scope)
         out.append(DatasetVariants(dataset, count, page, records))
+    return out
+
+
+def allele_numbers(
+    registry: DatasetRegistry, access: AccessPlan, key: AlleleKey, *, assembly: str | None
+) -> dict[str, AlleleStats | None]:
+    """Record granularity: each answering dataset's statistics of `key` (AC 0 and the
+    site's AN where it is called there without holding it; None where nobody is called),
+    so a "no" still says over how many alleles. Nothing is priced: a requester entitled
+    to records can read every genotype at the site."""
+    if access.granularity is not Granularity.RECORD:
+        return {}
+    out: dict[str, AlleleStats | None] = {}
+    for dataset in access.datasets:
+        store = registry.store(dataset.id)
+        if _assembly_ok(store, assembly):
+            (out[dataset.id],) = store.allele_stats([key])
     return out
 
 

@@ -20,9 +20,9 @@ from node.beacon.render import (
     response_envelope,
     result_set,
 )
-from node.beacon.variants import VariantQuery, query_for_id, selector
+from node.beacon.variants import VariantQuery, exact_key, query_for_id, selector
 from node.config import Settings
-from node.domain import Filter, Principal
+from node.domain import AlleleStats, Filter, Principal
 from node.errors import InvalidInput, NotFound
 from node.names import Granularity
 from node.privacy.gate import Ledger
@@ -34,6 +34,7 @@ from node.service import (
     MetadataCatalog,
     Planner,
     ReleasedCount,
+    allele_numbers,
     carriers,
     plan,
     release_people,
@@ -197,7 +198,13 @@ def _variants(ctx: Context, entry: EntryType, req: BeaconRequest, entry_id: str 
         assembly=query.assembly if query else None, samples=samples,
         skip=0 if by_id else req.skip, limit=req.limit, ledger=ctx.ledger,
         deadline=ctx.deadline)
-    sets = [_variant_set(ctx, d, case_skip=req.skip if by_id else 0) for d in found]
+    key = exact_key(query) if samples is None else None  # frequencies are dataset-wide
+    numbers = {} if key is None else allele_numbers(
+        ctx.registry, replace(access, datasets=stored), key,
+        assembly=query.assembly if query else None)
+    sets = [_variant_set(ctx, d, case_skip=req.skip if by_id else 0,
+                         absent=numbers.get(d.dataset.id, _NOT_ASKED))
+            for d in found]
     g_variants = by_path("g_variants")
     return response_envelope(ctx.settings.node.id, req, g_variants, access.granularity, sets,
                              info=_info(ctx, req, access, unknown, unheld=None if any(
@@ -223,9 +230,18 @@ def _unheld(ctx: Context, query: VariantQuery | None, stored: Sequence[DatasetAc
     return out
 
 
-def _variant_set(ctx: Context, found: DatasetVariants, *, case_skip: int) -> dict[str, Any]:
+_NOT_ASKED = AlleleStats(-1, -1, -1, -1, -1, -1)  # no exact allele asked of this dataset
+
+
+def _variant_set(ctx: Context, found: DatasetVariants, *, case_skip: int,
+                 absent: AlleleStats | None = _NOT_ASKED) -> dict[str, Any]:
     if not found.variants:  # boolean and count answers carry no records
-        return result_set(found.dataset.id, found.count.value, [], **_precision(found.count))
+        extra = _precision(found.count)
+        # (An allele held but not matched, by a type or length bound, is left unsaid.)
+        if absent is not _NOT_ASKED and not found.count.value and (absent is None
+                                                                   or absent.ac == 0):
+            extra["info"] = {"alleleFrequency": _allele_number(absent)}
+        return result_set(found.dataset.id, found.count.value, [], **extra)
     store = ctx.registry.store(found.dataset.id)
     catalog = ctx.catalog
 
@@ -301,6 +317,15 @@ def _entry_set(ctx: Context, req: BeaconRequest, access: AccessPlan, dataset: Da
 
 def _ids(rows: Sequence[dict[str, Any]]) -> list[str]:
     return [str(r.get("id")) for r in rows]
+
+
+def _allele_number(stats: AlleleStats | None) -> dict[str, Any]:
+    """A record-level "no" to an exact allele: the copies and called alleles the dataset
+    has at the position (bcftools +fill-tags AC/AN), `alleleNumber` null where none of
+    its samples is called there (unknown, not 0)."""
+    if stats is None:
+        return {"alleleCount": 0, "alleleNumber": None, "alleleFrequency": None}
+    return {"alleleCount": stats.ac, "alleleNumber": stats.an, "alleleFrequency": stats.af}
 
 
 def _precision(count: ReleasedCount) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from node.store.base import VariantStore
 
 __all__ = [
     "VariantQuery",
+    "exact_key",
     "hgvs_id",
     "internal_id",
     "matches",
@@ -287,7 +288,7 @@ def variant_annotations(v: Variant, info: Mapping[str, object], n_alts: int) -> 
 _EXACT = re.compile(r"^[ACGT]+$")
 
 
-def _exact_key(q: VariantQuery | None) -> AlleleKey | None:
+def exact_key(q: VariantQuery | None) -> AlleleKey | None:
     """The one allele a sequence query names exactly (no wildcard), for a stats lookup."""
     if q is None or q.kind != "sequence" or q.contig is None or q.needs_annotations:
         return None
@@ -321,7 +322,7 @@ def selector(
     allele the lookup misses (a client's trimmed form of a padded allele) is still found
     by the region scan.
     """
-    key = _exact_key(q) if by_stats else None
+    key = exact_key(q) if by_stats else None
     constrained = q is not None and (
         q.variant_type is not None or q.min_length is not None or q.max_length is not None)
 
