@@ -6,6 +6,7 @@ only guarantees that nothing unexpected ever reaches a client as a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import itertools
 import logging
@@ -40,6 +41,9 @@ class RequestIds:
 
 
 REQUEST_IDS = web.AppKey("request_ids", RequestIds)
+# Logged and counted for a request cancelled before its answer (nginx's "client closed
+# request"): a client that hangs up is not a server error.
+CLIENT_CLOSED = 499
 
 
 def _route_name(request: web.Request) -> str:
@@ -64,6 +68,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except NodeError as exc:
         status = exc.http_status
         response = web.json_response({"error": exc.message}, status=status)
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED  # the client went away (or the server is stopping): no 500
+        raise
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id})
         response = web.json_response(

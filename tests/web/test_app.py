@@ -98,3 +98,36 @@ def test_serving_processes_freeze_startup_objects() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+async def test_a_client_that_hangs_up_is_not_counted_as_a_server_error(
+    aiohttp_client: object, tmp_path: Path
+) -> None:
+    """The handler is cancelled when its client disconnects: logged and counted as 499
+    (client closed request), never as a 500 (the soak run counted those as errors)."""
+    app = create_app(Settings(home=tmp_path), registry_factory=lambda s: _registry_with({}))
+    entered, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        entered.set()
+        try:
+            await asyncio.Event().wait()  # never answers
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+    app.router.add_get("/slow", slow)
+    client: TestClient = await aiohttp_client(app)  # type: ignore[operator]
+    request = asyncio.ensure_future(client.get("/slow"))
+    await entered.wait()
+    request.cancel()  # closes the connection
+    await asyncio.wait_for(cancelled.wait(), timeout=30)
+    metrics = ""
+    for _ in range(100):  # the middleware's finally runs after the handler's
+        metrics = await (await client.get("/metrics")).text()
+        if 'route="/slow"' in metrics:
+            break
+        await asyncio.sleep(0.01)
+    assert 'fednode_http_requests_total{method="GET",route="/slow",status="499"} 1.0' in metrics
+    assert 'route="/slow",status="500"' not in metrics
