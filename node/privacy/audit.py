@@ -53,126 +53,34 @@ import hashlib
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
-
-import jwt
-import orjson
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import Any
 
 from node.config import AuditSettings
 from node.errors import NodeError, Unavailable
+from node.privacy import audit_format as fmt
+from node.privacy.audit_format import GENESIS, entry
+from node.privacy.audit_keys import (
+    Checkpointer,
+    load_or_create_key,
+    load_public_key,
+    public_key_pem,
+)
+from node.privacy.audit_verify import AuditReport, Problem, verify
 
-__all__ = ["AuditLog", "AuditReport", "Problem", "entry", "load_public_key",
-           "public_key_pem", "verify"]
+# The writer is here; the entry format, the keys and the checker have their own modules,
+# whose public names this module also offers (the log's one entry point).
+__all__ = ["GENESIS", "AuditLog", "AuditReport", "Checkpointer", "Problem", "Rotation",
+           "entry", "load_or_create_key", "load_public_key", "public_key_pem", "verify"]
 
-GENESIS = "0" * 64
 HEAD_WIDTH = 128  # the .head record, space-padded so each rewrite covers the last one
-ProblemKind = Literal["edited", "removed", "reordered", "truncated", "malformed"]
-NoticeKind = Literal["head-lags", "partial", "rolled-back", "starts-later", "unanchored"]
 
 log = logging.getLogger("fednode.audit")
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    line: int  # 1-based line of the log where the problem shows
-    kind: ProblemKind | NoticeKind
-    detail: str
-    file: Path | None = None  # the file of the series (None: the live log)
-
-
-@dataclass(frozen=True, slots=True)
-class AuditReport:
-    entries: int
-    problems: tuple[Problem, ...]
-    notices: tuple[Problem, ...] = ()  # what crashes, full disks and retention leave
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def kinds(self) -> set[ProblemKind | NoticeKind]:
-        return {p.kind for p in self.problems}
-
-    def notice_kinds(self) -> set[ProblemKind | NoticeKind]:
-        return {p.kind for p in self.notices}
-
-
-_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
-_HASH_TAIL = re.compile(rb',"hash":"([0-9a-f]{64})"\}$')
-
-
-def _body(entry: Mapping[str, Any]) -> bytes:
-    """The bytes an entry's hash covers: compact JSON, keys sorted, without `hash`."""
-    return orjson.dumps(entry, option=_SORTED)
-
-
-def _legacy_body(entry: Mapping[str, Any]) -> bytes:
-    """The same for entries written before the log was serialised with orjson (the
-    standard library's compact sorted JSON; floats can be spelt differently)."""
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def line_hash(line: bytes) -> str | None:
-    """The hash of a written line as its writer computed it: sha256 of the line without its
-    trailing `"hash"` member (a line is `body` with `,"hash":"..."}` in place of `}`), so
-    checking it needs no re-serialisation. None: the line does not end that way."""
-    found = _HASH_TAIL.search(line)
-    if found is None:
-        return None
-    return hashlib.sha256(line[: found.start()] + b"}").hexdigest()
-
-
-_stamp: tuple[int, str] = (-1, "")  # the last second formatted, and its text
-
-
-def _now() -> str:
-    """UTC now as ISO 8601 to the millisecond; the date and time are formatted once per
-    second (many entries share one under load), the milliseconds per call. A tuple is
-    replaced whole, so threads see a consistent pair."""
-    global _stamp
-    seconds, millis = divmod(time.time_ns() // 1_000_000, 1000)
-    last, text = _stamp
-    if seconds != last:
-        text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _stamp = (seconds, text)
-    return f"{text}.{millis:03d}+00:00"
-
-
-def entry(
-    *,
-    request_id: str,
-    requester: str,
-    datasets: Sequence[str],
-    query: Mapping[str, Any],
-    granularity: str | None,
-    counts: Mapping[str, Any] | None = None,
-    budget: Mapping[str, float] | None = None,
-) -> dict[str, Any]:
-    """A log entry before it is chained (no I/O: callable on an event loop)."""
-    return {
-        "ts": _now(),
-        "request_id": request_id,
-        "requester": requester,
-        "datasets": list(datasets),
-        "query": dict(query),
-        "granularity": granularity,
-        "counts": dict(counts or {}),
-        "budget": dict(budget or {}),
-    }
-
-
-def _event(kind: str, **details: Any) -> dict[str, Any]:
-    """An entry the log writes about itself (a rollback, a retention deletion)."""
-    return {"ts": _now(), "event": kind, **details}
 
 
 @dataclass
@@ -330,7 +238,7 @@ class AuditLog:
         self._tail = None
         log.warning("audit log %s: partial last line of %d bytes rolled back",
                     self.path, len(removed))
-        return [_event("rollback", removed_bytes=len(removed),
+        return [fmt.event("rollback", removed_bytes=len(removed),
                        removed_sha256=hashlib.sha256(removed).hexdigest(),
                        head_seq=_read_head(self.head_path)[0])]
 
@@ -350,7 +258,7 @@ class AuditLog:
     def _rotate_locked(self) -> None:
         """Rename the live file to the next `<log>.NNNNNN` (its lock still held, so nobody
         appends meanwhile) and delete rotated files beyond `retention`, recording which."""
-        rotated = _rotated(self.path)
+        rotated = fmt.rotated(self.path)
         number = int(rotated[-1].name.rsplit(".", 1)[1]) + 1 if rotated else 1
         os.rename(self.path, self.path.with_name(f"{self.path.name}.{number:06d}"))
         self._tail = None
@@ -360,7 +268,7 @@ class AuditLog:
             last = _last_entry(doomed[-1]) or {}
             for path in doomed:
                 path.unlink()
-            self._pending.append(_event("retention", removed=[p.name for p in doomed],
+            self._pending.append(fmt.event("retention", removed=[p.name for p in doomed],
                                         last_seq=last.get("seq"), last_hash=last.get("hash")))
 
     def _append_locked(self, fd: int, records: list[dict[str, Any]]) -> None:
@@ -374,11 +282,11 @@ class AuditLog:
             record["prev"] = digest
             # One serialisation: the line is the canonical form with the hash added last
             # (verify reads lines as JSON and hashes them canonically without it).
-            body = _body(record)
+            body = fmt.body(record)
             record["hash"] = digest = hashlib.sha256(body).hexdigest()
             lines.append(b'%s,"hash":"%s"}\n' % (body[:-1], digest.encode()))
         self._tail = None  # unknown until the write is complete
-        _write_all(fd, b"".join(lines))
+        fmt.write_all(fd, b"".join(lines))
         if self._fsync:
             os.fsync(fd)
         self._tail = _Tail.of(os.fstat(fd), seq, digest)
@@ -393,7 +301,7 @@ class AuditLog:
             return tail.seq, tail.hash
         try:
             last = _last_entry(self.path)
-            rotated = _rotated(self.path)
+            rotated = fmt.rotated(self.path)
             if last is None and rotated:  # a new file after rotation: chain onto the last
                 last = _last_entry(rotated[-1])
         except ValueError as exc:
@@ -422,69 +330,6 @@ class AuditLog:
         return fd
 
 
-class Checkpointer:
-    """Signs the chain head with the node's Ed25519 key (JWS, EdDSA) into
-    `<log>.checkpoints`, at most once per `interval_s` (the first append always does)."""
-
-    def __init__(self, key_path: Path, *, interval_s: float) -> None:
-        self._key_path = key_path
-        self._interval_s = interval_s
-        self._key: Ed25519PrivateKey | None = None
-        self._last = -float("inf")
-
-    def maybe_sign(self, log_path: Path, seq: int, digest: str) -> None:
-        now = time.monotonic()
-        if now - self._last < self._interval_s:
-            return
-        if self._key is None:
-            self._key = load_or_create_key(self._key_path)
-        claims = {"log": log_path.name, "seq": seq, "hash": digest, "iat": int(time.time())}
-        token = jwt.encode(claims, self._key, algorithm="EdDSA")
-        fd = os.open(_checkpoints_path(log_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            _write_all(fd, token.encode() + b"\n")
-        finally:
-            os.close(fd)
-        self._last = now
-
-
-def load_or_create_key(path: Path) -> Ed25519PrivateKey:
-    """The node's audit signing key; created (mode 0600, exclusively) on first use."""
-    if not path.exists():
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first: use theirs
-            pass
-        else:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pem)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise NodeError(f"{path} is not an Ed25519 private key")
-    return key
-
-
-def public_key_pem(key_path: Path) -> bytes:
-    """The public half of the audit signing key (created if missing), as PEM."""
-    return load_or_create_key(key_path).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def load_public_key(path: Path) -> Ed25519PublicKey:
-    """A public key exported by `public_key_pem` (e.g. `fednode audit key`)."""
-    try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise NodeError(f"{path}: not a readable PEM public key ({exc})") from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise NodeError(f"{path}: not an Ed25519 public key")
-    return key
-
-
 @dataclass(frozen=True, slots=True)
 class _Tail:
     """The chain head as this process left the log, and the file state that proves it."""
@@ -501,12 +346,6 @@ class _Tail:
 
     def matches(self, st: os.stat_result) -> bool:
         return (st.st_ino, st.st_size, st.st_mtime_ns) == (self.inode, self.size, self.mtime_ns)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _complete_size(fd: int, size: int) -> int:
@@ -527,17 +366,6 @@ def _entry_time(line: bytes) -> float:
         return datetime.fromisoformat(json.loads(line)["ts"]).timestamp()
     except (ValueError, KeyError, TypeError):
         return time.time()
-
-
-def _rotated(path: Path) -> list[Path]:
-    """The rotated files of the log at `path`, oldest first."""
-    pattern = re.compile(re.escape(path.name) + r"\.(\d{6,})")
-    found = [p for p in path.parent.glob(path.name + ".*") if pattern.fullmatch(p.name)]
-    return sorted(found, key=lambda p: int(p.name.rsplit(".", 1)[1]))
-
-
-def _checkpoints_path(path: Path) -> Path:
-    return path.with_name(path.name + ".checkpoints")
 
 
 def _read_head(head_path: Path) -> tuple[int | None, str | None]:
@@ -568,157 +396,3 @@ def _last_entry(path: Path) -> dict[str, Any] | None:
     return None
 
 
-_Parsed = tuple[int, dict[str, Any], bytes, Path]  # line number, entry, its bytes, its file
-
-
-def verify(path: Path, *, public_key: Ed25519PublicKey | None = None) -> AuditReport:
-    """Check the whole chain of the log at `path`: its rotated files, the live file, its
-    `.head` and, given the node's public key, its signed checkpoints."""
-    problems: list[Problem] = []
-    entries: list[_Parsed] = []
-    files = [*_rotated(path), path]
-    for file in files:
-        raw = file.read_bytes() if file.exists() else b""
-        if raw and not raw.endswith(b"\n"):
-            tail = len(raw) - raw.rfind(b"\n") - 1
-            problems.append(Problem(raw.count(b"\n") + 1, "partial",
-                                    f"partial last line of {tail} bytes (an interrupted "
-                                    "write; rolled back by the next append)", file))
-        entries += _parse(raw.split(b"\n")[: raw.count(b"\n")], file, problems)
-    problems += _check_chain(entries, live=path)
-    problems += _check_head(path, entries)
-    if public_key is not None:
-        problems += _check_checkpoints(path, entries, public_key)
-    problems = [p if p.file != path else Problem(p.line, p.kind, p.detail) for p in problems]
-    rank = {file: number for number, file in enumerate(files)}
-    problems.sort(key=lambda p: (rank.get(p.file or path, len(files)), p.line))
-    failing = tuple(p for p in problems if p.kind not in _NOTICES)
-    return AuditReport(len(entries), failing, tuple(p for p in problems if p.kind in _NOTICES))
-
-
-_NOTICES: frozenset[str] = frozenset(get_args(NoticeKind))
-
-
-def _parse(lines: list[bytes], file: Path, problems: list[Problem]) -> list[_Parsed]:
-    entries: list[_Parsed] = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            entry = json.loads(line)
-            valid = isinstance(entry, dict) and isinstance(entry.get("seq"), int)
-        except ValueError:
-            valid = False
-        if not valid:
-            problems.append(Problem(number, "malformed", "not a log entry", file))
-            continue
-        entries.append((number, entry, line, file))
-    return entries
-
-
-def _hash_ok(entry: dict[str, Any], line: bytes) -> bool:
-    stated = entry.get("hash")
-    if stated == line_hash(line):
-        return True
-    # Written by an older version: its line was the stdlib's canonical JSON.
-    without = {k: v for k, v in entry.items() if k != "hash"}
-    return stated == hashlib.sha256(_legacy_body(without)).hexdigest()
-
-
-def _check_chain(entries: list[_Parsed], *, live: Path) -> list[Problem]:
-    problems: list[Problem] = []
-    prev_hash, prev_seq, prev_at = GENESIS, -1, (0, Path())
-    if entries and entries[0][1]["seq"] > 0 and entries[0][3] != live:
-        # Retention deleted the oldest rotated files: the chain is checked from the oldest
-        # kept (the live file, never deleted, must start at seq 0 when it is the only one).
-        line, first, _, file = entries[0]
-        prev_hash, prev_seq = str(first.get("prev")), first["seq"] - 1
-        problems.append(Problem(line, "starts-later", f"verification starts at seq "
-                                f"{first['seq']} in {file.name}, the oldest file kept", file))
-    for line, entry, raw, file in entries:
-        seq = entry["seq"]
-        if not _hash_ok(entry, raw):
-            problems.append(Problem(line, "edited", "entry does not match its hash", file))
-        if seq <= prev_seq:
-            problems.append(Problem(line, "reordered", f"seq {seq} after {prev_seq}", file))
-        elif seq > prev_seq + 1:
-            problems.append(Problem(line, "removed", f"seq {prev_seq + 1}..{seq - 1} missing",
-                                    file))
-        elif entry.get("prev") != prev_hash:
-            # In sequence but not chained: the previous entry was rewritten (hash and all).
-            problems.append(Problem(max(prev_at[0], 1), "edited", "chain broken",
-                                    prev_at[1] if prev_at[0] else file))
-        problems += _check_event(line, entry, file)
-        prev_hash, prev_at = str(entry.get("hash")), (line, file)
-        prev_seq = max(prev_seq, seq)
-    return problems
-
-
-def _check_event(line: int, entry: dict[str, Any], file: Path) -> list[Problem]:
-    if entry.get("event") != "rollback":
-        return []
-    head_seq = entry.get("head_seq")
-    if isinstance(head_seq, int) and head_seq >= entry["seq"]:
-        # The head had acknowledged entries that the "partial line" held: complete
-        # entries were cut, which no short write does.
-        return [Problem(line, "truncated", f"a rollback cut entries up to seq {head_seq} "
-                        "that the head record had acknowledged", file)]
-    return [Problem(line, "rolled-back", f"a partial line of {entry.get('removed_bytes')} "
-                    "bytes was removed (an interrupted write)", file)]
-
-
-def _check_head(path: Path, entries: list[_Parsed]) -> list[Problem]:
-    head_path = path.with_name(path.name + ".head")
-    last_line, last_file = (entries[-1][0], entries[-1][3]) if entries else (0, path)
-    try:
-        head = json.loads(head_path.read_text())
-        head_seq, head_hash = int(head["seq"]), str(head["hash"])
-    except FileNotFoundError:
-        if not entries:
-            return []
-        return [Problem(last_line, "truncated", "head record missing", last_file)]
-    except (ValueError, KeyError, TypeError):
-        return [Problem(last_line, "malformed", "head record unreadable", last_file)]
-    if not entries:
-        return [Problem(1, "truncated", f"log empty, head says seq {head_seq}")]
-    last = entries[-1][1]
-    if last["seq"] < head_seq:
-        return [Problem(last_line, "truncated", f"entries after seq {last['seq']} missing",
-                        last_file)]
-    if last["seq"] == head_seq and last.get("hash") == head_hash:
-        return []
-    named = [e for e in entries if e[1]["seq"] == head_seq]
-    if last["seq"] > head_seq and named and named[-1][1].get("hash") == head_hash:
-        # A crash between the log's write and the head's: not tampering, as long as the
-        # entries after the head chain (which _check_chain reports on).
-        after = last["seq"] - head_seq
-        return [Problem(named[-1][0], "head-lags", f"head lags: {after} entries after the "
-                        "head record chain correctly", named[-1][3])]
-    return [Problem(last_line, "edited", "last entry does not match the head record",
-                    last_file)]
-
-
-def _check_checkpoints(path: Path, entries: list[_Parsed],
-                       key: Ed25519PublicKey) -> list[Problem]:
-    """Each signed checkpoint must name an entry the chain still has, unchanged."""
-    file = _checkpoints_path(path)
-    tokens = file.read_text().split() if file.exists() else []
-    if not tokens:
-        return [Problem(0, "unanchored", "no signed checkpoint to check the chain against",
-                        file)] if entries else []
-    by_seq = {e[1]["seq"]: e[1].get("hash") for e in entries}
-    first = entries[0][1]["seq"] if entries else 0
-    last = entries[-1][1]["seq"] if entries else -1
-    problems = []
-    for number, token in enumerate(tokens, start=1):
-        try:
-            claims = jwt.decode(token, key, algorithms=["EdDSA"])
-            seq, digest = int(claims["seq"]), str(claims["hash"])
-        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
-            problems.append(Problem(number, "edited", "checkpoint signature invalid", file))
-            continue
-        if seq > last:
-            problems.append(Problem(number, "truncated", f"checkpoint signed seq {seq}; the "
-                                    f"chain ends at seq {last}", file))
-        elif seq >= first and by_seq.get(seq) != digest:
-            problems.append(Problem(number, "edited", f"checkpoint signed seq {seq} with "
-                                    "another hash: the chain was rewritten after it", file))
-    return problems
