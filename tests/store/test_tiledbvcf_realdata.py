@@ -37,7 +37,8 @@ def _check(vcf: Path, tmp_path: Path) -> TileDBVCFStore:
     assert summary.records == int(sh(f"bcftools view -H {vcf} | wc -l"))
     assert list(store.samples) == sh(f"bcftools query -l {vcf}").split()
     truth = fill_tags_truth(vcf)
-    assert assert_stats_match(store, truth) == sum(1 for v in truth.values() if v[0] > 0) > 0
+    # every carried allele is checked, and uncarried ones at called sites (AC 0 over AN)
+    assert assert_stats_match(store, truth) >= sum(1 for v in truth.values() if v[0] > 0) > 0
     return store
 
 
