@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +32,15 @@ SUMMED = {
 }
 
 
-def dataset_cells(uri: Path | str) -> dict[str, object]:
+def dataset_cells(uri: Path | str, config: Mapping[str, str] | None = None) -> dict[str, object]:
+    ctx = tiledb.Ctx(dict(config or {}))
     out: dict[str, object] = {}
-    with tiledb.Group(str(uri)) as group:
+    with tiledb.Group(str(uri), ctx=ctx) as group:
         committed = int(group.meta["fednode_committed"])
         state = json.loads(group.meta["fednode_state"])
     out["state"] = state
     for name in layout.ALL_ARRAYS:
-        with tiledb.open(f"{uri}/{name}", timestamp=committed) as arr:
+        with tiledb.open(f"{uri}/{name}", timestamp=committed, ctx=ctx) as arr:
             cells = arr[:]
             meta = dict(arr.meta.items())
         if name == layout.FEDNODE_GENOTYPES:  # groups are named by the ingest's timestamp

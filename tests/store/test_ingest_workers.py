@@ -8,6 +8,7 @@ worker process that writes a fragment) leaves the dataset as every reader saw it
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def test_the_plan_splits_files_and_contigs(cohort: CohortInfo) -> None:
             mine = sorted((s.timestamp, s.region) for s in specs
                           if s.path == str(path) and s.region and s.region[0] == contig)
             assert mine[0][1][1] == 0
-            assert all(a[1][2] == b[1][1] for a, b in zip(mine, mine[1:], strict=False))
+            assert all(a[1][2] == b[1][1] for a, b in itertools.pairwise(mine))
 
 
 def test_workers_write_what_one_writer_writes(
@@ -95,7 +96,9 @@ def test_workers_write_what_one_writer_writes(
     assert checked > 0
 
 
-def test_workers_add_samples_to_a_dataset_like_one_writer(tmp_path: Path, cohort: CohortInfo) -> None:
+def test_workers_add_samples_to_a_dataset_like_one_writer(
+    tmp_path: Path, cohort: CohortInfo
+) -> None:
     for name, runner in (("one", None), ("two", ProcessRunner(2))):
         store = TileDBVCFStore.create(str(tmp_path / name))
         store.ingest([cohort.paths[0]])

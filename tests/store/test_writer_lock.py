@@ -136,7 +136,7 @@ def test_second_ingest_waits_for_the_first(
     assert "dataset ds is being written" in told and f"pid {holder.pid}" in told, told
     assert second.poll() is None  # still waiting
     _release(holder)
-    out, err = second.communicate(timeout=300)
+    _, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
     assert _samples(home) == _of(*cohort.paths)
 
@@ -155,9 +155,12 @@ def test_a_killed_holder_releases_the_lock_and_its_work_is_dropped(
 
 def test_writer_lock_is_exclusive_within_a_process_and_names_the_holder(tmp_path: Path) -> None:
     uri = str(tmp_path / "ds")
-    with writer_lock(uri, label="ds"), pytest.raises(DatasetBusy) as busy:
-        with writer_lock(uri, label="ds", wait_s=0):
-            pass
+    with (
+        writer_lock(uri, label="ds"),
+        pytest.raises(DatasetBusy) as busy,
+        writer_lock(uri, label="ds", wait_s=0),
+    ):
+        pass
     assert f"pid {os.getpid()}" in busy.value.message
     with writer_lock(uri):  # released
         pass

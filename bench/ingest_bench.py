@@ -1,0 +1,154 @@
+"""Ingest on every core (issue 18): `fednode ingest` with 1 and N worker processes and on a
+Dask LocalCluster, beside `bcftools view -Ob` of the same file in the same run.
+
+    python -m bench.ingest_bench [--samples 2504] [--length 4400000] [--runs 3]
+                                 [--modes 1,2,dask] [--vcf FILE.vcf.gz]
+
+Each ingest is the real command (`python -m node ingest HOME --dataset ID ...`) in a fresh
+process, into a new dataset. Figures per mode: median wall time over `--runs`, CPU seconds
+(user + sys of the command and every worker it waited for, from `wait4`), cells/s (samples
+x records / wall), the largest single process's peak RSS and the peak of the whole process
+tree's RSS (sampled 5 times a second), and the ratio of the median wall time to the median
+of `bcftools view -Ob` (run `--runs` times, interleaved with the ingests). The speed-up of
+N workers is against the 1-worker median of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from node.synth import generate_cohort
+
+__all__ = ["main"]
+
+SEED = 2026
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    wall: float
+    cpu: float
+    rss: int  # the largest single process (bytes)
+    tree_rss: int  # the process tree's sampled peak (bytes)
+
+
+def _run(args: list[str]) -> Run:
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = [0]
+    done = threading.Event()
+    threading.Thread(target=_sample, args=(proc.pid, peak, done), daemon=True).start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    done.set()
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(args[:4])} failed: {err[-2000:]}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(wall, cpu, usage.ru_maxrss * 1024, peak[0])
+
+
+def _sample(pid: int, peak: list[int], done: threading.Event) -> None:
+    try:
+        root = psutil.Process(pid)
+    except psutil.Error:
+        return
+    while not done.is_set():
+        try:
+            procs = [root, *root.children(recursive=True)]
+            total = sum(p.memory_info().rss for p in procs if p.is_running())
+        except psutil.Error:
+            total = 0
+        peak[0] = max(peak[0], total)
+        done.wait(0.2)
+
+
+def _ingest_args(home: Path, dataset: str, vcf: Path, mode: str) -> list[str]:
+    base = [sys.executable, "-m", "node", "ingest", str(home), "--dataset", dataset]
+    if mode == "dask":
+        return [*base, "--dask", "local", "--workers", "2", str(vcf)]
+    return [*base, "--workers", mode, str(vcf)]
+
+
+def _cohort(work: Path, samples: int, length: int) -> Path:
+    started = time.perf_counter()
+    info = generate_cohort(work / "cohort.vcf.gz", samples=samples, length=length, seed=SEED)
+    print(f"cohort: {samples} samples x {info.n_sites} sites over {length:,} bp "
+          f"(simulated in {time.perf_counter() - started:.0f} s)")
+    return info.paths[0]
+
+
+def _count(vcf: Path) -> tuple[int, int]:
+    samples = subprocess.run(["bcftools", "query", "-l", str(vcf)], capture_output=True,
+                             text=True, check=True).stdout.split()
+    records = subprocess.run(["bcftools", "index", "-n", str(vcf)], capture_output=True,
+                             text=True, check=True).stdout
+    return len(samples), int(records)
+
+
+def _describe(name: str, runs: list[Run], cells: int, base: float, one: float | None) -> str:
+    wall = statistics.median(r.wall for r in runs)
+    cpu = statistics.median(r.cpu for r in runs)
+    rss = max(r.rss for r in runs) / 2**20
+    tree = max(r.tree_rss for r in runs) / 2**20
+    walls = ", ".join(f"{r.wall:.1f}" for r in runs)
+    speed = f"; {one / wall:.2f}x the 1-worker median" if one else ""
+    return (
+        f"{name:>10}: median {wall:.1f} s (runs {walls}), CPU {cpu:.1f} s, "
+        f"{cells / wall / 1e6:.2f} M cells/s, peak RSS {rss:.0f} MiB per process, "
+        f"{tree:.0f} MiB process tree; {wall / base:.1f}x bcftools{speed}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench.ingest_bench", description=__doc__)
+    parser.add_argument("--samples", type=int, default=2504)
+    parser.add_argument("--length", type=int, default=4_400_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--modes", default="1,2,dask")
+    parser.add_argument("--vcf", type=Path, help="an indexed VCF to ingest instead")
+    parser.add_argument("--work", type=Path)
+    args = parser.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"# ingest on every core, {time.strftime('%Y-%m-%d %H:%M %Z')}; nproc "
+          f"{os.cpu_count()}; python {sys.version.split()[0]}; work {work}")
+    vcf = args.vcf or _cohort(work, args.samples, args.length)
+    samples, records = _count(vcf)
+    cells = samples * records
+    print(f"input {vcf.name}: {samples} samples x {records} records = {cells:,} cells")
+    home = work / "home"
+    subprocess.run([sys.executable, "-m", "node", "init", str(home), "--force"], check=True,
+                   capture_output=True)
+    modes = args.modes.split(",")
+    timings: dict[str, list[Run]] = {m: [] for m in ["bcftools", *modes]}
+    for i in range(args.runs):  # interleaved, so load changes touch every mode alike
+        out = work / "out.bcf"
+        timings["bcftools"].append(_run(["bcftools", "view", "-Ob", "-o", str(out), str(vcf)]))
+        for mode in modes:
+            dataset = f"d{mode}_{i}"
+            timings[mode].append(_run(_ingest_args(home, dataset, vcf, mode)))
+            shutil.rmtree(home / "datasets" / dataset)
+    base = statistics.median(r.wall for r in timings["bcftools"])
+    print(f"{'bcftools':>10}: median {base:.2f} s (`bcftools view -Ob`, runs "
+          f"{', '.join(f'{r.wall:.2f}' for r in timings['bcftools'])})")
+    one = statistics.median(r.wall for r in timings["1"]) if "1" in timings else None
+    for mode in modes:
+        name = {"1": "1 worker", "dask": "dask local"}.get(mode, f"{mode} workers")
+        print(_describe(name, timings[mode], cells, base, one if mode != "1" else None))
+
+
+if __name__ == "__main__":
+    main()
