@@ -210,6 +210,18 @@ def cmd_federate_count(args: argparse.Namespace) -> int:
     return 0 if result.complete else 1
 
 
+def cmd_federate_checkpoints(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from node.peer.checkpoints import collect
+    from node.peer.peers import load_peers
+
+    found = asyncio.run(collect(load_peers(args.peers), args.dir, deadline_s=args.deadline))
+    for c in found:
+        print(f"{c.peer_id}: {'kept' if c.ok else 'FAILED'}: {c.message}")
+    return 0 if all(c.ok for c in found) else 1
+
+
 def cmd_metadata_load(args: argparse.Namespace) -> int:
     from node.catalog import Catalog
 
@@ -254,7 +266,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     _require_home(args.dir)
     settings = load_settings(args.dir)
     path = settings.home / settings.audit.path
-    report = verify(path, public_key=load_public_key(args.key) if args.key else None)
+    if args.checkpoints and not args.key:
+        raise NodeError("--checkpoints needs --key (the node's audit public key)")
+    report = verify(path, public_key=load_public_key(args.key) if args.key else None,
+                    outside=args.checkpoints)
     for problem in report.problems:
         print(f"{problem.file or path}:{problem.line}: {problem.kind}: {problem.detail}")
     for notice in report.notices:
@@ -368,6 +383,14 @@ def _parser() -> argparse.ArgumentParser:
         help="count individuals carrying every VARIANT (cohort count), not allele counts",
     )
     q.set_defaults(func=cmd_federate_count)
+    q = federate_sub.add_parser(
+        "checkpoints",
+        help="keep each node's signed audit chain head in DIR (exit 1: some nodes failed)",
+    )
+    q.add_argument("--peers", type=Path, required=True, help="PEERS.yaml")
+    q.add_argument("--dir", type=Path, required=True, help="where the checkpoints are kept")
+    q.add_argument("--deadline", type=float, help="seconds (default: from PEERS.yaml)")
+    q.set_defaults(func=cmd_federate_checkpoints)
 
     p = sub.add_parser("demo", help="build the embedded demo node and serve it")
     p.add_argument("--dir", type=Path, default=Path("demo-node"))
@@ -392,6 +415,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("dir", type=Path)
     q.add_argument("--key", type=Path, help="the node's audit public key (PEM, from "
                    "`fednode audit key`): check the signed checkpoints too")
+    q.add_argument("--checkpoints", type=Path, nargs="+", default=[], metavar="FILE",
+                   help="signed checkpoints kept outside the node (`fednode federate "
+                   "checkpoints`): a rewrite after any of them is detected")
     q.set_defaults(func=cmd_audit_verify)
     q = audit_sub.add_parser("key", help="print the public key that signs audit checkpoints")
     q.add_argument("dir", type=Path)

@@ -22,7 +22,7 @@ from typing import Any
 
 from node.config import Settings
 from node.domain import AlleleStats
-from node.errors import BudgetExhausted
+from node.errors import BudgetExhausted, Unavailable
 from node.names import CountPrecision, Granularity
 from node.peer.auth import Caller
 from node.privacy.audit import AuditLog
@@ -146,6 +146,12 @@ class Accounting:
             granularity=None,
             budget=budget,
         )
+
+    def checkpoint(self) -> tuple[str, bytes]:
+        """The audit chain head signed now, and the public key (`AuditLog.checkpoint`)."""
+        if self._audit is None:
+            raise Unavailable("this node keeps no audit log")
+        return self._audit.checkpoint()
 
     def close(self) -> None:
         self.gate.close()

@@ -143,6 +143,15 @@ class PeerClient:
 
         return await self._run(call, _checked(validate.node_info), timeout)
 
+    async def audit_checkpoint(self, *, timeout: float) -> PeerResult[pb.AuditCheckpoint]:
+        async def call(t: float) -> pb.AuditCheckpoint:
+            reply = await self._stub.GetAuditCheckpoint(
+                pb.GetAuditCheckpointRequest(), timeout=t, metadata=self._metadata(None)
+            )
+            return cast(pb.AuditCheckpoint, reply)
+
+        return await self._run(call, _checked(validate.audit_checkpoint), timeout)
+
     async def allele_stats(
         self,
         keys: Sequence[AlleleKey],

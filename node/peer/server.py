@@ -44,7 +44,8 @@ from node.store.registry import DatasetRegistry
 __all__ = ["API_VERSION", "CAPABILITIES", "PeerServer", "PeerServicer", "start_peer_server"]
 
 API_VERSION = "v1"
-CAPABILITIES = ("node_info", "allele_stats", "allele_columns", "region_stats", "individual_counts")
+CAPABILITIES = ("node_info", "allele_stats", "allele_columns", "region_stats", "individual_counts",
+                "audit_checkpoint")
 STATS_CHUNK = 1000  # alleles per store call: the unit of cancellation
 MAX_INDIVIDUAL_ALLELES = 100
 
@@ -93,6 +94,16 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             max_batch_alleles=self._settings.peer.max_batch_alleles,
             max_message_bytes=self._settings.peer.max_message_bytes,
         )
+
+    @_unary
+    async def GetAuditCheckpoint(
+        self, request: pb.GetAuditCheckpointRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.AuditCheckpoint:
+        caller = await self._authenticate(context, "GetAuditCheckpoint")
+        # The access is audited first, so the signed head includes it.
+        await self._accounting.audit(caller, "GetAuditCheckpoint", [], {}, {})
+        token, pem = await asyncio.to_thread(self._accounting.checkpoint)
+        return pb.AuditCheckpoint(token=token, public_key_pem=pem.decode())
 
     def _dataset_info(self, dataset_id: str, granularity: Granularity) -> pb.DatasetInfo:
         ds = self._registry.settings(dataset_id)

@@ -27,6 +27,17 @@ def node_info(info: pb.NodeInfo) -> None:
         raise InvalidAnswer("node info without id or with another API version")
 
 
+def audit_checkpoint(reply: pb.AuditCheckpoint) -> None:
+    """Shape only (a JWS and a PEM of bounded size); the signature is checked by the
+    caller against the key it pinned (`node/peer/checkpoints.py`)."""
+    if not reply.token or reply.token.count(".") != 2 or len(reply.token) > 4096:
+        raise InvalidAnswer("audit checkpoint is not a compact JWS")
+    if not reply.public_key_pem.startswith("-----BEGIN PUBLIC KEY-----") or len(
+        reply.public_key_pem
+    ) > 4096:
+        raise InvalidAnswer("audit checkpoint without a PEM public key")
+
+
 def allele_stats(reply: pb.BatchAlleleStatsResponse, keys: Sequence[AlleleKey]) -> None:
     if len(reply.results) != len(keys):
         raise InvalidAnswer(f"{len(reply.results)} results for {len(keys)} alleles")

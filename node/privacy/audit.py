@@ -52,6 +52,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -124,10 +125,9 @@ class AuditLog:
     def from_settings(cls, settings: AuditSettings, *, home: Path) -> AuditLog:
         path = Path(settings.path)
         rotation = Rotation(settings.max_bytes, settings.max_age_s, settings.retention)
-        checkpoints = None
-        if settings.checkpoint_interval_s > 0:
-            checkpoints = Checkpointer(home / settings.checkpoint_key,
-                                       interval_s=settings.checkpoint_interval_s)
+        every = settings.checkpoint_interval_s  # 0: never after appends (still on request)
+        checkpoints = Checkpointer(home / settings.checkpoint_key,
+                                   interval_s=every if every > 0 else math.inf)
         return cls(path if path.is_absolute() else home / path, fsync=settings.fsync,
                    rotation=rotation, checkpoints=checkpoints)
 
@@ -293,6 +293,19 @@ class AuditLog:
         self._write_head(seq, digest)
         if self._checkpoints is not None:
             self._checkpoints.maybe_sign(self.path, seq, digest)
+
+    def checkpoint(self) -> tuple[str, bytes]:
+        """Sign the chain head now: the token (also kept in `<log>.checkpoints`) and the
+        public key (PEM) that checks it, for someone outside the node to keep."""
+        if self._checkpoints is None:
+            raise Unavailable("this audit log has no signing key")
+        fd = self._open_locked()
+        try:
+            seq, digest = self._chain_head(fd)
+        finally:
+            os.close(fd)
+        token = self._checkpoints.sign(self.path, seq, digest)
+        return token, self._checkpoints.public_key_pem()
 
     def _chain_head(self, fd: int) -> tuple[int, str]:
         """(seq, hash) of the series' last entry: (-1, GENESIS) for an empty log."""

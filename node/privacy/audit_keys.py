@@ -19,7 +19,8 @@ __all__ = ["Checkpointer", "load_or_create_key", "load_public_key", "public_key_
 
 class Checkpointer:
     """Signs the chain head with the node's Ed25519 key (JWS, EdDSA) into
-    `<log>.checkpoints`, at most once per `interval_s` (the first append always does)."""
+    `<log>.checkpoints`: after appends at most once per `interval_s` (the first append
+    always does; inf: never), and on request (`sign`, the peer API's GetAuditCheckpoint)."""
 
     def __init__(self, key_path: Path, *, interval_s: float) -> None:
         self._key_path = key_path
@@ -28,9 +29,14 @@ class Checkpointer:
         self._last = -float("inf")
 
     def maybe_sign(self, log_path: Path, seq: int, digest: str) -> None:
+        """Sign when `interval_s` has passed since the last signature (inf: never)."""
         now = time.monotonic()
         if now - self._last < self._interval_s:
             return
+        self.sign(log_path, seq, digest)
+
+    def sign(self, log_path: Path, seq: int, digest: str) -> str:
+        """Sign (seq, hash) now, append the token to `<log>.checkpoints`, return it."""
         if self._key is None:
             self._key = load_or_create_key(self._key_path)
         claims = {"log": log_path.name, "seq": seq, "hash": digest, "iat": int(time.time())}
@@ -40,7 +46,11 @@ class Checkpointer:
             write_all(fd, token.encode() + b"\n")
         finally:
             os.close(fd)
-        self._last = now
+        self._last = time.monotonic()
+        return token
+
+    def public_key_pem(self) -> bytes:
+        return public_key_pem(self._key_path)
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -49,9 +50,12 @@ class AuditReport:
 _Parsed = tuple[int, dict[str, Any], bytes, Path]  # line number, entry, its bytes, its file
 
 
-def verify(path: Path, *, public_key: Ed25519PublicKey | None = None) -> AuditReport:
+def verify(path: Path, *, public_key: Ed25519PublicKey | None = None,
+           outside: Sequence[Path] = ()) -> AuditReport:
     """Check the whole chain of the log at `path`: its rotated files, the live file, its
-    `.head` and, given the node's public key, its signed checkpoints."""
+    `.head` and, given the node's public key, its signed checkpoints and those kept
+    outside the node (`outside`: files of tokens, e.g. `fednode federate checkpoints`'),
+    which whoever can rewrite the node's home cannot rewrite."""
     problems: list[Problem] = []
     entries: list[_Parsed] = []
     files = [*rotated(path), path]
@@ -66,7 +70,7 @@ def verify(path: Path, *, public_key: Ed25519PublicKey | None = None) -> AuditRe
     problems += _check_chain(entries, live=path)
     problems += _check_head(path, entries)
     if public_key is not None:
-        problems += _check_checkpoints(path, entries, public_key)
+        problems += _check_checkpoints([checkpoints_path(path), *outside], entries, public_key)
     problems = [p if p.file != path else Problem(p.line, p.kind, p.detail) for p in problems]
     rank = {file: number for number, file in enumerate(files)}
     problems.sort(key=lambda p: (rank.get(p.file or path, len(files)), p.line))
@@ -174,29 +178,29 @@ def _check_head(path: Path, entries: list[_Parsed]) -> list[Problem]:
                     last_file)]
 
 
-def _check_checkpoints(path: Path, entries: list[_Parsed],
+def _check_checkpoints(files: Sequence[Path], entries: list[_Parsed],
                        key: Ed25519PublicKey) -> list[Problem]:
     """Each signed checkpoint must name an entry the chain still has, unchanged."""
-    file = checkpoints_path(path)
-    tokens = file.read_text().split() if file.exists() else []
-    if not tokens:
+    found = [(f, f.read_text().split() if f.exists() else []) for f in files]
+    if not any(tokens for _, tokens in found):
         return [Problem(0, "unanchored", "no signed checkpoint to check the chain against",
-                        file)] if entries else []
+                        files[0])] if entries else []
     by_seq = {e[1]["seq"]: e[1].get("hash") for e in entries}
     first = entries[0][1]["seq"] if entries else 0
     last = entries[-1][1]["seq"] if entries else -1
     problems = []
-    for number, token in enumerate(tokens, start=1):
-        try:
-            claims = jwt.decode(token, key, algorithms=["EdDSA"])
-            seq, digest = int(claims["seq"]), str(claims["hash"])
-        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
-            problems.append(Problem(number, "edited", "checkpoint signature invalid", file))
-            continue
-        if seq > last:
-            problems.append(Problem(number, "truncated", f"checkpoint signed seq {seq}; the "
-                                    f"chain ends at seq {last}", file))
-        elif seq >= first and by_seq.get(seq) != digest:
-            problems.append(Problem(number, "edited", f"checkpoint signed seq {seq} with "
-                                    "another hash: the chain was rewritten after it", file))
+    for file, tokens in found:
+        for number, token in enumerate(tokens, start=1):
+            try:
+                claims = jwt.decode(token, key, algorithms=["EdDSA"])
+                seq, digest = int(claims["seq"]), str(claims["hash"])
+            except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+                problems.append(Problem(number, "edited", "checkpoint signature invalid", file))
+                continue
+            if seq > last:
+                problems.append(Problem(number, "truncated", f"checkpoint signed seq {seq}; "
+                                        f"the chain ends at seq {last}", file))
+            elif seq >= first and by_seq.get(seq) != digest:
+                problems.append(Problem(number, "edited", f"checkpoint signed seq {seq} with "
+                                        "another hash: the chain was rewritten after it", file))
     return problems

@@ -258,3 +258,15 @@ class CountIndividualsResponse(_message.Message):
     DATASETS_FIELD_NUMBER: _ClassVar[int]
     datasets: _containers.RepeatedCompositeFieldContainer[DatasetIndividualCount]
     def __init__(self, datasets: _Optional[_Iterable[_Union[DatasetIndividualCount, _Mapping]]] = ...) -> None: ...
+
+class GetAuditCheckpointRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AuditCheckpoint(_message.Message):
+    __slots__ = ("token", "public_key_pem")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    public_key_pem: str
+    def __init__(self, token: _Optional[str] = ..., public_key_pem: _Optional[str] = ...) -> None: ...

@@ -54,6 +54,11 @@ class PeerServiceStub:
                 request_serializer=fednode_dot_v1_dot_peer__pb2.CountIndividualsRequest.SerializeToString,
                 response_deserializer=fednode_dot_v1_dot_peer__pb2.CountIndividualsResponse.FromString,
                 _registered_method=True)
+        self.GetAuditCheckpoint = channel.unary_unary(
+                '/fednode.v1.PeerService/GetAuditCheckpoint',
+                request_serializer=fednode_dot_v1_dot_peer__pb2.GetAuditCheckpointRequest.SerializeToString,
+                response_deserializer=fednode_dot_v1_dot_peer__pb2.AuditCheckpoint.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -87,6 +92,14 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAuditCheckpoint(self, request, context):
+        """The node's audit chain head, signed now: kept outside the node, it makes a later
+        rewrite of the node's audit log detectable (`fednode federate checkpoints`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +122,11 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.CountIndividuals,
                     request_deserializer=fednode_dot_v1_dot_peer__pb2.CountIndividualsRequest.FromString,
                     response_serializer=fednode_dot_v1_dot_peer__pb2.CountIndividualsResponse.SerializeToString,
+            ),
+            'GetAuditCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuditCheckpoint,
+                    request_deserializer=fednode_dot_v1_dot_peer__pb2.GetAuditCheckpointRequest.FromString,
+                    response_serializer=fednode_dot_v1_dot_peer__pb2.AuditCheckpoint.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +237,33 @@ class PeerService:
             '/fednode.v1.PeerService/CountIndividuals',
             fednode_dot_v1_dot_peer__pb2.CountIndividualsRequest.SerializeToString,
             fednode_dot_v1_dot_peer__pb2.CountIndividualsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuditCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fednode.v1.PeerService/GetAuditCheckpoint',
+            fednode_dot_v1_dot_peer__pb2.GetAuditCheckpointRequest.SerializeToString,
+            fednode_dot_v1_dot_peer__pb2.AuditCheckpoint.FromString,
             options,
             channel_credentials,
             insecure,
