@@ -263,6 +263,7 @@ class IngestWriter:
                     ids=c.ids,
                 )
                 self.contigs[c.contig] = normalize_contig(c.contig)
+                self.flush_samples.add(c.sample)  # the negated rows' fragments name them
                 if self.negative.pending() >= self.FLUSH_ROWS:
                     self.flush_stats(self.negative, final=False)
         except BaseException:

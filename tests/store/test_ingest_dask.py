@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from node.errors import IngestError
 from node.store.ingest_parallel import DaskRunner
 from node.store.tiledbvcf import TileDBVCFStore
 from node.synth import CohortInfo, generate_cohort
@@ -124,3 +125,16 @@ def test_ingest_on_the_compose_files_dask_cluster(
         for proc in started:
             proc.wait(timeout=60)
     assert dataset_cells(home / "datasets" / "ds") == one_writer
+
+
+def test_a_task_failing_on_its_input_fails_the_ingest_with_file_and_line(tmp_path: Path) -> None:
+    from tests.store.test_ingest_workers import bad_vcf
+
+    vcf, line = bad_vcf(tmp_path)
+    store = TileDBVCFStore.create(str(tmp_path / "ds"))
+    with pytest.raises(IngestError) as raised:
+        store.ingest([vcf], runner=DaskRunner("local", workers=2))
+    assert raised.value.message.startswith(f"{vcf}:{line}: ")
+    assert store.samples == ()
+    assert not any((tmp_path / "ds" / "__fednode_staging").iterdir())
+    store.close()

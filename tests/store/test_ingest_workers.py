@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from node.errors import IngestError
 from node.store.ingest_parallel import ProcessRunner
 from node.store.ingest_tasks import plan_tasks
 from node.store.tiledbvcf import TileDBVCFStore
@@ -96,18 +97,26 @@ def test_workers_write_what_one_writer_writes(
     assert checked > 0
 
 
-def test_workers_add_samples_to_a_dataset_like_one_writer(
+def test_workers_add_and_replace_samples_like_one_writer(
     tmp_path: Path, cohort: CohortInfo
 ) -> None:
+    """Samples added to a dataset, then replaced (`--replace`: the coordinator negates
+    their statistics and deletes their cells, the tasks write the new ones); the second
+    input is not indexed, so it is one whole-file task."""
+    plain = tmp_path / "g2.vcf"
+    sh(f"bcftools view -Ov -o {plain} {cohort.paths[1]}")
     for name, runner in (("one", None), ("two", ProcessRunner(2))):
         store = TileDBVCFStore.create(str(tmp_path / name))
         store.ingest([cohort.paths[0]])
-        store.ingest([cohort.paths[1]], runner=runner)
+        store.ingest([plain], runner=runner)
+        store.ingest([cohort.paths[1]], replace=True, runner=runner)
         store.close()
     assert dataset_cells(tmp_path / "two") == dataset_cells(tmp_path / "one")
 
 
-def test_a_malformed_record_in_a_region_names_file_and_line(tmp_path: Path) -> None:
+def bad_vcf(folder: Path) -> tuple[Path, int]:
+    """An indexed VCF over two contigs with one bad record (GT allele 7) in the middle of
+    the second, and that record's line."""
     lines = [
         "##fileformat=VCFv4.2", "##contig=<ID=1,length=10000>", "##contig=<ID=2,length=10000>",
         '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
@@ -117,20 +126,25 @@ def test_a_malformed_record_in_a_region_names_file_and_line(tmp_path: Path) -> N
         for pos in range(100, 9000, 500):
             gt = "0/7" if (contig, pos) == ("2", 5100) else "0/1"
             lines.append(f"{contig}\t{pos}\t.\tA\tG\t.\tPASS\t.\tGT\t{gt}")
-    vcf = tmp_path / "bad.vcf"
+    vcf = folder / "bad.vcf"
     vcf.write_text("\n".join(lines) + "\n")
     sh(f"bgzip {vcf} && tabix -p vcf {vcf}.gz")
+    bad = next(i for i, line in enumerate(lines) if line.endswith("0/7"))
+    return Path(f"{vcf}.gz"), bad + 1
+
+
+def test_a_malformed_record_in_a_region_names_file_and_line(tmp_path: Path) -> None:
+    vcf, line = bad_vcf(tmp_path)
     errors = []
     for runner in (None, ProcessRunner(2)):
         store = TileDBVCFStore.create(str(tmp_path / f"ds{len(errors)}"))
-        with pytest.raises(Exception) as raised:
-            store.ingest([Path(f"{vcf}.gz")], runner=runner)
-        errors.append(str(raised.value))
+        with pytest.raises(IngestError) as raised:
+            store.ingest([vcf], runner=runner)
+        errors.append(raised.value.message)
         assert store.samples == ()
         store.close()
     assert errors[1] == errors[0]
-    bad = next(i for i, line in enumerate(lines) if line.endswith("0/7"))
-    assert errors[0].startswith(f"{vcf}.gz:{bad + 1}: ")  # the bad record's line
+    assert errors[0].startswith(f"{vcf}:{line}: ")  # the bad record's line
 
 
 def test_a_killed_worker_leaves_the_dataset_unchanged(
