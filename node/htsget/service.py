@@ -155,12 +155,14 @@ def _ticket_on_loop(req: HtsgetRequest, layout: Layout, url_for: UrlFor) -> dict
     Known blocks cost microseconds; a block to read and decompress about 0.3 ms. Up to two
     of those (a single region's two ends) cost less here than the two thread wake-ups of a
     hop, which a loaded machine makes far dearer. CRAM indices are scanned per region, so
-    CRAM tickets always go to a worker.
+    CRAM tickets always go to a worker. A remote object's blocks are network requests: only
+    a ticket whose blocks are all known is cut on the loop.
     """
     if layout.format == "CRAM" or len(req.regions) > _INLINE_MAX_REGIONS:
         return None
     try:
-        return file_ticket(req, layout, url_for, max_reads=_INLINE_MAX_READS)
+        reads = 0 if layout.source.remote else _INLINE_MAX_READS
+        return file_ticket(req, layout, url_for, max_reads=reads)
     except BlockMiss:
         return None
 

@@ -14,10 +14,10 @@ import threading
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 from node.reads.bgzf import Block, read_block
+from node.reads.storage import ByteSource, Opened
 
 __all__ = ["BlockCache", "BlockFacts", "BlockMiss", "BlockSource", "records_reach"]
 
@@ -131,22 +131,30 @@ def _size(facts: BlockFacts) -> int:
 
 
 class BlockSource:
-    """A file's blocks for one ticket: facts from the cache, the file read only on a miss,
-    at most `max_reads` times (None: no limit); past that, `BlockMiss`."""
+    """A file's blocks for one ticket: facts from the cache, the file (at the layout's
+    version) read only on a miss, at most `max_reads` times (None: no limit); past that,
+    `BlockMiss`."""
 
     def __init__(
-        self, path: Path, fmt: TextOrBinary, cache: BlockCache, *, max_reads: int | None
+        self,
+        source: ByteSource,
+        version: str,
+        fmt: TextOrBinary,
+        cache: BlockCache,
+        *,
+        max_reads: int | None,
     ) -> None:
-        self.path, self.format, self._cache, self._budget = path, fmt, cache, max_reads
-        self._fh: BinaryIO | None = None
+        self.source, self.version, self.format = source, version, fmt
+        self._cache, self._budget = cache, max_reads
+        self._file: Opened | None = None
         self._data: dict[int, bytes] = {}  # decompressed during this ticket only
 
     def __enter__(self) -> BlockSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._fh is not None:
-            self._fh.close()
+        if self._file is not None:
+            self._file.close()
 
     def facts(self, offset: int) -> BlockFacts:
         facts = self._cache.get(offset)
@@ -170,8 +178,8 @@ class BlockSource:
             if self._budget <= 0:
                 raise BlockMiss(offset)
             self._budget -= 1
-        if self._fh is None:
-            self._fh = self.path.open("rb")
-        block, data = read_block(self._fh, offset)
+        if self._file is None:
+            self._file = self.source.open(self.version or None)
+        block, data = read_block(self._file.fh, offset)
         self._data[offset] = data
         return block, data

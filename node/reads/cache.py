@@ -3,56 +3,71 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
-from node.errors import NotFound
 from node.reads.layout import FileFormat, Layout, load_layout
+from node.reads.storage import ByteSource, LocalFile
 
 __all__ = ["LayoutCache"]
 
-Stamp = tuple[int, int, int, int]
+Stamp = tuple[str, str]
+# How long a remote layout is taken as current without asking the store again. A block
+# URL cut from a layout that is stale by then is still safe: it names the version parsed
+# and the data endpoint reads with If-Match, so it fails rather than serve other bytes.
+REMOTE_RECHECK_S = 1.0
 
 
 class LayoutCache:
-    """Layouts keyed by file path; an entry is reused while neither the file nor its
-    index has changed (size and mtime), and the least recently used one is evicted."""
+    """Layouts keyed by file location; an entry is reused while neither the file nor its
+    index has changed (their versions: size and mtime, or size and ETag), and the least
+    recently used one is evicted."""
 
     def __init__(self, *, max_entries: int = 256) -> None:
-        self._entries: OrderedDict[Path, tuple[Stamp, Layout]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[Stamp, float, Layout]] = OrderedDict()
         self._max = max_entries
         self._lock = threading.Lock()
 
-    def get(self, path: Path, index_path: Path, fmt: FileFormat) -> Layout:
-        stamp = _stamp(path, index_path)
-        hit = self._hit(path, stamp)
+    def get(
+        self, path: ByteSource | Path, index_path: ByteSource | Path, fmt: FileFormat
+    ) -> Layout:
+        """The current layout (blocking: a `stat` or HEAD per file, a parse on a change)."""
+        source, index = _source(path), _source(index_path)
+        stamp = (source.version(), index.version())
+        hit = self._hit(source.location, stamp)
         if hit is not None:
             return hit
-        layout = load_layout(path, index_path, fmt)
+        layout = load_layout(source, index, fmt)
         with self._lock:
-            self._entries[path] = (stamp, layout)
-            self._entries.move_to_end(path)
+            self._entries[source.location] = (stamp, time.monotonic(), layout)
+            self._entries.move_to_end(source.location)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
         return layout
 
-    def peek(self, path: Path, index_path: Path) -> Layout | None:
-        """The cached layout if it is still current, else None (never parses: two `stat`
-        calls, cheap enough for the event loop)."""
-        return self._hit(path, _stamp(path, index_path))
+    def peek(self, path: ByteSource | Path, index_path: ByteSource | Path) -> Layout | None:
+        """The cached layout if it is still current, else None. Never parses and never
+        waits on the network (event-loop safe): two `stat` calls for a local file; a remote
+        one counts as current for `REMOTE_RECHECK_S` after it was last checked."""
+        source, index = _source(path), _source(index_path)
+        if source.remote or index.remote:
+            with self._lock:
+                hit = self._entries.get(source.location)
+            if hit is None or time.monotonic() - hit[1] > REMOTE_RECHECK_S:
+                return None
+            return hit[2]
+        return self._hit(source.location, (source.version(), index.version()))
 
-    def _hit(self, path: Path, stamp: Stamp) -> Layout | None:
+    def _hit(self, location: str, stamp: Stamp) -> Layout | None:
         with self._lock:
-            hit = self._entries.get(path)
+            hit = self._entries.get(location)
             if hit is None or hit[0] != stamp:
                 return None
-            self._entries.move_to_end(path)
-            return hit[1]
+            self._entries[location] = (stamp, time.monotonic(), hit[2])
+            self._entries.move_to_end(location)
+            return hit[2]
 
 
-def _stamp(path: Path, index_path: Path) -> Stamp:
-    try:
-        st, si = path.stat(), index_path.stat()
-    except FileNotFoundError as exc:
-        raise NotFound(f"file {path.name} or its index is gone") from exc
-    return st.st_mtime_ns, st.st_size, si.st_mtime_ns, si.st_size
+def _source(path: ByteSource | Path) -> ByteSource:
+    return LocalFile(path) if isinstance(path, Path) else path

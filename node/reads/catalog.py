@@ -1,8 +1,10 @@
 """The reads catalog: registered BAM/CRAM/VCF/BCF files, by id, under `<home>/reads/`.
 
-Files stay where they are; the catalog records their path, format, index and dataset in
-`catalog.json`, rewritten atomically (temporary file + rename). A missing index is built
-into `<home>/reads/indices/`, never next to the file (its folder may be read-only).
+Files stay where they are: a local path, an `s3://` object or an HTTP(S) URL
+(`node/reads/storage.py`). The catalog records their location, format, index and dataset
+in `catalog.json`, rewritten atomically (temporary file + rename). A missing index of a
+local file is built into `<home>/reads/indices/`, never next to the file (its folder may be
+read-only); a remote file's index must be beside it or named (`index=`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from node.errors import Conflict, InvalidInput, NotFound, UnsupportedFormat
 from node.reads.cache import LayoutCache
 from node.reads.layout import FileFormat, Layout
+from node.reads.storage import ByteSource, Storage
 
 __all__ = ["ReadsCatalog", "ReadsEntry", "detect_format"]
 
@@ -47,9 +50,12 @@ class ReadsEntry:
 
 
 class ReadsCatalog:
-    def __init__(self, root: Path, *, cache: LayoutCache | None = None) -> None:
+    def __init__(
+        self, root: Path, *, cache: LayoutCache | None = None, storage: Storage | None = None
+    ) -> None:
         self.root = root
         self.cache = cache or LayoutCache()
+        self.storage = storage or Storage()
         self._lock = threading.Lock()
         self._entries = self._load()
 
@@ -82,22 +88,39 @@ class ReadsCatalog:
     def entries(self) -> tuple[ReadsEntry, ...]:
         return tuple(self._entries.values())
 
+    def source(self, entry: ReadsEntry) -> ByteSource:
+        return self.storage.source(entry.path)
+
     def layout(self, entry: ReadsEntry) -> Layout:
-        return self.cache.get(Path(entry.path), Path(entry.index), entry.format)
+        return self.cache.get(self.source(entry), self.storage.source(entry.index), entry.format)
 
     def cached_layout(self, entry: ReadsEntry) -> Layout | None:
         """The layout when already parsed and current (no parsing: event-loop safe)."""
-        return self.cache.peek(Path(entry.path), Path(entry.index))
+        return self.cache.peek(self.source(entry), self.storage.source(entry.index))
 
-    def add(self, *, dataset: str, entry_id: str, path: Path, replace: bool = False) -> ReadsEntry:
+    def add(
+        self,
+        *,
+        dataset: str,
+        entry_id: str,
+        path: Path | str,
+        index: Path | str | None = None,
+        replace: bool = False,
+    ) -> ReadsEntry:
         if not _ID.match(entry_id) or entry_id == "service-info":
             raise InvalidInput(f"invalid id {entry_id!r}")
-        path = path.resolve()
-        if not path.is_file():
-            raise NotFound(f"no file {path}")
-        fmt = detect_format(path)
-        index = find_index(path, fmt) or self._build_index(path, fmt, entry_id)
-        entry = ReadsEntry(entry_id, dataset, str(path), str(index), fmt)
+        location, index_location = _located(path), None if index is None else _located(index)
+        source = self.storage.source(location)
+        with source.open() as opened:
+            fmt = detect_format(opened.fetch(0, 65536), name=location.rsplit("/", 1)[-1])
+        if index_location is None:
+            index_location = self._find_index(location, fmt)
+        if index_location is None and source.remote:
+            raise InvalidInput(f"no index beside {location}; name it with --index")
+        if index_location is None:
+            index_location = str(self._build_index(Path(location), fmt, entry_id))
+        self.storage.source(index_location).version()  # exists (NotFound otherwise)
+        entry = ReadsEntry(entry_id, dataset, location, index_location, fmt)
         with self._lock:
             if (entry_id, fmt) in self._entries and not replace:
                 raise Conflict(f"id {entry_id!r} is already registered as {fmt}")
@@ -132,31 +155,47 @@ class ReadsCatalog:
         return out
 
 
-def find_index(path: Path, fmt: FileFormat) -> Path | None:
-    """An index next to the file: `x.bam.bai` as well as `x.bai`, and so on."""
-    for suffix in _INDEX_SUFFIXES[fmt]:
-        for candidate in (Path(str(path) + suffix), path.with_suffix(suffix)):
-            if candidate.is_file():
+    def _find_index(self, location: str, fmt: FileFormat) -> str | None:
+        """An index next to the file: `x.bam.bai` as well as `x.bai`, and so on."""
+        stem, dot, ext = location.rpartition(".")
+        swap = bool(dot) and "/" not in ext  # `x.bam` → `x.bai` (not `dir.d/x` → `dir.bai`)
+        for suffix in _INDEX_SUFFIXES[fmt]:
+            for candidate in (location + suffix, stem + suffix if swap else None):
+                if candidate is None:
+                    continue
+                try:
+                    self.storage.source(candidate).version()
+                except NotFound:
+                    continue
                 return candidate
-    return None
+        return None
 
 
-def detect_format(path: Path) -> FileFormat:
-    """From the file's magic bytes, not its name."""
-    with path.open("rb") as fh:
-        head = fh.read(65536)
+def _located(path: Path | str) -> str:
+    """A location as the catalog keeps it: URIs as given, paths absolute."""
+    text = str(path)
+    if "://" in text:
+        return text
+    resolved = Path(text).resolve()
+    if not resolved.is_file():
+        raise NotFound(f"no file {resolved}")
+    return str(resolved)
+
+
+def detect_format(head: bytes, *, name: str) -> FileFormat:
+    """From the file's first bytes (up to 64 KiB), not its name."""
     if head[:4] == b"CRAM":
         return "CRAM"
     if head[:2] != b"\x1f\x8b":
-        raise InvalidInput(f"{path.name}: not BGZF-compressed BAM/VCF/BCF nor CRAM")
+        raise InvalidInput(f"{name}: not BGZF-compressed BAM/VCF/BCF nor CRAM")
     try:
         data = zlib.decompressobj(31).decompress(head, 16)
     except zlib.error as exc:
-        raise InvalidInput(f"{path.name}: corrupt compressed data") from exc
+        raise InvalidInput(f"{name}: corrupt compressed data") from exc
     if data.startswith(b"BAM\x01"):
         return "BAM"
     if data.startswith(b"BCF\x02"):
         return "BCF"
     if data.startswith(b"##fileformat=VCF"):
         return "VCF"
-    raise InvalidInput(f"{path.name}: not a BAM, CRAM, VCF or BCF file")
+    raise InvalidInput(f"{name}: not a BAM, CRAM, VCF or BCF file")

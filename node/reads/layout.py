@@ -12,7 +12,7 @@ import gzip
 import struct
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -20,6 +20,7 @@ from node.errors import InvalidInput, NotFound
 from node.reads.bgzf import BGZF_EOF, compress_block, iter_blocks, split_voffset
 from node.reads.blocks import BlockCache, BlockSource
 from node.reads.index import BinIndex, Chunk, parse_index
+from node.reads.storage import ByteSource, LocalFile, Opened
 
 __all__ = [
     "FileFormat",
@@ -72,7 +73,7 @@ class CraiEntry:
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    path: Path
+    source: ByteSource
     format: FileFormat
     size: int
     references: tuple[str, ...]
@@ -81,8 +82,15 @@ class Layout:
     data_end: int  # byte offset where the EOF marker starts
     eof: bytes
     index: BinIndex | tuple[CraiEntry, ...]
-    version: str = ""  # size and mtime when parsed: block URLs name the version they cut
+    version: str = ""  # the version parsed (storage.py): block URLs name the version they cut
     blocks: BlockCache = field(default_factory=BlockCache, compare=False, repr=False)
+
+    @property
+    def path(self) -> Path:
+        """The local file (a remote object has none)."""
+        if not isinstance(self.source, LocalFile):
+            raise TypeError(f"{self.source.location} is not a local file")
+        return self.source.path
 
     def ref_id(self, name: str) -> int:
         try:
@@ -97,34 +105,44 @@ class Layout:
         """
         if isinstance(self.index, tuple):
             return _cram_body(self, self.index, queries)
-        with BlockSource(self.path, self.format, self.blocks, max_reads=max_reads) as src:
+        with BlockSource(
+            self.source, self.version, self.format, self.blocks, max_reads=max_reads
+        ) as src:
             return _bgzf_body(self, self.index, src, queries)
 
 
-def load_layout(path: Path, index_path: Path, fmt: FileFormat) -> Layout:
-    """Parse the index and header of `path` (blocking; callers cache the result)."""
-    st = path.stat()
-    size, version = st.st_size, file_version(path)
-    if fmt == "CRAM":
-        return replace(_cram_layout(path, index_path, size), version=version)
-    index = parse_index(index_path.read_bytes())
-    with path.open("rb") as fh:
-        header_len, refs = _bgzf_header(fh, fmt)
-        c_h, u_h, header = _header_segments(fh, header_len)
-        fh.seek(max(size - len(BGZF_EOF), 0))
-        has_eof = fh.read() == BGZF_EOF
+def load_layout(
+    path: ByteSource | Path, index_path: ByteSource | Path, fmt: FileFormat
+) -> Layout:
+    """Parse the index and header of one version of a file (blocking; callers cache it)."""
+    source = LocalFile(path) if isinstance(path, Path) else path
+    index_source = LocalFile(index_path) if isinstance(index_path, Path) else index_path
+    with index_source.open() as idx:
+        raw_index = idx.fh.read()
+    with source.open() as opened:
+        if fmt == "CRAM":
+            return _cram_layout(source, opened, raw_index)
+        return _bgzf_layout(source, opened, parse_index(raw_index), fmt)
+
+
+def _bgzf_layout(source: ByteSource, opened: Opened, index: BinIndex, fmt: FileFormat) -> Layout:
+    fh, size = opened.fh, opened.size
+    header_len, refs = _bgzf_header(fh, fmt)
+    c_h, u_h, header = _header_segments(fh, header_len)
+    has_eof = size >= len(BGZF_EOF) and opened.fetch(size - len(BGZF_EOF), 64) == BGZF_EOF
     if index.names is not None and fmt != "BCF":
         # Tabix names only contigs with records; header-only contigs come after them, so
         # they are known (an empty result) but have no index entries.
         refs = index.names + tuple(r for r in refs if r not in index.names)
     data_end = size - len(BGZF_EOF) if has_eof else size
     data_start = c_h << 16 | u_h
-    return Layout(path, fmt, size, refs, header, data_start, data_end, BGZF_EOF, index, version)
+    return Layout(
+        source, fmt, size, refs, header, data_start, data_end, BGZF_EOF, index, opened.version
+    )
 
 
 def file_version(path: Path) -> str:
-    st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    return LocalFile(path).version()
 
 
 def _bgzf_header(fh: BinaryIO, fmt: FileFormat) -> tuple[int, tuple[str, ...]]:
@@ -308,23 +326,38 @@ def _coalesce(segments: list[Segment]) -> list[Segment]:
     return out
 
 
-def _cram_layout(path: Path, index_path: Path, size: int) -> Layout:
-    import pysam  # only CRAM needs htslib here: its header is in a compressed container
-
-    entries = _parse_crai(index_path.read_bytes())
-    with pysam.AlignmentFile(
-        str(path), "rc", check_sq=False, index_filename=str(index_path)
-    ) as cram:
-        refs = tuple(cram.references)
-    with path.open("rb") as fh:
-        major = fh.read(5)[4]
-        fh.seek(max(size - len(CRAM_EOF_V3), 0))
-        tail = fh.read()
+def _cram_layout(source: ByteSource, opened: Opened, raw_index: bytes) -> Layout:
+    entries = _parse_crai(raw_index)
+    size = opened.size
+    major = opened.fetch(0, 5)[4]
+    tail = opened.fetch(max(size - len(CRAM_EOF_V3), 0), len(CRAM_EOF_V3))
     has_eof = major >= 3 and tail == CRAM_EOF_V3
     first = min((e.container for e in entries), default=size - len(tail) if has_eof else size)
+    refs = _cram_references(opened.fetch(0, first), tail if has_eof else b"")
     data_end = size - len(CRAM_EOF_V3) if has_eof else size
     eof = CRAM_EOF_V3 if major >= 3 else b""
-    return Layout(path, "CRAM", size, refs, (Span(0, first),), first, data_end, eof, entries)
+    return Layout(
+        source, "CRAM", size, refs, (Span(0, first),), first, data_end, eof, entries,
+        opened.version,
+    )
+
+
+def _cram_references(head: bytes, eof: bytes) -> tuple[str, ...]:
+    """Reference names from the CRAM header (a compressed container: htslib reads it),
+    taken from the file definition and header container alone, written out with the EOF
+    container as a record-less CRAM, so a remote file is not downloaded for it."""
+    import tempfile
+
+    import pysam
+
+    with tempfile.NamedTemporaryFile(suffix=".cram") as tmp:
+        tmp.write(head + eof)
+        tmp.flush()
+        try:
+            with pysam.AlignmentFile(tmp.name, "rc", check_sq=False) as cram:
+                return tuple(cram.references)
+        except (OSError, ValueError) as exc:
+            raise InvalidInput("cannot read the CRAM header") from exc
 
 
 def _parse_crai(raw: bytes) -> tuple[CraiEntry, ...]:

@@ -27,6 +27,7 @@ from node.htsget.parse import parse_get, parse_post
 from node.htsget.service import HtsgetService, TicketCall
 from node.htsget.signing import BlockSigner
 from node.reads.catalog import ReadsCatalog
+from node.reads.storage import Storage
 from node.web.auth import principal_of
 from node.web.htsget_data import SIGNER, data_handler
 from node.web.keys import DATASETS, READS, SETTINGS
@@ -45,7 +46,8 @@ def create_htsget_app(settings: Settings) -> web.Application:
     app[SIGNER] = BlockSigner(_secret(settings), ttl_s=settings.htsget.token_ttl_s)
 
     async def reads_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[READS] = await asyncio.to_thread(ReadsCatalog, settings.home / "reads")
+        storage = Storage(settings.tiledb_config)  # s3:// reads reach the store's endpoint
+        app[READS] = await asyncio.to_thread(ReadsCatalog, settings.home / "reads", storage=storage)
         yield
 
     app.cleanup_ctx.append(reads_ctx)

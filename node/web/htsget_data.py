@@ -2,22 +2,22 @@
 
 A token (node/htsget/signing.py) names either a byte range of a registered file, checked
 against the file's version when the ticket was cut, or regions of a dataset whose VCF/BCF
-is generated from the store. Ranges are inclusive (`Range: bytes=a-b`); file bytes are sent
-with sendfile where the transport allows it, never read whole into memory.
+is generated from the store. Ranges are inclusive (`Range: bytes=a-b`); local file bytes
+are sent with sendfile where the transport allows it, objects (S3, HTTP) in 1 MiB range
+reads conditional on the ticketed ETag; never read whole into memory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from aiohttp import web
 
 from node.domain import Region
-from node.errors import InvalidInput, NotFound
+from node.errors import InvalidInput
 from node.htsget.signing import BlockSigner
+from node.reads.storage import Opened
 from node.store.export import export_variants
 from node.web.keys import DATASETS, READS, SETTINGS
 
@@ -33,27 +33,18 @@ async def data_handler(request: web.Request) -> web.StreamResponse:
         return await _send_generated(request, payload)
     if payload.get("k") != "f":
         raise InvalidInput("malformed block token")
-    entry = request.config_dict[READS].find(str(payload["id"]), str(payload["f"]))
+    catalog = request.config_dict[READS]
+    entry = catalog.find(str(payload["id"]), str(payload["f"]))
     start, end = int(payload["s"]), int(payload["e"])
-    fobj = await asyncio.to_thread(_open_version, Path(entry.path), str(payload.get("v")))
+    source = catalog.source(entry)
+    # Still the version the ticket was cut from: checked on the open descriptor (a local
+    # file replaced meanwhile is never served under an old range) or by If-Match on every
+    # range read of an object.
+    opened = await asyncio.to_thread(source.open, str(payload.get("v")))
     try:
-        return await _send_span(request, fobj, start, end)
+        return await _send_span(request, opened, start, end)
     finally:
-        fobj.close()  # synchronous: it must happen even when the handler is cancelled
-
-
-def _open_version(path: Path, version: str) -> BinaryIO:
-    """The file, opened, if it is still the version the ticket was cut from (checked on the
-    open descriptor, so a file replaced meanwhile is never served under an old range)."""
-    try:
-        fobj = path.open("rb")
-    except OSError as exc:
-        raise NotFound("the file of this block is gone") from exc
-    st = os.fstat(fobj.fileno())
-    if f"{st.st_size}:{st.st_mtime_ns}" != version:
-        fobj.close()
-        raise NotFound("the file changed since the ticket was issued; request a new ticket")
-    return fobj
+        opened.close()  # synchronous: it must happen even when the handler is cancelled
 
 
 def parse_range(header: str | None, length: int) -> tuple[int, int] | None:
@@ -115,7 +106,7 @@ async def _send_generated(request: web.Request, payload: dict[str, Any]) -> web.
 
 
 async def _send_span(
-    request: web.Request, fobj: BinaryIO, start: int, end: int
+    request: web.Request, opened: Opened, start: int, end: int
 ) -> web.StreamResponse:
     length = end - start
     try:
@@ -123,6 +114,11 @@ async def _send_span(
     except _RangeError:
         return web.Response(status=416, headers={"Content-Range": f"bytes */{length}"})
     status, lo, hi = (200, 0, length) if sub is None else (206, *sub)
+    first = b""
+    if opened.fileno is None and request.method != "HEAD" and hi > lo:
+        # An object's first chunk before the status line: a changed object is a 404
+        # error body, not a 200 cut short.
+        first = await asyncio.to_thread(opened.fetch, start + lo, min(_CHUNK, hi - lo))
     response = web.StreamResponse(status=status)
     response.content_type = "application/octet-stream"
     response.content_length = hi - lo
@@ -132,32 +128,32 @@ async def _send_span(
         response.headers["Content-Range"] = f"bytes {lo}-{hi - 1}/{length}"
     await response.prepare(request)
     if request.method != "HEAD":
-        await _sendfile(request, response, fobj, start + lo, hi - lo)
+        if first:
+            await response.write(first)
+        await _sendfile(request, response, opened, start + lo + len(first), hi - lo - len(first))
     await response.write_eof()
     return response
 
 
 async def _sendfile(
-    request: web.Request, response: web.StreamResponse, fobj: Any, offset: int, count: int
+    request: web.Request, response: web.StreamResponse, opened: Opened, offset: int, count: int
 ) -> None:
-    """Zero-copy when the transport allows it (as aiohttp's FileResponse does), else
-    1 MiB reads off the event loop; never the whole file in memory."""
+    """Zero-copy when the file is local and the transport allows it (as aiohttp's
+    FileResponse does), else 1 MiB reads off the event loop; never the whole file in memory.
+    An object that changes mid-stream ends the connection (`ObjectChanged` in a read)."""
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("connection lost")
-    try:
-        await asyncio.get_running_loop().sendfile(transport, fobj, offset, count)
-        return
-    except NotImplementedError:
-        pass
+    if opened.fileno is not None and count > 0:
+        try:
+            await asyncio.get_running_loop().sendfile(transport, opened.fh, offset, count)
+            return
+        except NotImplementedError:
+            pass
     while count > 0:
-        chunk = await asyncio.to_thread(_pread, fobj, offset, min(_CHUNK, count))
+        chunk = await asyncio.to_thread(opened.fetch, offset, min(_CHUNK, count))
         if not chunk:
             raise ConnectionResetError("file shrank while being served")
         await response.write(chunk)
         offset += len(chunk)
         count -= len(chunk)
-
-
-def _pread(fobj: Any, offset: int, size: int) -> bytes:
-    return os.pread(fobj.fileno(), size, offset)
