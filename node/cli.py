@@ -149,12 +149,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_reads_add(args: argparse.Namespace) -> int:
     from node.reads.catalog import ReadsCatalog
+    from node.reads.storage import Storage
 
     _require_home(args.dir)
-    catalog = ReadsCatalog(args.dir / "reads")
-    entry = catalog.add(
-        dataset=args.dataset, entry_id=args.id, path=Path(args.file), replace=args.replace
-    )
+    storage = Storage(load_settings(args.dir).tiledb_config)  # s3:// as the store reaches it
+    catalog = ReadsCatalog(args.dir / "reads", storage=storage)
+    entry = catalog.add(dataset=args.dataset, entry_id=args.id, path=args.file,
+                        index=args.index, replace=args.replace)
     endpoint = "reads" if entry.kind == "reads" else "variants"
     print(f"registered {entry.format} {entry.path} as /htsget/{endpoint}/{entry.id} "
           f"(dataset {entry.dataset}, index {entry.index})")
@@ -344,12 +345,15 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reads", help="register BAM/CRAM/VCF/BCF files for htsget")
     reads_sub = p.add_subparsers(dest="reads_command", required=True)
-    q = reads_sub.add_parser("add", help="register one file (it stays where it is)")
+    q = reads_sub.add_parser(
+        "add", help="register one file, a path, s3:// or https:// URI (it stays where it is)"
+    )
     q.add_argument("dir", type=Path)
     q.add_argument("--dataset", required=True, help="dataset whose access rules apply")
     q.add_argument("--id", required=True, help="htsget id (one id may have several formats)")
     q.add_argument("--replace", action="store_true", help="replace a registration")
-    q.add_argument("file")
+    q.add_argument("--index", help="its index (path or URI; default: beside the file)")
+    q.add_argument("file", help="a path, s3://BUCKET/KEY or https:// URL")
     q.set_defaults(func=cmd_reads_add)
 
     p = sub.add_parser("serve", help="serve the node over HTTP")
