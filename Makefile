@@ -34,10 +34,13 @@ debian-tools:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-# Browser-side test dependencies (igv.js, playwright-core driving Debian's chromium).
+# npm packages: igv.js, which the portal serves (its genome browser), and playwright-core,
+# which drives Debian's chromium in the tests. `make demo` needs npm only, not the test tools.
 npm-deps: node_modules/.package-lock.json
 
-node_modules/.package-lock.json: package.json package-lock.json | debian-tools
+node_modules/.package-lock.json: package.json package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
 	npm ci --no-audit --no-fund
 
 test: venv debian-tools npm-deps
@@ -47,7 +50,8 @@ lint: venv
 	$(BIN)/ruff check node tests bench conformance
 	$(BIN)/mypy
 
-demo: venv
+# Serves the portal at http://$(HOST):$(PORT)/ (igv.js from node_modules: npm-deps).
+demo: venv npm-deps
 	$(BIN)/fednode demo --host $(HOST) --port $(PORT)
 
 # wrk: the load generator of bench.beacon_bench (a C client leaves the cores to the servers).

@@ -361,6 +361,10 @@ class PortalSettings(_Section):
     # presents (`printf %s SECRET | sha256sum`). None: the operator view is refused to all.
     operator_token_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
     oidc: OidcSettings | None = None
+    # Assembly id -> FASTA file (faidx-indexed, `<file>.fai` beside it), relative to home:
+    # the reference the genome browser draws reads against (without one igv.js shows reads
+    # with no reference bases). Contigs named as the datasets name them.
+    references: dict[str, str] = Field(default_factory=dict)
 
 
 class PeerSettings(_Section):

@@ -41,6 +41,10 @@ description = "{SAMPLES} simulated genomes (msprime), {LENGTH // 1000} kb of chr
 assembly = "GRCh38"
 security_level = "PUBLIC"
 max_granularity = {{ PUBLIC = "record", REGISTERED = "record", CONTROLLED = "record" }}
+
+[portal]
+# The genome browser draws the demo's reads against the demo's own reference sequence.
+references = {{ GRCh38 = "reads-data/reference.fa" }}
 """
 
 

@@ -14,6 +14,7 @@ import contextlib
 import gc
 import logging
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -121,10 +122,24 @@ async def _run(app: web.Application, settings: Settings) -> None:
     runner = NodeRunner(app, handle_signals=True, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     try:
-        await web.TCPSite(runner, settings.server.host, settings.server.port).start()
+        site = web.TCPSite(runner, settings.server.host, settings.server.port)
+        await site.start()
+        _announce(runner, settings)
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+
+
+def _announce(runner: web.AppRunner, settings: Settings) -> None:
+    """Say where the node answers, once it does: people open the portal, programs the
+    APIs (printed, not logged: the line is for the person who started the node)."""
+    bound = runner.addresses  # the port actually bound (the settings may say 0)
+    port = bound[0][1] if bound else settings.server.port
+    host = settings.server.host
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    portal = f"the portal at {base}/, " if settings.portal.enabled else ""
+    print(f"fednode: serving {portal}Beacon at {base}/api, htsget at {base}/htsget",
+          file=sys.stderr, flush=True)
 
 
 def serve(settings: Settings) -> None:

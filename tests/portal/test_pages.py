@@ -72,7 +72,8 @@ async def test_operator_view_is_refused_without_the_credential(
         {"do": "click", "selector": "#op-form button"},
         {"do": "wait", "selector": "#op-error"},
         {"do": "text", "selector": "#op-error", "as": "error"},
-        {"do": "eval", "as": "view hidden", "expression": "document.getElementById('op-view').hidden"},
+        {"do": "eval", "as": "view hidden",
+         "expression": "document.getElementById('op-view').hidden"},
     ])
     assert "refused" in out["results"]["error"] and "credential" in out["results"]["error"]
     assert out["results"]["view hidden"] is True
@@ -119,9 +120,9 @@ async def test_operator_view_with_the_credential(
     assert 0 < int(results["entries"]) <= report.entries
     assert OPERATOR_SECRET not in results["recent"]
     assert "/api/filtering_terms" in results["recent"]
-    async with aiohttp.ClientSession() as http:
-        async with http.get(url(controlled_node, "/metrics")) as resp:
-            metrics = await resp.text()
+    async with aiohttp.ClientSession() as http, \
+            http.get(url(controlled_node, "/metrics")) as resp:
+        metrics = await resp.text()
     routes = results["latency"][0::2]  # labels, then their figures
     assert "/api/info" in routes
     assert all(f'route="{r}"' in metrics for r in routes)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -77,6 +78,7 @@ def create_portal_app(settings: Settings) -> web.Application:
     r.add_get("/operator/status", operator_status)
     r.add_get("/operator/metrics", operator_metrics)
     r.add_get("/reference/{dataset}", reference)
+    r.add_get("/fasta/{assembly}/{file}", fasta)
     r.add_get("/static/{name}", static)
     r.add_get("/igv/{name}", igv_module)
     return app
@@ -86,8 +88,12 @@ async def access_handler(request: web.Request) -> web.Response:
     principal = await principal_of(request)
     config = config_of(request)
     reads = await asyncio.to_thread(_reads_entries, config[SETTINGS])
+    settings = config[SETTINGS]
     doc = await asyncio.to_thread(access, principal, config[DATASETS], request.app[SUMMARIES],
                                   reads, now=int(time.time()))
+    for dataset in doc["datasets"]:  # the reads' reference, when one is configured
+        if dataset["assembly"] in settings.portal.references:
+            dataset["fasta"] = f"/portal/fasta/{dataset['assembly']}/sequence.fa"
     return _json(doc)
 
 
@@ -136,6 +142,25 @@ async def reference(request: web.Request) -> web.Response:
         raise NotFound(f"no dataset {dataset_id!r}")
     summary = await asyncio.to_thread(request.app[SUMMARIES].of, registry, dataset_id)
     return web.Response(text=chrom_sizes(summary), content_type="text/plain")
+
+
+_FASTA_FILES = {"sequence.fa": "", "sequence.fa.fai": ".fai"}
+
+
+async def fasta(request: web.Request) -> web.StreamResponse:
+    """A configured reference FASTA and its index, with HTTP ranges (igv.js reads the
+    bases of the region in view); a reference genome says nothing about anyone."""
+    not_data(request)
+    settings = config_of(request)[SETTINGS]
+    path = settings.portal.references.get(request.match_info["assembly"])
+    suffix = _FASTA_FILES.get(request.match_info["file"])
+    if path is None or suffix is None:
+        raise web.HTTPNotFound()
+    file = Path(path) if Path(path).is_absolute() else settings.home / path
+    file = file.with_name(file.name + suffix)
+    if not file.is_file():
+        raise NotFound("the configured reference FASTA (or its .fai index) is missing")
+    return web.FileResponse(file, headers={"Content-Type": "text/plain"})
 
 
 async def static(request: web.Request) -> web.Response:

@@ -26,6 +26,17 @@ function tracks(dataset) {
   return out;
 }
 
+// The assembly's FASTA when the node has one (reads are drawn against its bases), else
+// the dataset's contigs and lengths only.
+function reference(dataset) {
+  const name = `${dataset.assembly} (${dataset.name})`;
+  if (dataset.fasta) {
+    return { id: dataset.assembly, name, fastaURL: dataset.fasta, indexURL: `${dataset.fasta}.fai` };
+  }
+  return { id: `${dataset.id}-contigs`, name, format: "chromsizes",
+    fastaURL: `/portal/reference/${encodeURIComponent(dataset.id)}` };
+}
+
 async function showRegion(event) {
   if (event) event.preventDefault();
   show(error, "");
@@ -55,8 +66,8 @@ async function showRegion(event) {
   container.replaceChildren();
   message.textContent = `Loading ${locus} of ${dataset.name}…`;
   browser = await igv.createBrowser(container, {
-    reference: { id: `${id}-reference`, name: `${dataset.assembly} (${dataset.name})`,
-      format: "chromsizes", fastaURL: `/portal/reference/${encodeURIComponent(id)}` },
+    reference: reference(dataset),
+    loadDefaultGenomes: false, // igv.js would fetch its genome list from igv.org
     locus,
     tracks: tracks(dataset),
     showCursorGuide: false,
