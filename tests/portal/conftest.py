@@ -21,6 +21,7 @@ from node.config import (
     DatasetGrantSettings,
     DatasetSettings,
     IssuerSettings,
+    OidcSettings,
     PortalSettings,
     Settings,
     load_settings,
@@ -42,14 +43,15 @@ class Browser:
     node: str
     tmp: Path
 
-    async def run(self, steps: list[dict[str, Any]], *, http_errors: tuple[int, ...] = ()
-                  ) -> dict[str, Any]:
+    async def run(self, steps: list[dict[str, Any]], *, http_errors: tuple[int, ...] = (),
+                  also_allowed: tuple[str, ...] = ()) -> dict[str, Any]:
         """Run `steps` in one page (tests/portal/driver.mjs); fails on any console
         error, page error or CSP violation, on an HTTP error status other than the
         `http_errors` expected, and on any request for another origin."""
         path = self.tmp / f"steps-{secrets.token_hex(4)}.json"
         path.write_text(json.dumps(steps))
-        out = json.loads(await run(require_tool("node"), str(DRIVER), self.node, str(path)))
+        out = json.loads(await run(require_tool("node"), str(DRIVER), self.node, str(path),
+                                   *also_allowed))
         assert out["errors"] == [], out["errors"]
         assert out["offsite"] == [], out["offsite"]
         assert set(out["httpErrors"]) <= set(http_errors), out["httpErrors"]
@@ -93,7 +95,8 @@ async def issuer(aiohttp_server: Callable[..., Any]) -> Issuer:
 OPERATOR_SECRET = secrets.token_urlsafe(24)
 
 
-def controlled_settings(home: Path, broker: Issuer) -> Settings:
+def controlled_settings(home: Path, broker: Issuer, *, oidc: OidcSettings | None = None
+                        ) -> Settings:
     """The demo dataset CONTROLLED: anonymous and registered visitors get counts, a grant
     gives records; the broker's passports are trusted, it may assert the grant itself."""
     return load_settings(
@@ -108,7 +111,8 @@ def controlled_settings(home: Path, broker: Issuer) -> Settings:
             visa_issuers=[IssuerSettings(iss=broker.iss, jwks_uri=broker.jwks_uri)],
             grants={DEMO_DATASET: DatasetGrantSettings(value=GRANT, sources=[DAC])}),
         portal=PortalSettings(
-            operator_token_sha256=hashlib.sha256(OPERATOR_SECRET.encode()).hexdigest()),
+            operator_token_sha256=hashlib.sha256(OPERATOR_SECRET.encode()).hexdigest(),
+            oidc=oidc),
     )
 
 

@@ -1,14 +1,14 @@
 // Drives the portal in headless Chromium (playwright-core, Debian's /usr/bin/chromium):
-// node driver.mjs NODE_URL STEPS_JSON_FILE
+// node driver.mjs NODE_URL STEPS_JSON_FILE [ALSO_ALLOWED_ORIGIN...]
 // Runs the steps in one page, and prints as JSON the values the steps read, every console
 // error (HTTP error statuses apart), uncaught page error and CSP violation, and every request for another origin
-// (each aborted: nothing leaves the node).
+// (each aborted: nothing leaves the node, except to the origins a test also allows).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
-const [nodeUrl, stepsFile] = process.argv.slice(2);
+const [nodeUrl, stepsFile, ...alsoAllowed] = process.argv.slice(2);
 const steps = JSON.parse(readFileSync(stepsFile, "utf8"));
 const origin = new URL(nodeUrl).origin;
 const profile = mkdtempSync(join(tmpdir(), "fednode-portal-"));
@@ -21,6 +21,22 @@ const context = await chromium.launchPersistentContext(profile, {
   ],
   viewport: { width: 1200, height: 800 },
 });
+// Polls `expression` with page.evaluate (DevTools evaluation, which the page's CSP allows;
+// waitForFunction evaluates a string with eval, which the portal's CSP refuses), across
+// navigations, until it is truthy.
+async function until(page, expression, timeout) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    try {
+      if (await page.evaluate(expression)) return;
+    } catch (e) {
+      if (!/context was destroyed|navigat/i.test(String(e))) throw e;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${expression}`);
+    await page.waitForTimeout(100);
+  }
+}
+
 const out = { results: {}, errors: [], httpErrors: [], offsite: [], requests: [] };
 // Chromium logs each HTTP error status of a fetch as a console error: kept apart, so that
 // a test of a refusal can expect them and every other test refuses them.
@@ -28,7 +44,8 @@ const HTTP_ERROR = /^Failed to load resource: the server responded with a status
 try {
   await context.route("**/*", (route) => {
     const url = route.request().url();
-    if (new URL(url).origin === origin) return route.continue();
+    const to = new URL(url).origin;
+    if (to === origin || alsoAllowed.includes(to)) return route.continue();
     out.offsite.push(url);
     return route.abort();
   });
@@ -52,7 +69,7 @@ try {
       case "click": await page.click(s.selector); break;
       case "press": await page.press(s.selector, s.key); break;
       case "wait": await page.waitForSelector(s.selector, { state: s.state ?? "visible", timeout }); break;
-      case "waitFor": await page.waitForFunction(s.expression, null, { timeout }); break;
+      case "waitFor": await until(page, s.expression, timeout); break;
       case "text": out.results[s.as] = await page.innerText(s.selector); break;
       case "texts": out.results[s.as] = await page.locator(s.selector).allInnerTexts(); break;
       case "attr": out.results[s.as] = await page.getAttribute(s.selector, s.name); break;
