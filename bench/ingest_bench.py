@@ -3,6 +3,7 @@ Dask LocalCluster, beside `bcftools view -Ob` of the same file in the same run.
 
     python -m bench.ingest_bench [--samples 2504] [--length 4400000] [--runs 3]
                                  [--modes 1,2,dask] [--vcf FILE.vcf.gz]
+    python -m bench.ingest_bench --single 1000000 --modes 1   # one sample, 1 M records
 
 Each ingest is the real command (`python -m node ingest HOME --dataset ID ...`) in a fresh
 process, into a new dataset. Figures per mode: median wall time over `--runs`, CPU seconds
@@ -10,13 +11,16 @@ process, into a new dataset. Figures per mode: median wall time over `--runs`, C
 x records / wall), the largest single process's peak RSS and the peak of the whole process
 tree's RSS (sampled 5 times a second), and the ratio of the median wall time to the median
 of `bcftools view -Ob` (run `--runs` times, interleaved with the ingests). The speed-up of
-N workers is against the 1-worker median of the same run.
+N workers is against the 1-worker median of the same run. `--single N` ingests a
+one-sample VCF of N SNV records (GT:GQ:DP, seeded) instead of the cohort: the per-record
+cost (issue 18 item 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -90,6 +94,33 @@ def _cohort(work: Path, samples: int, length: int) -> Path:
     return info.paths[0]
 
 
+def _single(work: Path, records: int) -> Path:
+    """A one-sample VCF of `records` SNVs over contig 1, bgzipped and indexed."""
+    rng = random.Random(SEED)
+    path = work / "single.vcf"
+    with path.open("w") as out:
+        out.write(
+            "##fileformat=VCFv4.2\n##contig=<ID=1,length=248956422>\n##reference=GRCh38\n"
+            '##INFO=<ID=DP,Number=1,Type=Integer,Description="Depth">\n'
+            '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+            '##FORMAT=<ID=GQ,Number=1,Type=Integer,Description="Genotype quality">\n'
+            '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Depth">\n'
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n"
+        )
+        pos, step = 10_000, max(1, 240_000_000 // records)
+        for _ in range(records):
+            pos += rng.randint(1, 2 * step - 1)
+            ref = rng.choice("ACGT")
+            alt = rng.choice([b for b in "ACGT" if b != ref])
+            gt = rng.choice(("0/1", "1/1", "0|1"))
+            out.write(f"1\t{pos}\t.\t{ref}\t{alt}\t{rng.randint(10, 99)}\tPASS\t"
+                      f"DP={rng.randint(5, 60)}\tGT:GQ:DP\t{gt}:{rng.randint(1, 99)}:"
+                      f"{rng.randint(5, 60)}\n")
+    subprocess.run(["bgzip", "-f", str(path)], check=True)
+    subprocess.run(["tabix", "-f", "-p", "vcf", f"{path}.gz"], check=True)
+    return Path(f"{path}.gz")
+
+
 def _count(vcf: Path) -> tuple[int, int]:
     samples = subprocess.run(["bcftools", "query", "-l", str(vcf)], capture_output=True,
                              text=True, check=True).stdout.split()
@@ -119,16 +150,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--modes", default="1,2,dask")
     parser.add_argument("--vcf", type=Path, help="an indexed VCF to ingest instead")
+    parser.add_argument("--single", type=int, metavar="RECORDS",
+                        help="ingest a one-sample VCF of RECORDS records instead")
     parser.add_argument("--work", type=Path)
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"# ingest on every core, {time.strftime('%Y-%m-%d %H:%M %Z')}; nproc "
           f"{os.cpu_count()}; python {sys.version.split()[0]}; work {work}")
-    vcf = args.vcf or _cohort(work, args.samples, args.length)
+    if args.single:
+        vcf = _single(work, args.single)
+    else:
+        vcf = args.vcf or _cohort(work, args.samples, args.length)
     samples, records = _count(vcf)
     cells = samples * records
-    print(f"input {vcf.name}: {samples} samples x {records} records = {cells:,} cells")
+    print(f"input {vcf.name}: {samples} samples x {records} records = {cells:,} cells; "
+          f"{records and cells // records} cells per record")
     home = work / "home"
     subprocess.run([sys.executable, "-m", "node", "init", str(home), "--force"], check=True,
                    capture_output=True)

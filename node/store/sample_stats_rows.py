@@ -132,7 +132,12 @@ class _Group:
 
 
 class _FieldStats:
-    __slots__ = ("count", "max", "min", "sum", "sum2")
+    """Sum, sum of squares, count, min and max of one FORMAT field per sample (uint64,
+    wrapping as TileDB-VCF's C++ does). Records are buffered and folded in blocks: one
+    numpy pass per block instead of several per record (a one-sample VCF's records)."""
+
+    __slots__ = ("_present", "_values", "count", "max", "min", "sum", "sum2")
+    BLOCK_CELLS = 1 << 16  # values buffered (records x samples) before a fold
 
     def __init__(self, n: int) -> None:
         self.sum = np.zeros(n, dtype=np.uint64)
@@ -140,18 +145,30 @@ class _FieldStats:
         self.count = np.zeros(n, dtype=np.uint64)
         self.min = np.full(n, _U64_MAX, dtype=np.uint64)
         self.max = np.zeros(n, dtype=np.uint64)
+        self._values: list[np.ndarray] = []
+        self._present: list[np.ndarray] = []
 
     def add(self, values: np.ndarray, present: np.ndarray) -> None:
-        if not present.any():
+        self._values.append(values)
+        self._present.append(present)
+        if len(self._values) * max(1, len(self.sum)) >= self.BLOCK_CELLS:
+            self.fold()
+
+    def fold(self) -> None:
+        """Take the buffered records into the totals (sums wrap modulo 2**64, as adding
+        them one by one does)."""
+        if not self._values:
             return
-        v = values.astype(np.int64).astype(np.uint64)
+        v = np.stack(self._values).astype(np.int64).astype(np.uint64)  # records x samples
+        present = np.stack(self._present).astype(bool)
+        self._values, self._present = [], []
         zero = np.uint64(0)
         with np.errstate(over="ignore"):
-            self.sum += np.where(present, v, zero)
-            self.sum2 += np.where(present, v * v, zero)
-        self.count += present.astype(np.uint64)
-        self.min = np.minimum(self.min, np.where(present, v, np.uint64(_U64_MAX)))
-        self.max = np.maximum(self.max, np.where(present, v, zero))
+            self.sum += np.where(present, v, zero).sum(axis=0, dtype=np.uint64)
+            self.sum2 += np.where(present, v * v, zero).sum(axis=0, dtype=np.uint64)
+        self.count += present.sum(axis=0).astype(np.uint64)
+        self.min = np.minimum(self.min, np.where(present, v, np.uint64(_U64_MAX)).min(axis=0))
+        self.max = np.maximum(self.max, np.where(present, v, zero).max(axis=0))
 
 
 class SampleStatsRows:
@@ -254,6 +271,7 @@ class SampleStatsRows:
             names.extend(samples)
             counts.append(block)
             for f in _FIELDS:
+                group.fields[f].fold()
                 fields[f].append(group.fields[f])
         self._groups = {}
         width = len(COUNTERS)
