@@ -179,8 +179,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from node.peer.peers import load_peers
         from node.web.aggregator import serve_aggregator
 
+        if args.workers is not None:
+            raise NodeError("--workers is not available with --aggregator")
         serve_aggregator(settings, load_peers(args.aggregator))
         return 0
+    if args.workers is not None:
+        from node.web.workers import serve_workers
+
+        return serve_workers(settings, args.workers)
     serve(settings)
     return 0
 
@@ -361,6 +367,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--grpc-port", type=int, help="also serve the peer gRPC API on this port")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="N server processes on the port, supervised (default: one process)")
     p.add_argument(
         "--aggregator",
         type=Path,

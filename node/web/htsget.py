@@ -60,14 +60,23 @@ def create_htsget_app(settings: Settings) -> web.Application:
 
 
 def _secret(settings: Settings) -> bytes:
-    """The node's block-signing key: created once (mode 0600) and reused across restarts."""
+    """The node's block-signing key: created once (mode 0600) and reused across restarts.
+    Written under a temporary name and linked into place, so of several workers starting
+    at once the first link wins and none reads a partial key."""
     path = Path(settings.htsget.secret_file)
     path = path if path.is_absolute() else settings.home / path
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(secrets.token_bytes(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another worker made it first: use theirs
+        finally:
+            tmp.unlink()
     return path.read_bytes()
 
 
