@@ -112,10 +112,10 @@ async def _get(session: aiohttp.ClientSession, base: str, params: dict[str, str]
         return resp.status, int(resp.headers.get(WORKER_HEADER, "0")), await resp.json()
 
 
-def _started(home: Path) -> set[int]:
-    """The worker pids the server named when it started."""
+def _started(home: Path) -> list[int]:
+    """The worker pids the server named when it started, worker 0 first."""
     first = (home.parent / f"{home.name}.log").read_text().splitlines()[0]
-    return {int(p) for p in first.split("(pids ", 1)[1].split(")", 1)[0].split(", ")}
+    return [int(p) for p in first.split("(pids ", 1)[1].split(")", 1)[0].split(", ")]
 
 
 def _parent_of(pid: int) -> int:
@@ -172,7 +172,7 @@ async def test_two_workers_share_the_port_and_one_audit_chain_through_a_kill(
         answered, failed, pids = await _burst(base, queries * 2)
         assert (answered, failed) == (len(queries) * 2, 0)
         assert len(pids) == 2 and {_parent_of(p) for p in pids} == {proc.pid}
-        assert pids == _started(home)  # the two workers of the start, none replaced
+        assert pids == set(_started(home))  # the two workers of the start, none replaced
         victim = min(pids)
         more, _, _ = await _burst(base, queries * 4, kill_after=len(queries), victim=victim)
         assert more >= len(queries)
@@ -231,3 +231,39 @@ async def test_budget_charges_from_both_workers_add_up(
     assert spent["one process"][0] >= 10
     assert spent["two workers"] == spent["one process"]
     assert spent["one process"][1] == "403"
+
+
+def _listeners(port: int) -> list[int]:
+    """Socket inodes listening on `port` (each SO_REUSEPORT socket is its own entry)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.append(int(fields[9]))
+    return found
+
+
+def _owner(inode: int) -> int:
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) == f"socket:[{inode}]":
+                return int(fd.parts[2])
+    raise AssertionError(f"no process holds socket {inode}")
+
+
+async def test_the_peer_server_runs_once_in_worker_zero(
+    prepared: tuple[Path, list[AlleleKey]], tmp_path: Path
+) -> None:
+    home = _copy(prepared, tmp_path / "home")
+    grpc_port = _free_port()
+    env = {"FEDNODE_PRIVACY__BUDGET__ENABLED": "false"}
+    with _serving(home, "--workers", "2", "--grpc-port", str(grpc_port), env=env) as (_, base):
+        workers = _started(home)
+        deadline = time.monotonic() + 180  # a worker's start-up, not a measured margin
+        while not _listeners(grpc_port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        held = _listeners(grpc_port)
+        assert len(held) == 1 and _owner(held[0]) == workers[0]  # one server, worker 0's
+        http = _listeners(int(base.rsplit(":", 1)[1]))
+        assert sorted(_owner(i) for i in http) == sorted(workers)  # HTTP: one per worker
