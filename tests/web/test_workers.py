@@ -261,9 +261,11 @@ async def test_the_peer_server_runs_once_in_worker_zero(
     with _serving(home, "--workers", "2", "--grpc-port", str(grpc_port), env=env) as (_, base):
         workers = _started(home)
         deadline = time.monotonic() + 180  # a worker's start-up, not a measured margin
-        while not _listeners(grpc_port) and time.monotonic() < deadline:
+        port = int(base.rsplit(":", 1)[1])
+        while (len(_listeners(port)) < 2 or not _listeners(grpc_port)) and \
+                time.monotonic() < deadline:
             time.sleep(0.2)
         held = _listeners(grpc_port)
         assert len(held) == 1 and _owner(held[0]) == workers[0]  # one server, worker 0's
-        http = _listeners(int(base.rsplit(":", 1)[1]))
+        http = _listeners(port)
         assert sorted(_owner(i) for i in http) == sorted(workers)  # HTTP: one per worker
