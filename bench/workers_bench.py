@@ -1,8 +1,8 @@
 """Beacon count throughput of `fednode serve --workers N` against one worker:
 `python -m bench.workers_bench [--workers 2] [--runs 3] [--seconds 10]`.
 
-The node is the real command (`fednode serve HOME --workers N`, audit on, budget off as
-in `bench.beacon_bench`'s default) over the 2,504-sample 1000 Genomes chr1 subset of
+The node is the real command (`fednode serve HOME --workers N`, audit on unless `--audit off`,
+budget off as in `bench.beacon_bench`'s default) over the 2,504-sample 1000 Genomes chr1 subset of
 ../shared, ingested once into a home (`--workdir` keeps it). The load is `wrk` (one thread,
 64 keep-alive connections) cycling through the same count queries as
 `bench.beacon_bench`. Each run measures one worker, then N, in the same run (alternating,
@@ -55,9 +55,10 @@ def _home(work: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _serving(home: Path, workers: int, port: int) -> Iterator[list[int]]:
-    """The server's process group pids (parent and workers) while it runs."""
-    env = {**os.environ, "FEDNODE_PRIVACY__BUDGET__ENABLED": "false"}
+def _serving(home: Path, workers: int, port: int, audit: str) -> Iterator[list[int]]:
+    """The parent's pid while the server runs."""
+    env = {**os.environ, "FEDNODE_PRIVACY__BUDGET__ENABLED": "false",
+           "FEDNODE_AUDIT__ENABLED": "true" if audit == "on" else "false"}
     with (home / f"serve-{workers}.log").open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "node", "serve", str(home), "--port", str(port),
@@ -80,11 +81,11 @@ def _children_cpu(pid: int) -> float:
     return total
 
 
-def _measure(home: Path, workers: int, queries: list[dict[str, str]], seconds: float
-             ) -> dict[str, float]:
+def _measure(home: Path, workers: int, queries: list[dict[str, str]], seconds: float,
+             audit: str) -> dict[str, float]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api/g_variants"
-    with _serving(home, workers, port) as (pid,):
+    with _serving(home, workers, port, audit) as (pid,):
         asyncio.run(_wait_ready(url, 600))
         _wrk(url, queries, 64, max(1.0, seconds / 5))  # warm-up
         cpu = _children_cpu(pid)
@@ -93,18 +94,20 @@ def _measure(home: Path, workers: int, queries: list[dict[str, str]], seconds: f
     return out
 
 
-def run(work: Path, *, workers: int, runs: int, seconds: float) -> dict[str, Any]:
+def run(work: Path, *, workers: int, runs: int, seconds: float, audit: str = "on"
+        ) -> dict[str, Any]:
     home = _home(work)
     queries = _queries(5000)
     pairs = []
     for _ in range(runs):
-        one = _measure(home, 1, queries, seconds)
-        many = _measure(home, workers, queries, seconds)
+        one = _measure(home, 1, queries, seconds, audit)
+        many = _measure(home, workers, queries, seconds, audit)
         pairs.append({"one": one, "many": many, "ratio": many["rps"] / one["rps"]})
     median = {side: {k: statistics.median(p[side][k] for p in pairs) for k in pairs[0][side]}
               for side in ("one", "many")}
     ratio = statistics.median(p["ratio"] for p in pairs)
-    return {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "workers": workers,
+    return {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(),
+            "workers": workers, "audit": audit,
             "seconds": seconds, "runs": pairs, "median": median, "median_ratio": ratio,
             "load_average": os.getloadavg(), "meets_target": ratio >= 1.7}
 
@@ -115,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workdir", type=Path, help="keep the ingested home here")
+    parser.add_argument("--audit", choices=("on", "off"), default="on",
+                        help="the audit log (off: to measure its share only)")
     args = parser.parse_args(argv)
     if not VCF.is_file():
         print(f"the 2,504-sample VCF is not at {VCF} (../shared missing)", file=sys.stderr)
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="fednode-workers-bench-")))
         work.mkdir(parents=True, exist_ok=True)
         print(json.dumps(run(work, workers=args.workers, runs=args.runs,
-                             seconds=args.seconds), indent=2))
+                             seconds=args.seconds, audit=args.audit), indent=2))
     return 0
 
 

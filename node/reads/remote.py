@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from node.errors import InvalidInput, NotFound, Unavailable
@@ -66,17 +66,20 @@ def _ms(value: str | None, default_s: float) -> float:
 
 
 class S3Object(_Remote):
-    def __init__(self, location: str, bucket: str, key: str, client: Any) -> None:
+    """`client()` gives the shared botocore client, created at the first request (in a
+    worker thread: resolving credentials may itself ask the network)."""
+
+    def __init__(self, location: str, bucket: str, key: str, client: Callable[[], Any]) -> None:
         self.location, self._bucket, self._key, self._client = location, bucket, key, client
 
     def head(self) -> tuple[int, str]:
         with self._translated():
-            meta = self._client.head_object(Bucket=self._bucket, Key=self._key)
+            meta = self._client().head_object(Bucket=self._bucket, Key=self._key)
         return int(meta["ContentLength"]), str(meta["ETag"])
 
     def get(self, offset: int, size: int, etag: str) -> bytes:
         with self._translated():
-            out = self._client.get_object(
+            out = self._client().get_object(
                 Bucket=self._bucket, Key=self._key, IfMatch=etag,
                 Range=f"bytes={offset}-{offset + size - 1}",
             )

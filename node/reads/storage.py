@@ -198,7 +198,7 @@ class Storage:
             key = parts.path.lstrip("/")
             if not parts.netloc or not key:
                 raise InvalidInput(f"not an s3://BUCKET/KEY location: {location}")
-            return S3Object(location, parts.netloc, key, self._client())
+            return S3Object(location, parts.netloc, key, self._client)  # made off the loop
         if parts.scheme in ("http", "https"):
             from node.reads.remote import HttpObject
 
