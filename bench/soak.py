@@ -59,7 +59,10 @@ end
 """
 
 
-def _paths(home: Path, n: int) -> list[str]:
+KINDS = ("variants", "individuals", "info", "htsget-variants", "htsget-reads")
+
+
+def _paths(home: Path, n: int, only: str | None = None) -> list[str]:
     vcf = home / "inputs" / "demo.g1.vcf.gz"  # every site: the groups are one call set
     text = subprocess.run(["bcftools", "query", "-f", "%CHROM\t%POS\t%REF\t%ALT\n", str(vcf)],
                           check=True, capture_output=True, text=True).stdout
@@ -67,10 +70,12 @@ def _paths(home: Path, n: int) -> list[str]:
     catalog = json.loads((home / "reads" / "catalog.json").read_text())
     reads = sorted(_read_ids(catalog))
     rng = random.Random(SEED)
-    out = []
-    for _ in range(n):
+    out: list[str] = []
+    while len(out) < n:
         chrom, pos, ref, alts = rng.choice(sites)
         roll = rng.random()
+        if only is not None and _kind(roll, bool(reads)) != only:
+            continue
         if roll < 0.5:
             alt = alts.split(",")[0] if rng.random() < 0.7 else ("G" if ref != "G" else "T")
             query = {"referenceName": chrom, "start": int(pos) - 1, "referenceBases": ref,
@@ -92,6 +97,15 @@ def _paths(home: Path, n: int) -> list[str]:
             out.append(f"/htsget/reads/{rng.choice(reads)}?" + urlencode(
                 {"referenceName": "22", "start": start, "end": start + 5000}))
     return out
+
+
+def _kind(roll: float, reads: bool) -> str:
+    """Which kind of request a draw of `roll` makes (the mix of `_paths`)."""
+    for limit, kind in ((0.5, "variants"), (0.65, "individuals"), (0.7, "info"),
+                        (0.85, "htsget-variants")):
+        if roll < limit or (kind == "htsget-variants" and not reads):
+            return kind
+    return "htsget-reads"
 
 
 def _read_ids(catalog: dict[str, list[dict[str, str]]]) -> list[str]:
@@ -123,7 +137,8 @@ def _wait_ready(url: str, timeout_s: float) -> None:
     raise TimeoutError(f"{url} not ready after {timeout_s} s")
 
 
-def run(seconds: int, concurrency: int, every: float, work: Path) -> dict[str, object]:
+def run(seconds: int, concurrency: int, every: float, work: Path,
+        only: str | None = None) -> dict[str, object]:
     home = work / "demo"
     build_demo(home)
     port = _free_port()
@@ -146,7 +161,7 @@ def run(seconds: int, concurrency: int, every: float, work: Path) -> dict[str, o
         sampler.start()
         with tempfile.TemporaryDirectory(prefix="fednode-soak-") as tmp:
             paths, script = Path(tmp, "paths"), Path(tmp, "soak.lua")
-            paths.write_text("".join(p + "\n" for p in _paths(home, 5000)))
+            paths.write_text("".join(p + "\n" for p in _paths(home, 5000, only)))
             script.write_text(_SCRIPT)
             done = subprocess.run(
                 ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s",
@@ -195,12 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--every", type=float, default=5.0, help="RSS sampling period (s)")
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--only", choices=KINDS, help="one kind of request instead of the mix")
     args = parser.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="fednode-soak-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"# soak, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {platform.node()}, "
           f"nproc {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
-    out = run(args.seconds, args.concurrency, args.every, work)
+    out = run(args.seconds, args.concurrency, args.every, work, args.only)
     print(json.dumps(out, indent=2))
     five = out["statuses"].get("5xx", 0)  # type: ignore[union-attr]
     ok = out["server_alive"] and not five and not out["socket_errors"] and (

@@ -65,6 +65,8 @@ class ServerSettings(_Section):
         default=30.0, gt=0,
         description="longest a Beacon query may work; past it the answer is a 504 error")
     log_level: str = "INFO"
+    housekeeping_s: float = Field(default=30.0, gt=0, le=3600, description=(
+        "how often the server frees what the storage library keeps per finished query"))
     # HTTP parser limits (aiohttp's defaults, 8190 bytes, refused a valid 16 KB Passport).
     # A header line may always hold a bearer token of `auth.max_token_bytes`.
     max_url_bytes: int = Field(default=64 * 1024, ge=1024, le=1 << 20,

@@ -116,6 +116,15 @@ class DatasetRegistry:
                 if old is not None:
                     self._retired.append(old)
 
+    def housekeeping(self) -> None:
+        """Run each open store's `housekeeping` (the server calls this periodically)."""
+        with self._lock:
+            stores = list(self._stores.values())
+        for store in stores:
+            run = getattr(store, "housekeeping", None)
+            if callable(run):
+                run()
+
     def close(self) -> None:
         with self._lock:
             for store in [*self._stores.values(), *self._retired]:

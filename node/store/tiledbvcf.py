@@ -54,6 +54,7 @@ from node.store.dataset_state import (
     write_initial_metadata,
 )
 from node.store.genotype_reader import BULK_READ, SMALL_READ, GenotypeReader
+from node.store.housekeeping import release_query_statistics
 from node.store.ingest_checks import check_assembly, check_samples
 from node.store.ingest_writer import IngestWriter
 from node.store.records import BatchReader
@@ -156,6 +157,16 @@ class TileDBVCFStore:
             self._arrays.clear()
             self._indexes.clear()
             self._genotype_reader = None
+
+    def housekeeping(self) -> None:
+        """Free what TileDB keeps of finished queries (`housekeeping`): arrays are opened
+        anew, on next use, in fresh contexts; the old ones go when the last query reading
+        them ends (nothing closes them under a reader). Indexes are kept."""
+        with self._lock:
+            self._ctx = _ctx(self._config)
+            self._arrays = {}
+            self._genotype_reader = None
+        release_query_statistics()
 
     def _array(self, name: str, *, read_config: Mapping[str, str] | None = None) -> tiledb.Array:
         """`name` opened at the committed timestamp (once per `read_config`, kept)."""

@@ -50,7 +50,9 @@ def create_app(
         # Lookup indexes are built in the background while the node already answers (a
         # query that comes first builds its own contig's index, under the store's lock).
         warming = asyncio.create_task(asyncio.to_thread(_warm, registry))
+        housekeeping = asyncio.create_task(_housekeeping(registry, settings))
         yield
+        housekeeping.cancel()
         await warming  # a thread cannot be cancelled; closing under it would race
         await asyncio.to_thread(registry.close)
 
@@ -95,6 +97,16 @@ def _warm(registry: DatasetRegistry) -> None:
             "seconds": round(time.perf_counter() - started, 3),
         },
     )
+
+
+async def _housekeeping(registry: DatasetRegistry, settings: Settings) -> None:
+    """Every `server.housekeeping_s`, release what the storage library keeps per query."""
+    while True:
+        await asyncio.sleep(settings.server.housekeeping_s)
+        try:
+            await asyncio.to_thread(registry.housekeeping)
+        except Exception:
+            log.exception("store housekeeping failed")
 
 
 async def peer_ctx(app: web.Application) -> AsyncIterator[None]:
