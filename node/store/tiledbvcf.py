@@ -56,11 +56,14 @@ from node.store.dataset_state import (
 from node.store.genotype_reader import BULK_READ, SMALL_READ, GenotypeReader
 from node.store.housekeeping import release_query_statistics
 from node.store.ingest_checks import check_assembly, check_samples
+from node.store.ingest_parallel import TaskRunner, run_partitioned
+from node.store.ingest_tasks import TaskSpec, plan_tasks
 from node.store.ingest_writer import IngestWriter
 from node.store.records import BatchReader
 from node.store.variant_scan import carried_variants, data_stats_lookup, wanted, with_stats
 from node.store.vcf_header import stored_headers
 from node.store.vcfio import RecordReader, VcfInput
+from node.store.writer_lock import LockOptions
 
 __all__ = ["TileDBVCFStore", "list_datasets"]
 
@@ -364,8 +367,14 @@ class TileDBVCFStore:
         replace: bool = False,
         threads: int = 1,
         progress: bool = False,
+        lock: LockOptions | None = None,
+        runner: TaskRunner | None = None,
     ) -> IngestSummary:
-        with self._ingest_lock:
+        """Ingest `paths` atomically, holding the dataset's writer lock (`lock`: how long
+        to wait for it). `runner`: run the work as partitioned tasks (worker processes, a
+        Dask cluster; see `ingest_tasks`), committed here once all succeeded."""
+        options = lock or LockOptions()
+        with self._ingest_lock, options.hold(self.uri):
             self._recover()
             self._check_writable()
             inputs = [VcfInput(Path(p), threads=threads) for p in paths]
@@ -374,42 +383,72 @@ class TileDBVCFStore:
                 inputs, assembly, self._state.assembly, empty=not self._state.samples
             )
             t_delete = self._begin()
-            t_write = t_delete + 1
             ctx = _ctx({**self._config, **_thread_config(threads)})
             bar = progress and sys.stderr.isatty()
-            staging = stage(self.uri, self._ctx, t_write)
-            writer = IngestWriter(
-                self.uri,
-                ctx,
-                t_write,
-                staging=staging,
-                aggregate=self._state.aggregate,
-                progress=bar,
-                genotypes=self._state.genotypes,
-            )
-            try:
-                if replaced:
-                    self._remove_samples(writer, replaced, staging, ctx, t_delete)
-                records = sum(writer.add_file(inp) for inp in inputs)
-                writer.finish()
-            except (tiledb.TileDBError, OSError) as exc:
-                # Disk full, permissions, object store errors: named, then like any failure.
-                writer.close()
-                with suppress(Exception):
-                    staging.discard(self._ctx)
-                where, line = writer.position
-                raise IngestError(
-                    f"writing the dataset failed: {exc}", path=where, line=line
-                ) from exc
-            except BaseException:
-                # Nothing was committed; remove what was staged (the next open would).
-                writer.close()
-                with suppress(Exception):
-                    staging.discard(self._ctx)
-                raise
-            writer.close()
-            self._commit(t_write, writer, added, dataset_assembly, staging)
+            staging = stage(self.uri, self._ctx, t_delete + 1)
+            plan = _Plan(inputs, replaced, t_delete, threads, runner)
+            writer, parts, records = self._write(plan, staging, ctx, bar)
+            self._commit(writer.timestamp, writer, added, dataset_assembly, staging, parts)
         return IngestSummary(len(inputs), tuple(added), tuple(replaced), records, dataset_assembly)
+
+    def _write(
+        self, plan: _Plan, staging: Staging, ctx: tiledb.Ctx, bar: bool
+    ) -> tuple[IngestWriter, list[str], int]:
+        """Write every fragment of the ingest into `staging` (its tasks' into their parts);
+        on any failure remove the staging and raise."""
+        t_write = plan.t_delete + 1
+        specs = [] if plan.runner is None else self._specs(plan, staging, t_write)
+        writer = IngestWriter(
+            self.uri,
+            ctx,
+            max((s.timestamp for s in specs), default=t_write),  # the commit's timestamp
+            staging=staging,
+            aggregate=self._state.aggregate,
+            progress=bar,
+            genotypes=self._state.genotypes,
+            group_timestamp=t_write,
+        )
+        try:
+            if plan.replaced:
+                self._remove_samples(writer, plan.replaced, staging, ctx, plan.t_delete)
+            if plan.runner is None:
+                parts, records = [], sum(writer.add_file(inp) for inp in plan.inputs)
+            else:
+                results = run_partitioned(plan.runner, specs)
+                for result in results:
+                    writer.absorb(result.outcome)
+                parts = [r.part for r in results]
+                records = sum(r.outcome.records for r in results)
+            writer.finish()
+        except (tiledb.TileDBError, OSError) as exc:
+            # Disk full, permissions, object store errors: named, then like any failure.
+            writer.close()
+            with suppress(Exception):
+                staging.discard(self._ctx)
+            where, line = writer.position
+            raise IngestError(f"writing the dataset failed: {exc}", path=where, line=line) from exc
+        except BaseException:
+            # Nothing was committed; remove what was staged (the next open would).
+            writer.close()
+            with suppress(Exception):
+                staging.discard(self._ctx)
+            raise
+        writer.close()
+        return writer, parts, records
+
+    def _specs(self, plan: _Plan, staging: Staging, t_write: int) -> list[TaskSpec]:
+        assert plan.runner is not None
+        return plan_tasks(
+            plan.inputs,
+            workers=plan.runner.workers,
+            dataset=self.uri,
+            staging=staging.root,
+            config={**self._config, **_thread_config(plan.threads)},
+            t_write=t_write,
+            aggregate=self._state.aggregate,
+            genotypes=self._state.genotypes,
+            threads=plan.threads,
+        )
 
     def _check_writable(self) -> None:
         """fednode writes variant_stats rows of versions 2 and 3 (the array's own)."""
@@ -470,6 +509,7 @@ class TileDBVCFStore:
         added: Sequence[str],
         assembly: str,
         staging: Staging,
+        parts: Sequence[str] = (),
     ) -> None:
         state = self._state
         contigs = {**state.contigs, **writer.contigs}
@@ -483,7 +523,7 @@ class TileDBVCFStore:
             contigs=contigs,
             coverage=coverage,
         )
-        publish(staging, self._ctx, t_write, new.dump())
+        publish(staging, self._ctx, t_write, new.dump(), parts=parts)
         self.close()
         with self._lock:
             self._state = new
@@ -493,6 +533,15 @@ class TileDBVCFStore:
         with tiledb.Group(self.uri, "w", ctx=self._ctx) as group:
             group.meta[COMMITTED] = committed
             group.meta[STATE] = dataclasses.replace(self._state, committed=committed).dump()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    inputs: list[VcfInput]
+    replaced: Sequence[str]
+    t_delete: int
+    threads: int
+    runner: TaskRunner | None
 
 
 def _thread_config(threads: int) -> dict[str, str]:
