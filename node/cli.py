@@ -147,6 +147,35 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store_consolidate(args: argparse.Namespace) -> int:
+    from node.store.consolidation import consolidate
+    from node.store.dataset_state import exists
+    from node.store.writer_lock import LockOptions
+
+    settings = load_settings(args.dir)
+    _require_home(args.dir)
+    uri = settings.dataset_uri(args.dataset)
+    config = settings.tiledb_config
+    if not exists(uri, tiledb_config=config):
+        raise NodeError(f"no dataset {args.dataset!r} in {args.dir}")
+    if args.vacuum_after < 0:
+        raise NodeError("--vacuum-after must be at least 0")
+    lock = LockOptions(wait_s=args.wait, label=args.dataset, lock_dir=settings.home / "locks")
+    summary = consolidate(uri, tiledb_config=config, lock=lock, vacuum_after_s=args.vacuum_after)
+    before, after = sum(summary.before.values()), sum(summary.after.values())
+    vacuum = (
+        f"merged fragments wait {args.vacuum_after:g} s for the next run's vacuum"
+        if summary.vacuum_pending
+        else "vacuumed"
+    )
+    earlier = "; the previous run's vacuumed" if summary.vacuumed else ""
+    print(
+        f"dataset {args.dataset}: {before} fragments consolidated into {after} in "
+        f"{summary.seconds:.1f} s; {vacuum}{earlier}"
+    )
+    return 0
+
+
 def cmd_reads_add(args: argparse.Namespace) -> int:
     from node.reads.catalog import ReadsCatalog
     from node.reads.storage import Storage
@@ -348,6 +377,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
                    help="how long to wait for an ingest of the dataset to finish (default 30)")
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("store", help="maintain the datasets' storage")
+    store_sub = p.add_subparsers(dest="store_command", required=True)
+    q = store_sub.add_parser(
+        "consolidate",
+        help="merge a dataset's fragments, commits and metadata (safe while serving); "
+        "vacuum what an earlier run merged once --vacuum-after seconds have passed",
+    )
+    q.add_argument("dir", type=Path)
+    q.add_argument("--dataset", required=True, help="dataset id")
+    q.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                   help="how long to wait for an ingest of the dataset to finish (default 30)")
+    q.add_argument(
+        "--vacuum-after", type=float, default=600.0, metavar="SECONDS",
+        help="grace before merged fragments are deleted, longer than the servers' "
+        "housekeeping period plus their longest query (default 600; 0: now, when no "
+        "server reads the dataset)",
+    )
+    q.set_defaults(func=cmd_store_consolidate)
 
     p = sub.add_parser("reads", help="register BAM/CRAM/VCF/BCF files for htsget")
     reads_sub = p.add_subparsers(dest="reads_command", required=True)

@@ -164,12 +164,36 @@ class TileDBVCFStore:
     def housekeeping(self) -> None:
         """Free what TileDB keeps of finished queries (`housekeeping`): arrays are opened
         anew, on next use, in fresh contexts; the old ones go when the last query reading
-        them ends (nothing closes them under a reader). Indexes are kept."""
+        them ends (nothing closes them under a reader). Indexes are kept unless another
+        process committed new samples: the arrays then open at its committed timestamp, so
+        no reader stays on fragments a consolidation merged (`consolidation`: their vacuum
+        waits longer than this period)."""
+        ctx = _ctx(self._config)
+        state = self._load_state_quietly(ctx)
         with self._lock:
-            self._ctx = _ctx(self._config)
+            self._ctx = ctx
             self._arrays = {}
             self._genotype_reader = None
+            if state is not None:
+                if dataclasses.replace(state, committed=None) != dataclasses.replace(
+                    self._state, committed=None
+                ):
+                    self._indexes = {}
+                    self.__dict__.pop("_header_tables", None)
+                self._state = state
         release_query_statistics()
+
+    def _load_state_quietly(self, ctx: tiledb.Ctx) -> DatasetState | None:
+        """The dataset state when its committed timestamp moved (else None)."""
+        try:
+            with tiledb.Group(self.uri, ctx=ctx) as group:
+                committed = group.meta.get(COMMITTED)
+            if committed is None or int(committed) == self._state.committed:
+                return None
+            return load_state(self.uri, ctx)
+        except (tiledb.TileDBError, OSError, ValueError, KeyError) as exc:
+            log.warning("%s: dataset state not reread: %s", self.uri, exc)
+            return None
 
     def _array(self, name: str, *, read_config: Mapping[str, str] | None = None) -> tiledb.Array:
         """`name` opened at the committed timestamp (once per `read_config`, kept)."""

@@ -53,7 +53,7 @@ class DatasetBusy(Conflict):
         super().__init__(
             f"dataset {label} is being written by another ingest ({holder}); waited "
             f"{waited_s:g} s for it to finish. Try again when it has, or wait longer "
-            "(fednode ingest --wait SECONDS)"
+            "(--wait SECONDS)"
         )
         self.holder = holder
 
