@@ -290,8 +290,11 @@ def write_cohort(folder: Path, n: int, rows: list[str]) -> Path:
     return Path(f"{plain}.gz")
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-          HealthCheck.function_scoped_fixture])  # fmt: skip
+# Derandomized: the same 12 cohorts in every run (CI must not depend on the draw); a new
+# finding is reproduced from the decorator Hypothesis prints.
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow,
+                                 HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(cohort=cohorts(), version=st.sampled_from([2, 3]))
 def test_random_cohorts_write_tiledbvcfs_arrays(
     tiledbvcf: Path, tmp_path_factory: pytest.TempPathFactory,  # noqa: F811
@@ -302,9 +305,30 @@ def test_random_cohorts_write_tiledbvcfs_arrays(
     files = split([vcf], work / "split")
     theirs = tiledbvcf_dataset(tiledbvcf, work / "theirs", files, version)
     ours = fednode_dataset(work / "ours", [[vcf]], version)
-    for name in (layout.ALLELE_COUNT, layout.VARIANT_STATS, layout.SAMPLE_STATS):
+    for name in (layout.ALLELE_COUNT, layout.VARIANT_STATS):
         assert cells(ours, name) == cells(theirs, name), name
+    mine, theirs_ss = cells(ours, layout.SAMPLE_STATS), cells(theirs, layout.SAMPLE_STATS)
+    for field in ("dp", "gq"):
+        if _mixed(mine, f"{field}_count"):
+            # TileDB-VCF 0.40's SampleStats::flush sets `found_dp`/`found_gq` once for all
+            # the samples it writes, so after the first sample with values, a sample
+            # without any gets no nulls and the column shifts onto the wrong samples.
+            mine, theirs_ss = _without(mine, field), _without(theirs_ss, field)
+    assert mine == theirs_ss, layout.SAMPLE_STATS
     reader = tiledbvcf.parent / "vcfstats"
     regions = [f"{c}:1-{WHOLE}" for c in CONTIGS]
     for mode in ("vs", "ac"):
         assert vcfstats(reader, ours, mode, regions) == vcfstats(reader, theirs, mode, regions)
+
+
+def _mixed(rows: Cells, column: str) -> bool:
+    """Some samples have a value in `column` and others none (null)."""
+    present = {dict(row)[column] is not None for row in rows}
+    return present == {True, False}
+
+
+def _without(rows: Cells, prefix: str) -> Cells:
+    out: Cells = Counter()
+    for row, n in rows.items():
+        out[tuple((k, v) for k, v in row if not k.startswith(f"{prefix}_"))] += n
+    return out
