@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from node.domain import AlleleKey, Region
-from node.store.consolidation import consolidate
+from node.store.dataset.consolidation import consolidate
 from node.store.tiledbvcf import TileDBVCFStore
 from node.synth import generate_cohort
 

@@ -52,7 +52,7 @@ print(time.perf_counter() - t, records, calls, digest.hexdigest(), store.reads_g
 
 _BUILD = """
 import sys
-from node.store.aggregate_build import build_aggregate
+from node.store.ingest.aggregate_build import build_aggregate
 s = build_aggregate(sys.argv[1])
 print(s.seconds, len(s.samples), s.cells, s.groups, s.genotypes)
 """

@@ -30,10 +30,10 @@ _CHILD = r"""
 import json, os, sys, time
 from pathlib import Path
 import tiledb
-from node.store import layout
-from node.store.global_order import sorted_columns
+from node.store.dataset import layout
+from node.store.ingest.global_order import sorted_columns
 from node.store.tiledbvcf import TileDBVCFStore
-from node.store.write_buffers import Var
+from node.store.dataset.write_buffers import Var
 
 write = layout.write_columns
 recorded = []

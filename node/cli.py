@@ -19,7 +19,7 @@ from node.config import CONFIG_FILE, config_schema, dump_settings, load_settings
 from node.errors import NodeError
 
 if TYPE_CHECKING:
-    from node.store.ingest_parallel import TaskRunner
+    from node.store.ingest.ingest_parallel import TaskRunner
 
 __all__ = ["main"]
 
@@ -66,8 +66,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from node.store.dataset.writer_lock import LockOptions
     from node.store.tiledbvcf import TileDBVCFStore
-    from node.store.writer_lock import LockOptions
 
     settings = load_settings(args.dir)
     _require_home(args.dir)
@@ -113,7 +113,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def _runner(args: argparse.Namespace) -> TaskRunner | None:
     """Where a partitioned ingest runs: None (this process), worker processes, Dask."""
-    from node.store.ingest_parallel import DaskRunner, ProcessRunner
+    from node.store.ingest.ingest_parallel import DaskRunner, ProcessRunner
 
     if args.workers is not None and args.workers < 1:
         raise NodeError("--workers must be at least 1")
@@ -125,8 +125,8 @@ def _runner(args: argparse.Namespace) -> TaskRunner | None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from node.store.aggregate_build import aggregate_status, build_aggregate
-    from node.store.writer_lock import LockOptions
+    from node.store.dataset.writer_lock import LockOptions
+    from node.store.ingest.aggregate_build import aggregate_status, build_aggregate
 
     settings = load_settings(args.dir)
     _require_home(args.dir)
@@ -148,9 +148,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_store_consolidate(args: argparse.Namespace) -> int:
-    from node.store.consolidation import consolidate
-    from node.store.dataset_state import exists
-    from node.store.writer_lock import LockOptions
+    from node.store.dataset.consolidation import consolidate
+    from node.store.dataset.dataset_state import exists
+    from node.store.dataset.writer_lock import LockOptions
 
     settings = load_settings(args.dir)
     _require_home(args.dir)

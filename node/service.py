@@ -24,7 +24,7 @@ from node.privacy.gate import Ledger
 from node.privacy.guard import GuardedCount
 from node.privacy.people import PeopleSet, people_set
 from node.store.base import VariantStore
-from node.store.batch import genotype_batches
+from node.store.read.batch import genotype_batches
 from node.store.registry import DatasetRegistry
 
 __all__ = [

@@ -8,7 +8,7 @@ from node.domain import Region, normalize_contig
 from node.errors import NotFound
 from node.reads.layout import Query
 from node.store.base import VariantStore
-from node.store.export import merge_regions
+from node.store.read.export import merge_regions
 
 __all__ = ["store_regions"]
 

@@ -4,7 +4,7 @@ Two implementations: `tiledbvcf.TileDBVCFStore` (the TileDB-VCF dataset layout o
 tiledb, the real store) and `memory.MemoryStore` (a plain-Python reference, the oracle
 of the property tests). Calls are blocking; async callers run them in a thread.
 
-Bulk readers of records (htsget export) use `node.store.batch.genotype_batches(store, ...)`:
+Bulk readers of records (htsget export) use `node.store.read.batch.genotype_batches(store, ...)`:
 genotype matrices from a store's columnar read when it has one (`batch.ColumnarStore`,
 the TileDB store), else built from `records()`.
 """

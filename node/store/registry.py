@@ -152,8 +152,8 @@ def tiledb_registry(settings: Settings) -> DatasetRegistry:
         return list_datasets(settings.dataset_uri(""), tiledb_config=config)
 
     def preparer(dataset_id: str) -> bool:
-        from node.store.aggregate_build import aggregate_status, build_aggregate
-        from node.store.writer_lock import LockOptions
+        from node.store.dataset.writer_lock import LockOptions
+        from node.store.ingest.aggregate_build import aggregate_status, build_aggregate
 
         uri = settings.dataset_uri(dataset_id)
         status = aggregate_status(uri, tiledb_config=config)

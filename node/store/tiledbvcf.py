@@ -32,11 +32,9 @@ import tiledb
 from node.domain import AlleleKey, AlleleStats, Record, Region, Variant, normalize_contig
 from node.errors import Conflict, IngestError, NotFound, UnsupportedFormat
 from node.names import VariantType
-from node.store import layout, stats
-from node.store.aggregate_index import ContigIndex, build_contig_index
 from node.store.base import IngestSummary
-from node.store.batch import GenotypeBatch
-from node.store.dataset_state import (
+from node.store.dataset import layout
+from node.store.dataset.dataset_state import (
     COMMITTED,
     STATE,
     DatasetState,
@@ -53,17 +51,20 @@ from node.store.dataset_state import (
     stage,
     write_initial_metadata,
 )
-from node.store.genotype_reader import BULK_READ, SMALL_READ, GenotypeReader
+from node.store.dataset.writer_lock import LockOptions
 from node.store.housekeeping import release_query_statistics
-from node.store.ingest_checks import check_assembly, check_samples
-from node.store.ingest_parallel import TaskRunner, run_partitioned
-from node.store.ingest_tasks import TaskSpec, plan_tasks
-from node.store.ingest_writer import IngestWriter
-from node.store.records import BatchReader
-from node.store.variant_scan import carried_variants, data_stats_lookup, wanted, with_stats
-from node.store.vcf_header import stored_headers
-from node.store.vcfio import RecordReader, VcfInput
-from node.store.writer_lock import LockOptions
+from node.store.ingest import stats
+from node.store.ingest.ingest_checks import check_assembly, check_samples
+from node.store.ingest.ingest_parallel import TaskRunner, run_partitioned
+from node.store.ingest.ingest_tasks import TaskSpec, plan_tasks
+from node.store.ingest.ingest_writer import IngestWriter
+from node.store.ingest.vcfio import RecordReader, VcfInput
+from node.store.read.aggregate_index import ContigIndex, build_contig_index
+from node.store.read.batch import GenotypeBatch
+from node.store.read.genotype_reader import BULK_READ, SMALL_READ, GenotypeReader
+from node.store.read.records import BatchReader
+from node.store.read.variant_scan import carried_variants, data_stats_lookup, wanted, with_stats
+from node.store.read.vcf_header import stored_headers
 
 __all__ = ["TileDBVCFStore", "list_datasets"]
 

@@ -18,7 +18,7 @@ from node.domain import Region
 from node.errors import InvalidInput
 from node.htsget.signing import BlockSigner
 from node.reads.storage import Opened
-from node.store.export import export_variants
+from node.store.read.export import export_variants
 from node.web.keys import DATASETS, READS, SETTINGS
 
 __all__ = ["SIGNER", "data_handler", "parse_range"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import tiledb
 
-from node.store import layout
+from node.store.dataset import layout
 
 __all__ = ["dataset_cells"]
 

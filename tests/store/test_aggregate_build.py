@@ -17,8 +17,9 @@ from node.cli import main
 from node.config import load_settings
 from node.domain import AlleleKey, Region, normalize_contig
 from node.errors import UnsupportedFormat
-from node.store import aggregate_build, layout
-from node.store.aggregate_build import aggregate_status, build_aggregate
+from node.store.dataset import layout
+from node.store.ingest import aggregate_build
+from node.store.ingest.aggregate_build import aggregate_status, build_aggregate
 from node.store.registry import tiledb_registry
 from node.store.tiledbvcf import TileDBVCFStore
 from tests.store.test_tiledbvcf import assert_stats_match, fill_tags_truth, sh

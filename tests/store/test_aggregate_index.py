@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from node.domain import AlleleKey
-from node.store.aggregate_index import _Coverage, _prefix
 from node.store.memory import MemoryStore
+from node.store.read.aggregate_index import _Coverage, _prefix
 from node.store.tiledbvcf import TileDBVCFStore
 
 pytestmark = pytest.mark.skipif(shutil.which("bgzip") is None, reason="htslib tools missing")

@@ -13,9 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from node.domain import Region
-from node.store.batch import MISSING, NO_ALLELE, GenotypeBatch, batches_of, genotype_batches
-from node.store.columns import Var, name_columns
 from node.store.memory import MemoryStore
+from node.store.read.batch import MISSING, NO_ALLELE, GenotypeBatch, batches_of, genotype_batches
+from node.store.read.columns import Var, name_columns
 from node.store.tiledbvcf import TileDBVCFStore
 from node.synth import generate_cohort
 
@@ -236,7 +236,7 @@ def test_name_columns(columns: list[str], data: st.DataObject) -> None:
 @pytest.mark.parametrize("with_dp", [False, True])
 def test_export_equals_input(tmp_path: Path, with_dp: bool) -> None:
     """GT-only batches are written from the matrix, batches with FORMAT fields per call."""
-    from node.store.export import export_variants
+    from node.store.read.export import export_variants
 
     gq = '##FORMAT=<ID=GQ,Number=1,Type=Integer,Description="q">'
     text = HAND_VCF.replace("##FORMAT=<ID=GT", gq + "\n##FORMAT=<ID=GT")
@@ -258,9 +258,9 @@ def test_export_equals_input(tmp_path: Path, with_dp: bool) -> None:
 
 def test_gt_read_from_fmt_blob_when_not_extracted() -> None:
     """Datasets written without the `fmt_GT` attribute keep GT in the `fmt` blob."""
-    from node.store import layout
-    from node.store.columns import Block
-    from node.store.gt_codes import cell_genotypes
+    from node.store.dataset import layout
+    from node.store.read.columns import Block
+    from node.store.read.gt_codes import cell_genotypes
 
     def blob(codes: list[int]) -> bytes:
         raw = np.asarray(codes, dtype="<i4").tobytes()

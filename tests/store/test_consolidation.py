@@ -21,8 +21,8 @@ import pytest
 import tiledb
 
 from node.domain import Region
-from node.store import layout
-from node.store.consolidation import consolidate
+from node.store.dataset import layout
+from node.store.dataset.consolidation import consolidate
 from node.store.tiledbvcf import TileDBVCFStore
 from tests.store.test_tiledbvcf import (
     BCFTOOLS,
@@ -158,7 +158,7 @@ def test_a_reader_held_open_across_consolidate_and_vacuum(
 
 _HOLDER = """
 import sys
-from node.store.writer_lock import writer_lock
+from node.store.dataset.writer_lock import writer_lock
 with writer_lock(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.readline()
@@ -199,7 +199,7 @@ def test_cli_refuses_while_another_writer_holds_the_dataset(tmp_path: Path, data
 _KILLED = """
 import os, signal, sys
 import tiledb
-from node.store.consolidation import consolidate
+from node.store.dataset.consolidation import consolidate
 point, calls = sys.argv[2], []
 original_consolidate, original_group = tiledb.consolidate, tiledb.Group
 def counted(*args, **kwargs):

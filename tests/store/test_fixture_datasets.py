@@ -13,7 +13,7 @@ import pytest
 import tiledb
 
 from node.domain import Region, normalize_contig
-from node.store import layout
+from node.store.dataset import layout
 from node.store.tiledbvcf import TileDBVCFStore
 from tests.store.test_tiledbvcf import BCFTOOLS, assert_stats_match, fill_tags_truth, sh
 

@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.domain import Region
-from node.store import layout
-from node.store.batch import NO_ALLELE, GenotypeBatch
-from node.store.dataset_state import STATE
+from node.store.dataset import layout
+from node.store.dataset.dataset_state import STATE
+from node.store.read.batch import NO_ALLELE, GenotypeBatch
 from node.store.tiledbvcf import TileDBVCFStore
 from tests.store.test_tiledbvcf import BCFTOOLS, sh
 
@@ -342,7 +342,8 @@ def test_many_chunks_and_batches_give_the_same_records(
 ) -> None:
     """Small TileDB buffers (many incomplete submits) and small batches (cut between
     positions, the anchor window kept whole) change nothing but batch boundaries."""
-    from node.store import genotype_reader, tiledbvcf
+    from node.store import tiledbvcf
+    from node.store.read import genotype_reader
 
     store = TileDBVCFStore.create(str(tmp_path / "ds"))
     store.ingest([_cohort(tmp_path, "a", ["S2", "S1"], records=400, seed=5)])

@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from node.store import layout
-from node.store.global_order import sorted_columns
+from node.store.dataset import layout
+from node.store.ingest.global_order import sorted_columns
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -15,10 +15,10 @@ import pytest
 import tiledb
 
 from node.domain import Record, Region
-from node.store import dataset_state, layout
+from node.store.dataset import dataset_state, layout
+from node.store.ingest.vcfio import VcfInput
 from node.store.memory import MemoryStore
 from node.store.tiledbvcf import TileDBVCFStore
-from node.store.vcfio import VcfInput
 from tests.store.test_tiledbvcf import BCFTOOLS, write_vcf
 
 WHOLE = 300_000_000

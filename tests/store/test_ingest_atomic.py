@@ -16,7 +16,7 @@ import tiledb
 
 from node.domain import AlleleKey, Region
 from node.errors import IngestError
-from node.store import layout
+from node.store.dataset import layout
 from node.store.tiledbvcf import TileDBVCFStore
 from tests.store.test_genotypes_array import committed_cells
 from tests.store.test_tiledbvcf import (

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from node.errors import IngestError
-from node.store.ingest_parallel import DaskRunner
+from node.store.ingest.ingest_parallel import DaskRunner
 from node.store.tiledbvcf import TileDBVCFStore
 from node.synth import CohortInfo, generate_cohort
 from tests.store.dataset_cells import dataset_cells

@@ -20,8 +20,8 @@ import pytest
 import tiledb
 
 from node.errors import IngestError
-from node.store import layout
-from node.store.ingest_writer import IngestWriter
+from node.store.dataset import layout
+from node.store.ingest.ingest_writer import IngestWriter
 from node.store.tiledbvcf import TileDBVCFStore
 from node.synth import CohortInfo, generate_cohort
 from tests.store import test_tiledbvcf_compat as compat
@@ -36,7 +36,9 @@ STAGING = "__fednode_staging"
 _CHILD = """
 import os, signal, sys
 from pathlib import Path
-from node.store import dataset_state, global_order, layout, tiledbvcf
+from node.store.dataset import dataset_state, layout
+from node.store.ingest import global_order
+from node.store import tiledbvcf
 uri, vcf, step, after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 tiledbvcf.IngestWriter.FLUSH_BYTES = 1 << 16  # many write batches
 calls = 0
@@ -214,7 +216,7 @@ def test_failing_ingest_is_invisible_while_it_runs_and_after(
 def test_open_leaves_a_running_ingest_alone(dataset: Path) -> None:
     """Another process opening the dataset does not touch the staging of an ingest still
     running (this process's); a dead process's staging is removed."""
-    from node.store.dataset_state import stage
+    from node.store.dataset.dataset_state import stage
 
     ctx = tiledb.Ctx()
     live = stage(str(dataset), ctx, 10**13)

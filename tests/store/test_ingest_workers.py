@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from node.errors import IngestError
-from node.store.ingest_parallel import ProcessRunner
-from node.store.ingest_tasks import plan_tasks
+from node.store.ingest.ingest_parallel import ProcessRunner
+from node.store.ingest.ingest_tasks import plan_tasks
+from node.store.ingest.vcfio import VcfInput
 from node.store.tiledbvcf import TileDBVCFStore
-from node.store.vcfio import VcfInput
 from node.synth import CohortInfo, generate_cohort
 from tests.store import test_tiledbvcf_compat as compat
 from tests.store.dataset_cells import dataset_cells
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 # process (not the coordinator) to write a fragment kills itself, once (a marker file).
 KILLER = """
 import multiprocessing, os, signal
-from node.store import layout
+from node.store.dataset import layout
 _write = layout.write_columns
 def write_columns(*args, **kwargs):
     if multiprocessing.parent_process() is not None:

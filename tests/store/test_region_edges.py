@@ -1,4 +1,4 @@
-"""The region overlap rule (`node/store/overlap.py`) against `bcftools view -r`, with region
+"""The region overlap rule (`node/store/read/overlap.py`) against `bcftools view -r`, with region
 edges on the records' first and last bases and one base either side (issue 16: moving
 `end >= s` to `end > s` survived every store test, none put an edge on a record's end).
 
@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.domain import Region
-from node.store import layout
-from node.store.cell_reader import RecordReader
-from node.store.records import BatchReader
+from node.store.dataset import layout
+from node.store.read.cell_reader import RecordReader
+from node.store.read.records import BatchReader
 from node.store.tiledbvcf import TileDBVCFStore
 from tests.store.test_tiledbvcf import BCFTOOLS, sh
 

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 import tiledb
 
-from node.store import layout, sample_stats_rows, stats, vs_rows
-from node.store.sample_stats_rows import variant_type
+from node.store.dataset import layout
+from node.store.dataset.write_buffers import VarChunk
+from node.store.ingest import sample_stats_rows, stats, vs_rows
+from node.store.ingest.sample_stats_rows import variant_type
 from node.store.tiledbvcf import TileDBVCFStore
-from node.store.write_buffers import VarChunk
 
 BCFTOOLS = shutil.which("bcftools")
 HEADER = """##fileformat=VCFv4.2

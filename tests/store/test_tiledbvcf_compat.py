@@ -20,7 +20,7 @@ import pytest
 import tiledb
 
 from node.domain import Region
-from node.store import layout
+from node.store.dataset import layout
 from node.store.tiledbvcf import TileDBVCFStore
 from node.synth import generate_cohort
 from tests.store.test_tiledbvcf import BCFTOOLS, sh

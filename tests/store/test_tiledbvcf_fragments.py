@@ -18,8 +18,8 @@ import pytest
 import tiledb
 
 from node.domain import Region
-from node.store import layout
-from node.store.ingest_writer import IngestWriter
+from node.store.dataset import layout
+from node.store.ingest.ingest_writer import IngestWriter
 from node.store.tiledbvcf import TileDBVCFStore
 from node.synth import generate_cohort
 from tests.store import test_tiledbvcf_compat as compat

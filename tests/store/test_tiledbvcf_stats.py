@@ -27,7 +27,7 @@ import tiledb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.store import layout
+from node.store.dataset import layout
 from node.store.tiledbvcf import TileDBVCFStore
 from node.synth import generate_cohort
 from tests.store.test_stats_rows import cells

@@ -15,9 +15,9 @@ import tiledb
 
 from node.domain import AlleleKey, AlleleStats, Region
 from node.names import VariantType
-from node.store import layout
-from node.store.aggregate_build import build_aggregate
-from node.store.stats_lookup import variant_stats_lookup
+from node.store.dataset import layout
+from node.store.ingest.aggregate_build import build_aggregate
+from node.store.read.stats_lookup import variant_stats_lookup
 from node.store.tiledbvcf import TileDBVCFStore
 from tests.store.test_tiledbvcf import assert_stats_match, fill_tags_truth, sh
 from tests.store.tiledbvcf_tool import TileDBVCF, gvcf_cohort, multi_record_cohort

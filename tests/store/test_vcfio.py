@@ -14,9 +14,10 @@ import tiledb
 
 from node.domain import Region
 from node.errors import IngestError
-from node.store import layout, stats
+from node.store.dataset import layout
+from node.store.ingest import stats
+from node.store.ingest.vcfio import VcfInput, detect_assembly
 from node.store.tiledbvcf import TileDBVCFStore
-from node.store.vcfio import VcfInput, detect_assembly
 from tests.store.test_tiledbvcf import BCFTOOLS, cohort_rows, sh, write_vcf
 
 pytestmark = pytest.mark.skipif(BCFTOOLS is None, reason="bcftools is not installed")

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.store import vcfio
+from node.store.ingest import vcfio
 
 
 @st.composite

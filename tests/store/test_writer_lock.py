@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from node.store.dataset.writer_lock import DatasetBusy, lock_path, writer_lock
 from node.store.tiledbvcf import TileDBVCFStore
-from node.store.writer_lock import DatasetBusy, lock_path, writer_lock
 from node.synth import CohortInfo, generate_cohort
 from tests.store.test_tiledbvcf import BCFTOOLS, sh
 
@@ -30,8 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 _PAUSED = """
 import sys
 from pathlib import Path
-from node.store import layout, tiledbvcf
-from node.store.writer_lock import LockOptions
+from node.store.dataset import layout
+from node.store import tiledbvcf
+from node.store.dataset.writer_lock import LockOptions
 original, paused = layout.write_columns, []
 def pause(*args, **kwargs):
     if not paused:
@@ -174,7 +175,7 @@ def test_object_store_locks_live_in_the_lock_folder(tmp_path: Path) -> None:
 
 
 def test_building_the_aggregate_takes_the_writer_lock(tmp_path: Path, cohort: CohortInfo) -> None:
-    from node.store.aggregate_build import build_aggregate
+    from node.store.ingest.aggregate_build import build_aggregate
 
     uri = str(tmp_path / "ds")
     TileDBVCFStore.create(uri).close()

@@ -131,7 +131,7 @@ def last_ingest(uri: str, tiledb_config: dict[str, str]) -> str | None:
     store without fednode's commit record)."""
     import tiledb
 
-    from node.store.dataset_state import load_state
+    from node.store.dataset.dataset_state import load_state
 
     try:
         state = load_state(uri, tiledb.Ctx(tiledb_config or None))

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import tiledb
 
-from node.store import layout
-from node.store.calls import Calls
-from node.store.write_buffers import Var, VarChunk
+from node.store.dataset import layout
+from node.store.dataset.write_buffers import Var, VarChunk
+from node.store.ingest.calls import Calls
 
 __all__ = [
     "SampleStatsRows",

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import tiledb
 
-from node.store.write_buffers import Null, Var
+from node.store.dataset.write_buffers import Null, Var
 
 __all__ = ["FragmentStream", "sorted_columns"]
 

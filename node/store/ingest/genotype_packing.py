@@ -26,9 +26,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from node.store import layout
-from node.store.genotype_rows import GROUP_META, WIDE
-from node.store.records import RecordCells
+from node.store.dataset import layout
+from node.store.ingest.genotype_rows import GROUP_META, WIDE, cell_columns
+from node.store.read.records import RecordCells
 
 __all__ = ["GenotypeCells", "Groups"]
 
@@ -131,20 +131,7 @@ class GenotypeCells:
 
     def columns(self) -> dict[str, object]:
         rows, self._rows, self.bytes = self._rows, [], 0
-        fields = list(zip(*rows, strict=True))
-
-        def fixed(i: int, dtype: type[np.generic]) -> np.ndarray:
-            return np.asarray(fields[i], dtype=dtype)
-
-        columns: dict[str, object] = {"contig": layout.Var(fields[0]), "pos": fixed(1, np.uint32)}
-        columns.update(real_start=fixed(2, np.uint32), end=fixed(3, np.uint32))
-        columns["qual"] = fixed(4, np.float32)
-        for i, name in enumerate(("alleles", "id", "filters", "info"), start=5):
-            columns[name] = layout.Var(fields[i])
-        columns.update(group=fixed(9, np.uint64), shape=fixed(10, np.uint8))
-        for i, name in enumerate(("gt", "phased", "fmt"), start=11):
-            columns[name] = layout.Var(fields[i])
-        return columns
+        return cell_columns(rows)
 
 
 def _site(chunk: RecordCells, row: int) -> tuple[object, ...]:

@@ -26,20 +26,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from node.domain import ZERO_STATS, normalize_contig
-from node.store import layout
-from node.store.allele_count_rows import (
+from node.store.dataset import layout
+from node.store.dataset.write_buffers import VarChunk
+from node.store.ingest.allele_count_rows import (
     AlleleCountRows,
     genotype_classes,
     genotype_classes_small,
 )
-from node.store.calls import Calls
-from node.store.sample_stats_rows import SampleStatsRows
-from node.store.stats_lookup import Point as Point
-from node.store.stats_lookup import point_ranges as point_ranges
-from node.store.stats_lookup import text_of
-from node.store.stats_lookup import variant_stats_lookup as variant_stats_lookup
-from node.store.vs_rows import VariantStatsRows, normalise_stats_allele
-from node.store.write_buffers import VarChunk
+from node.store.ingest.calls import Calls
+from node.store.ingest.sample_stats_rows import SampleStatsRows
+from node.store.ingest.vs_rows import VariantStatsRows, normalise_stats_allele
+from node.store.read.stats_lookup import Point as Point
+from node.store.read.stats_lookup import point_ranges as point_ranges
+from node.store.read.stats_lookup import text_of
+from node.store.read.stats_lookup import variant_stats_lookup as variant_stats_lookup
 
 __all__ = [
     "ZERO_STATS",

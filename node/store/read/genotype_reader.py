@@ -25,11 +25,11 @@ import numpy as np
 import tiledb
 
 from node.domain import Region, normalize_contig
-from node.store import layout
-from node.store.batch import NO_ALLELE, FieldSource, GenotypeBatch, Site
-from node.store.columns import Block, Var, submitted_blocks
-from node.store.genotype_rows import GROUP_META, WIDE
-from node.store.overlap import anchored
+from node.store.dataset import layout
+from node.store.ingest.genotype_rows import GROUP_META, WIDE
+from node.store.read.batch import NO_ALLELE, FieldSource, GenotypeBatch, Site
+from node.store.read.columns import Block, Var, submitted_blocks
+from node.store.read.overlap import anchored
 
 __all__ = ["BULK_READ", "BULK_SPAN", "SMALL_READ", "GenotypeReader"]
 

@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import tiledb
 
-from node.store import write_buffers
-from node.store.write_buffers import Null, Var, VarChunk, var_of_chunks
+from node.store.dataset import write_buffers
+from node.store.dataset.write_buffers import Null, Var, VarChunk, var_of_chunks
 
 __all__ = [
     "ALLELE_COUNT",

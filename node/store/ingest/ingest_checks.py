@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from node.errors import Conflict, IngestError, InvalidInput
-from node.store.vcfio import VcfInput, detect_assembly
+from node.store.ingest.vcfio import VcfInput, detect_assembly
 
 __all__ = ["check_assembly", "check_samples"]
 

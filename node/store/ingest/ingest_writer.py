@@ -34,15 +34,16 @@ import tiledb
 from tqdm import tqdm
 
 from node.domain import normalize_contig
-from node.store import layout, stats
-from node.store.dataset_state import Staging, put_meta
-from node.store.genotype_rows import GenotypeRows
-from node.store.global_order import FragmentStream, sorted_columns
-from node.store.sample_stats_rows import merge_sample_stats, write_sample_stats
-from node.store.vcfio import ParsedRecord, Region, StoredCall, VcfInput
-from node.store.vs_rows import RowBatch, gather_text
-from node.store.write_buffers import VarChunk
-from node.store.write_queue import WriteQueue
+from node.store.dataset import layout
+from node.store.dataset.dataset_state import Staging, put_meta
+from node.store.dataset.write_buffers import VarChunk
+from node.store.ingest import stats
+from node.store.ingest.genotype_rows import GenotypeRows
+from node.store.ingest.global_order import FragmentStream, sorted_columns
+from node.store.ingest.sample_stats_rows import merge_sample_stats, write_sample_stats
+from node.store.ingest.vcfio import ParsedRecord, Region, StoredCall, VcfInput
+from node.store.ingest.vs_rows import RowBatch, gather_text
+from node.store.ingest.write_queue import WriteQueue
 
 __all__ = ["IngestWriter", "Outcome"]
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from node.errors import IngestError, NodeError
-from node.store.ingest_tasks import TaskResult, TaskSpec, run_task
-from node.store.vcfio import RegionError, locate_error
+from node.store.ingest.ingest_tasks import TaskResult, TaskSpec, run_task
+from node.store.ingest.vcfio import RegionError, locate_error
 
 __all__ = ["DaskRunner", "ProcessRunner", "TaskRunner", "WorkerLost", "run_partitioned"]
 

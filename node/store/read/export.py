@@ -19,9 +19,9 @@ from node.domain import Record, Region
 from node.errors import PayloadTooLarge
 from node.reads.bgzf import BGZF_EOF, compress_block
 from node.store.base import VariantStore
-from node.store.batch import GenotypeBatch, Site, genotype_batches
-from node.store.gt_text import genotype_text
-from node.store.vcf_header import HeaderSource, merged_header
+from node.store.read.batch import GenotypeBatch, Site, genotype_batches
+from node.store.read.gt_text import genotype_text
+from node.store.read.vcf_header import HeaderSource, merged_header
 
 __all__ = ["export_variants", "merge_regions"]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from node.store import layout
-from node.store.batch import MISSING, NO_ALLELE
-from node.store.columns import Block, Var
+from node.store.dataset import layout
+from node.store.read.batch import MISSING, NO_ALLELE
+from node.store.read.columns import Block, Var
 
 __all__ = ["cell_genotypes"]
 

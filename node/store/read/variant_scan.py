@@ -18,11 +18,11 @@ import numpy as np
 
 from node.domain import ZERO_STATS, AlleleStats, Region, Variant
 from node.names import VariantType
-from node.store.aggregate_index import ContigIndex, index_of_rows
-from node.store.batch import GenotypeBatch
-from node.store.records import BatchReader
-from node.store.stats import StatsCollector, variant_type_of
-from node.store.stats_lookup import Point
+from node.store.ingest.stats import StatsCollector, variant_type_of
+from node.store.read.aggregate_index import ContigIndex, index_of_rows
+from node.store.read.batch import GenotypeBatch
+from node.store.read.records import BatchReader
+from node.store.read.stats_lookup import Point
 
 __all__ = ["AggregateRows", "carried_variants", "data_stats_lookup", "wanted", "with_stats"]
 

@@ -30,12 +30,12 @@ import numpy as np
 import tiledb
 
 from node.domain import Region, normalize_contig
-from node.store import layout
-from node.store.batch import NO_ALLELE, FieldSource, GenotypeBatch, Site
-from node.store.columns import Block, Var, name_columns, submitted_blocks
-from node.store.data_scan import scan_blocks
-from node.store.gt_codes import cell_genotypes
-from node.store.overlap import anchored
+from node.store.dataset import layout
+from node.store.read.batch import NO_ALLELE, FieldSource, GenotypeBatch, Site
+from node.store.read.columns import Block, Var, name_columns, submitted_blocks
+from node.store.read.data_scan import scan_blocks
+from node.store.read.gt_codes import cell_genotypes
+from node.store.read.overlap import anchored
 
 __all__ = ["SCAN_SPAN", "BatchReader", "RecordCells"]
 

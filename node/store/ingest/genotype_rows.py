@@ -23,10 +23,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from node.errors import InvalidInput
-from node.store import layout
-from node.store.batch import MISSING, NO_ALLELE
-from node.store.vcfio import ParsedRecord
-from node.store.write_buffers import VarChunk
+from node.store.dataset import layout
+from node.store.dataset.write_buffers import VarChunk
+from node.store.ingest.vcfio import ParsedRecord
+from node.store.read.batch import MISSING, NO_ALLELE
 
 __all__ = ["GROUP_META", "GenotypeRows", "pack_calls"]
 
@@ -110,20 +110,26 @@ class GenotypeRows:
         if not rows:
             return None
         ordered = all(a[:2] <= b[:2] for a, b in itertools.pairwise(rows))
-        fields = list(zip(*rows, strict=True))
-
-        def fixed(i: int, dtype: type[np.generic]) -> np.ndarray:
-            return np.fromiter(fields[i], dtype=dtype, count=len(rows))
-
-        columns: dict[str, object] = {"contig": layout.Var(fields[0]), "pos": fixed(1, np.uint32)}
-        columns.update(real_start=fixed(2, np.uint32), end=fixed(3, np.uint32))
-        columns["qual"] = fixed(4, np.float32)
-        for i, name in enumerate(("alleles", "id", "filters", "info"), start=5):
-            columns[name] = layout.Var(fields[i])
-        columns.update(group=fixed(9, np.uint64), shape=fixed(10, np.uint8))
-        for i, name in enumerate(("gt", "phased", "fmt"), start=11):
-            columns[name] = layout.Var(fields[i])
-        return columns, ordered
+        return cell_columns(rows), ordered
 
     def metadata(self) -> dict[str, str]:
         return {f"{GROUP_META}{k}": json.dumps(list(v)) for k, v in self.groups.items()}
+
+
+def cell_columns(rows: Sequence[tuple[object, ...]]) -> dict[str, object]:
+    """`fednode_genotypes` write columns of cells given as tuples (contig, anchor, real
+    start, end, qual, alleles, id, filters, info, group, shape, gt, phased, fmt)."""
+    fields = list(zip(*rows, strict=True))
+
+    def fixed(i: int, dtype: type[np.generic]) -> np.ndarray:
+        return np.fromiter(fields[i], dtype=dtype, count=len(rows))
+
+    columns: dict[str, object] = {"contig": layout.Var(fields[0]), "pos": fixed(1, np.uint32)}
+    columns.update(real_start=fixed(2, np.uint32), end=fixed(3, np.uint32))
+    columns["qual"] = fixed(4, np.float32)
+    for i, name in enumerate(("alleles", "id", "filters", "info"), start=5):
+        columns[name] = layout.Var(fields[i])
+    columns.update(group=fixed(9, np.uint64), shape=fixed(10, np.uint8))
+    for i, name in enumerate(("gt", "phased", "fmt"), start=11):
+        columns[name] = layout.Var(fields[i])
+    return columns

@@ -22,8 +22,8 @@ import tiledb
 import tiledb.libtiledb as lt
 
 from node.domain import normalize_contig
-from node.store import layout
-from node.store.vcfio import detect_assembly
+from node.store.dataset import layout
+from node.store.ingest.vcfio import detect_assembly
 
 __all__ = [
     "COMMITTED",
@@ -251,23 +251,26 @@ def put_ascii_meta(meta: tiledb.Metadata, key: str, text: str) -> None:
 
 def latest_timestamp(uri: str, ctx: tiledb.Ctx) -> int:
     """The newest fragment/commit/metadata timestamp of any array (committed or not)."""
-    return max((t for _, t in _entries(uri, ctx)), default=0)
+    return max((t for _, t in _entries(uri, ctx, layout.ALL_ARRAYS)), default=0)
 
 
-def discard_after(uri: str, ctx: tiledb.Ctx, committed: int) -> None:
-    """Remove every fragment, commit and metadata file newer than `committed`."""
+def discard_after(
+    uri: str, ctx: tiledb.Ctx, committed: int | None, arrays: Sequence[str] = layout.ALL_ARRAYS
+) -> None:
+    """Remove every fragment, commit and metadata file of `arrays` newer than `committed`
+    (every one, when None)."""
     vfs = tiledb.VFS(ctx=ctx)
-    for entry, stamp in list(_entries(uri, ctx)):
-        if stamp > committed:
+    for entry, stamp in list(_entries(uri, ctx, arrays)):
+        if committed is None or stamp > committed:
             if vfs.is_dir(entry):
                 vfs.remove_dir(entry)
             else:
                 vfs.remove_file(entry)
 
 
-def _entries(uri: str, ctx: tiledb.Ctx) -> Iterator[tuple[str, int]]:
+def _entries(uri: str, ctx: tiledb.Ctx, arrays: Sequence[str]) -> Iterator[tuple[str, int]]:
     vfs = tiledb.VFS(ctx=ctx)
-    for name in layout.ALL_ARRAYS:
+    for name in arrays:
         for sub in _STALE_DIRS:
             folder = f"{uri}/{name}/{sub}"
             if not vfs.is_dir(folder):

@@ -13,8 +13,8 @@ import numpy as np
 import tiledb
 
 from node.domain import Call, Record, Region, normalize_contig
-from node.store import layout
-from node.store.overlap import anchored
+from node.store.dataset import layout
+from node.store.read.overlap import anchored
 
 __all__ = ["RecordReader", "StoredCall"]
 

@@ -18,8 +18,8 @@ import cyvcf2
 import numpy as np
 
 from node.errors import IngestError
-from node.store import layout
-from node.store.cell_reader import RecordReader, StoredCall
+from node.store.dataset import layout
+from node.store.read.cell_reader import RecordReader, StoredCall
 
 __all__ = [
     "ParsedRecord",

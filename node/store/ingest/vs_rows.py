@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from node.store import layout
-from node.store.calls import Calls
+from node.store.dataset import layout
+from node.store.ingest.calls import Calls
 
 __all__ = ["RowBatch", "VariantStatsRows", "normalise_stats_allele"]
 

@@ -6,7 +6,7 @@ cover (ploidy above 3, an allele index above 13) get None, and the caller writes
 calls one by one.
 
 >>> import numpy as np
->>> from node.store.batch import GenotypeBatch, Site
+>>> from node.store.read.batch import GenotypeBatch, Site
 >>> site = Site("1", 0, 1, "A", ("C", "G"), (), None, (), {})
 >>> alleles = np.array([[[0, 2], [-1, -1], [1, -2], [-2, -2]]], dtype=np.int8)
 >>> phased = np.array([[True, False, False, False]])
@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from node.store.batch import GenotypeBatch, genotype_keys, key_count, key_genotype
+from node.store.read.batch import GenotypeBatch, genotype_keys, key_count, key_genotype
 
 __all__ = ["genotype_text"]
 

@@ -20,7 +20,7 @@ from threading import Lock
 import numpy as np
 import tiledb
 
-from node.store.columns import Block, Var, name_columns, submitted_blocks
+from node.store.read.columns import Block, Var, name_columns, submitted_blocks
 
 __all__ = ["SCAN_READ", "scan_blocks"]
 

@@ -27,9 +27,9 @@ import tiledb
 
 from node.errors import NodeError
 from node.reads.index import parse_index
-from node.store.dataset_state import Staging, stage_part
-from node.store.ingest_writer import IngestWriter, Outcome
-from node.store.vcfio import Region, VcfInput
+from node.store.dataset.dataset_state import Staging, stage_part
+from node.store.ingest.ingest_writer import IngestWriter, Outcome
+from node.store.ingest.vcfio import Region, VcfInput
 
 __all__ = ["TaskResult", "TaskSpec", "plan_tasks", "run_task"]
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import tiledb
 
-from node.store import layout
-from node.store.dataset_state import (
+from node.store.dataset import layout
+from node.store.dataset.dataset_state import (
     COMMITTED,
     discard_after,
     latest_timestamp,
@@ -39,7 +39,7 @@ from node.store.dataset_state import (
     put_meta,
     recover_staged,
 )
-from node.store.writer_lock import LockOptions
+from node.store.dataset.writer_lock import LockOptions
 
 __all__ = ["MARKER", "ConsolidationSummary", "consolidate"]
 

@@ -37,20 +37,21 @@ import tiledb
 
 from node.domain import Region, normalize_contig
 from node.errors import Conflict, NotFound, UnsupportedFormat
-from node.store import layout
-from node.store.dataset_state import (
+from node.store.dataset import layout
+from node.store.dataset.dataset_state import (
     COMMITTED,
     STATE,
     DatasetState,
+    discard_after,
     exists,
     header_tables,
     latest_timestamp,
     load_state,
 )
-from node.store.genotype_packing import GenotypeCells, Groups
-from node.store.records import BatchReader, RecordCells
-from node.store.variant_scan import AggregateRows
-from node.store.writer_lock import LockOptions
+from node.store.dataset.writer_lock import LockOptions
+from node.store.ingest.genotype_packing import GenotypeCells, Groups
+from node.store.read.records import BatchReader, RecordCells
+from node.store.read.variant_scan import AggregateRows
 
 __all__ = ["AggregateSummary", "Status", "aggregate_status", "build_aggregate"]
 
@@ -60,7 +61,6 @@ FEDNODE_ARRAYS = (layout.FEDNODE_STATS, layout.FEDNODE_COVERAGE, layout.FEDNODE_
 GROUP_SIZE = 4  # samples a fednode_genotypes group must average for the array to be built
 _POS_MAX = 2**32 - 2
 _FLUSH_ROWS = 500_000  # aggregate rows held before a write
-_STALE_DIRS = ("__fragments", "__commits", "__meta", "__fragment_meta")
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,17 +357,7 @@ def _holds_fragments(uri: str, ctx: tiledb.Ctx) -> bool:
 def _discard_after(uri: str, ctx: tiledb.Ctx, committed: int | None) -> None:
     """Remove the fednode arrays' files newer than `committed` (all, when None). Only those
     arrays: what TileDB-VCF wrote since is its own, committed by its own rules."""
-    vfs = tiledb.VFS(ctx=ctx)
-    for name in FEDNODE_ARRAYS:
-        for sub in _STALE_DIRS:
-            folder = f"{uri}/{name}/{sub}"
-            if not vfs.is_dir(folder):
-                continue
-            for entry in vfs.ls(folder):
-                parts = entry.rstrip("/").rsplit("/", 1)[-1].split("_")
-                stamp = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
-                if stamp is not None and (committed is None or stamp > committed):
-                    (vfs.remove_dir if vfs.is_dir(entry) else vfs.remove_file)(entry)
+    discard_after(uri, ctx, committed, arrays=FEDNODE_ARRAYS)
 
 
 def _text(value: object) -> str:

@@ -110,7 +110,7 @@ def write_columns(
 
     `ordered`: the caller knows the cells are in the array's global order (no sort).
     """
-    from node.store.global_order import sorted_columns  # imports this module
+    from node.store.ingest.global_order import sorted_columns  # imports this module
 
     lt = tiledb.libtiledb
     query = lt.Query(lt.Context(array.ctx), array.array, lt.QueryType.WRITE)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import tiledb
 
-from node.store.vs_rows import normalise_stats_allele
+from node.store.ingest.vs_rows import normalise_stats_allele
 
 __all__ = ["Point", "TileDBVCFFrequency", "point_ranges", "text_of", "variant_stats_lookup"]
 

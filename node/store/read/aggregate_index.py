@@ -21,9 +21,9 @@ import tiledb
 
 from node.domain import ZERO_STATS, AlleleStats, Region, Variant
 from node.names import VariantType
-from node.store import layout
-from node.store.overlap import overlaps
-from node.store.stats import variant_type_of
+from node.store.dataset import layout
+from node.store.ingest.stats import variant_type_of
+from node.store.read.overlap import overlaps
 
 __all__ = ["ContigIndex", "build_contig_index", "index_of_rows"]
 
