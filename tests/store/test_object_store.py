@@ -5,11 +5,8 @@ the same input on local disk, a failed ingest that changes nothing, and a node h
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +21,7 @@ from node.errors import IngestError
 from node.names import Granularity, SecurityLevel
 from node.store.tiledbvcf import TileDBVCFStore, list_datasets
 from node.web.app import create_app
+from tests.moto_s3 import moto_s3
 from tests.store import test_tiledbvcf as vcfs  # bcftools truth and VCF writers
 
 pytestmark = pytest.mark.skipif(vcfs.BCFTOOLS is None, reason="bcftools is not installed")
@@ -33,38 +31,9 @@ WHOLE = (Region("1", 0, 300_000_000), Region("X", 0, 300_000_000))
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[dict[str, str]]:
-    """TileDB configuration for an S3 endpoint on loopback with one empty bucket. moto runs
-    in its own process: TileDB holds the GIL while it waits on a request."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("moto's S3 server did not start") from None
-                time.sleep(0.2)
-        create = urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT")
-        urllib.request.urlopen(create, timeout=10).close()
-        yield {
-            "vfs.s3.endpoint_override": f"127.0.0.1:{port}",
-            "vfs.s3.scheme": "http",
-            "vfs.s3.use_virtual_addressing": "false",
-            "vfs.s3.region": "us-east-1",
-            "vfs.s3.aws_access_key_id": "test",
-            "vfs.s3.aws_secret_access_key": "test",
-        }
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    """TileDB configuration for moto's S3 server on loopback with one empty bucket."""
+    with moto_s3(BUCKET) as (_, config):
+        yield config
 
 
 def _prefix() -> str:
