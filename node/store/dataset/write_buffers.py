@@ -7,6 +7,7 @@ avoids one Python object per cell. `layout` re-exports these names.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -52,6 +53,8 @@ class VarChunk:
 
     @classmethod
     def of(cls, values: Sequence[bytes]) -> VarChunk:
+        if len(values) == 1:  # one-sample records: no numpy call per cell
+            return cls(values[0], _one_length(len(values[0])))
         lengths = np.fromiter(map(len, values), dtype=np.uint64, count=len(values))
         return cls(b"".join(values), lengths)
 
@@ -79,6 +82,14 @@ class VarChunk:
         ends = np.cumsum(self.lengths).tolist()
         starts = [0, *ends[:-1]]
         return [self.data[a:b] for a, b in zip(starts, ends, strict=True)]
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _one_length(size: int) -> np.ndarray:
+    """The lengths of one cell of `size` bytes, shared (read-only) between chunks."""
+    lengths = np.array([size], dtype=np.uint64)
+    lengths.setflags(write=False)
+    return lengths
 
 
 def var_of_chunks(chunks: Sequence[VarChunk], dtype: str = "u1") -> Var:

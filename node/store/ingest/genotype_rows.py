@@ -46,6 +46,8 @@ def pack_calls(rec: ParsedRecord) -> tuple[int, bytes, bytes, bytes]:
     `width` slots (its alleles up to the last present one) are its alleles, `.` = MISSING,
     the rest NO_ALLELE; phased only with two or more slots.
     """
+    if rec.rows is not None:
+        return _pack_small(rec)
     gt = rec.gt
     if gt.size and int(gt.min()) >= MISSING:  # every call of full ploidy: codes as parsed
         alleles = gt
@@ -60,6 +62,29 @@ def pack_calls(rec: ParsedRecord) -> tuple[int, bytes, bytes, bytes]:
     phased = np.packbits(phase).tobytes()
     shape = gt.shape[1] | (WIDE if wide else 0)
     return shape, codes, phased, _format_blobs(rec.fmt)
+
+
+def _pack_small(rec: ParsedRecord) -> tuple[int, bytes, bytes, bytes]:
+    """`pack_calls` of a record of a few samples (`rec.rows`), in plain Python: the same
+    bytes (tests/store/test_small_paths.py)."""
+    rows = rec.rows or []
+    ploidy = rec.gt.shape[1]
+    codes: list[int] = []
+    bits = 0
+    for i, (row, phased) in enumerate(zip(rows, rec.phased.tolist(), strict=True)):
+        codes.extend(row)
+        codes.extend([NO_ALLELE] * (ploidy - len(row)))
+        if phased and len(row) > 1:
+            bits |= 0x80 >> (i % 8) << (8 * (i // 8))
+    wide = bool(codes) and max(codes) > 127
+    packed = struct.pack(f"<{len(codes)}{'h' if wide else 'b'}", *codes)
+    phase = bits.to_bytes((len(rows) + 7) // 8, "little")
+    n = len(rows)
+    fmt = rec.fmt
+    blobs = b"" if fmt.data == _NO_FIELDS * n else (
+        struct.pack(f"<{n}I", *fmt.lengths.tolist()) + fmt.data
+    )
+    return ploidy | (WIDE if wide else 0), packed, phase, blobs
 
 
 def _format_blobs(fmt: VarChunk) -> bytes:

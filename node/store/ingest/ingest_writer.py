@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import struct
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -176,7 +177,8 @@ class IngestWriter:
         return count
 
     def _add(self, rec: ParsedRecord, inp: VcfInput, ids: dict[str, int], extra: list[str]) -> None:
-        self.contigs[rec.contig] = normalize_contig(rec.contig)
+        if rec.contig not in self.contigs:
+            self.contigs[rec.contig] = normalize_contig(rec.contig)
         filter_ids = [len(rec.filters), *(_filter_id(f, ids, extra) for f in rec.filters)]
         contig = rec.contig.encode()
         if contig != self._contig:
@@ -184,7 +186,7 @@ class IngestWriter:
         self._contig, self._last_pos = contig, rec.pos
         # Every sample's call is stored, ./. included: records read back as in the input.
         if inp.samples:
-            self._cells(rec, self._names(inp), np.asarray(filter_ids, dtype="<i4").tobytes())
+            self._cells(rec, self._names(inp), struct.pack(f"<{len(filter_ids)}i", *filter_ids))
         self.collector.add(
             contig=rec.contig,
             pos=rec.pos,
@@ -197,6 +199,7 @@ class IngestWriter:
             ref_block=rec.is_ref_block,
             ids=rec.ids,
             fmt=rec.fmt,
+            rows=rec.rows,
         )
         if self.bytes - self._held >= self.FLUSH_BYTES:
             self.flush_data()

@@ -128,7 +128,45 @@ class _Group:
         self.counts = np.zeros((n, len(COUNTERS)), dtype=np.int64)
         self.small = [[0] * len(COUNTERS) for _ in range(n)] if n <= SMALL else None
         # per field: sum, sum of squares, count, min, max (uint64, wrapping as in C++)
-        self.fields = {f: _FieldStats(n) for f in _FIELDS}
+        self.fields: dict[bytes, _FieldStats | _SmallFieldStats] = {
+            f: _FieldStats(n) if self.small is None else _SmallFieldStats(n) for f in _FIELDS
+        }
+
+
+_MASK = (1 << 64) - 1
+
+
+class _SmallFieldStats:
+    """`_FieldStats` of a few samples, kept in Python integers (no numpy call per record);
+    `fold` gives the same uint64 arrays (a test compares both on random values)."""
+
+    __slots__ = ("_totals", "count", "max", "min", "sum", "sum2")
+
+    def __init__(self, n: int) -> None:
+        self._totals = [[0, 0, 0, _MASK, 0] for _ in range(n)]  # sum, sum2, count, min, max
+
+    def add_value(self, sample: int, value: int) -> None:
+        """One present value (int32) of `sample`, cast to uint64 as C++ does."""
+        u = value & _MASK
+        t = self._totals[sample]
+        t[0] = (t[0] + u) & _MASK
+        t[1] = (t[1] + u * u) & _MASK
+        t[2] += 1
+        if u < t[3]:
+            t[3] = u
+        if u > t[4]:
+            t[4] = u
+
+    def add(self, values: np.ndarray | list[int], present: np.ndarray | list[bool]) -> None:
+        for i, (value, ok) in enumerate(zip(list(values), list(present), strict=True)):
+            if ok:
+                self.add_value(i, int(value))
+
+    def fold(self) -> None:
+        columns = np.array(self._totals, dtype=np.uint64).reshape(-1, 5)
+        self.sum, self.sum2, self.count, self.min, self.max = (
+            np.ascontiguousarray(columns[:, i]) for i in range(5)
+        )
 
 
 class _FieldStats:
@@ -145,10 +183,10 @@ class _FieldStats:
         self.count = np.zeros(n, dtype=np.uint64)
         self.min = np.full(n, _U64_MAX, dtype=np.uint64)
         self.max = np.zeros(n, dtype=np.uint64)
-        self._values: list[np.ndarray] = []
-        self._present: list[np.ndarray] = []
+        self._values: list[np.ndarray | list[int]] = []
+        self._present: list[np.ndarray | list[bool]] = []
 
-    def add(self, values: np.ndarray, present: np.ndarray) -> None:
+    def add(self, values: np.ndarray | list[int], present: np.ndarray | list[bool]) -> None:
         self._values.append(values)
         self._present.append(present)
         if len(self._values) * max(1, len(self.sum)) >= self.BLOCK_CELLS:
@@ -159,8 +197,9 @@ class _FieldStats:
         them one by one does)."""
         if not self._values:
             return
-        v = np.stack(self._values).astype(np.int64).astype(np.uint64)  # records x samples
-        present = np.stack(self._present).astype(bool)
+        # records x samples (each record's values an array, or a list for a few samples)
+        v = np.asarray(self._values, dtype=np.int64).astype(np.uint64)
+        present = np.asarray(self._present, dtype=bool)
         self._values, self._present = [], []
         zero = np.uint64(0)
         with np.errstate(over="ignore"):
@@ -203,25 +242,34 @@ class SampleStatsRows:
         fmt: VarChunk | None,
         *,
         calls: Calls | None = None,
+        rows: list[list[int]] | None = None,
     ) -> None:
-        """One record of `samples` (`gt` rows: allele index, -1 missing, -2 no allele)."""
+        """One record of `samples` (`gt` rows: allele index, -1 missing, -2 no allele;
+        `rows`, when the caller has them: each sample's alleles without the -2s)."""
         group = self._group(samples)
         classes = [_NONE, *(self._class_of(ref, alt) for alt in alts)]
         if group.small is not None:
-            self._add_small(group.small, gt.tolist(), classes, len(alts) > 1)
-        else:
-            calls = Calls(gt) if calls is None else calls
-            self._add_numpy(group.counts, calls, classes, len(alts) > 1)
+            if rows is None:
+                rows = [[a for a in row if a != -2] for row in gt.tolist()]
+            self._add_small(group.small, rows, classes, len(alts) > 1)
+            if fmt is not None and len(fmt):
+                cells = [fmt.data] if len(fmt) == 1 else fmt.cells()
+                fields = group.fields
+                for i, blob in enumerate(cells):
+                    for key, value in _first_ints(blob, _FIELDS):
+                        fields[key].add_value(i, value)  # type: ignore[union-attr]
+            return
+        calls = Calls(gt) if calls is None else calls
+        self._add_numpy(group.counts, calls, classes, len(alts) > 1)
         if fmt is not None and len(fmt):
             for name, (values, present) in format_ints(fmt, _FIELDS).items():
                 group.fields[name].add(values, present)
 
     @staticmethod
     def _add_small(
-        counters: list[list[int]], gt: list[list[int]], classes: list[int], multi: bool
+        counters: list[list[int]], rows: list[list[int]], classes: list[int], multi: bool
     ) -> None:
-        for raw, c in zip(gt, counters, strict=True):
-            row = [a for a in raw if a != -2]
+        for row, c in zip(rows, counters, strict=True):
             called = [a for a in row if a >= 0]
             c[_C["n_records"]] += 1
             c[_C["n_multiallelic"]] += multi
@@ -340,10 +388,8 @@ def format_ints(
     writes it so), so the fields are walked for all samples at once: only the value
     counts differ from sample to sample.
     """
-    data = np.frombuffer(chunk.data, dtype=np.uint8)
     n = len(chunk)
-    if n <= SMALL:
-        return _format_ints_small(chunk.cells(), keys)
+    data = np.frombuffer(chunk.data, dtype=np.uint8)
     lengths = chunk.lengths.astype(np.int64)
     starts = np.zeros(n, dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
@@ -374,33 +420,27 @@ def _int32_at(data: np.ndarray, at: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(raw).view("<i4").reshape(-1).astype(np.int64)
 
 
-def _format_ints_small(
-    blobs: list[bytes], keys: Sequence[bytes]
-) -> dict[bytes, tuple[np.ndarray, np.ndarray]]:
-    n = len(blobs)
-    values = {k: np.zeros(n, dtype=np.int64) for k in keys}
-    present = {k: np.zeros(n, dtype=bool) for k in keys}
-    for i, blob in enumerate(blobs):
-        for key, htype, count, raw in _walk(blob):
-            if key in values and htype == layout.HT_INT and count > 0:
-                (value,) = struct.unpack_from("<i", raw, 0)
-                values[key][i] = value
-                present[key][i] = value != layout.INT32_MISSING
-    return {k: (values[k], present[k]) for k in keys}
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_TYPE_COUNT = struct.Struct("<ii")
 
 
-def _walk(blob: bytes) -> list[tuple[bytes, int, int, bytes]]:
+def _first_ints(blob: bytes, keys: Sequence[bytes]) -> list[tuple[bytes, int]]:
+    """The first value of each Integer field of `keys` in one fmt blob, when present and
+    not missing (what `format_ints` reads, for one sample)."""
     if len(blob) < 4:
         return []
-    (n,) = struct.unpack_from("<I", blob, 0)
-    at, out = 4, []
-    for _ in range(n):
+    out = []
+    at = 4
+    for _ in range(_U32.unpack_from(blob, 0)[0]):
         stop = blob.index(b"\0", at)
-        htype, count = struct.unpack_from("<ii", blob, stop + 1)
+        htype, count = _TYPE_COUNT.unpack_from(blob, stop + 1)
         start = stop + 9
-        end = start + count * (1 if htype == layout.HT_STR else 4)
-        out.append((blob[at:stop], htype, count, blob[start:end]))
-        at = end
+        if count > 0 and htype == layout.HT_INT and blob[at:stop] in keys:
+            (value,) = _I32.unpack_from(blob, start)
+            if value != layout.INT32_MISSING:
+                out.append((blob[at:stop], value))
+        at = start + count * (1 if htype == layout.HT_STR else 4)
     return out
 
 

@@ -19,6 +19,7 @@ own semantics instead, row for row (`allele_count_rows`, `vs_rows`, `sample_stat
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,11 @@ _NON_VARIANT = {"<NON_REF>", "<*>", "*", "."}
 _SV_TYPES = {"DEL", "INS", "DUP", "INV", "CNV", "BND"}
 SMALL = 8  # records of at most this many samples take the plain-Python path
 FednodeKey = tuple[str, int, str, str]  # canonical contig, pos, ref, alt ("" = site row)
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def _canonical(contig: str) -> str:
+    return normalize_contig(contig)
 
 
 def variant_type_of(ref: str, alt: str) -> str:
@@ -103,7 +109,7 @@ class StatsCollector:
 
     def __init__(self, *, sign: int = 1, variant_stats_version: int = 3) -> None:
         self.sign = sign
-        self.keys: dict[FednodeKey, np.ndarray] = {}
+        self.keys: dict[FednodeKey, list[int]] = {}  # the six FEDNODE_COUNTS, signed
         self.key_info: dict[FednodeKey, tuple[int, str, str]] = {}  # end, ids, source contig
         self._last_site: dict[
             tuple[str, ...], tuple[tuple[str, int], list[int] | np.ndarray]] = {}
@@ -136,12 +142,15 @@ class StatsCollector:
         ref_block: bool,
         ids: str = ".",
         fmt: VarChunk | None = None,
+        rows: list[list[int]] | None = None,
     ) -> None:
         """One record of `samples` (rows of `gt`: allele index, -1 missing, -2 no allele;
-        `fmt`: their FORMAT blobs, for sample_stats DP/GQ)."""
+        `fmt`: their FORMAT blobs, for sample_stats DP/GQ; `rows`, when the caller has
+        them: each sample's alleles without the -2s)."""
         calls = None
-        if gt.shape[0] <= SMALL:
-            rows = [[a for a in row if a != -2] for row in gt.tolist()]
+        if len(gt) <= SMALL:
+            if rows is None:
+                rows = [[a for a in row if a != -2] for row in gt.tolist()]
             self._add_small(contig, pos, end, ref, alts, rows, samples, ref_block, ids)
             classes = genotype_classes_small(rows, (ref, *alts))
         else:
@@ -152,7 +161,7 @@ class StatsCollector:
             self.variant_stats.add(contig, pos, end, ref, alts, gt, samples, calls)
         self.allele_count.add(contig, pos, ref, alts, filters, classes)
         if self.sign > 0:
-            self.sample_stats.add(samples, gt, ref, alts, fmt, calls=calls)
+            self.sample_stats.add(samples, gt, ref, alts, fmt, calls=calls, rows=rows)
 
     def _add_aggregate(
         self,
@@ -215,7 +224,7 @@ class StatsCollector:
         called = [[a for a in row if a >= 0] for row in rows]
         if not any(called):
             return
-        canonical = normalize_contig(contig)
+        canonical = _canonical(contig)
         spanning = [bool(c) and ref_block and max(c) == 0 for c in called]
         if any(spanning):
             an = sum(len(c) for c, sp in zip(called, spanning, strict=True) if sp)
@@ -269,12 +278,16 @@ class StatsCollector:
         group = tuple(samples)
         last = self._last_site.get(group)
         same = last is not None and last[0] == (canonical, pos)
-        if len(alleles) <= SMALL:  # plain Python: numpy's per-call cost dominates
+        if not same and isinstance(alleles, list):  # the first record here (plain Python)
+            an = sum(alleles)
+            n_called = sum(1 for v in alleles if v > 0)
+            seen: list[int] | np.ndarray = alleles
+        elif len(alleles) <= SMALL:  # plain Python: numpy's per-call cost dominates
             now = [int(a) for a in alleles]
             before = [int(c) for c in last[1]] if last is not None and same else [0] * len(now)
             an = sum(max(v - c, 0) for v, c in zip(now, before, strict=True))
             n_called = sum(1 for v, c in zip(now, before, strict=True) if c == 0 and v > 0)
-            seen: list[int] | np.ndarray = [max(v, c) for v, c in zip(now, before, strict=True)]
+            seen = [max(v, c) for v, c in zip(now, before, strict=True)]
         else:
             values = np.asarray(alleles, dtype=np.int64)
             counted = last[1] if last is not None and same else np.zeros_like(values)
@@ -286,11 +299,16 @@ class StatsCollector:
             self._key((canonical, pos, "", ""), [0, an, 0, 0, 0, n_called], (pos, ".", contig))
 
     def _key(self, key: FednodeKey, counts: list[int], info: tuple[int, str, str]) -> None:
-        delta = np.asarray(counts, dtype=np.int64) * self.sign
         current = self.keys.get(key)
-        self.keys[key] = delta if current is None else current + delta
-        known = self.key_info.get(key)
-        if known is not None and known[1] != info[1]:
+        if current is None:
+            self.keys[key] = counts if self.sign > 0 else [-c for c in counts]
+            self.key_info[key] = info
+            return
+        sign = self.sign
+        for i, c in enumerate(counts):
+            current[i] += sign * c
+        known = self.key_info[key]
+        if known[1] != info[1]:
             merged = ";".join(sorted(set(known[1].split(";")) | set(info[1].split(";")) - {"."}))
             info = (max(known[0], info[0]), merged or ".", known[2])
         self.key_info[key] = info
@@ -309,7 +327,7 @@ class StatsCollector:
 
     def fednode_rows(self) -> dict[str, object]:
         keys = list(self.keys)
-        counts = np.array([self.keys[k] for k in keys], dtype=np.int64).reshape(-1, 6)
+        counts = np.array(list(self.keys.values()), dtype=np.int64).reshape(-1, 6)
         info = [self.key_info[k] for k in keys]
         self.keys, self.key_info = {}, {}
         out: dict[str, object] = {

@@ -7,6 +7,7 @@ names the record number instead.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 import struct
@@ -46,6 +47,11 @@ _ASSEMBLY_PATTERNS = (
     ),
 )
 _REF_ALTS = {"<NON_REF>", "<*>"}
+# Records of at most this many samples are parsed in plain Python: numpy's fixed cost per
+# call is most of a one-sample record's parsing (tests/store/test_small_paths.py checks
+# both paths give the same record).
+SMALL_RECORD = 8
+_NO_FORMAT = struct.pack("<I", 0)
 
 
 def detect_assembly(header: str) -> str | None:
@@ -79,11 +85,14 @@ class ParsedRecord:
     phased: np.ndarray  # bool (samples,)
     fmt: layout.VarChunk  # per sample, the fmt blob without GT
     fmt_gt: layout.VarChunk  # per sample, the extracted fmt_GT value
+    # Records of at most SMALL_RECORD samples: each sample's alleles without the -2
+    # padding, as plain lists (the statistics' plain-Python paths read these).
+    rows: list[list[int]] | None = None
 
     @property
     def is_ref_block(self) -> bool:
         """gVCF reference block: every ALT is `<NON_REF>`/`<*>` (or there is none)."""
-        return all(alt in _REF_ALTS for alt in self.alts)
+        return _REF_ALTS.issuperset(self.alts)
 
     def called(self) -> np.ndarray:
         return np.asarray((self.gt >= 0).any(axis=1))
@@ -93,31 +102,35 @@ class VcfInput:
     """One VCF/BCF file (bgzipped or plain, indexed or not)."""
 
     def __init__(self, path: Path, *, threads: int = 1) -> None:
+        """Reads the header and closes the file: an ingest of thousands of per-sample
+        files holds one open at a time (each open reader costs htslib buffers and a
+        descriptor), reopening it to read its records."""
         self.path = path
         self.name = str(path)
+        self._threads = max(1, threads)
         if not path.is_file():
             raise IngestError("no such file", path=self.name)
+        vcf = self._open()
         try:
-            self._vcf = cyvcf2.VCF(self.name, threads=max(1, threads))
-        except Exception as exc:  # cyvcf2 raises bare OSError/Exception
-            raise IngestError(f"cannot read VCF/BCF: {exc}", path=self.name) from exc
-        self.samples: tuple[str, ...] = tuple(self._vcf.samples)
-        self.header: str = self._vcf.raw_header
+            self.samples: tuple[str, ...] = tuple(vcf.samples)
+            self.header: str = vcf.raw_header
+            self._info_types = _types(vcf, "INFO")
+            self._format_types = _types(vcf, "FORMAT")
+            self.filters = {
+                h.info().get("ID", "") for h in vcf.header_iter() if h.type == "FILTER"
+            }
+        finally:
+            vcf.close()
         self.is_bcf = _is_bcf(path)
         self._header_lines = 0 if self.is_bcf else _count_header_lines(path)
-        self._info_types = self._types("INFO")
-        self._format_types = self._types("FORMAT")
-        self.filters = {
-            h.info().get("ID", "") for h in self._vcf.header_iter() if h.type == "FILTER"
-        }
+        self._fmt_keys: dict[str, tuple[bytes, int]] = {}  # key -> (key\0, htslib type)
+        self._info_keys: dict[str, tuple[bytes, int]] = {}
 
-    def _types(self, kind: str) -> dict[str, int]:
-        out = {}
-        for h in self._vcf.header_iter():
-            if h.type == kind:
-                info = h.info()
-                out[info.get("ID", "")] = _TYPES.get(info.get("Type", ""), layout.HT_STR)
-        return out
+    def _open(self) -> cyvcf2.VCF:
+        try:
+            return cyvcf2.VCF(self.name, threads=self._threads)
+        except Exception as exc:  # cyvcf2 raises bare OSError/Exception
+            raise IngestError(f"cannot read VCF/BCF: {exc}", path=self.name) from exc
 
     def sample_header(self, extra_lines: list[str]) -> str:
         """The header as TileDB-VCF stores it: htslib's text, #CHROM line without samples."""
@@ -138,21 +151,25 @@ class VcfInput:
             yield from self._region_records(region)
             return
         index = 0
-        iterator = iter(self._vcf)
-        while True:
-            try:
-                variant = next(iterator)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise self._error(index, f"malformed record ({exc})") from exc
-            try:
-                yield self._parse(variant, index)
-            except IngestError:
-                raise
-            except Exception as exc:
-                raise self._error(index, f"cannot decode record: {exc}") from exc
-            index += 1
+        vcf = self._open()
+        try:
+            iterator = iter(vcf)
+            while True:
+                try:
+                    variant = next(iterator)
+                except StopIteration:
+                    return
+                except Exception as exc:
+                    raise self._error(index, f"malformed record ({exc})") from exc
+                try:
+                    yield self._parse(variant, index)
+                except IngestError:
+                    raise
+                except Exception as exc:
+                    raise self._error(index, f"cannot decode record: {exc}") from exc
+                index += 1
+        finally:
+            vcf.close()
 
     def index_file(self) -> Path | None:
         """The .tbi or .csi index beside the file (region queries need one)."""
@@ -164,12 +181,25 @@ class VcfInput:
 
     def contig_names(self) -> list[str]:
         """The header's contigs in order (a BCF's CSI numbers its references so)."""
-        return list(self._vcf.seqnames)
+        vcf = self._open()
+        try:
+            return list(vcf.seqnames)
+        finally:
+            vcf.close()
 
     def _region_records(self, region: Region) -> Iterator[ParsedRecord]:
         contig, start, end = region
+        vcf = self._open()
         try:
-            iterator = iter(self._vcf(f"{contig}:{start + 1}-{end}"))
+            yield from self._region_iter(vcf, contig, start, end)
+        finally:
+            vcf.close()
+
+    def _region_iter(
+        self, vcf: cyvcf2.VCF, contig: str, start: int, end: int
+    ) -> Iterator[ParsedRecord]:
+        try:
+            iterator = iter(vcf(f"{contig}:{start + 1}-{end}"))
         except Exception as exc:
             raise RegionError(f"cannot query {contig}:{start + 1}-{end}: {exc}", self.name) from exc
         index = 0
@@ -205,6 +235,8 @@ class VcfInput:
         end = int(v.end) - 1
         if pos < 0 or end < pos:
             raise self._error(index, f"invalid POS/END {v.POS}/{v.end}")
+        if len(self.samples) <= SMALL_RECORD:
+            return self._parse_small(v, index, ref, alts, pos, end)
         gt, phased = self._genotypes(v, 1 + len(alts), index)
         qual = v.QUAL
         return ParsedRecord(
@@ -224,6 +256,77 @@ class VcfInput:
             fmt_gt=_gt_blobs(gt, phased),
         )
 
+    def _parse_small(
+        self, v: cyvcf2.Variant, index: int, ref: str, alts: tuple[str, ...], pos: int, end: int
+    ) -> ParsedRecord:
+        """`_parse` for a few samples: the same record, built without numpy per field."""
+        n = len(self.samples)
+        fmt_keys = v.FORMAT
+        if n and "GT" in fmt_keys:
+            arr = v.genotype.array()
+            raw = arr.tolist()
+            top = max(max(r[:-1]) for r in raw)
+            if top >= 1 + len(alts):
+                raise self._error(index, f"genotype allele index {top} >= {1 + len(alts)} alleles")
+            gt, phased = arr[:, :-1], arr[:, -1].astype(bool)
+            rows = [[a for a in r[:-1] if a != -2] for r in raw]
+            fmt_gt = _gt_blobs_rows(raw)
+        else:
+            gt, phased = np.full((n, 1), -1, dtype=np.int16), np.zeros(n, dtype=bool)
+            rows = [[-1] for _ in range(n)]
+            fmt_gt = _gt_blobs_small(gt, phased)
+        qual = v.QUAL
+        return ParsedRecord(
+            line=self.where(index),
+            contig=v.CHROM,
+            pos=pos,
+            end=end,
+            ref=ref,
+            alts=alts,
+            ids=v.ID or ".",
+            qual=float("nan") if qual is None else float(qual),
+            filters=_filters(v),
+            info=self._info_blob(v),
+            gt=gt,
+            phased=phased,
+            fmt=self._fmt_blobs_small(v, fmt_keys, n),
+            fmt_gt=fmt_gt,
+            rows=rows,
+        )
+
+    def _fmt_blobs_small(self, v: cyvcf2.Variant, fmt_keys: list[str], n: int) -> layout.VarChunk:
+        """`_fmt_blobs` for a few samples, the same bytes."""
+        keys = [k for k in fmt_keys if k != "GT"]
+        if not keys:
+            return layout.VarChunk.repeat(_NO_FORMAT, n)
+        parts = [[struct.pack("<I", len(keys))] for _ in range(n)]
+        for key in keys:
+            found = self._fmt_keys.get(key)
+            if found is None:
+                htype = self._format_types.get(key, layout.HT_STR)
+                found = self._fmt_keys[key] = (key.encode() + b"\0", htype)
+            prefix, htype = found
+            arr = v.format(key)
+            if arr is None:
+                empty = prefix + struct.pack("<ii", htype, 0)
+                for p in parts:
+                    p.append(empty)
+            elif htype == layout.HT_STR or arr.dtype.kind in "USO":
+                for p, x in zip(parts, np.asarray(arr).reshape(n, -1)[:, 0].tolist(), strict=True):
+                    text = str(x).encode()
+                    p.append(prefix + struct.pack("<ii", htype, len(text)) + text)
+            elif htype == layout.HT_REAL:
+                mat = np.ascontiguousarray(arr, dtype="<f4").reshape(n, -1)
+                head = prefix + struct.pack("<ii", htype, mat.shape[1])
+                for p, row in zip(parts, mat, strict=True):
+                    p.append(head + row.tobytes())
+            else:
+                for p, ints in zip(parts, arr.reshape(n, -1).tolist(), strict=True):
+                    if layout.INT32_VECTOR_END in ints:
+                        ints = [x for x in ints if x != layout.INT32_VECTOR_END]
+                    p.append(prefix + _ints(len(ints) + 2).pack(htype, len(ints), *ints))
+        return layout.VarChunk.of([b"".join(p) for p in parts])
+
     def _genotypes(
         self, v: cyvcf2.Variant, n_alleles: int, index: int
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -239,11 +342,21 @@ class VcfInput:
         return gt, phased
 
     def _info_blob(self, v: cyvcf2.Variant) -> bytes:
-        fields = []
+        """TileDB-VCF's info blob (`layout.encode_blob`'s bytes, built inline)."""
+        parts = [b""]
         for key, value in v.INFO:
-            htype = self._info_types.get(key, layout.HT_STR)
-            fields.append((key, htype, *_encode_values(htype, value)))
-        return layout.encode_blob(fields)
+            found = self._info_keys.get(key)
+            if found is None:
+                htype = self._info_types.get(key, layout.HT_STR)
+                found = self._info_keys[key] = (key.encode() + b"\0", htype)
+            prefix, htype = found
+            if htype == layout.HT_INT and type(value) is int:
+                parts.append(prefix + struct.pack("<iii", htype, 1, value))
+            else:
+                count, raw = _encode_values(htype, value)
+                parts.append(prefix + struct.pack("<ii", htype, count) + raw)
+        parts[0] = struct.pack("<I", len(parts) - 1)
+        return b"".join(parts)
 
     def _fmt_blobs(self, v: cyvcf2.Variant) -> layout.VarChunk:
         keys = [k for k in v.FORMAT if k != "GT"]
@@ -268,6 +381,16 @@ class RegionError(IngestError):
 
     def __reduce__(self) -> tuple[object, tuple[str, str]]:  # type: ignore[override]
         return RegionError, (self.detail, self.path)  # crosses process boundaries
+
+
+def _types(vcf: cyvcf2.VCF, kind: str) -> dict[str, int]:
+    """htslib value type of each INFO or FORMAT key the header declares."""
+    out = {}
+    for h in vcf.header_iter():
+        if h.type == kind:
+            info = h.info()
+            out[info.get("ID", "")] = _TYPES.get(info.get("Type", ""), layout.HT_STR)
+    return out
 
 
 def locate_error(path: Path, *, threads: int = 1) -> None:
@@ -369,6 +492,26 @@ def _gt_blobs(gt: np.ndarray, phased: np.ndarray) -> layout.VarChunk:
             for i, w in enumerate(widths)
         ]
     )
+
+
+def _gt_blobs_rows(raw: list[list[int]]) -> layout.VarChunk:
+    """`_gt_blobs` of cyvcf2's `genotype.array().tolist()` rows (alleles, then phase)."""
+    cells = []
+    for row in raw:
+        phase = row.pop()
+        if -2 in row:
+            del row[row.index(-2) :]  # htslib's vector end: a lower ploidy
+        codes = [(a + 1) << 1 if a >= 0 else 0 for a in row]
+        if phase:
+            codes[1:] = [c | 1 for c in codes[1:]]
+        cells.append(_ints(2 + len(codes)).pack(layout.HT_INT, len(codes), *codes))
+    return layout.VarChunk.of(cells)
+
+
+@functools.cache
+def _ints(count: int) -> struct.Struct:
+    """The packer of `count` little-endian int32s."""
+    return struct.Struct(f"<{count}i")
 
 
 def _gt_blobs_small(gt: np.ndarray, phased: np.ndarray) -> layout.VarChunk:
