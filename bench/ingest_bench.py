@@ -4,6 +4,7 @@ Dask LocalCluster, beside `bcftools view -Ob` of the same file in the same run.
     python -m bench.ingest_bench [--samples 2504] [--length 4400000] [--runs 3]
                                  [--modes 1,2,dask] [--vcf FILE.vcf.gz]
     python -m bench.ingest_bench --single 1000000 --modes 1   # one sample, 1 M records
+    python -m bench.ingest_bench --split 300 --modes tiledbvcf,1,2   # per-sample files
 
 Each ingest is the real command (`python -m node ingest HOME --dataset ID ...`) in a fresh
 process, into a new dataset. Figures per mode: median wall time over `--runs`, CPU seconds
@@ -13,7 +14,11 @@ tree's RSS (sampled 5 times a second), and the ratio of the median wall time to 
 of `bcftools view -Ob` (run `--runs` times, interleaved with the ingests). The speed-up of
 N workers is against the 1-worker median of the same run. `--single N` ingests a
 one-sample VCF of N SNV records (GT:GQ:DP, seeded) instead of the cohort: the per-record
-cost (issue 18 item 1).
+cost (issue 18 item 1). `--split N` ingests N single-sample BCFs (`bcftools +split` of the
+first N samples of the 1000 Genomes chr22 test file in ../shared, 3,042 records each) in one
+command, beside `tiledbvcf store -t 2` of the same files (mode `tiledbvcf`, the real
+TileDB-VCF 0.40.2 of ../shared/tiledbvcf-bin) and `bcftools view -Ob` of each file in turn
+(issue 18 item 2).
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ from node.synth import generate_cohort
 __all__ = ["main"]
 
 SEED = 2026
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CHR22 = SHARED / "beacon-testdata/cnag-beacon2-cbi-tools/examples/test_1000G_hg38.vcf.gz"
+TILEDBVCF = SHARED / "tiledbvcf-bin/bin/tiledbvcf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +87,45 @@ def _sample(pid: int, peak: list[int], done: threading.Event) -> None:
         done.wait(0.2)
 
 
-def _ingest_args(home: Path, dataset: str, vcf: Path, mode: str) -> list[str]:
+def _ingest_args(home: Path, dataset: str, vcfs: list[Path], mode: str) -> list[str]:
     base = [sys.executable, "-m", "node", "ingest", str(home), "--dataset", dataset]
     if mode == "dask":
-        return [*base, "--dask", "local", "--workers", "2", str(vcf)]
-    return [*base, "--workers", mode, str(vcf)]
+        return [*base, "--dask", "local", "--workers", "2", *map(str, vcfs)]
+    return [*base, "--workers", mode, *map(str, vcfs)]
+
+
+def _split(work: Path, samples: int) -> list[Path]:
+    """Single-sample BCFs (indexed) of the first `samples` samples of the chr22 file."""
+    if not CHR22.is_file():
+        raise SystemExit(f"{CHR22} not present: --split needs ../shared")
+    folder = work / f"split{samples}"
+    if not folder.is_dir():
+        names = subprocess.run(["bcftools", "query", "-l", str(CHR22)], capture_output=True,
+                               text=True, check=True).stdout.split()[:samples]
+        listing = work / "samples.txt"
+        listing.write_text("".join(f"{n}\n" for n in names))
+        subset = work / "subset.bcf"
+        subprocess.run(["bcftools", "view", "-S", str(listing), "-Ob", "-o", str(subset),
+                        str(CHR22)], check=True)
+        folder.mkdir()
+        subprocess.run(["bcftools", "+split", "-Ob", "-o", str(folder), str(subset)],
+                       check=True)
+        for f in sorted(folder.glob("*.bcf")):
+            subprocess.run(["bcftools", "index", "-f", str(f)], check=True)
+    return sorted(folder.glob("*.bcf"))
+
+
+def _tiledbvcf_store(work: Path, vcfs: list[Path], i: int) -> Run:
+    """`tiledbvcf create` (untimed), then `tiledbvcf store -t 2` of the files (timed)."""
+    uri = work / f"tiledbvcf{i}"
+    shutil.rmtree(uri, ignore_errors=True)
+    subprocess.run([str(TILEDBVCF), "create", "-u", str(uri)], check=True,
+                   capture_output=True)
+    listing = work / "files.txt"
+    listing.write_text("".join(f"{f}\n" for f in vcfs))
+    run = _run([str(TILEDBVCF), "store", "-u", str(uri), "-t", "2", "-f", str(listing)])
+    shutil.rmtree(uri)
+    return run
 
 
 def _cohort(work: Path, samples: int, length: int) -> Path:
@@ -152,20 +194,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vcf", type=Path, help="an indexed VCF to ingest instead")
     parser.add_argument("--single", type=int, metavar="RECORDS",
                         help="ingest a one-sample VCF of RECORDS records instead")
+    parser.add_argument("--split", type=int, metavar="SAMPLES",
+                        help="ingest SAMPLES single-sample files of the chr22 test file")
     parser.add_argument("--work", type=Path)
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"# ingest on every core, {time.strftime('%Y-%m-%d %H:%M %Z')}; nproc "
           f"{os.cpu_count()}; python {sys.version.split()[0]}; work {work}")
-    if args.single:
-        vcf = _single(work, args.single)
+    if args.split:
+        vcfs = _split(work, args.split)
+        samples, records = len(vcfs), sum(_count(v)[1] for v in vcfs)
+        cells = records
+        print(f"input: {samples} single-sample files of {CHR22.name}, {records:,} records")
     else:
-        vcf = args.vcf or _cohort(work, args.samples, args.length)
-    samples, records = _count(vcf)
-    cells = samples * records
-    print(f"input {vcf.name}: {samples} samples x {records} records = {cells:,} cells; "
-          f"{records and cells // records} cells per record")
+        vcf = _single(work, args.single) if args.single else (
+            args.vcf or _cohort(work, args.samples, args.length))
+        vcfs = [vcf]
+        samples, records = _count(vcf)
+        cells = samples * records
+        print(f"input {vcf.name}: {samples} samples x {records} records = {cells:,} cells; "
+              f"{records and cells // records} cells per record")
     home = work / "home"
     subprocess.run([sys.executable, "-m", "node", "init", str(home), "--force"], check=True,
                    capture_output=True)
@@ -173,18 +222,30 @@ def main(argv: list[str] | None = None) -> None:
     timings: dict[str, list[Run]] = {m: [] for m in ["bcftools", *modes]}
     for i in range(args.runs):  # interleaved, so load changes touch every mode alike
         out = work / "out.bcf"
-        timings["bcftools"].append(_run(["bcftools", "view", "-Ob", "-o", str(out), str(vcf)]))
+        views = "; ".join(f"bcftools view -Ob -o {out} {v}" for v in vcfs)
+        timings["bcftools"].append(_run(["sh", "-c", views]))
         for mode in modes:
+            if mode == "tiledbvcf":
+                timings[mode].append(_tiledbvcf_store(work, vcfs, i))
+                continue
             dataset = f"d{mode}_{i}"
-            timings[mode].append(_run(_ingest_args(home, dataset, vcf, mode)))
+            timings[mode].append(_run(_ingest_args(home, dataset, vcfs, mode)))
             shutil.rmtree(home / "datasets" / dataset)
     base = statistics.median(r.wall for r in timings["bcftools"])
     print(f"{'bcftools':>10}: median {base:.2f} s (`bcftools view -Ob`, runs "
           f"{', '.join(f'{r.wall:.2f}' for r in timings['bcftools'])})")
     one = statistics.median(r.wall for r in timings["1"]) if "1" in timings else None
     for mode in modes:
-        name = {"1": "1 worker", "dask": "dask local"}.get(mode, f"{mode} workers")
-        print(_describe(name, timings[mode], cells, base, one if mode != "1" else None))
+        name = {"1": "1 worker", "dask": "dask local", "tiledbvcf": "tiledbvcf"}.get(
+            mode, f"{mode} workers")
+        speed = one if mode not in ("1", "tiledbvcf") else None
+        print(_describe(name, timings[mode], cells, base, speed))
+    if "tiledbvcf" in timings:
+        theirs = statistics.median(r.wall for r in timings["tiledbvcf"])
+        for mode in modes:
+            if mode != "tiledbvcf":
+                mine = statistics.median(r.wall for r in timings[mode])
+                print(f"{mode:>10}: {mine / theirs:.2f}x the time of `tiledbvcf store -t 2`")
 
 
 if __name__ == "__main__":
