@@ -158,7 +158,7 @@ class StatsCollector:
             self._add_aggregate(calls, contig, pos, end, ref, alts, samples, ref_block, ids)
             classes = genotype_classes(gt, (ref, *alts))
         if self._variant_stats:
-            self.variant_stats.add(contig, pos, end, ref, alts, gt, samples, calls)
+            self.variant_stats.add(contig, pos, end, ref, alts, gt, samples, calls, rows)
         self.allele_count.add(contig, pos, ref, alts, filters, classes)
         if self.sign > 0:
             self.sample_stats.add(samples, gt, ref, alts, fmt, calls=calls, rows=rows)

@@ -68,6 +68,7 @@ class _Record:
     nr: int  # the "nr" code when the record is a <NON_REF> block (version 3), else -1
     gt: np.ndarray  # input order: allele index, -1 missing, -2 no allele
     calls: Calls | None  # of `gt`, when the caller has it
+    rows: list[list[int]] | None = None  # `gt` rows without the -2s, for a few samples
 
 
 class VariantStatsRows:
@@ -81,6 +82,8 @@ class VariantStatsRows:
         self._names: list[bytes] = []
         self._groups: dict[tuple[str, ...], _Group] = {}
         self._alleles: dict[str, int] = {}
+        # (REF, ALTs) -> allele key codes and the "nr" code (the same few pairs recur)
+        self._codes: dict[tuple[str, tuple[str, ...]], tuple[list[int], int]] = {}
         self._position: tuple[_Group, str, int] | None = None
         self._records: list[_Record] = []
         self._reset()
@@ -118,9 +121,10 @@ class VariantStatsRows:
         gt: np.ndarray,
         samples: Sequence[str],
         calls: Calls | None = None,
+        rows: list[list[int]] | None = None,
     ) -> None:
         """One record of `samples` (`gt` rows: allele index, -1 missing, -2 no allele;
-        `calls`: `Calls(gt)`, when the caller has it)."""
+        `calls`: `Calls(gt)`, when the caller has it; `rows`: the rows without -2s)."""
         group = self.group(samples)
         position = (group, contig, pos)
         if self._position is None or self._position[0] is not group or (
@@ -128,13 +132,21 @@ class VariantStatsRows:
         ):
             self._finish_position()
             self._position = position
-        if self.version >= 3:
-            keys = [normalise_stats_allele(ref, a) for a in alts]
-            nr = self._code("nr") if len(alts) == 1 and alts[0] == NON_REF else -1
-        else:
-            keys, nr = [f"{ref},{a}" for a in alts], -1
-        codes = [self._code("ref"), *map(self._code, keys)]
-        self._records.append(_Record(end, end - pos + 1, codes, nr, gt, calls))
+        alts = alts if isinstance(alts, tuple) else tuple(alts)
+        found = self._codes.get((ref, alts))
+        if found is None:
+            if len(self._codes) > 100_000:
+                self._codes.clear()
+            if self.version >= 3:
+                keys = [normalise_stats_allele(ref, a) for a in alts]
+                nr = self._code("nr") if len(alts) == 1 and alts[0] == NON_REF else -1
+            else:
+                keys, nr = [f"{ref},{a}" for a in alts], -1
+            found = self._codes[(ref, alts)] = (
+                [self._code("ref"), *map(self._code, keys)], nr
+            )
+        codes, nr = found
+        self._records.append(_Record(end, end - pos + 1, codes, nr, gt, calls, rows))
 
     def _finish_position(self) -> None:
         if self._position is None or not self._records:
@@ -147,11 +159,13 @@ class VariantStatsRows:
             self._position_rows(group, contig, pos, records)
 
     def _one_record_small(self, group: _Group, contig: str, pos: int, rec: _Record) -> None:
-        rows = rec.gt.tolist()
+        rows = rec.rows if rec.rows is not None else [
+            [a for a in row if a != -2] for row in rec.gt.tolist()
+        ]
         running = max(self.max_length, rec.length)
         small, count = self._small, 0
         for i in group.order_list:
-            row = [a for a in rows[i] if a != -2]
+            row = rows[i]
             called = [a for a in row if a >= 0]
             if not called:
                 continue
