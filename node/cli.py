@@ -73,6 +73,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     _require_home(args.dir)
     uri = settings.dataset_uri(args.dataset)
     config = settings.tiledb_config
+    runner = _runner(args)
+    mb = args.memory_budget_mb
+    budget_mb = _memory_budget(settings.ingest.memory_budget_mb if mb is None else mb, runner)
     lock = LockOptions(
         wait_s=args.wait,
         label=args.dataset,
@@ -99,7 +102,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             threads=args.threads,
             progress=sys.stderr.isatty(),
             lock=lock,
-            runner=_runner(args),
+            runner=runner,
+            memory_budget_mb=budget_mb,
         )
     finally:
         store.close()
@@ -124,6 +128,14 @@ def _runner(args: argparse.Namespace) -> TaskRunner | None:
     return None
 
 
+def _memory_budget(mb: int, runner: TaskRunner | None) -> int:
+    """`mb`, checked before anything is written: an ingest's processes can keep to it."""
+    from node.store.ingest.memory_budget import MemoryBudget
+
+    local = runner is not None and runner.shares_machine
+    return MemoryBudget.of(mb, workers=runner.workers if runner is not None and local else 1).mb
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from node.store.dataset.writer_lock import LockOptions
     from node.store.ingest.aggregate_build import aggregate_status, build_aggregate
@@ -134,7 +146,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     config = settings.tiledb_config
     status = aggregate_status(uri, tiledb_config=config)
     lock = LockOptions(wait_s=args.wait, label=args.dataset, lock_dir=settings.home / "locks")
-    summary = build_aggregate(uri, tiledb_config=config, lock=lock)
+    summary = build_aggregate(
+        uri, tiledb_config=config, lock=lock, memory_budget_mb=settings.ingest.memory_budget_mb
+    )
     if not summary.samples:
         print(f"dataset {args.dataset}: fednode aggregate is up to date ({status})")
         return 0
@@ -356,6 +370,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="run the partitioned ingest on a Dask cluster: a scheduler address "
         "(tcp://HOST:8786) or 'local'; workers need the input files at the same paths",
+    )
+    p.add_argument(
+        "--memory-budget-mb",
+        type=int,
+        metavar="MB",
+        help="peak memory (RSS, MiB) of the ingest, its --workers processes included "
+        "(default: [ingest] memory_budget_mb, 500); at least 200 per process",
     )
     p.add_argument(
         "--wait",

@@ -38,6 +38,7 @@ __all__ = [
     "DatasetGrantSettings",
     "DatasetSettings",
     "HtsgetSettings",
+    "IngestSettings",
     "IssuerSettings",
     "OidcSettings",
     "PeerCoordinatorSettings",
@@ -109,6 +110,16 @@ class DatasetSettings(_Section):
             SecurityLevel.CONTROLLED: Granularity.RECORD,
         }
     )
+
+
+class IngestSettings(_Section):
+    """`fednode ingest` (and `fednode index`)."""
+
+    memory_budget_mb: int = Field(default=500, gt=0, description=(
+        "peak memory (RSS, MiB) of an ingest: its process, or with --workers the command "
+        "and its worker processes together (each task on a remote Dask cluster gets all "
+        "of it); at least 200 per process. `fednode ingest --memory-budget-mb` overrides "
+        "it"))
 
 
 class NodeInfo(_Section):
@@ -400,6 +411,7 @@ class Settings(BaseSettings):
     node: NodeInfo = NodeInfo()
     server: ServerSettings = ServerSettings()
     datasets: dict[str, DatasetSettings] = Field(default_factory=dict)
+    ingest: IngestSettings = IngestSettings()
     # Assembly id -> BED of gene coordinates (chrom, start, end, name), relative to home:
     # Beacon geneId queries use it besides the VCF's own CSQ/ANN annotations.
     gene_beds: dict[str, str] = Field(default_factory=dict)

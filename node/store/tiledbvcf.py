@@ -58,6 +58,7 @@ from node.store.ingest.ingest_checks import check_assembly, check_samples
 from node.store.ingest.ingest_parallel import TaskRunner, run_partitioned
 from node.store.ingest.ingest_tasks import TaskSpec, plan_tasks
 from node.store.ingest.ingest_writer import IngestWriter
+from node.store.ingest.memory_budget import DEFAULT_MB, MemoryBudget
 from node.store.ingest.vcfio import RecordReader, VcfInput
 from node.store.read.aggregate_index import ContigIndex, build_contig_index
 from node.store.read.batch import GenotypeBatch
@@ -394,10 +395,16 @@ class TileDBVCFStore:
         progress: bool = False,
         lock: LockOptions | None = None,
         runner: TaskRunner | None = None,
+        memory_budget_mb: int = DEFAULT_MB,
     ) -> IngestSummary:
         """Ingest `paths` atomically, holding the dataset's writer lock (`lock`: how long
         to wait for it). `runner`: run the work as partitioned tasks (worker processes, a
-        Dask cluster; see `ingest_tasks`), committed here once all succeeded."""
+        Dask cluster; see `ingest_tasks`), committed here once all succeeded.
+        `memory_budget_mb`: the peak RSS of this process, and of the runner's processes
+        together when they run on this machine (`memory_budget`)."""
+        local = runner is not None and runner.shares_machine
+        workers = runner.workers if runner is not None and local else 1
+        budget = MemoryBudget.of(memory_budget_mb, workers=workers)
         options = lock or LockOptions()
         with self._ingest_lock, options.hold(self.uri):
             self._recover()
@@ -408,10 +415,11 @@ class TileDBVCFStore:
                 inputs, assembly, self._state.assembly, empty=not self._state.samples
             )
             t_delete = self._begin()
-            ctx = _ctx({**self._config, **_thread_config(threads)})
+            mine = budget.coordinator() if local else budget
+            ctx = _ctx({**mine.tiledb_config(), **self._config, **_thread_config(threads)})
             bar = progress and sys.stderr.isatty()
             staging = stage(self.uri, self._ctx, t_delete + 1)
-            plan = _Plan(inputs, replaced, t_delete, threads, runner)
+            plan = _Plan(inputs, replaced, t_delete, threads, runner, budget, mine)
             writer, parts, records = self._write(plan, staging, ctx, bar)
             self._commit(writer.timestamp, writer, added, dataset_assembly, staging, parts)
         return IngestSummary(len(inputs), tuple(added), tuple(replaced), records, dataset_assembly)
@@ -432,10 +440,11 @@ class TileDBVCFStore:
             progress=bar,
             genotypes=self._state.genotypes,
             group_timestamp=t_write,
+            limits=plan.mine.limits(samples=_fewest_samples(plan)),
         )
         try:
             if plan.replaced:
-                self._remove_samples(writer, plan.replaced, staging, ctx, plan.t_delete)
+                self._remove_samples(writer, plan, staging, ctx)
             if plan.runner is None:
                 parts, records = [], sum(writer.add_file(inp) for inp in plan.inputs)
             else:
@@ -462,13 +471,17 @@ class TileDBVCFStore:
         return writer, parts, records
 
     def _specs(self, plan: _Plan, staging: Staging, t_write: int) -> list[TaskSpec]:
-        assert plan.runner is not None
+        runner = plan.runner
+        assert runner is not None
+        # Worker processes of this machine share the budget; a remote cluster's each hold it.
+        task = plan.budget.for_workers(runner.workers) if runner.shares_machine else plan.budget
         return plan_tasks(
             plan.inputs,
-            workers=plan.runner.workers,
+            workers=runner.workers,
             dataset=self.uri,
             staging=staging.root,
-            config={**self._config, **_thread_config(plan.threads)},
+            config={**task.tiledb_config(), **self._config, **_thread_config(plan.threads)},
+            memory_budget_mb=task.mb,
             t_write=t_write,
             aggregate=self._state.aggregate,
             genotypes=self._state.genotypes,
@@ -504,17 +517,14 @@ class TileDBVCFStore:
         return max(_now_ms(), self._state.committed + 1, latest + 1)
 
     def _remove_samples(
-        self,
-        writer: IngestWriter,
-        samples: Sequence[str],
-        staging: Staging,
-        ctx: tiledb.Ctx,
-        t_delete: int,
+        self, writer: IngestWriter, plan: _Plan, staging: Staging, ctx: tiledb.Ctx
     ) -> None:
-        """Negate the samples' statistics rows, then delete their cells (at `t_delete`,
-        staged like the ingest's fragments)."""
+        """Negate the replaced samples' statistics rows, then delete their cells (at
+        `plan.t_delete`, staged like the ingest's fragments)."""
+        samples, t_delete = plan.replaced, plan.t_delete
+        reads = {**plan.mine.tiledb_config(), **self._config}  # the settings' own win
         with self._lock:
-            reader = RecordReader(self._array(layout.DATA), self._headers())
+            reader = RecordReader(self._array(layout.DATA, read_config=reads), self._headers())
             for sample in samples:
                 for source in self._state.contigs:
                     writer.negate(reader.sample_cells(source, sample, lock=None))
@@ -567,6 +577,15 @@ class _Plan:
     t_delete: int
     threads: int
     runner: TaskRunner | None
+    budget: MemoryBudget  # the whole ingest's
+    mine: MemoryBudget  # this process's
+
+
+def _fewest_samples(plan: _Plan) -> int:
+    """Samples per record of the input with fewest (1 when replaced samples' statistics
+    are negated: one sample at a time), for `MemoryBudget.limits`."""
+    fewest = min((len(inp.samples) for inp in plan.inputs), default=1)
+    return min(fewest, 1) if plan.replaced else fewest
 
 
 def _thread_config(threads: int) -> dict[str, str]:

@@ -50,6 +50,7 @@ from node.store.dataset.dataset_state import (
 )
 from node.store.dataset.writer_lock import LockOptions
 from node.store.ingest.genotype_packing import GenotypeCells, Groups
+from node.store.ingest.memory_budget import DEFAULT_MB, MemoryBudget
 from node.store.read.records import BatchReader, RecordCells
 from node.store.read.variant_scan import AggregateRows
 
@@ -60,7 +61,7 @@ Status = Literal["foreign", "missing", "stale", "current"]
 FEDNODE_ARRAYS = (layout.FEDNODE_STATS, layout.FEDNODE_COVERAGE, layout.FEDNODE_GENOTYPES)
 GROUP_SIZE = 4  # samples a fednode_genotypes group must average for the array to be built
 _POS_MAX = 2**32 - 2
-_FLUSH_ROWS = 500_000  # aggregate rows held before a write
+_FLUSH_ROWS = 500_000  # aggregate rows held before a write (at most: `MemoryBudget`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,17 +104,24 @@ def build_aggregate(
     *,
     tiledb_config: Mapping[str, str] | None = None,
     lock: LockOptions | None = None,
+    memory_budget_mb: int = DEFAULT_MB,
 ) -> AggregateSummary:
     """Build (or bring up to date) the fednode arrays of the dataset at `uri`, atomically,
-    holding the dataset's writer lock (an ingest's; `lock`: how long to wait for it)."""
+    holding the dataset's writer lock (an ingest's; `lock`: how long to wait for it).
+    `memory_budget_mb` sets its write thresholds as an ingest's (`memory_budget`); the
+    reads of `data` keep their own windows (`data_scan`)."""
+    budget = MemoryBudget.of(memory_budget_mb)
     with (lock or LockOptions()).hold(uri):
-        return _build(uri, tiledb_config)
+        return _build(uri, {**budget.tiledb_config(), **(tiledb_config or {})}, budget)
 
 
-def _build(uri: str, tiledb_config: Mapping[str, str] | None) -> AggregateSummary:
+def _build(
+    uri: str, tiledb_config: Mapping[str, str] | None, budget: MemoryBudget
+) -> AggregateSummary:
     started = time.perf_counter()
     ctx = _context(uri, tiledb_config)
     plan = _plan(uri, ctx)
+    limits = budget.limits(samples=len(plan.samples))
     if not plan.samples:
         return AggregateSummary((), 0, 0, plan.state.genotypes, time.perf_counter() - started)
     committed = plan.state.committed
@@ -122,9 +130,9 @@ def _build(uri: str, tiledb_config: Mapping[str, str] | None) -> AggregateSummar
         raise Conflict(f"{uri}: fednode arrays hold rows its state does not account for")
     t = max(int(time.time() * 1000), latest_timestamp(uri, ctx) + 1, (committed or 0) + 1)
     try:
-        writer = _Writer(uri, ctx, t)
+        writer = _Writer(uri, ctx, t, flush_bytes=limits.flush_bytes)
         with _ReadArrays(uri, ctx, t - 1) as reader:
-            cells, groups = _aggregate(reader, plan, writer)
+            cells, groups = _aggregate(reader, plan, writer, min(_FLUSH_ROWS, limits.flush_rows))
             wanted = plan.state.genotypes if not plan.full else groups.worth(GROUP_SIZE)
             if wanted:
                 writer.prepare_groups(groups)
@@ -145,7 +153,9 @@ def _context(uri: str, config: Mapping[str, str] | None) -> tiledb.Ctx:
     return tiledb.Ctx(dict(config or {}))
 
 
-def _aggregate(reader: BatchReader, plan: _Plan, writer: _Writer) -> tuple[int, Groups]:
+def _aggregate(
+    reader: BatchReader, plan: _Plan, writer: _Writer, flush_rows: int
+) -> tuple[int, Groups]:
     """Pass 1: the aggregate rows (written as they come) and the samples' groups."""
     rows = AggregateRows()
     groups = Groups(plan.samples)
@@ -154,7 +164,7 @@ def _aggregate(reader: BatchReader, plan: _Plan, writer: _Writer) -> tuple[int, 
         rows.add(chunk.batch)
         groups.add(chunk)
         cells += chunk.block.n
-        if rows.pending() >= _FLUSH_ROWS:
+        if rows.pending() >= flush_rows:
             writer.aggregate(rows)
     writer.aggregate(rows)
     return cells, groups
@@ -186,12 +196,12 @@ class _ReadArrays:
 class _Writer:
     """The build's fragments and metadata, all at timestamp `t`."""
 
-    def __init__(self, uri: str, ctx: tiledb.Ctx, t: int) -> None:
+    def __init__(self, uri: str, ctx: tiledb.Ctx, t: int, *, flush_bytes: int) -> None:
         self.uri, self.ctx, self.t = uri, ctx, t
         self.wrote_coverage = False
         self.max_length = 0
         self._groups: dict[str, str] = {}
-        self._cells = GenotypeCells()
+        self._cells = GenotypeCells(flush_bytes=flush_bytes)
         with tiledb.open(f"{uri}/{layout.DATA}", ctx=ctx) as data:
             self.gap = int(data.meta.get("anchor_gap", layout.ANCHOR_GAP))
         _ensure_arrays(uri, ctx, t, self.gap)

@@ -34,7 +34,7 @@ __all__ = ["GenotypeCells", "Groups"]
 
 _MAX_GROUPS = 1 << 16  # the low bits of a group key (`genotype_rows`)
 _NO_FIELDS = struct.pack("<I", 0)
-_FLUSH_BYTES = 64 << 20
+_FLUSH_BYTES = 64 << 20  # buffered cells' bytes before a write (at most: `MemoryBudget`)
 
 
 class Groups:
@@ -110,15 +110,16 @@ class Groups:
 class GenotypeCells:
     """Buffered `fednode_genotypes` cells; `columns()` hands them over for one write."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, flush_bytes: int = _FLUSH_BYTES) -> None:
         self._rows: list[tuple[object, ...]] = []
         self.bytes = 0
+        self._flush_bytes = min(_FLUSH_BYTES, flush_bytes)
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def full(self) -> bool:
-        return self.bytes >= _FLUSH_BYTES
+        return self.bytes >= self._flush_bytes
 
     def add(
         self, site: tuple[object, ...], group: int, shape: int, gt: bytes, phased: bytes,

@@ -41,9 +41,12 @@ class WorkerLost(IngestError):
 
 
 class TaskRunner(Protocol):
-    """Runs every task and returns their results in the order given, or raises."""
+    """Runs every task and returns their results in the order given, or raises.
+    `shares_machine`: its processes run on this machine (they split the ingest's memory
+    budget; a remote cluster's each hold all of it)."""
 
     workers: int
+    shares_machine: bool
 
     def run(self, specs: Sequence[TaskSpec]) -> list[TaskResult]: ...
 
@@ -51,6 +54,8 @@ class TaskRunner(Protocol):
 class ProcessRunner:
     """`workers` processes of this machine (spawned: TileDB's threads do not survive a
     fork), each running tasks one after another."""
+
+    shares_machine = True
 
     def __init__(self, workers: int, *, task: Callable[[TaskSpec], TaskResult] = run_task):
         self.workers = workers
@@ -83,6 +88,7 @@ class DaskRunner:
     def __init__(self, address: str, *, workers: int = 2) -> None:
         self.address = address
         self.workers = workers
+        self.shares_machine = address == "local"
 
     def run(self, specs: Sequence[TaskSpec]) -> list[TaskResult]:
         from distributed import Client, KilledWorker

@@ -29,6 +29,7 @@ from node.errors import NodeError
 from node.reads.index import parse_index
 from node.store.dataset.dataset_state import Staging, stage_part
 from node.store.ingest.ingest_writer import IngestWriter, Outcome
+from node.store.ingest.memory_budget import DEFAULT_MB, MemoryBudget
 from node.store.ingest.vcfio import Region, VcfInput
 
 __all__ = ["TaskResult", "TaskSpec", "plan_tasks", "run_task"]
@@ -50,6 +51,7 @@ class TaskSpec:
     aggregate: bool
     genotypes: bool
     threads: int = 1
+    memory_budget_mb: int = DEFAULT_MB  # this task's process (`MemoryBudget.for_workers`)
 
     def describe(self) -> str:
         if self.region is None:
@@ -76,6 +78,7 @@ def plan_tasks(
     aggregate: bool,
     genotypes: bool,
     threads: int = 1,
+    memory_budget_mb: int = DEFAULT_MB,
 ) -> list[TaskSpec]:
     """Tasks for `workers`: every input split by contig, and contigs into regions of about
     equal compressed size (from the index's bins), when the input is indexed; else the
@@ -104,6 +107,7 @@ def plan_tasks(
                     aggregate,
                     genotypes,
                     threads,
+                    memory_budget_mb,
                 )
             )
     return specs
@@ -172,6 +176,7 @@ def run_task(spec: TaskSpec) -> TaskResult:
     """Ingest the task's records into a new staging part (run in a worker process)."""
     ctx = tiledb.Ctx(dict(spec.config))
     part = stage_part(Staging(spec.dataset, spec.staging), ctx, uuid.uuid4().hex)
+    inp = VcfInput(Path(spec.path), threads=spec.threads)
     writer = IngestWriter(
         spec.dataset,
         ctx,
@@ -181,9 +186,9 @@ def run_task(spec: TaskSpec) -> TaskResult:
         progress=False,
         genotypes=spec.genotypes,
         group_timestamp=spec.base,
+        limits=MemoryBudget(spec.memory_budget_mb).limits(samples=len(inp.samples)),
     )
     try:
-        inp = VcfInput(Path(spec.path), threads=spec.threads)
         records = writer.add_file(inp, region=spec.region, index=spec.index)
         writer.write_fragments()
     finally:

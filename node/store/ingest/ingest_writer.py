@@ -41,6 +41,7 @@ from node.store.dataset.write_buffers import VarChunk
 from node.store.ingest import stats
 from node.store.ingest.genotype_rows import GenotypeRows
 from node.store.ingest.global_order import FragmentStream, sorted_columns
+from node.store.ingest.memory_budget import BufferLimits
 from node.store.ingest.sample_stats_rows import merge_sample_stats, write_sample_stats
 from node.store.ingest.vcfio import ParsedRecord, Region, StoredCall, VcfInput
 from node.store.ingest.vs_rows import RowBatch, gather_text
@@ -70,12 +71,14 @@ class Outcome:
 class IngestWriter:
     """Buffers cells and statistics rows; writes fragments at the ingest's timestamp.
 
-    Memory is bounded by the flush thresholds, not by the input size.
+    Memory is bounded by the flush thresholds, not by the input size: `limits` (from the
+    ingest's memory budget, `memory_budget.MemoryBudget.limits`) sets them for this
+    writer, each at most the class constant below (larger batches write no faster).
     """
 
     FLUSH_BYTES = 64 << 20
     FLUSH_ROWS = 400_000
-    FLUSH_KEYS = 250_000  # aggregate keys held in memory (~500 bytes each)
+    FLUSH_KEYS = 250_000  # aggregate keys held in memory (~700 bytes each at the peak)
     CHUNK_OVERHEAD = 1024  # Python objects per buffered record, counted against FLUSH_BYTES
 
     def __init__(
@@ -89,9 +92,16 @@ class IngestWriter:
         progress: bool,
         genotypes: bool = False,
         group_timestamp: int | None = None,
+        limits: BufferLimits | None = None,
     ) -> None:
         """`group_timestamp`: the ingest's base timestamp, which names its genotype groups
-        (a partitioned ingest's tasks write at timestamps after it, see ingest_tasks)."""
+        (a partitioned ingest's tasks write at timestamps after it, see ingest_tasks).
+        `limits`: the buffer thresholds of the ingest's memory budget (None: the class's)."""
+        if limits is not None:
+            self.FLUSH_BYTES = min(self.FLUSH_BYTES, limits.flush_bytes)
+            self.FLUSH_ROWS = min(self.FLUSH_ROWS, limits.flush_rows)
+            self.FLUSH_KEYS = min(self.FLUSH_KEYS, limits.flush_keys)
+        depth = 2 if limits is None else limits.queue_depth
         self.uri, self.ctx, self.timestamp, self.aggregate = uri, ctx, timestamp, aggregate
         self.staging = staging  # where fragments are written (read from `uri`)
         self.packed = GenotypeRows(group_timestamp or timestamp) if genotypes else None
@@ -122,8 +132,8 @@ class IngestWriter:
         # Two writer threads: `data` and `fednode_genotypes` on one, the statistics arrays
         # on the other. Each array's fragments keep their order (one thread per array),
         # and TileDB writes two arrays at once on two cores.
-        self.writes = WriteQueue(name="ingest-data")
-        self.stats_writes = WriteQueue(name="ingest-stats")
+        self.writes = WriteQueue(depth=depth, name="ingest-data")
+        self.stats_writes = WriteQueue(depth=depth, name="ingest-stats")
         self.position: tuple[str, int | None] = (uri, None)  # input and line being written
         self.bar = tqdm(desc="ingest", unit=" variants", disable=not progress, file=sys.stderr)
 

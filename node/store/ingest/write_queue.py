@@ -1,8 +1,10 @@
 """One background thread that runs an ingest's TileDB writes while the input is parsed.
 
 TileDB releases the GIL while it filters (zstd, SHA-256) and writes tiles, so on two cores
-parsing the next batch overlaps writing the last. The queue holds at most `depth` jobs
-waiting, which bounds the batches in memory at `depth` + 2 (filling, waiting, writing).
+parsing the next batch overlaps writing the last. At most `depth` jobs are in flight
+(waiting or running): with the batch being filled, `depth` + 1 batches are in memory.
+`depth` 1 still overlaps parsing with writing; 2 also lets a slow write and a slow batch
+even out, at the memory of one more batch (`memory_budget` picks it).
 A job's exception is raised in the ingest thread by the next `submit` or by `join`;
 `abort` lets the running job finish, drops the waiting ones and returns only when the
 thread has stopped, so no fragment is written after the caller cleans up.
@@ -20,9 +22,12 @@ Job = Callable[[], None]
 
 
 class WriteQueue:
-    def __init__(self, *, depth: int = 1, name: str = "ingest-writer") -> None:
+    def __init__(self, *, depth: int = 2, name: str = "ingest-writer") -> None:
+        if depth < 1:
+            raise ValueError(f"WriteQueue depth {depth}: at least one job must be in flight")
         self._name = name
-        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=depth)
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._slots = threading.BoundedSemaphore(depth)  # one per job in flight
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -32,12 +37,9 @@ class WriteQueue:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
-        while True:
-            try:
-                self._jobs.put(job, timeout=0.1)
-                return
-            except queue.Full:
-                self._raise()  # the writer failed: it takes no more jobs
+        while not self._slots.acquire(timeout=0.1):
+            self._raise()  # the writer failed: it takes no more jobs
+        self._jobs.put(job)
 
     def join(self) -> None:
         """Wait for every submitted job; raise the first job error."""
@@ -53,12 +55,7 @@ class WriteQueue:
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        while thread.is_alive():
-            try:
-                self._jobs.put(None, timeout=0.1)
-                break
-            except queue.Full:
-                continue
+        self._jobs.put(None)  # after every job submitted: they run (or are dropped) first
         thread.join()
 
     def _run(self) -> None:
@@ -66,12 +63,15 @@ class WriteQueue:
             job = self._jobs.get()
             if job is None:
                 return
-            if self._stop.is_set() or self._error is not None:
-                continue  # drain without running: the ingest is failing
             try:
+                if self._stop.is_set() or self._error is not None:
+                    continue  # drain without running: the ingest is failing
                 job()
             except BaseException as exc:  # re-raised in the ingest thread
                 self._error = exc
+            finally:
+                del job  # its batch is freed before the next submit may start one
+                self._slots.release()
 
     def _raise(self) -> None:
         if self._error is not None:

@@ -1,0 +1,143 @@
+"""An ingest's memory budget (`[ingest] memory_budget_mb`, `fednode ingest
+--memory-budget-mb`): the most a process of the ingest may hold at its peak (RSS).
+
+Nothing is measured while the ingest runs: the budget is turned into the thresholds at
+which buffers are written out (`BufferLimits`), the depth of the write queues and the
+TileDB memory settings, from what each buffered unit was measured to cost at the peak
+(`bench/ingest_bench.py --budget`; tests/store/test_memory_budget.py checks the result in
+a child process). What the process costs before it buffers anything (Python, numpy,
+tiledb, cyvcf2, a TileDB context, thread stacks: about 70 MiB measured) is taken off
+first, so a budget below `MIN_PROCESS_MB` is refused rather than silently exceeded.
+
+A partitioned ingest splits the budget (`for_workers`): the coordinating process keeps
+`COORDINATOR_MB` (it only waits and merges outcomes while the workers run) and each worker
+process gets an equal share of the rest; on a remote Dask cluster every task gets the
+whole budget (its worker's machine, not this one, holds it).
+
+Thresholds never exceed `IngestWriter`'s class constants (larger batches write no
+faster); a budget large enough to reach them ingests as fednode did before budgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from node.errors import InvalidInput
+
+__all__ = [
+    "COORDINATOR_MB",
+    "DEFAULT_MB",
+    "MIN_PROCESS_MB",
+    "BufferLimits",
+    "MemoryBudget",
+]
+
+MIB = 1 << 20
+DEFAULT_MB = 500  # issue 18: any input and sample count within 500 MB
+FLOOR_MB = 100  # fixed cost of an ingest process: 65-80 MiB measured, and allocator slack
+MIN_PROCESS_MB = 200  # below it write batches get so small that fragments multiply
+COORDINATOR_MB = 100  # a partitioned ingest's coordinator while its workers run
+_QUEUE_DEPTH_2_MB = 1000  # from this budget one more batch may wait for the writer
+
+# Peak bytes held per unit of each threshold, measured on the 2,504-sample cohort and the
+# one-sample 1 M-record VCF (the larger of the two, rounded up):
+# - per byte of FLUSH_BYTES: the batch being filled, the packed genotypes (same
+#   threshold), the batch in flight as chunks, as columns and as the text columns' gather
+#   index (8 bytes per text byte), and TileDB's copy while it writes;
+_DATA_COST = 9
+_DATA_COST_PER_WAITING = 2  # one more batch waiting for the writer (chunks only)
+# - per pending statistics row: numpy chunks, the columns built on the writer thread and
+#   TileDB's sort of an unordered write;
+_ROW_COST = 250
+# - per aggregate key: dict entry, key tuple, counts array, `key_info`, the row lists.
+_KEY_COST = 700
+_DATA_SHARE = 0.5  # of what the fixed cost leaves; the statistics get the rest
+_KEY_SHARE = 0.4  # of the statistics' share: the aggregate keys held between rows flushes
+
+_MIN_FLUSH_BYTES = 1 * MIB
+_MIN_FLUSH_ROWS = 10_000
+_MIN_FLUSH_KEYS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class BufferLimits:
+    """Buffer thresholds of one `IngestWriter` (each capped by its class constant)."""
+
+    flush_bytes: int  # buffered `data` cells, and packed genotypes (bytes as counted)
+    flush_rows: int  # pending statistics rows
+    flush_keys: int  # aggregate keys written at a rows flush once this many are held
+    queue_depth: int  # write jobs in flight per writer thread
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryBudget:
+    """The peak RSS one ingest process may reach, in MiB (`of` checks it)."""
+
+    mb: int
+
+    @classmethod
+    def of(cls, mb: int, *, workers: int = 1) -> MemoryBudget:
+        """A budget for an ingest of `workers` processes (1: this one only), or an
+        `InvalidInput` saying why it cannot be met."""
+        budget = cls(mb)
+        if mb < MIN_PROCESS_MB:
+            raise InvalidInput(
+                f"memory budget {mb} MB: an ingest process needs at least {MIN_PROCESS_MB} MB "
+                f"(about {FLOOR_MB} MB before it buffers anything: Python, numpy, TileDB, "
+                f"cyvcf2); raise --memory-budget-mb or [ingest] memory_budget_mb"
+            )
+        if workers > 1:
+            budget.for_workers(workers)
+        return budget
+
+    def for_workers(self, workers: int) -> MemoryBudget:
+        """Each worker process's share when `workers` of them run beside the coordinator."""
+        share = (self.mb - COORDINATOR_MB) // max(1, workers)
+        if share < MIN_PROCESS_MB:
+            least = COORDINATOR_MB + workers * MIN_PROCESS_MB
+            raise InvalidInput(
+                f"memory budget {self.mb} MB for {workers} worker processes: each would get "
+                f"{max(share, 0)} MB, below the {MIN_PROCESS_MB} MB an ingest process needs; "
+                f"use at least {least} MB or fewer workers"
+            )
+        return MemoryBudget(share)
+
+    def coordinator(self) -> MemoryBudget:
+        """The coordinator's share while workers run (its own writer's thresholds)."""
+        return MemoryBudget(min(self.mb, COORDINATOR_MB))
+
+    def limits(self, *, samples: int) -> BufferLimits:
+        """Thresholds for inputs of at least `samples` samples per record (1 when samples'
+        stored statistics are negated: their rows come one sample at a time).
+
+        Aggregate keys are written only when a rows flush finds `flush_keys` of them, so
+        between two rows flushes the keys grow by up to one per row when a record has
+        one sample (its site and allele keys against its 1-3 rows), by about
+        2 / (samples + 1) per row in general: the rows threshold leaves room for them.
+        """
+        free = max(0, self.mb - FLOOR_MB) * MIB
+        depth = 2 if self.mb >= _QUEUE_DEPTH_2_MB else 1
+        data_cost = _DATA_COST + (depth - 1) * _DATA_COST_PER_WAITING
+        stats = free * (1 - _DATA_SHARE)
+        keys_per_row = min(1.0, 2 / (max(samples, 0) + 1))
+        return BufferLimits(
+            flush_bytes=max(_MIN_FLUSH_BYTES, int(free * _DATA_SHARE / data_cost)),
+            flush_rows=max(
+                _MIN_FLUSH_ROWS,
+                int(stats * (1 - _KEY_SHARE) / (_ROW_COST + _KEY_COST * keys_per_row)),
+            ),
+            flush_keys=max(_MIN_FLUSH_KEYS, int(stats * _KEY_SHARE / _KEY_COST)),
+            queue_depth=depth,
+        )
+
+    def tiledb_config(self) -> dict[str, str]:
+        """TileDB memory settings of the ingest's reads (the stored cells of replaced
+        samples, array metadata): within a quarter of what the fixed cost leaves, and never
+        below what one tile of a large fragment needs. TileDB's writers hold what they are
+        given, which `limits` bounds."""
+        free = max(0, self.mb - FLOOR_MB) * MIB
+        return {
+            "sm.mem.total_budget": str(max(64 * MIB, free // 4)),
+            # tiledb-py's first read buffer per attribute (a `data` read has 12 and offsets)
+            "py.init_buffer_bytes": str(min(10 * MIB, max(1 * MIB, free // 64))),
+        }

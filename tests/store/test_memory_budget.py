@@ -1,0 +1,199 @@
+"""The ingest's memory budget (issue 18 item 3): `fednode ingest --memory-budget-mb` keeps
+the command's peak RSS under the budget, as the kernel measures it (`wait4`'s ru_maxrss
+of the child process), on inputs that exceed it when the buffers are as large as
+`IngestWriter` allows; the dataset is the same cell for cell. Plus the budget's rules:
+the floor, the split between worker processes, the setting and the write queue's depth.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from bench.ingest_bench import _single
+from node.config import Settings
+from node.errors import InvalidInput
+from node.store.ingest.ingest_tasks import TaskResult, TaskSpec, run_task
+from node.store.ingest.ingest_writer import IngestWriter
+from node.store.ingest.memory_budget import (
+    COORDINATOR_MB,
+    DEFAULT_MB,
+    MIN_PROCESS_MB,
+    MemoryBudget,
+)
+from node.store.ingest.write_queue import WriteQueue
+from node.store.tiledbvcf import TileDBVCFStore
+from node.synth import generate_cohort
+from tests.store.dataset_cells import dataset_cells
+
+SMALL = 200  # MiB: the smallest budget an ingest process accepts
+UNBOUNDED = 4000  # every threshold at IngestWriter's class constant
+
+
+# Linux counts in a child's ru_maxrss the pages of its parent it ran in before exec
+# (even when vforked), so a large test process would be measured with the ingest: a small
+# launcher process starts the command and reports its peak from `wait4`.
+_LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+proc.returncode = os.waitstatus_to_exitcode(status)
+print(proc.returncode, usage.ru_maxrss)
+"""
+
+
+def _fednode(*args: str | Path, env: dict[str, str] | None = None) -> tuple[int, str, int]:
+    """Exit status, stderr and peak RSS (MiB) of `fednode ARGS` in a child process."""
+    command = [sys.executable, "-m", "node", *map(str, args)]
+    done = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, *command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=True,
+    )
+    code, peak_kib = (int(x) for x in done.stdout.split())
+    return code, done.stderr, peak_kib // 1024
+
+
+def _home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    assert _fednode("init", home)[0] == 0
+    return home
+
+
+def _peak(home: Path, dataset: str, vcf: Path, budget: int) -> int:
+    code, err, peak = _fednode(
+        "ingest", home, "--dataset", dataset, "--memory-budget-mb", budget, vcf
+    )
+    assert code == 0, err
+    return peak
+
+
+def _budget_holds(tmp_path: Path, vcf: Path) -> None:
+    home = _home(tmp_path)
+    loose = _peak(home, "loose", vcf, UNBOUNDED)
+    tight = _peak(home, "tight", vcf, SMALL)
+    assert loose > 1.2 * SMALL, f"{loose} MiB: the input is too small to test the budget"
+    assert tight <= SMALL, f"peak RSS {tight} MiB over a {SMALL} MiB budget"
+    datasets = home / "datasets"
+    assert dataset_cells(datasets / "tight") == dataset_cells(datasets / "loose")
+
+
+def test_many_sample_ingest_keeps_to_a_small_budget(tmp_path: Path) -> None:
+    """2,504 samples: the `data` cells' batches are what the budget bounds."""
+    cohort = generate_cohort(tmp_path / "c.vcf.gz", samples=2504, length=60_000, seed=18)
+    _budget_holds(tmp_path, cohort.paths[0])
+
+
+def test_one_sample_ingest_keeps_to_a_small_budget(tmp_path: Path) -> None:
+    """One sample: the aggregate keys and statistics rows are what the budget bounds."""
+    _budget_holds(tmp_path, _single(tmp_path, 75_000))
+
+
+def test_a_budget_below_the_floor_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    home = _home(tmp_path)
+    vcf = _single(tmp_path, 10)
+    code, err, _ = _fednode("ingest", home, "--dataset", "d", "--memory-budget-mb", 150, vcf)
+    assert code == 2 and "at least 200 MB" in err and "Traceback" not in err
+    code, err, _ = _fednode(
+        "ingest", home, "--dataset", "d", "--workers", "3", vcf,
+        env={"FEDNODE_INGEST__MEMORY_BUDGET_MB": "500"},
+    )  # fmt: skip
+    assert code == 2 and "use at least 700 MB or fewer workers" in err, err
+    assert not (home / "datasets" / "d").exists()
+    code, err, _ = _fednode(
+        "ingest", home, "--dataset", "d", vcf, env={"FEDNODE_INGEST__MEMORY_BUDGET_MB": "120"}
+    )
+    assert code == 2 and "memory budget 120 MB" in err  # the setting, when no option
+
+
+def test_the_settings_default_is_the_stores() -> None:
+    assert Settings().ingest.memory_budget_mb == DEFAULT_MB
+
+
+@pytest.mark.parametrize("samples", [1, 2504])
+def test_thresholds_grow_with_the_budget_up_to_the_writers_constants(samples: int) -> None:
+    limits = [MemoryBudget.of(mb).limits(samples=samples) for mb in (200, 300, 500, 1000)]
+    for small, large in itertools.pairwise(limits):
+        assert small.flush_bytes < large.flush_bytes
+        assert small.flush_rows < large.flush_rows and small.flush_keys < large.flush_keys
+        assert small.queue_depth <= large.queue_depth
+    top = MemoryBudget.of(UNBOUNDED).limits(samples=samples)
+    assert top.flush_bytes >= IngestWriter.FLUSH_BYTES
+    assert top.flush_rows >= IngestWriter.FLUSH_ROWS
+    assert top.flush_keys >= IngestWriter.FLUSH_KEYS
+
+
+def test_many_samples_per_record_leave_room_for_more_rows() -> None:
+    """Few keys per row with many samples: rows flush later, within the same memory."""
+    budget = MemoryBudget.of(DEFAULT_MB)
+    assert budget.limits(samples=2504).flush_rows > 2 * budget.limits(samples=1).flush_rows
+
+
+def test_workers_split_the_budget() -> None:
+    budget = MemoryBudget.of(DEFAULT_MB, workers=2)
+    assert budget.for_workers(2).mb == (DEFAULT_MB - COORDINATOR_MB) // 2 >= MIN_PROCESS_MB
+    assert budget.coordinator().mb == COORDINATOR_MB
+    with pytest.raises(InvalidInput, match="fewer workers"):
+        MemoryBudget.of(DEFAULT_MB, workers=3)
+    with pytest.raises(InvalidInput, match="at least 200"):
+        MemoryBudget.of(MIN_PROCESS_MB - 1)
+
+
+class _InProcess:
+    """A runner of this machine that runs the tasks here and keeps their specs."""
+
+    workers = 2
+    shares_machine = True
+
+    def __init__(self) -> None:
+        self.specs: list[TaskSpec] = []
+
+    def run(self, specs: list[TaskSpec]) -> list[TaskResult]:
+        self.specs.extend(specs)
+        return [run_task(spec) for spec in specs]
+
+
+def test_each_task_of_a_partitioned_ingest_gets_its_share(tmp_path: Path) -> None:
+    vcf = _single(tmp_path, 2_000)
+    runner = _InProcess()
+    store = TileDBVCFStore.create(str(tmp_path / "ds"))
+    try:
+        store.ingest([vcf], runner=runner, memory_budget_mb=600)
+    finally:
+        store.close()
+    assert runner.specs and {s.memory_budget_mb for s in runner.specs} == {250}
+    config = dict(runner.specs[0].config)
+    assert config["sm.mem.total_budget"] == MemoryBudget(250).tiledb_config()[
+        "sm.mem.total_budget"
+    ]
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_write_queue_holds_at_most_depth_jobs_in_flight(depth: int) -> None:
+    queue = WriteQueue(depth=depth)
+    done = 0
+    lock = threading.Lock()
+
+    def job() -> None:
+        nonlocal done
+        with lock:
+            done += 1
+
+    for submitted in range(1, 50):
+        queue.submit(job)
+        with lock:
+            assert submitted - done <= depth  # the rest finished before submit returned
+    queue.join()
+    assert done == 49
+    with pytest.raises(ValueError):
+        WriteQueue(depth=0)
