@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from node import __version__
 from node.config import CONFIG_FILE, config_schema, dump_settings, load_settings
-from node.errors import NodeError
+from node.errors import InvalidInput, NodeError
 
 if TYPE_CHECKING:
     from node.store.ingest.ingest_parallel import TaskRunner
@@ -71,6 +71,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.dir)
     _require_home(args.dir)
+    paths = _input_paths(args.files, args.files_from)  # before a dataset is created
     uri = settings.dataset_uri(args.dataset)
     config = settings.tiledb_config
     runner = _runner(args)
@@ -96,7 +97,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             )
     try:
         summary = store.ingest(
-            [Path(p) for p in args.files],
+            paths,
             assembly=args.assembly,
             replace=args.replace,
             threads=args.threads,
@@ -113,6 +114,21 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         f"{len(summary.samples_replaced)}; assembly {summary.assembly}"
     )
     return 0
+
+
+def _input_paths(files: list[str], listing: Path | None) -> list[Path]:
+    """The ingest's inputs: the arguments, then LIST's lines (blank lines and lines
+    starting with `#` skipped), in that order."""
+    paths = [Path(p) for p in files]
+    if listing is not None:
+        try:
+            text = sys.stdin.read() if str(listing) == "-" else listing.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{listing}: cannot read the file list: {exc}") from exc
+        paths += [Path(s) for line in text.splitlines() if (s := line.strip()) and s[0] != "#"]
+    if not paths:
+        raise InvalidInput("no input files: give paths or --files-from LIST")
+    return paths
 
 
 def _runner(args: argparse.Namespace) -> TaskRunner | None:
@@ -385,7 +401,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for another ingest of the dataset to finish (default 30)",
     )
-    p.add_argument("files", nargs="+")
+    p.add_argument(
+        "--files-from",
+        type=Path,
+        metavar="LIST",
+        help="read input paths from LIST, one per line ('-': standard input), besides "
+        "any given as arguments (thousands of per-sample files exceed the command line)",
+    )
+    p.add_argument("files", nargs="*")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser(
@@ -514,7 +537,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.func is cmd_ingest and not any(a.startswith("-") for a in extra):
+        # `ingest`'s inputs may be none (--files-from), so argparse matches them before
+        # the options and leaves the usual `ingest DIR --dataset ID FILE...` ones over.
+        args.files.extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     func: Command = args.func
     try:
         return func(args)

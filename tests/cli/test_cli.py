@@ -80,3 +80,44 @@ def test_a_malformed_config_file_is_a_clean_error_naming_it(tmp_path: Path) -> N
         assert result.returncode == 2, text
         assert str(config) in result.stderr and expected in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def _one_sample_vcf(path: Path, sample: str) -> Path:
+    path.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=1>\n"
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        f"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t{sample}\n"
+        "1\t100\t.\tA\tG\t.\tPASS\t.\tGT\t0/1\n"
+    )
+    return path
+
+
+def test_ingest_reads_input_paths_from_a_list(tmp_path: Path) -> None:
+    from node.store.tiledbvcf import TileDBVCFStore
+
+    home = tmp_path / "home"
+    fednode("init", home)
+    files = [_one_sample_vcf(tmp_path / f"s{i}.vcf", f"S{i}") for i in range(4)]
+    listing = tmp_path / "files.txt"
+    listing.write_text(f"# per-sample files\n{files[1]}\n\n  {files[2]}  \n{files[3]}\n")
+    result = fednode("ingest", home, "--dataset", "d", "--files-from", listing, files[0])
+    assert result.returncode == 0, result.stderr
+    assert "from 4 file(s)" in result.stdout
+    store = TileDBVCFStore.open(str(home / "datasets" / "d"))
+    try:
+        assert store.samples == ("S0", "S1", "S2", "S3")
+    finally:
+        store.close()
+
+
+def test_ingest_with_an_empty_or_unreadable_list_is_a_clean_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    fednode("init", home)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing yet\n\n")
+    result = fednode("ingest", home, "--dataset", "d", "--files-from", empty)
+    assert result.returncode == 2 and "no input files" in result.stderr
+    missing = fednode("ingest", home, "--dataset", "d", "--files-from", tmp_path / "none.txt")
+    assert missing.returncode == 2 and "none.txt" in missing.stderr
+    assert "Traceback" not in result.stderr + missing.stderr
+    assert not (home / "datasets" / "d").exists()  # refused before anything was created
