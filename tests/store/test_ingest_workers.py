@@ -114,6 +114,30 @@ def test_workers_add_and_replace_samples_like_one_writer(
     assert dataset_cells(tmp_path / "two") == dataset_cells(tmp_path / "one")
 
 
+def test_many_per_sample_files_share_tasks_and_store_what_one_writer_stores(
+    tiledbvcf: Path, tmp_path: Path, cohort: CohortInfo
+) -> None:
+    """More whole files than the plan's pieces (unindexed per-sample files): tasks take
+    several files each, and the dataset is a one-writer ingest's."""
+    split = tmp_path / "split"
+    split.mkdir()
+    for path in cohort.paths:  # 12 samples: more than 2 workers' 8 pieces
+        sh(f"bcftools +split -Ov -o {split} {path}")
+    files = tuple(sorted(split.glob("*.vcf")))
+    specs = plan_tasks([VcfInput(p) for p in files], workers=2, dataset="d", staging="s",
+                       config={}, t_write=10, aggregate=True, genotypes=True)
+    assert len(files) > len(specs) > 1
+    planned = [(s.path, s.index) for s in specs] + [m for s in specs for m in s.more]
+    assert sorted(planned) == [(str(p), i) for i, p in enumerate(files)]  # each file once
+    _ingest(tmp_path / "one", files, None)
+    _ingest(tmp_path / "two", files, ProcessRunner(2))
+    assert dataset_cells(tmp_path / "two") == dataset_cells(tmp_path / "one")
+    inputs = _inputs(files)
+    checked = compat.assert_exports_equal_inputs(tiledbvcf, tmp_path / "two", inputs,
+                                                 tmp_path / "export")
+    assert checked > 0
+
+
 def bad_vcf(folder: Path) -> tuple[Path, int]:
     """An indexed VCF over two contigs with one bad record (GT allele 7) in the middle of
     the second, and that record's line."""

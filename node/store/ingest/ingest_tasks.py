@@ -20,7 +20,7 @@ import itertools
 import struct
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import tiledb
@@ -52,8 +52,13 @@ class TaskSpec:
     genotypes: bool
     threads: int = 1
     memory_budget_mb: int = DEFAULT_MB  # this task's process (`MemoryBudget.for_workers`)
+    # Whole files (path, index) ingested after `path` by the same writer: many small
+    # inputs (per-sample files) share a task, not pay a task's fixed cost each.
+    more: tuple[tuple[str, int], ...] = ()
 
     def describe(self) -> str:
+        if self.more:
+            return f"{self.path} and {len(self.more)} more file(s)"
         if self.region is None:
             return self.path
         contig, start, end = self.region
@@ -110,7 +115,22 @@ def plan_tasks(
                     memory_budget_mb,
                 )
             )
-    return specs
+    return _batch_whole_files(specs, pieces)
+
+
+def _batch_whole_files(specs: list[TaskSpec], pieces: int) -> list[TaskSpec]:
+    """Whole-file tasks (more of them than `pieces`) in `pieces` batches of consecutive
+    inputs: a task's fixed cost (a TileDB context, a staging part, a fragment per array)
+    is ~0.1 s, more than a per-sample file's records cost."""
+    whole = [s for s in specs if s.region is None]
+    if len(whole) <= pieces:
+        return specs
+    size = -(-len(whole) // pieces)
+    batched = [
+        replace(group[0], more=tuple((s.path, s.index) for s in group[1:]))
+        for group in (whole[i : i + size] for i in range(0, len(whole), size))
+    ]
+    return [s for s in specs if s.region is not None] + batched
 
 
 _Points = list[tuple[int, int]]  # (position, compressed offset) of each leaf bin
@@ -176,7 +196,9 @@ def run_task(spec: TaskSpec) -> TaskResult:
     """Ingest the task's records into a new staging part (run in a worker process)."""
     ctx = tiledb.Ctx(dict(spec.config))
     part = stage_part(Staging(spec.dataset, spec.staging), ctx, uuid.uuid4().hex)
-    inp = VcfInput(Path(spec.path), threads=spec.threads)
+    inputs = [(VcfInput(Path(spec.path), threads=spec.threads), spec.index, spec.region)]
+    inputs += [(VcfInput(Path(p), threads=spec.threads), i, None) for p, i in spec.more]
+    samples = max(len(inp.samples) for inp, _, _ in inputs)
     writer = IngestWriter(
         spec.dataset,
         ctx,
@@ -186,10 +208,12 @@ def run_task(spec: TaskSpec) -> TaskResult:
         progress=False,
         genotypes=spec.genotypes,
         group_timestamp=spec.base,
-        limits=MemoryBudget(spec.memory_budget_mb).limits(samples=len(inp.samples)),
+        limits=MemoryBudget(spec.memory_budget_mb).limits(samples=samples),
     )
     try:
-        records = writer.add_file(inp, region=spec.region, index=spec.index)
+        records = sum(
+            writer.add_file(inp, region=region, index=index) for inp, index, region in inputs
+        )
         writer.write_fragments()
     finally:
         writer.close()
