@@ -117,16 +117,19 @@ def test_workers_add_and_replace_samples_like_one_writer(
 def test_many_per_sample_files_share_tasks_and_store_what_one_writer_stores(
     tiledbvcf: Path, tmp_path: Path, cohort: CohortInfo
 ) -> None:
-    """More whole files than the plan's pieces (unindexed per-sample files): tasks take
-    several files each, and the dataset is a one-writer ingest's."""
+    """More small files than the plan's pieces (indexed per-sample files, too small to
+    cut into regions): tasks take several whole files each, and the dataset is a
+    one-writer ingest's."""
     split = tmp_path / "split"
     split.mkdir()
     for path in cohort.paths:  # 12 samples: more than 2 workers' 8 pieces
-        sh(f"bcftools +split -Ov -o {split} {path}")
-    files = tuple(sorted(split.glob("*.vcf")))
+        sh(f"bcftools +split -Oz -o {split} {path}")
+    files = tuple(sorted(split.glob("*.vcf.gz")))
+    for f in files:
+        sh(f"bcftools index -t {f}")
     specs = plan_tasks([VcfInput(p) for p in files], workers=2, dataset="d", staging="s",
                        config={}, t_write=10, aggregate=True, genotypes=True)
-    assert len(files) > len(specs) > 1
+    assert len(files) > len(specs) > 1 and all(s.region is None for s in specs)
     planned = [(s.path, s.index) for s in specs] + [m for s in specs for m in s.more]
     assert sorted(planned) == [(str(p), i) for i, p in enumerate(files)]  # each file once
     _ingest(tmp_path / "one", files, None)

@@ -86,8 +86,9 @@ def plan_tasks(
     memory_budget_mb: int = DEFAULT_MB,
 ) -> list[TaskSpec]:
     """Tasks for `workers`: every input split by contig, and contigs into regions of about
-    equal compressed size (from the index's bins), when the input is indexed; else the
-    whole file is one task."""
+    equal compressed size (from the index's bins), when the input is indexed and large
+    enough to be cut; else the whole file is one task, and whole files beyond the plan's
+    pieces share tasks (`_batch_whole_files`)."""
     spans = [_spans(inp) for inp in inputs]
     total = sum(b for per_input in spans for b, _ in per_input.values()) or 1
     pieces = max(1, workers) * SPLITS_PER_WORKER
@@ -98,6 +99,8 @@ def plan_tasks(
             for contig, (size, points) in per_input.items()
             for order, region in enumerate(_split(contig, points, round(pieces * size / total)))
         ]
+        if len(regions) <= len(per_input):  # no contig split: the whole file is one task
+            regions = []
         for region, order in regions or [(None, 0)]:
             specs.append(
                 TaskSpec(
