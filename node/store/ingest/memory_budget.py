@@ -4,7 +4,7 @@
 Nothing is measured while the ingest runs: the budget is turned into the thresholds at
 which buffers are written out (`BufferLimits`), the depth of the write queues and the
 TileDB memory settings, from what each buffered unit was measured to cost at the peak
-(`bench/ingest_bench.py --budget`; tests/store/test_memory_budget.py checks the result in
+(`bench/budget_bench.py`; tests/store/test_memory_budget.py checks the result in
 a child process). What the process costs before it buffers anything (Python, numpy,
 tiledb, cyvcf2, a TileDB context, thread stacks: about 70 MiB measured) is taken off
 first, so a budget below `MIN_PROCESS_MB` is refused rather than silently exceeded.
@@ -38,6 +38,10 @@ FLOOR_MB = 100  # fixed cost of an ingest process: 65-80 MiB measured, and alloc
 MIN_PROCESS_MB = 200  # below it write batches get so small that fragments multiply
 COORDINATOR_MB = 100  # a partitioned ingest's coordinator while its workers run
 _QUEUE_DEPTH_2_MB = 1000  # from this budget one more batch may wait for the writer
+# What the allocators keep of freed buffers grows with the length of an ingest (40 MiB more
+# at the peak of 20,000 records of 2,504 samples than of 5,000, at 300 MB): a tenth of the
+# budget is left for it.
+_HEADROOM = 0.1
 
 # Peak bytes held per unit of each threshold, measured on the 2,504-sample cohort and the
 # one-sample 1 M-record VCF (the larger of the two, rounded up):
@@ -115,7 +119,7 @@ class MemoryBudget:
         one sample (its site and allele keys against its 1-3 rows), by about
         2 / (samples + 1) per row in general: the rows threshold leaves room for them.
         """
-        free = max(0, self.mb - FLOOR_MB) * MIB
+        free = self._free()
         depth = 2 if self.mb >= _QUEUE_DEPTH_2_MB else 1
         data_cost = _DATA_COST + (depth - 1) * _DATA_COST_PER_WAITING
         stats = free * (1 - _DATA_SHARE)
@@ -130,12 +134,16 @@ class MemoryBudget:
             queue_depth=depth,
         )
 
+    def _free(self) -> int:
+        """Bytes the buffers may hold: the budget less headroom and the fixed cost."""
+        return max(0, int(self.mb * (1 - _HEADROOM)) - FLOOR_MB) * MIB
+
     def tiledb_config(self) -> dict[str, str]:
         """TileDB memory settings of the ingest's reads (the stored cells of replaced
         samples, array metadata): within a quarter of what the fixed cost leaves, and never
         below what one tile of a large fragment needs. TileDB's writers hold what they are
         given, which `limits` bounds."""
-        free = max(0, self.mb - FLOOR_MB) * MIB
+        free = self._free()
         return {
             "sm.mem.total_budget": str(max(64 * MIB, free // 4)),
             # tiledb-py's first read buffer per attribute (a `data` read has 12 and offsets)
