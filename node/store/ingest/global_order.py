@@ -19,7 +19,10 @@ from node.store.dataset.write_buffers import Null, Var
 
 __all__ = ["FragmentStream", "sorted_columns"]
 
-_GATHER_CELLS = 1 << 18  # cells per block when gathering variable-length bytes
+# Variable-length bytes gathered at once: the gather builds an 8-byte index per byte (three
+# such arrays at its peak), so blocks of cells are cut by bytes, not by cells (2^18 cells of
+# ~200-byte INFO blobs peaked at ~240 MiB; `memory_budget`).
+_GATHER_BYTES = 1 << 20
 
 
 def sorted_columns(schema: tiledb.ArraySchema, columns: Mapping[str, object]) -> dict[str, object]:
@@ -72,10 +75,7 @@ def _take(column: object, order: np.ndarray) -> object:
         moved = data.reshape(-1, width)[order].reshape(-1) if width else data[:0]
     else:
         moved = np.concatenate(
-            [
-                _gather(data, column.offsets, lengths, order[i : i + _GATHER_CELLS])
-                for i in range(0, order.size, _GATHER_CELLS)
-            ]
+            [_gather(data, column.offsets, lengths, rows) for rows in _blocks(lengths, order)]
         )
     new_lengths = lengths[order]
     out.offsets = np.zeros(order.size, dtype=np.uint64)
@@ -83,6 +83,14 @@ def _take(column: object, order: np.ndarray) -> object:
         np.cumsum(new_lengths[:-1], out=out.offsets[1:])
     out.data = moved.view(column.data.dtype) if moved.size else column.data[:1]
     return out
+
+
+def _blocks(lengths: np.ndarray, order: np.ndarray) -> list[np.ndarray]:
+    """`order` cut into runs of cells of about `_GATHER_BYTES` bytes (a larger cell alone)."""
+    ends = np.cumsum(lengths[order])
+    total = int(ends[-1]) if ends.size else 0
+    marks = np.arange(_GATHER_BYTES, total, _GATHER_BYTES, dtype=np.int64)
+    return np.split(order, np.unique(np.searchsorted(ends, marks, side="right")))
 
 
 def _gather(

@@ -7,12 +7,14 @@ TileDB memory settings, from what each buffered unit was measured to cost at the
 (`bench/budget_bench.py`; tests/store/test_memory_budget.py checks the result in
 a child process). What the process costs before it buffers anything (Python, numpy,
 tiledb, cyvcf2, a TileDB context, thread stacks: about 70 MiB measured) is taken off
-first, so a budget below `MIN_PROCESS_MB` is refused rather than silently exceeded.
+first, and so is what is known to be held besides the buffers (`reserved`: the samples'
+VCF headers, written at once at the end), so a budget too small for them is refused
+rather than silently exceeded.
 
 A partitioned ingest splits the budget (`for_workers`): the coordinating process keeps
-`COORDINATOR_MB` (it only waits and merges outcomes while the workers run) and each worker
-process gets an equal share of the rest; on a remote Dask cluster every task gets the
-whole budget (its worker's machine, not this one, holds it).
+`COORDINATOR_MB` (it waits and merges outcomes while the workers run, and writes the
+headers once they have exited) and each worker process gets an equal share of the rest;
+on a remote Dask cluster every task gets the whole budget (its worker's machine holds it).
 
 Thresholds never exceed `IngestWriter`'s class constants (larger batches write no
 faster); a budget large enough to reach them ingests as fednode did before budgets.
@@ -27,6 +29,7 @@ from node.errors import InvalidInput
 __all__ = [
     "COORDINATOR_MB",
     "DEFAULT_MB",
+    "HEADER_COST",
     "MIN_PROCESS_MB",
     "BufferLimits",
     "MemoryBudget",
@@ -43,19 +46,26 @@ _QUEUE_DEPTH_2_MB = 1000  # from this budget one more batch may wait for the wri
 # budget is left for it.
 _HEADROOM = 0.1
 
-# Peak bytes held per unit of each threshold, measured on the 2,504-sample cohort and the
-# one-sample 1 M-record VCF (the larger of the two, rounded up):
+# Peak bytes held per unit of each threshold, measured on the 1000 Genomes 2,504 x 1,042
+# file, the 2,504-sample synthetic cohort and the one-sample 1 M-record VCF (the largest,
+# rounded up):
 # - per byte of FLUSH_BYTES: the batch being filled, the packed genotypes (same
-#   threshold), the batch in flight as chunks, as columns and as the text columns' gather
-#   index (8 bytes per text byte), and TileDB's copy while it writes;
-_DATA_COST = 9
+#   threshold), the batch in flight as chunks and as columns, and TileDB's copy while it
+#   writes; above all the text columns' gather (`vs_rows.gather_text`: three 8-byte
+#   arrays per byte of text at once), so records with long INFO cost most (1000 Genomes:
+#   ~17 bytes per byte counted; the synthetic cohort, INFO ".": ~9);
+_DATA_COST = 18
 _DATA_COST_PER_WAITING = 2  # one more batch waiting for the writer (chunks only)
 # - per pending statistics row: numpy chunks, the columns built on the writer thread and
 #   TileDB's sort of an unordered write;
 _ROW_COST = 250
-# - per aggregate key: dict entry, key tuple, counts array, `key_info`, the row lists.
+# - per aggregate key: dict entry, key tuple, counts, `key_info`, the row lists.
 _KEY_COST = 700
-_DATA_SHARE = 0.5  # of what the fixed cost leaves; the statistics get the rest
+# - per byte of the samples' stored VCF headers, all written at once at the end
+#   (`IngestWriter.finish`: encoded, joined, TileDB's copy; 2,504 x 15.9 KB peaked ~93 MB
+#   above the RSS before it): held by the process that writes them.
+HEADER_COST = 3
+_DATA_SHARE = 0.5  # of what the fixed costs leave; the statistics get the rest
 _KEY_SHARE = 0.4  # of the statistics' share: the aggregate keys held between rows flushes
 
 _MIN_FLUSH_BYTES = 1 * MIB
@@ -75,27 +85,46 @@ class BufferLimits:
 
 @dataclass(frozen=True, slots=True)
 class MemoryBudget:
-    """The peak RSS one ingest process may reach, in MiB (`of` checks it)."""
+    """The peak RSS one ingest process may reach, in MiB (`of` checks it); `reserved`:
+    bytes it holds at some point besides its buffers, known before it starts (the
+    samples' headers, `HEADER_COST` x their size)."""
 
     mb: int
+    reserved: int = 0
 
     @classmethod
-    def of(cls, mb: int, *, workers: int = 1) -> MemoryBudget:
-        """A budget for an ingest of `workers` processes (1: this one only), or an
-        `InvalidInput` saying why it cannot be met."""
-        budget = cls(mb)
-        if mb < MIN_PROCESS_MB:
+    def of(cls, mb: int, *, workers: int = 1, reserved: int = 0) -> MemoryBudget:
+        """A budget for an ingest of `workers` processes (1: this one only) whose writing
+        process reserves `reserved` bytes, or an `InvalidInput` saying why it cannot be
+        met."""
+        budget = cls(mb, reserved)
+        least = MIN_PROCESS_MB + budget._reserved_mb()
+        if mb < least:
+            held = (
+                f"; the samples' VCF headers, written together at the end, need about "
+                f"{budget._reserved_mb()} MB more"
+                if reserved
+                else ""
+            )
             raise InvalidInput(
                 f"memory budget {mb} MB: an ingest process needs at least {MIN_PROCESS_MB} MB "
                 f"(about {FLOOR_MB} MB before it buffers anything: Python, numpy, TileDB, "
-                f"cyvcf2); raise --memory-budget-mb or [ingest] memory_budget_mb"
+                f"cyvcf2){held}; use at least {least} MB (--memory-budget-mb or [ingest] "
+                f"memory_budget_mb)"
             )
         if workers > 1:
             budget.for_workers(workers)
         return budget
 
+    def _reserved_mb(self) -> int:
+        """`reserved` as budget: in MiB, with its share of the headroom (the buffers'
+        thresholds take off the exact bytes)."""
+        return round(self.reserved / (MIB * (1 - _HEADROOM)))
+
     def for_workers(self, workers: int) -> MemoryBudget:
-        """Each worker process's share when `workers` of them run beside the coordinator."""
+        """Each worker process's share when `workers` of them run beside the coordinator.
+        `reserved` is not theirs: the coordinator writes the headers once they have exited
+        (`of` checks that it can)."""
         share = (self.mb - COORDINATOR_MB) // max(1, workers)
         if share < MIN_PROCESS_MB:
             least = COORDINATOR_MB + workers * MIN_PROCESS_MB
@@ -107,8 +136,9 @@ class MemoryBudget:
         return MemoryBudget(share)
 
     def coordinator(self) -> MemoryBudget:
-        """The coordinator's share while workers run (its own writer's thresholds)."""
-        return MemoryBudget(min(self.mb, COORDINATOR_MB))
+        """The coordinator's share while workers run (its own writer's thresholds), and
+        the headers it writes after them."""
+        return MemoryBudget(min(self.mb, COORDINATOR_MB + self._reserved_mb()), self.reserved)
 
     def limits(self, *, samples: int) -> BufferLimits:
         """Thresholds for inputs of at least `samples` samples per record (1 when samples'
@@ -135,15 +165,15 @@ class MemoryBudget:
         )
 
     def _free(self) -> int:
-        """Bytes the buffers may hold: the budget less headroom and the fixed cost."""
-        return max(0, int(self.mb * (1 - _HEADROOM)) - FLOOR_MB) * MIB
+        """Bytes the buffers may hold: the budget less headroom and the fixed costs."""
+        return max(0, int(self.mb * (1 - _HEADROOM)) - FLOOR_MB) * MIB - self.reserved
 
     def tiledb_config(self) -> dict[str, str]:
         """TileDB memory settings of the ingest's reads (the stored cells of replaced
-        samples, array metadata): within a quarter of what the fixed cost leaves, and never
+        samples, array metadata): within a quarter of what the fixed costs leave, and never
         below what one tile of a large fragment needs. TileDB's writers hold what they are
         given, which `limits` bounds."""
-        free = self._free()
+        free = max(0, self._free())
         return {
             "sm.mem.total_budget": str(max(64 * MIB, free // 4)),
             # tiledb-py's first read buffer per attribute (a `data` read has 12 and offsets)
