@@ -6,7 +6,9 @@ each budget, interleaved in one run, on the cases that peaked highest before bud
 
 Cases: `cohort`, 2,504 samples x about 20,000 records (`generate_cohort`, 4.4 Mb, as
 `bench.ingest_bench`'s default); `single`, one sample x 1 M SNV records
-(`ingest_bench._single`). Per case and budget: median wall time, CPU, the largest single
+(`ingest_bench._single`); `1000g`, the 1000 Genomes 2,504 x 1,042 test file of ../shared
+(~200-byte INFO in every cell, 2,504 headers of 15.9 KB: refused below about 330 MB). Per
+case and budget: median wall time, CPU, the largest single
 process's peak RSS (`wait4`, which also counts what the child shared with this process
 before exec: this process stays near 80 MiB) and the process tree's sampled peak, and the
 median wall time against the first budget's (4000: every buffer at `IngestWriter`'s
@@ -25,10 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.ingest_bench import SEED, Run, _run, _single
+from bench.ingest_bench import SEED, SHARED, Run, _run, _single
 from node.synth import generate_cohort
 
 __all__ = ["main"]
+
+G1000 = SHARED / "beacon-testdata/cnag-beacon2-cbi-tools/integration_assets/test_1000G.vcf.gz"
 
 
 def _inputs(work: Path, cases: list[str]) -> dict[str, Path]:
@@ -40,8 +44,10 @@ def _inputs(work: Path, cases: list[str]) -> dict[str, Path]:
             found[case] = info.paths[0]
         elif case == "single":
             found[case] = _single(work, 1_000_000)
+        elif case == "1000g" and G1000.is_file():
+            found[case] = G1000
         else:
-            raise SystemExit(f"unknown case {case!r} (cohort, single)")
+            raise SystemExit(f"unknown case {case!r} (cohort, single, 1000g with ../shared)")
     return found
 
 
