@@ -201,7 +201,7 @@ def run_task(spec: TaskSpec) -> TaskResult:
     part = stage_part(Staging(spec.dataset, spec.staging), ctx, uuid.uuid4().hex)
     inputs = [(VcfInput(Path(spec.path), threads=spec.threads), spec.index, spec.region)]
     inputs += [(VcfInput(Path(p), threads=spec.threads), i, None) for p, i in spec.more]
-    samples = max(len(inp.samples) for inp, _, _ in inputs)
+    samples = min(len(inp.samples) for inp, _, _ in inputs)  # fewest: most keys per row
     writer = IngestWriter(
         spec.dataset,
         ctx,
