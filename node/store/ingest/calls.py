@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Calls"]
+__all__ = ["Calls", "allele_rows"]
+
+
+def allele_rows(gt: np.ndarray) -> list[list[int]]:
+    """Each sample's alleles as a plain list, without htslib's -2 padding (the form the
+    few-sample paths read; `ParsedRecord.rows` holds it when the parser made it)."""
+    return [[a for a in row if a != -2] for row in gt.tolist()]
 
 
 class Calls:

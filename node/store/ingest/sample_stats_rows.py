@@ -31,7 +31,7 @@ import tiledb
 
 from node.store.dataset import layout
 from node.store.dataset.write_buffers import Var, VarChunk
-from node.store.ingest.calls import Calls
+from node.store.ingest.calls import Calls, allele_rows
 
 __all__ = [
     "SampleStatsRows",
@@ -250,7 +250,7 @@ class SampleStatsRows:
         classes = [_NONE, *(self._class_of(ref, alt) for alt in alts)]
         if group.small is not None:
             if rows is None:
-                rows = [[a for a in row if a != -2] for row in gt.tolist()]
+                rows = allele_rows(gt)
             self._add_small(group.small, rows, classes, len(alts) > 1)
             if fmt is not None and len(fmt):
                 cells = [fmt.data] if len(fmt) == 1 else fmt.cells()

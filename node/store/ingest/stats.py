@@ -34,7 +34,7 @@ from node.store.ingest.allele_count_rows import (
     genotype_classes,
     genotype_classes_small,
 )
-from node.store.ingest.calls import Calls
+from node.store.ingest.calls import Calls, allele_rows
 from node.store.ingest.sample_stats_rows import SampleStatsRows
 from node.store.ingest.vs_rows import VariantStatsRows, normalise_stats_allele
 from node.store.read.stats_lookup import Point as Point
@@ -150,7 +150,7 @@ class StatsCollector:
         calls = None
         if len(gt) <= SMALL:
             if rows is None:
-                rows = [[a for a in row if a != -2] for row in gt.tolist()]
+                rows = allele_rows(gt)
             self._add_small(contig, pos, end, ref, alts, rows, samples, ref_block, ids)
             classes = genotype_classes_small(rows, (ref, *alts))
         else:

@@ -52,6 +52,8 @@ _REF_ALTS = {"<NON_REF>", "<*>"}
 # both paths give the same record).
 SMALL_RECORD = 8
 _NO_FORMAT = struct.pack("<I", 0)
+# genotypes, phase, FORMAT blobs, GT blobs, allele lists (few samples) of one record
+_Calls = tuple[np.ndarray, np.ndarray, layout.VarChunk, layout.VarChunk, "list[list[int]] | None"]
 
 
 def detect_assembly(header: str) -> str | None:
@@ -235,9 +237,8 @@ class VcfInput:
         end = int(v.end) - 1
         if pos < 0 or end < pos:
             raise self._error(index, f"invalid POS/END {v.POS}/{v.end}")
-        if len(self.samples) <= SMALL_RECORD:
-            return self._parse_small(v, index, ref, alts, pos, end)
-        gt, phased = self._genotypes(v, 1 + len(alts), index)
+        calls = self._calls_small if len(self.samples) <= SMALL_RECORD else self._calls
+        gt, phased, fmt, fmt_gt, rows = calls(v, 1 + len(alts), index)
         qual = v.QUAL
         return ParsedRecord(
             line=self.where(index),
@@ -252,22 +253,27 @@ class VcfInput:
             info=self._info_blob(v),
             gt=gt,
             phased=phased,
-            fmt=self._fmt_blobs(v),
-            fmt_gt=_gt_blobs(gt, phased),
+            fmt=fmt,
+            fmt_gt=fmt_gt,
+            rows=rows,
         )
 
-    def _parse_small(
-        self, v: cyvcf2.Variant, index: int, ref: str, alts: tuple[str, ...], pos: int, end: int
-    ) -> ParsedRecord:
-        """`_parse` for a few samples: the same record, built without numpy per field."""
+    def _calls(self, v: cyvcf2.Variant, n_alleles: int, index: int) -> _Calls:
+        """Genotypes, FORMAT blobs and GT blobs of every sample (numpy, many samples)."""
+        gt, phased = self._genotypes(v, n_alleles, index)
+        return gt, phased, self._fmt_blobs(v), _gt_blobs(gt, phased), None
+
+    def _calls_small(self, v: cyvcf2.Variant, n_alleles: int, index: int) -> _Calls:
+        """`_calls` for a few samples, the same values built without numpy per field, and
+        each sample's alleles as lists (`ParsedRecord.rows`)."""
         n = len(self.samples)
         fmt_keys = v.FORMAT
         if n and "GT" in fmt_keys:
             arr = v.genotype.array()
             raw = arr.tolist()
             top = max(max(r[:-1]) for r in raw)
-            if top >= 1 + len(alts):
-                raise self._error(index, f"genotype allele index {top} >= {1 + len(alts)} alleles")
+            if top >= n_alleles:
+                raise self._error(index, f"genotype allele index {top} >= {n_alleles} alleles")
             gt, phased = arr[:, :-1], arr[:, -1].astype(bool)
             rows = [[a for a in r[:-1] if a != -2] for r in raw]
             fmt_gt = _gt_blobs_rows(raw)
@@ -275,24 +281,7 @@ class VcfInput:
             gt, phased = np.full((n, 1), -1, dtype=np.int16), np.zeros(n, dtype=bool)
             rows = [[-1] for _ in range(n)]
             fmt_gt = _gt_blobs_small(gt, phased)
-        qual = v.QUAL
-        return ParsedRecord(
-            line=self.where(index),
-            contig=v.CHROM,
-            pos=pos,
-            end=end,
-            ref=ref,
-            alts=alts,
-            ids=v.ID or ".",
-            qual=float("nan") if qual is None else float(qual),
-            filters=_filters(v),
-            info=self._info_blob(v),
-            gt=gt,
-            phased=phased,
-            fmt=self._fmt_blobs_small(v, fmt_keys, n),
-            fmt_gt=fmt_gt,
-            rows=rows,
-        )
+        return gt, phased, self._fmt_blobs_small(v, fmt_keys, n), fmt_gt, rows
 
     def _fmt_blobs_small(self, v: cyvcf2.Variant, fmt_keys: list[str], n: int) -> layout.VarChunk:
         """`_fmt_blobs` for a few samples, the same bytes."""
@@ -362,7 +351,7 @@ class VcfInput:
         keys = [k for k in v.FORMAT if k != "GT"]
         n = len(self.samples)
         if not keys:
-            return layout.VarChunk.repeat(struct.pack("<I", 0), n)  # GT only: one blob
+            return layout.VarChunk.repeat(_NO_FORMAT, n)  # GT only: one blob
         per_sample: list[list[bytes]] = [[] for _ in range(n)]
         for key in keys:
             htype = self._format_types.get(key, layout.HT_STR)
@@ -516,11 +505,4 @@ def _ints(count: int) -> struct.Struct:
 
 def _gt_blobs_small(gt: np.ndarray, phased: np.ndarray) -> layout.VarChunk:
     """`_gt_blobs` for a few samples, with the same bytes (tests/store/test_vcfio_gt.py)."""
-    cells = []
-    for alleles, is_phased in zip(gt.tolist(), phased.tolist(), strict=True):
-        width = sum(1 for a in alleles if a != -2)  # -2: htslib's vector end (lower ploidy)
-        codes = [(a + 1) << 1 if a >= 0 else 0 for a in alleles[:width]]
-        if is_phased:
-            codes[1:] = [c | 1 for c in codes[1:]]
-        cells.append(struct.pack(f"<{2 + width}i", layout.HT_INT, width, *codes))
-    return layout.VarChunk.of(cells)
+    return _gt_blobs_rows([[*row, p] for row, p in zip(gt.tolist(), phased.tolist(), strict=True)])

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from node.store.dataset import layout
-from node.store.ingest.calls import Calls
+from node.store.ingest.calls import Calls, allele_rows
 
 __all__ = ["RowBatch", "VariantStatsRows", "normalise_stats_allele"]
 
@@ -159,9 +159,7 @@ class VariantStatsRows:
             self._position_rows(group, contig, pos, records)
 
     def _one_record_small(self, group: _Group, contig: str, pos: int, rec: _Record) -> None:
-        rows = rec.rows if rec.rows is not None else [
-            [a for a in row if a != -2] for row in rec.gt.tolist()
-        ]
+        rows = rec.rows if rec.rows is not None else allele_rows(rec.gt)
         running = max(self.max_length, rec.length)
         small, count = self._small, 0
         for i in group.order_list:
