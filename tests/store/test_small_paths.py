@@ -9,7 +9,9 @@ The numpy paths are the ones checked against TileDB-VCF and bcftools elsewhere
 checked against the first on inputs chosen to reach every branch: ploidy 1-3 and mixed,
 missing and partly missing calls, phase, multi-allelic and symbolic ALTs, gVCF blocks,
 several records at one position, FORMAT fields of every type, INFO flags, lists and
-missing values.
+missing values. The few-sample records also reach the statistics in blocks of records
+(`IngestWriter.BLOCK_RECORDS`, `StatsCollector.add_block`), checked here against the numpy
+paths' record-by-record `add`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from node.store.ingest import sample_stats_rows, stats, vcfio, vs_rows
+from node.store.ingest.ingest_writer import IngestWriter
 from node.store.tiledbvcf import TileDBVCFStore
 from tests.store.dataset_cells import dataset_cells
 
@@ -104,14 +107,18 @@ def _write_vcf(path: Path, seed: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.parametrize("block", [1024, 7])
 @pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize("seed", range(4))
 def test_few_sample_paths_store_what_the_numpy_paths_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, version: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, version: int, block: int
 ) -> None:
+    """`block`: records handed to the statistics at once (7: blocks end inside runs of
+    records at one position and inside gVCF blocks)."""
     vcf = tmp_path / "in.vcf"
     _write_vcf(vcf, seed * 10 + version)
     small = TileDBVCFStore.create(str(tmp_path / "small"), variant_stats_version=version)
+    monkeypatch.setattr(IngestWriter, "BLOCK_RECORDS", block)
     small.ingest([vcf])
     for module, name in (
         (vcfio, "SMALL_RECORD"),

@@ -19,8 +19,12 @@ default batch) in one flush writes TileDB-VCF's rows exactly. Readers sum duplic
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from node.store.ingest.vcfio import ParsedRecord
 
 __all__ = ["AlleleCountRows", "genotype_classes", "genotype_classes_small"]
 
@@ -39,6 +43,11 @@ class AlleleCountRows:
 
     def __len__(self) -> int:
         return len(self._counts)
+
+    def add_block(self, records: Sequence[ParsedRecord], classes: Sequence[Classes]) -> None:
+        """`add` of consecutive records of one input, `classes[i]` those of `records[i]`."""
+        for r, c in zip(records, classes, strict=True):
+            self.add(r.contig, r.pos, r.ref, r.alts, r.filters, c)
 
     def add(
         self,

@@ -114,6 +114,11 @@ class GenotypeRows:
         self.groups[key] = tuple(samples)
         return key
 
+    def add_block(self, records: Sequence[ParsedRecord], group: int) -> None:
+        """`add` of consecutive records of one input."""
+        for rec in records:
+            self.add(rec, group)
+
     def add(self, rec: ParsedRecord, group: int) -> None:
         shape, codes, phased, fmt = pack_calls(rec)
         site = (

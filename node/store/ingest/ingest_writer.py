@@ -79,6 +79,7 @@ class IngestWriter:
     FLUSH_BYTES = 64 << 20
     FLUSH_ROWS = 400_000
     FLUSH_KEYS = 250_000  # aggregate keys held in memory (~700 bytes each at the peak)
+    BLOCK_RECORDS = 1024  # records of a few samples handed to the statistics at once
     CHUNK_OVERHEAD = 1024  # Python objects per buffered record, counted against FLUSH_BYTES
 
     def __init__(
@@ -171,50 +172,61 @@ class IngestWriter:
         group = 0
         if self.packed is not None:
             group = self.packed.group(inp.samples, index=index)
+        # Records of a few samples go to the statistics in blocks (one contig each).
+        size = self.BLOCK_RECORDS if len(inp.samples) <= stats.SMALL else 1
+        block: list[ParsedRecord] = []
         for record in inp.records(region):
-            self.position = (inp.name, None if inp.is_bcf else record.line)
-            self._add(record, inp, ids, extra)
-            if self.packed is not None:
-                self.packed.add(record, group)
-                if self.packed.bytes >= self.FLUSH_BYTES:
-                    self.flush_genotypes()
+            if block and (len(block) >= size or record.contig != block[0].contig):
+                self._add_block(block, inp, ids, extra, group)
+                block = []
+            block.append(record)
             count += 1
-            self.bar.update(1)
+        if block:
+            self._add_block(block, inp, ids, extra, group)
         self.flush_data(hold=False, end=True)  # this input's samples: a fragment of their own
         header = inp.sample_header(extra)
         for sample in inp.samples:
             self.headers[sample] = header
         return count
 
-    def _add(self, rec: ParsedRecord, inp: VcfInput, ids: dict[str, int], extra: list[str]) -> None:
-        if rec.contig not in self.contigs:
-            self.contigs[rec.contig] = normalize_contig(rec.contig)
-        filter_ids = [len(rec.filters), *(_filter_id(f, ids, extra) for f in rec.filters)]
-        contig = rec.contig.encode()
+    def _add_block(
+        self,
+        block: list[ParsedRecord],
+        inp: VcfInput,
+        ids: dict[str, int],
+        extra: list[str],
+        group: int,
+    ) -> None:
+        """Consecutive records of `inp` on one contig: their cells, statistics and packed
+        genotypes, then the flushes their buffers call for."""
+        last = block[-1]
+        self.position = (inp.name, None if inp.is_bcf else last.line)
+        if last.contig not in self.contigs:
+            self.contigs[last.contig] = normalize_contig(last.contig)
+        contig = last.contig.encode()
         if contig != self._contig:
             self.flush_data(hold=False)  # `data` batches never span contigs
-        self._contig, self._last_pos = contig, rec.pos
+        self._contig, self._last_pos = contig, last.pos
         # Every sample's call is stored, ./. included: records read back as in the input.
         if inp.samples:
-            self._cells(rec, self._names(inp), struct.pack(f"<{len(filter_ids)}i", *filter_ids))
-        self.collector.add(
-            contig=rec.contig,
-            pos=rec.pos,
-            end=rec.end,
-            ref=rec.ref,
-            alts=rec.alts,
-            filters=rec.filters,
-            gt=rec.gt,
-            samples=inp.samples,
-            ref_block=rec.is_ref_block,
-            ids=rec.ids,
-            fmt=rec.fmt,
-            rows=rec.rows,
-        )
+            names = self._names(inp)
+            for rec in block:
+                filter_ids = [len(rec.filters), *(_filter_id(f, ids, extra) for f in rec.filters)]
+                self._cells(rec, names, struct.pack(f"<{len(filter_ids)}i", *filter_ids))
+        else:
+            for rec in block:  # FILTERs the header lacks are declared all the same
+                for f in rec.filters:
+                    _filter_id(f, ids, extra)
+        self.collector.add_block(block, inp.samples)
+        if self.packed is not None:
+            self.packed.add_block(block, group)
+            if self.packed.bytes >= self.FLUSH_BYTES:
+                self.flush_genotypes()
         if self.bytes - self._held >= self.FLUSH_BYTES:
             self.flush_data()
         if self.collector.pending() >= self.FLUSH_ROWS:
             self.flush_stats(self.collector, final=False)
+        self.bar.update(len(block))
 
     def _names(self, inp: VcfInput) -> tuple[layout.VarChunk, np.ndarray | None]:
         """The input's sample names in byte order, and that order (None: already sorted)."""

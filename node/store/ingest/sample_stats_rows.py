@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tiledb
@@ -32,6 +32,9 @@ import tiledb
 from node.store.dataset import layout
 from node.store.dataset.write_buffers import Var, VarChunk
 from node.store.ingest.calls import Calls, allele_rows
+
+if TYPE_CHECKING:
+    from node.store.ingest.vcfio import ParsedRecord
 
 __all__ = [
     "SampleStatsRows",
@@ -232,6 +235,17 @@ class SampleStatsRows:
                 self._classes.clear()
             found = self._classes[key] = variant_class(ref, alt)
         return found
+
+    def add_block(
+        self,
+        samples: Sequence[str],
+        records: Sequence[ParsedRecord],
+        rows: Sequence[list[list[int]]],
+    ) -> None:
+        """`add` of consecutive records of one input of a few samples; `rows[i]`: the
+        allele lists of `records[i]` (no -2)."""
+        for r, row in zip(records, rows, strict=True):
+            self.add(samples, r.gt, r.ref, r.alts, r.fmt, rows=row)
 
     def add(
         self,

@@ -23,6 +23,7 @@ import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,12 +32,16 @@ from node.store.dataset import layout
 from node.store.dataset.write_buffers import VarChunk
 from node.store.ingest.allele_count_rows import (
     AlleleCountRows,
+    Classes,
     genotype_classes,
     genotype_classes_small,
 )
 from node.store.ingest.calls import Calls, allele_rows
 from node.store.ingest.sample_stats_rows import SampleStatsRows
 from node.store.ingest.vs_rows import VariantStatsRows, normalise_stats_allele
+
+if TYPE_CHECKING:
+    from node.store.ingest.vcfio import ParsedRecord
 from node.store.read.stats_lookup import Point as Point
 from node.store.read.stats_lookup import point_ranges as point_ranges
 from node.store.read.stats_lookup import text_of
@@ -162,6 +167,51 @@ class StatsCollector:
         self.allele_count.add(contig, pos, ref, alts, filters, classes)
         if self.sign > 0:
             self.sample_stats.add(samples, gt, ref, alts, fmt, calls=calls, rows=rows)
+
+    def add_block(self, records: Sequence[ParsedRecord], samples: Sequence[str]) -> None:
+        """Consecutive records of one input (one contig), as `add` of each in turn gives.
+
+        Records of a few samples (at most SMALL) go to each builder as one block, so the
+        builders can work over the block at once rather than record by record."""
+        if len(samples) > SMALL:
+            for r in records:
+                self.add(
+                    contig=r.contig,
+                    pos=r.pos,
+                    end=r.end,
+                    ref=r.ref,
+                    alts=r.alts,
+                    filters=r.filters,
+                    gt=r.gt,
+                    samples=samples,
+                    ref_block=r.is_ref_block,
+                    ids=r.ids,
+                    fmt=r.fmt,
+                    rows=r.rows,
+                )
+            return
+        rows = [r.rows if r.rows is not None else allele_rows(r.gt) for r in records]
+        classes = self._aggregate_block(records, rows, samples)
+        if self._variant_stats:
+            self.variant_stats.add_block(records, rows, samples)
+        self.allele_count.add_block(records, classes)
+        if self.sign > 0:
+            self.sample_stats.add_block(samples, records, rows)
+
+    def _aggregate_block(
+        self,
+        records: Sequence[ParsedRecord],
+        rows: list[list[list[int]]],
+        samples: Sequence[str],
+    ) -> list[Classes]:
+        """The fednode aggregate's rows of a block of few-sample records, and each
+        record's genotype classes (for `allele_count`)."""
+        out = []
+        for r, row in zip(records, rows, strict=True):
+            self._add_small(r.contig, r.pos, r.end, r.ref, r.alts, row, samples,
+                            r.is_ref_block, r.ids)
+            out.append(genotype_classes_small(row, (r.ref, *r.alts)))
+        return out
 
     def _add_aggregate(
         self,

@@ -30,11 +30,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from node.store.dataset import layout
 from node.store.ingest.calls import Calls, allele_rows
+
+if TYPE_CHECKING:
+    from node.store.ingest.vcfio import ParsedRecord
 
 __all__ = ["RowBatch", "VariantStatsRows", "normalise_stats_allele"]
 
@@ -110,6 +114,17 @@ class VariantStatsRows:
 
     def _code(self, key: str) -> int:
         return self._alleles.setdefault(key, len(self._alleles))
+
+    def add_block(
+        self,
+        records: Sequence[ParsedRecord],
+        rows: Sequence[list[list[int]]],
+        samples: Sequence[str],
+    ) -> None:
+        """`add` of consecutive records of one input of a few samples (one contig);
+        `rows[i]`: the allele lists of `records[i]` (no -2)."""
+        for r, row in zip(records, rows, strict=True):
+            self.add(r.contig, r.pos, r.end, r.ref, r.alts, r.gt, samples, None, row)
 
     def add(
         self,
