@@ -23,6 +23,10 @@ records at its position of samples with smaller names. Sample names and allele k
 small tables; text columns are gathered from them once per flush, with no Python object
 per row. Rows of one position come in sample-name order, so a flush whose positions
 strictly increase is already in the array's global order.
+
+Blocks of records of a few samples (`add_block`) make the rows of their common records
+(alone at their position, biallelic) at once: the rows of such a record depend only on
+its samples' allele lists and its (REF, ALT) key codes, both drawn from small registries.
 """
 
 from __future__ import annotations
@@ -75,6 +79,77 @@ class _Record:
     rows: list[list[int]] | None = None  # `gt` rows without the -2s, for a few samples
 
 
+class _Table:
+    """Rows of ints in a numpy array that doubles when full: the block path's registries
+    grow a few rows at a time and are read by numpy gathers every block."""
+
+    def __init__(self, width: int) -> None:
+        self.data = np.zeros((64, width), dtype=np.int64)
+        self.size = 0
+
+    def extend(self, rows: Sequence[tuple[int, ...]]) -> int:
+        """Appends `rows`; returns the index of the first."""
+        start = self.size
+        self.size += len(rows)
+        while self.size > len(self.data):
+            self.data = np.concatenate((self.data, np.zeros_like(self.data)))
+        if rows:
+            self.data[start : self.size] = rows
+        return start
+
+
+class _Shapes:
+    """The rows of a lone biallelic record, by its samples' allele lists (`index` key: the
+    one sample's list as a tuple, or each sample's): `spans` (first row, count) of `rows`
+    (input index, allele slot, ac, an, n_hom, 1 when max_length is set), signed. Slots: 0
+    REF, 1 ALT, 2 REF or "nr" (allele 0 of a first GT entry 0). Id -1: lists the block
+    path leaves to `add` (an allele past 1)."""
+
+    def __init__(self, order: list[int], version: int, sign: int) -> None:
+        self.order, self.version, self.sign = order, version, sign
+        self.index: dict[tuple[object, ...], int] = {}
+        self.spans = _Table(2)
+        self.rows = _Table(6)
+
+    def add(self, key: tuple[object, ...], rows: list[list[int]]) -> int:
+        """`_one_record_small`'s rows, with allele slots for key codes."""
+        out: list[tuple[int, ...]] = []
+        sign = self.sign
+        for i in self.order:
+            row = rows[i]
+            called = [a for a in row if a >= 0]
+            if not called:
+                continue
+            if max(called) > 1:
+                self.index[key] = -1
+                return -1
+            homozygous = len(called) == len(row) and len(set(called)) == 1
+            if self.version < 3 and 0 not in called:  # version 2's empty "ref" row
+                out.append((i, 0, 0, 0, 0, 0))
+            for allele in sorted(set(called)):
+                slot = 2 if allele == 0 and row[0] == 0 else allele
+                n = called.count(allele)
+                out.append((i, slot, n * sign, len(row) * sign, int(homozygous) * sign, 1))
+        shape = self.index[key] = self.spans.extend([(self.rows.extend(out), len(out))])
+        return shape
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """The rows of a block's lone records, made at once, emitted a run at a time."""
+
+    lone: np.ndarray  # bool per record
+    pair: np.ndarray  # per record: `_pair_codes` row, -1 not known yet
+    count: list[int]  # rows per record (0: not lone, or no called allele)
+    starts: np.ndarray  # first row of each record, and the total
+    record: np.ndarray  # the record of each row
+    rows: np.ndarray  # `_Shapes.rows` of each row
+    running: np.ndarray  # the longest called lone record up to each record
+
+
+_LIMIT = 1 << 16  # registry entries kept before starting afresh (new indel alleles)
+
+
 class VariantStatsRows:
     """Pending variant_stats rows of one ingest (`sign` -1: of removed samples)."""
 
@@ -90,6 +165,10 @@ class VariantStatsRows:
         self._codes: dict[tuple[str, tuple[str, ...]], tuple[list[int], int]] = {}
         self._position: tuple[_Group, str, int] | None = None
         self._records: list[_Record] = []
+        # the block path's registries: row shapes by sample-name order, (REF, ALT) pairs
+        self._shapes: dict[tuple[int, ...], _Shapes] = {}
+        self._pairs: dict[tuple[str, tuple[str, ...]], int] = {}
+        self._pair_codes = _Table(3)
         self._reset()
 
     def _reset(self) -> None:
@@ -121,10 +200,119 @@ class VariantStatsRows:
         rows: Sequence[list[list[int]]],
         samples: Sequence[str],
     ) -> None:
-        """`add` of consecutive records of one input of a few samples (one contig);
-        `rows[i]`: the allele lists of `records[i]` (no -2)."""
-        for r, row in zip(records, rows, strict=True):
-            self.add(r.contig, r.pos, r.end, r.ref, r.alts, r.gt, samples, None, row)
+        """`add` of consecutive records of one input of a few samples; `rows[i]`: the
+        allele lists of `records[i]` (no -2).
+
+        A *lone* record (alone at its position, biallelic, alleles 0/1) makes its rows in
+        one numpy pass over the block, from its allele lists' shape and its (REF, ALT)
+        codes; other records, and the block's last (its position may go on in the next
+        block), go through `add`, in record order between runs of lone records."""
+        group = self.group(samples)
+        if len(group.order_list) > SMALL or not records:
+            for r, row in zip(records, rows, strict=True):
+                self.add(r.contig, r.pos, r.end, r.ref, r.alts, r.gt, samples, None, row)
+            return
+        block = self._block(group, records, rows)
+        start = 0
+        for i in np.flatnonzero(~block.lone | (block.pair < 0)).tolist():
+            r = records[i]
+            if block.lone[i] and len(r.alts) == 1:  # a (REF, ALT) pair new to the block path
+                block.pair[i] = self._pair(r.ref, r.alts)
+                continue
+            self._emit_lone(group, block, records, start, i)
+            self.add(r.contig, r.pos, r.end, r.ref, r.alts, r.gt, samples, None, rows[i])
+            start = i + 1
+        self._emit_lone(group, block, records, start, len(records))
+
+    def _block(
+        self, group: _Group, records: Sequence[ParsedRecord], rows: Sequence[list[list[int]]]
+    ) -> _Block:
+        shapes = self._shapes.get(tuple(group.order_list))
+        if shapes is None or len(shapes.index) > _LIMIT:
+            shapes = self._shapes[tuple(group.order_list)] = _Shapes(
+                group.order_list, self.version, self.sign
+            )
+        if len(self._pairs) > _LIMIT:
+            self._pairs, self._pair_codes = {}, _Table(3)
+        if len(group.order_list) == 1:
+            keys: list[tuple[object, ...]] = [tuple(row[0]) for row in rows]
+        else:
+            keys = [tuple(map(tuple, row)) for row in rows]
+        shape = list(map(shapes.index.get, keys))
+        if None in shape:
+            shape = [shapes.add(k, row) if t is None else t
+                     for k, row, t in zip(keys, rows, shape, strict=True)]
+        pairs = self._pairs
+        pair = np.array([pairs.get((r.ref, r.alts), -1) for r in records], dtype=np.int64)
+        pos = np.array([r.pos for r in records], dtype=np.int64)
+        end = np.array([r.end for r in records], dtype=np.int64)
+        tid = np.array(shape, dtype=np.int64)
+        pending = self._position
+        joins = bool(self._records) and pending is not None and pending[0] is group and (
+            pending[1:] == (records[0].contig, records[0].pos)
+        )
+        moved = pos[1:] != pos[:-1]
+        lone = tid >= 0
+        lone[0] &= not joins
+        lone[1:] &= moved
+        lone[:-1] &= moved
+        lone[-1] = False
+        spans = shapes.spans.data[tid]
+        count = np.where(lone, spans[:, 1], 0)
+        starts = np.zeros(len(records) + 1, dtype=np.int64)
+        np.cumsum(count, out=starts[1:])
+        record = np.repeat(np.arange(len(records)), count)
+        index = np.repeat(spans[:, 0] - starts[:-1], count) + np.arange(starts[-1])
+        length = np.where(count > 0, end - pos + 1, 0)
+        return _Block(
+            lone, pair, count.tolist(), starts, record, shapes.rows.data[index],
+            np.maximum.accumulate(length),
+        )
+
+    def _pair(self, ref: str, alts: tuple[str, ...]) -> int:
+        """The block path's id of a biallelic (REF, ALT): its codes are row `id` of
+        `_pair_codes` (REF, ALT, and REF's or "nr" for a first GT entry 0)."""
+        found = self._codes.get((ref, alts))
+        codes, nr = self._new_codes(ref, alts) if found is None else found
+        pair = self._pairs[(ref, alts)] = self._pair_codes.extend(
+            [(codes[0], codes[1], codes[0] if nr < 0 else nr)]
+        )
+        return pair
+
+    def _emit_lone(
+        self,
+        group: _Group,
+        block: _Block,
+        records: Sequence[ParsedRecord],
+        start: int,
+        stop: int,
+    ) -> None:
+        """The rows of the lone records `start` to `stop` (the open position first)."""
+        if start >= stop:
+            return
+        self._finish_position()
+        self._position = None
+        first, last = int(block.starts[start]), int(block.starts[stop])
+        if last > first:
+            self._flush_small()
+            rows, record = block.rows[first:last], block.record[first:last]
+            running = np.maximum(block.running[record], self.max_length) * rows[:, 5]
+            chunks = self._chunks
+            chunks["sample"].append((rows[:, 0] + group.offset).astype(np.int32))
+            chunks["allele"].append(
+                self._pair_codes.data[block.pair[record], rows[:, 1]].astype(np.int32)
+            )
+            chunks["ac"].append(rows[:, 2].astype(np.int32))
+            chunks["an"].append(rows[:, 3].astype(np.int32))
+            chunks["n_hom"].append(rows[:, 4].astype(np.int32))
+            chunks["max_length"].append(running.astype(np.uint32))
+            self._sites.extend(
+                (r.contig, r.pos, r.end, n)
+                for r, n in zip(records[start:stop], block.count[start:stop], strict=True)
+                if n
+            )
+            self.rows += last - first
+        self.max_length = max(self.max_length, int(block.running[stop - 1]))
 
     def add(
         self,
@@ -150,18 +338,22 @@ class VariantStatsRows:
         alts = alts if isinstance(alts, tuple) else tuple(alts)
         found = self._codes.get((ref, alts))
         if found is None:
-            if len(self._codes) > 100_000:
-                self._codes.clear()
-            if self.version >= 3:
-                keys = [normalise_stats_allele(ref, a) for a in alts]
-                nr = self._code("nr") if len(alts) == 1 and alts[0] == NON_REF else -1
-            else:
-                keys, nr = [f"{ref},{a}" for a in alts], -1
-            found = self._codes[(ref, alts)] = (
-                [self._code("ref"), *map(self._code, keys)], nr
-            )
+            found = self._new_codes(ref, alts)
         codes, nr = found
         self._records.append(_Record(end, end - pos + 1, codes, nr, gt, calls, rows))
+
+    def _new_codes(self, ref: str, alts: tuple[str, ...]) -> tuple[list[int], int]:
+        """The allele key codes of a (REF, ALTs) pair not in the cache (numbering new keys
+        in the order records bring them) and its "nr" code, or -1."""
+        if len(self._codes) > 100_000:
+            self._codes.clear()
+        if self.version >= 3:
+            keys = [normalise_stats_allele(ref, a) for a in alts]
+            nr = self._code("nr") if len(alts) == 1 and alts[0] == NON_REF else -1
+        else:
+            keys, nr = [f"{ref},{a}" for a in alts], -1
+        found = self._codes[(ref, alts)] = ([self._code("ref"), *map(self._code, keys)], nr)
+        return found
 
     def _finish_position(self) -> None:
         if self._position is None or not self._records:
