@@ -46,8 +46,15 @@ class AlleleCountRows:
 
     def add_block(self, records: Sequence[ParsedRecord], classes: Sequence[Classes]) -> None:
         """`add` of consecutive records of one input, `classes[i]` those of `records[i]`."""
-        for r, c in zip(records, classes, strict=True):
-            self.add(r.contig, r.pos, r.ref, r.alts, r.filters, c)
+        counts, sign = self._counts, self.sign
+        for r, found in zip(records, classes, strict=True):
+            if not found:
+                continue
+            filter_text = ";".join(r.filters) if r.filters else "."
+            contig, pos, ref = r.contig, r.pos, r.ref
+            for (alt, gt), n in found.items():
+                key = (contig, pos, ref, alt, filter_text, gt)
+                counts[key] = counts.get(key, 0) + n * sign
 
     def add(
         self,

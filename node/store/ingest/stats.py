@@ -102,6 +102,18 @@ class _Columns:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What `_add_small` adds for a record of one ALT (not symbolic, not a gVCF block) at
+    a position new to its samples: the same for every such record whose samples call the
+    same alleles (at most a few hundred distinct calls of a few samples)."""
+
+    local: list[int]  # each sample's called alleles, `_last_site`'s value ([]: none called)
+    site: list[int]  # the site row's counts
+    allele: list[int] | None  # the ALT row's counts (None: no carrier)
+    classes: tuple[tuple[int, str, int], ...]  # (0 REF / 1 ALT, gt class, samples)
+
+
 class StatsCollector:
     """Accumulates the rows of every statistics array for one ingest (or one removal).
 
@@ -123,6 +135,7 @@ class StatsCollector:
         self.allele_count = AlleleCountRows(sign=sign)
         self.sample_stats = SampleStatsRows()
         self._variant_stats = sign > 0 or variant_stats_version < 3
+        self._shapes: dict[tuple[object, ...], _Shape] = {}  # by a record's calls
 
     @property
     def max_length(self) -> int:
@@ -205,13 +218,78 @@ class StatsCollector:
         samples: Sequence[str],
     ) -> list[Classes]:
         """The fednode aggregate's rows of a block of few-sample records, and each
-        record's genotype classes (for `allele_count`)."""
-        out = []
+        record's genotype classes (for `allele_count`): what `_add_small` and
+        `genotype_classes_small` of each record in turn give.
+
+        A record of one ALT at a position new to its samples (nearly every record of a
+        one-sample VCF) adds what its calls' `_Shape` says; any other record goes through
+        `_add_small`, with `_last_site` brought up to date around it.
+        """
+        group = tuple(samples)
+        keys, key_info, shapes = self.keys, self.key_info, self._shapes
+        state = self._last_site.get(group)  # kept here, written back around `_add_small`
+        positive = self.sign > 0  # a new key's counts as they are (see `_key`)
+        contig = canonical = ""
+        out: list[Classes] = []
         for r, row in zip(records, rows, strict=True):
-            self._add_small(r.contig, r.pos, r.end, r.ref, r.alts, row, samples,
-                            r.is_ref_block, r.ids)
-            out.append(genotype_classes_small(row, (r.ref, *r.alts)))
+            if r.contig != contig:
+                contig, canonical = r.contig, _canonical(r.contig)
+            alts, pos = r.alts, r.pos
+            shape = None
+            if len(alts) == 1 and alts[0] not in _NON_VARIANT:
+                calls = tuple(row[0]) if len(row) == 1 else tuple(map(tuple, row))
+                shape = shapes.get(calls) or self._shape(calls, row)
+            if shape is None or (shape.local and state and state[0] == (canonical, pos)):
+                if state is not None:
+                    self._last_site[group] = state
+                self._add_small(contig, pos, r.end, r.ref, alts, row, samples,
+                                r.is_ref_block, r.ids)
+                out.append(genotype_classes_small(row, (r.ref, *alts)))
+                state = self._last_site.get(group)
+                continue
+            if not shape.local:  # nothing called
+                out.append({})
+                continue
+            state = ((canonical, pos), shape.local)
+            key: FednodeKey = (canonical, pos, "", "")
+            if positive and key not in keys:
+                keys[key], key_info[key] = shape.site.copy(), (pos, ".", contig)
+            else:
+                self._key(key, shape.site.copy(), (pos, ".", contig))
+            if shape.allele is not None:
+                key = (canonical, pos, r.ref, alts[0])
+                if positive and key not in keys:
+                    keys[key], key_info[key] = shape.allele.copy(), (r.end, r.ids, contig)
+                else:
+                    self._key(key, shape.allele.copy(), (r.end, r.ids, contig))
+            found = shape.classes
+            if len(found) == 1:
+                index, gt, n = found[0]
+                out.append({(alts[0] if index else r.ref, gt): n})
+            else:
+                out.append({(alts[0] if i else r.ref, gt): n for i, gt, n in found})
+        if state is not None:
+            self._last_site[group] = state
         return out
+
+    def _shape(self, calls: tuple[object, ...], rows: list[list[int]]) -> _Shape | None:
+        """The `_Shape` of `rows` (a record's calls, keyed `calls`), cached; None when
+        the calls name an allele past the one ALT (left to `_add_small`)."""
+        if any(a > 1 for row in rows for a in row):
+            return None
+        probe = StatsCollector()
+        group = tuple(str(i) for i in range(len(rows)))
+        probe._add_small("1", 0, 0, "N", ("A",), rows, group, False, ".")
+        state = probe._last_site.get(group)
+        classes = genotype_classes_small(rows, ("N", "A"))
+        shape = _Shape(
+            local=[int(v) for v in state[1]] if state is not None else [],
+            site=probe.keys.get(("1", 0, "", ""), []),
+            allele=probe.keys.get(("1", 0, "N", "A")),
+            classes=tuple((int(alt == "A"), gt, n) for (alt, gt), n in classes.items()),
+        )
+        self._shapes[calls] = shape
+        return shape
 
     def _add_aggregate(
         self,
