@@ -23,7 +23,9 @@ writes one per sample, as fednode does per ingest. Readers sum (min/max) the row
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +50,7 @@ SMALL = 8  # records of at most this many samples take the plain-Python path
 COUNTERS = layout.SAMPLE_STATS_COUNTERS
 _C = {name: i for i, name in enumerate(COUNTERS)}
 _FIELDS = (b"DP", b"GQ")
+Delta = tuple[tuple[int, int, int], ...]  # (sample, counter, amount) of one record
 _U64_MAX = np.iinfo(np.uint64).max
 # variant classes counted by sample_stats (index into _CLASS_COUNTERS); 0 counts nowhere
 _NONE, _TI, _TV, _INS, _DEL, _STAR = range(6)
@@ -165,6 +168,18 @@ class _SmallFieldStats:
             if ok:
                 self.add_value(i, int(value))
 
+    def add_values(self, sample: int, values: np.ndarray) -> None:
+        """`add_value` of each of `values` (int32, none missing), in one numpy pass."""
+        if not values.size:
+            return
+        u = values.astype(np.int64).astype(np.uint64)  # as `value & _MASK`
+        t = self._totals[sample]
+        t[0] = (t[0] + int(u.sum(dtype=np.uint64))) & _MASK  # uint64 sums wrap
+        t[1] = (t[1] + int((u * u).sum(dtype=np.uint64))) & _MASK
+        t[2] += int(u.size)
+        t[3] = min(t[3], int(u.min()))
+        t[4] = max(t[4], int(u.max()))
+
     def fold(self) -> None:
         columns = np.array(self._totals, dtype=np.uint64).reshape(-1, 5)
         self.sum, self.sum2, self.count, self.min, self.max = (
@@ -219,6 +234,8 @@ class SampleStatsRows:
     def __init__(self) -> None:
         self._groups: dict[tuple[str, ...], _Group] = {}
         self._classes: dict[tuple[str, str], int] = {}
+        # `_count_block`'s counters per number of samples, then (REF, ALTs, calls)
+        self._deltas: dict[int, dict[tuple[str, tuple[str, ...], tuple[Any, ...]], Delta]] = {}
 
     def _group(self, samples: Sequence[str]) -> _Group:
         key = tuple(samples)
@@ -243,9 +260,51 @@ class SampleStatsRows:
         rows: Sequence[list[list[int]]],
     ) -> None:
         """`add` of consecutive records of one input of a few samples; `rows[i]`: the
-        allele lists of `records[i]` (no -2)."""
-        for r, row in zip(records, rows, strict=True):
-            self.add(samples, r.gt, r.ref, r.alts, r.fmt, rows=row)
+        allele lists of `records[i]` (no -2).
+
+        The counters are sums, so records of one (REF, ALTs, calls) are counted once and
+        multiplied; the DP/GQ values are read for the whole block from the blobs' bytes
+        (`_block_fields`)."""
+        if not records:
+            return
+        group = self._group(samples)
+        if group.small is None:
+            for r, row in zip(records, rows, strict=True):
+                self.add(samples, r.gt, r.ref, r.alts, r.fmt, rows=row)
+            return
+        self._count_block(group.small, records, rows)
+        _block_fields(group.fields, records, len(samples))  # type: ignore[arg-type]
+
+    def _count_block(
+        self,
+        counters: list[list[int]],
+        records: Sequence[ParsedRecord],
+        rows: Sequence[list[list[int]]],
+    ) -> None:
+        """`_add_small` of each record, once per distinct (REF, ALTs, calls)."""
+        calls: Iterable[tuple[Any, ...]]
+        if len(counters) == 1:
+            calls = map(tuple, map(itemgetter(0), rows))
+        else:
+            calls = (tuple(map(tuple, row)) for row in rows)
+        seen = Counter(zip(map(_REF, records), map(_ALTS, records), calls, strict=True))
+        deltas = self._deltas.setdefault(len(counters), {})
+        for key, times in seen.items():
+            delta = deltas.get(key)
+            if delta is None:
+                if len(deltas) > 100_000:
+                    deltas.clear()
+                delta = deltas[key] = self._delta(*key, n=len(counters))
+            for sample, j, x in delta:
+                counters[sample][j] += x * times
+
+    def _delta(self, ref: str, alts: tuple[str, ...], call: tuple[Any, ...], *, n: int) -> Delta:
+        """What `_add_small` adds for one record: (sample, counter, amount) triples."""
+        classes = [_NONE, *(self._class_of(ref, alt) for alt in alts)]
+        counters = [[0] * len(COUNTERS) for _ in range(n)]
+        row: list[list[int]] = [list(call)] if n == 1 else [list(c) for c in call]
+        self._add_small(counters, row, classes, len(alts) > 1)
+        return tuple((i, j, x) for i, c in enumerate(counters) for j, x in enumerate(c) if x)
 
     def add(
         self,
@@ -267,11 +326,7 @@ class SampleStatsRows:
                 rows = allele_rows(gt)
             self._add_small(group.small, rows, classes, len(alts) > 1)
             if fmt is not None and len(fmt):
-                cells = [fmt.data] if len(fmt) == 1 else fmt.cells()
-                fields = group.fields
-                for i, blob in enumerate(cells):
-                    for key, value in _first_ints(blob, _FIELDS):
-                        fields[key].add_value(i, value)  # type: ignore[union-attr]
+                _add_blobs(group.fields, fmt)  # type: ignore[arg-type]
             return
         calls = Calls(gt) if calls is None else calls
         self._add_numpy(group.counts, calls, classes, len(alts) > 1)
@@ -385,6 +440,115 @@ def merge_sample_stats(parts: Sequence[Mapping[str, object]]) -> dict[str, objec
         else:
             out[key] = values
     return out
+
+
+_REF, _ALTS, _FMT = attrgetter("ref"), attrgetter("alts"), attrgetter("fmt")
+_DATA, _LENGTHS = attrgetter("data"), attrgetter("lengths")
+_TEMPLATES = 4  # blob layouts read at once per block; cells of any other layout one by one
+
+
+def _add_blobs(fields: dict[bytes, _SmallFieldStats], fmt: VarChunk) -> None:
+    """The DP/GQ values of one record's blobs (cell i: sample i)."""
+    cells = [fmt.data] if len(fmt) == 1 else fmt.cells()
+    for i, blob in enumerate(cells):
+        for key, value in _first_ints(blob, _FIELDS):
+            fields[key].add_value(i, value)
+
+
+def _block_fields(
+    fields: dict[bytes, _SmallFieldStats], records: Sequence[ParsedRecord], n: int
+) -> None:
+    """`_add_blobs` of each record of a block of `n`-sample records.
+
+    Most blobs of a block share one layout (the same fields, types and value counts;
+    only the values differ), so a layout is read from one blob (`_template`) and the
+    DP/GQ values of every blob of the same length and the same layout bytes are taken
+    as one int32 column. Other blobs are read one by one, as `add` reads them."""
+    if not n:
+        return
+    chunks = list(map(_FMT, records))
+    if None in chunks or list(map(len, map(_LENGTHS, chunks))).count(n) < len(chunks):
+        odd = [c for c in chunks if c is not None and len(c) not in (0, n)]
+        chunks = [c for c in chunks if c is not None and len(c) == n]
+        for fmt in odd:
+            _add_blobs(fields, fmt)
+        if not chunks:
+            return
+    blobs = list(map(_DATA, chunks))
+    data = b"".join(blobs)
+    if n == 1:
+        lengths = np.fromiter(map(len, blobs), np.int64, len(blobs))
+    else:
+        lengths = np.concatenate([c.lengths for c in chunks]).astype(np.int64)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    left = np.ones(len(lengths), dtype=bool)  # cells not read yet
+    todo = np.arange(len(lengths))
+    for _ in range(_TEMPLATES):
+        first = int(todo[0])
+        found = _template(data[int(starts[first]) : int(ends[first])])
+        if found is None:
+            break  # not readable: `_first_ints` raises on it as `add` does
+        mask, picks = found
+        width = mask.size
+        if width and todo.size == len(lengths) and width * todo.size == buf.size:
+            same, matrix = todo, buf.reshape(-1, width)  # every blob of this length
+        else:
+            same = todo[lengths[todo] == width]
+            matrix = buf[starts[same, None] + np.arange(width)]
+        match = (matrix[:, mask] == matrix[0, mask]).all(axis=1)
+        hit, rows = (same, matrix) if match.all() else (same[match], matrix[match])
+        for key, at in picks:
+            values = np.ascontiguousarray(rows[:, at : at + 4]).view("<i4").reshape(-1)
+            ok = values != layout.INT32_MISSING
+            _add_cells(fields[key], hit[ok] % n, values[ok], n)
+        left[hit] = False
+        todo = np.flatnonzero(left)
+        if not todo.size:
+            break
+    for cell in todo.tolist():
+        blob = data[int(starts[cell]) : int(ends[cell])]
+        for key, value in _first_ints(blob, _FIELDS):
+            fields[key].add_value(cell % n, value)
+
+
+def _add_cells(stats: _SmallFieldStats, samples: np.ndarray, values: np.ndarray, n: int) -> None:
+    if n == 1:
+        stats.add_values(0, values)
+        return
+    for sample in range(n):
+        stats.add_values(sample, values[samples == sample])
+
+
+def _template(blob: bytes) -> tuple[np.ndarray, list[tuple[bytes, int]]] | None:
+    """The layout of one fmt blob as `_first_ints` walks it: which bytes it reads to
+    find the fields (a blob of the same length and the same bytes there has the same
+    fields at the same offsets), and the offset of each DP/GQ value it would take;
+    None when the walk fails."""
+    mask = np.zeros(len(blob), dtype=bool)
+    if len(blob) < 4:
+        mask[:] = True
+        return mask, []
+    mask[:4] = True
+    picks = []
+    at = 4
+    try:
+        for _ in range(_U32.unpack_from(blob, 0)[0]):
+            stop = blob.index(b"\0", at)
+            htype, count = _TYPE_COUNT.unpack_from(blob, stop + 1)
+            if count < 0:
+                return None
+            start = stop + 9
+            mask[at:start] = True
+            if count > 0 and htype == layout.HT_INT and blob[at:stop] in _FIELDS:
+                if start + 4 > len(blob):
+                    return None
+                picks.append((blob[at:stop], start))
+            at = start + count * (1 if htype == layout.HT_STR else 4)
+    except (ValueError, struct.error):
+        return None
+    return mask, picks
 
 
 def _cat(arrays: list[np.ndarray]) -> np.ndarray:
