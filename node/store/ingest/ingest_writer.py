@@ -41,7 +41,8 @@ from node.store.dataset.write_buffers import VarChunk
 from node.store.ingest import stats
 from node.store.ingest.genotype_rows import GenotypeRows
 from node.store.ingest.global_order import FragmentStream, sorted_columns
-from node.store.ingest.memory_budget import BufferLimits
+from node.store.ingest.header_batches import write_headers
+from node.store.ingest.memory_budget import HEADER_BATCH_BYTES, BufferLimits
 from node.store.ingest.sample_stats_rows import merge_sample_stats, write_sample_stats
 from node.store.ingest.vcfio import ParsedRecord, Region, StoredCall, VcfInput
 from node.store.ingest.vs_rows import RowBatch, gather_text
@@ -480,16 +481,9 @@ class IngestWriter:
     def finish(self) -> None:
         self.write_fragments()
         self._write_sample_stats()
-        if self.headers:
-            with self._open(layout.HEADERS) as arr:
-                names = sorted(self.headers)
-                layout.write_columns(
-                    arr,
-                    {
-                        "sample": layout.Var.text(names),
-                        "header": layout.Var([self.headers[n].encode() for n in names]),
-                    },
-                )
+        # In batches of the `data` batches' size: those buffers are all written by now.
+        batch = max(self.FLUSH_BYTES, HEADER_BATCH_BYTES)
+        write_headers(lambda: self._open(layout.HEADERS), self.headers, batch_bytes=batch)
         self._write_metadata()
 
     def _write_sample_stats(self) -> None:

@@ -7,9 +7,13 @@ TileDB memory settings, from what each buffered unit was measured to cost at the
 (`bench/budget_bench.py`; tests/store/test_memory_budget.py checks the result in
 a child process). What the process costs before it buffers anything (Python, numpy,
 tiledb, cyvcf2, a TileDB context, thread stacks: about 70 MiB measured) is taken off
-first, and so is what is known to be held besides the buffers (`reserved`: the samples'
-VCF headers, written at once at the end), so a budget too small for them is refused
-rather than silently exceeded.
+first, and so is what a caller knows it holds besides the buffers (`reserved`), so a
+budget too small for it is refused rather than silently exceeded.
+
+The samples' VCF headers are not held besides the buffers: `IngestWriter.finish` writes
+them once the buffers are empty, in batches of the `data` batches' size
+(`header_batches`), so their cost is within what the buffers were allowed, whatever the
+sample count.
 
 A partitioned ingest splits the budget (`for_workers`): the coordinating process keeps
 `COORDINATOR_MB` (it waits and merges outcomes while the workers run, and writes the
@@ -29,6 +33,7 @@ from node.errors import InvalidInput
 __all__ = [
     "COORDINATOR_MB",
     "DEFAULT_MB",
+    "HEADER_BATCH_BYTES",
     "HEADER_COST",
     "MIN_PROCESS_MB",
     "BufferLimits",
@@ -61,10 +66,14 @@ _DATA_COST_PER_WAITING = 2  # one more batch waiting for the writer (chunks only
 _ROW_COST = 250
 # - per aggregate key: dict entry, key tuple, counts, `key_info`, the row lists.
 _KEY_COST = 700
-# - per byte of the samples' stored VCF headers, all written at once at the end
-#   (`IngestWriter.finish`: encoded, joined, TileDB's copy; 2,504 x 15.9 KB peaked ~93 MB
-#   above the RSS before it): held by the process that writes them.
-HEADER_COST = 3
+# - per byte of a batch of the samples' stored VCF headers (`header_batches`: the encoded
+#   texts, the joined column, TileDB's sorted copy; ~3): far below `_DATA_COST`, and the
+#   batches are written after the data buffers are empty. The smallest batch (3 x 4 MiB)
+#   fits the headroom of the smallest budget.
+HEADER_BATCH_BYTES = 4 * MIB
+# Nothing is reserved for the headers any more (they were once written as one column, 3 x
+# their total bytes): kept for the callers' `reserved=HEADER_COST * ...` until they drop it.
+HEADER_COST = 0
 _DATA_SHARE = 0.5  # of what the fixed costs leave; the statistics get the rest
 _KEY_SHARE = 0.4  # of the statistics' share: the aggregate keys held between rows flushes
 
@@ -86,8 +95,7 @@ class BufferLimits:
 @dataclass(frozen=True, slots=True)
 class MemoryBudget:
     """The peak RSS one ingest process may reach, in MiB (`of` checks it); `reserved`:
-    bytes it holds at some point besides its buffers, known before it starts (the
-    samples' headers, `HEADER_COST` x their size)."""
+    bytes it holds at some point besides its buffers, known before it starts."""
 
     mb: int
     reserved: int = 0
@@ -101,8 +109,7 @@ class MemoryBudget:
         least = MIN_PROCESS_MB + budget._reserved_mb()
         if mb < least:
             held = (
-                f"; the samples' VCF headers, written together at the end, need about "
-                f"{budget._reserved_mb()} MB more"
+                f"; what it holds besides, about {budget._reserved_mb()} MB more"
                 if reserved
                 else ""
             )
@@ -123,8 +130,7 @@ class MemoryBudget:
 
     def for_workers(self, workers: int) -> MemoryBudget:
         """Each worker process's share when `workers` of them run beside the coordinator.
-        `reserved` is not theirs: the coordinator writes the headers once they have exited
-        (`of` checks that it can)."""
+        `reserved` is not theirs: it is the coordinator's (`of` checks that it fits)."""
         share = (self.mb - COORDINATOR_MB) // max(1, workers)
         if share < MIN_PROCESS_MB:
             least = COORDINATOR_MB + workers * MIN_PROCESS_MB
@@ -136,8 +142,8 @@ class MemoryBudget:
         return MemoryBudget(share)
 
     def coordinator(self) -> MemoryBudget:
-        """The coordinator's share while workers run (its own writer's thresholds), and
-        the headers it writes after them."""
+        """The coordinator's share while workers run (its own writer's thresholds, which
+        also size the header batches it writes after them), and what it reserves."""
         return MemoryBudget(min(self.mb, COORDINATOR_MB + self._reserved_mb()), self.reserved)
 
     def limits(self, *, samples: int) -> BufferLimits:
