@@ -44,9 +44,10 @@ from node.store.dataset.dataset_state import (
     DatasetState,
     discard_after,
     exists,
-    header_tables,
+    header_texts,
     latest_timestamp,
     load_state,
+    shared_header_tables,
 )
 from node.store.dataset.writer_lock import LockOptions
 from node.store.ingest.genotype_packing import GenotypeCells, Groups
@@ -184,7 +185,7 @@ class _ReadArrays:
     def __init__(self, uri: str, ctx: tiledb.Ctx, t: int) -> None:
         self._data = tiledb.open(f"{uri}/{layout.DATA}", ctx=ctx, timestamp=t)
         with tiledb.open(f"{uri}/{layout.HEADERS}", ctx=ctx, timestamp=t) as headers:
-            self._tables = header_tables(headers)
+            self._tables = shared_header_tables(headers)
 
     def __enter__(self) -> BatchReader:
         return BatchReader(self._data, self._tables)
@@ -289,13 +290,13 @@ def _present_contigs(uri: str, ctx: tiledb.Ctx) -> dict[str, str]:
     data = f"{uri}/{layout.DATA}"
     spans = [tuple(map(_text, f.nonempty_domain[0])) for f in tiledb.array_fragments(data, ctx=ctx)]
     with tiledb.open(f"{uri}/{layout.HEADERS}", ctx=ctx) as headers:
-        texts = [_text(h) for h in headers[:]["header"]]
-    names = {
-        line[13:].split(",")[0].rstrip(">")
-        for text in texts
-        for line in text.splitlines()
-        if line.startswith("##contig=<ID=")
-    } | {lo for lo, hi in spans if lo == hi}
+        names = {
+            line[13:].split(",")[0].rstrip(">")
+            for _, _, text in header_texts(headers)
+            if text is not None  # each distinct header once, not once per sample
+            for line in text.splitlines()
+            if line.startswith("##contig=<ID=")
+        } | {lo for lo, hi in spans if lo == hi}
     small = tiledb.Ctx({**ctx.config().dict(), "py.init_buffer_bytes": str(1 << 16)})
     present = {}
     with tiledb.open(data, ctx=small) as arr:
