@@ -19,6 +19,8 @@ import itertools
 import json
 import struct
 from collections.abc import Sequence
+from operator import itemgetter
+from typing import cast
 
 import numpy as np
 
@@ -34,6 +36,7 @@ GROUP_META = "samples_"
 WIDE = 128  # `shape` flag: int16 codes
 _MAX_INPUTS = 1 << 16  # inputs per ingest: the low bits of a group
 _NO_FIELDS = struct.pack("<I", 0)
+_LENGTH = struct.Struct("<I")  # one sample's FORMAT blob length
 # contig, pos (anchor), real start, end, qual, alleles, id, filters, info, group, shape,
 # gt, phased, fmt
 _Row = tuple[bytes, int, int, int, float, bytes, bytes, bytes, bytes, int, int, bytes, bytes, bytes]
@@ -87,6 +90,20 @@ def _pack_small(rec: ParsedRecord) -> tuple[int, bytes, bytes, bytes]:
     return ploidy | (WIDE if wide else 0), packed, phase, blobs
 
 
+def _call(rec: ParsedRecord) -> tuple[int, bytes, bytes, int]:
+    """`shape`, codes and phase bits of a one-sample record, and their part of its cell's size
+    (with the 256 `add` counts per cell)."""
+    shape, codes, phased, _ = _pack_small(rec)
+    return shape, codes, phased, len(codes) + len(phased) + 256
+
+
+def _site(rec: ParsedRecord) -> tuple[bytes, bytes, int]:
+    """A record's alleles and FILTER names as stored, and their size."""
+    alleles = ",".join((rec.ref, *rec.alts)).encode()
+    filters = ";".join(rec.filters).encode()
+    return alleles, filters, len(alleles) + len(filters)
+
+
 def _format_blobs(fmt: VarChunk) -> bytes:
     """Empty when no sample has fields; else uint32 lengths (one per sample), then the blobs."""
     n = len(fmt)
@@ -115,9 +132,41 @@ class GenotypeRows:
         return key
 
     def add_block(self, records: Sequence[ParsedRecord], group: int) -> None:
-        """`add` of consecutive records of one input."""
+        """`add` of consecutive records of one input: the same cells in the same order.
+
+        A one-sample record of one cell (the usual case) skips `pack_calls` and most of the
+        encoding: its calls, FORMAT blob lengths and site fields (alleles, FILTER) repeat
+        from record to record, so each distinct one is packed once per block. Any other
+        record (several samples, a long record with anchor copies) goes through `add`.
+        """
+        rows = self._rows
+        calls: dict[tuple[object, ...], tuple[int, bytes, bytes, int]] = {}
+        sites: dict[tuple[object, ...], tuple[bytes, bytes, int]] = {}
+        heads: dict[int, bytes] = {}
+        name, contig = "", b""
+        added, gap, no_fields = 0, layout.ANCHOR_GAP, _NO_FIELDS
         for rec in records:
-            self.add(rec, group)
+            samples = rec.rows
+            if samples is None or len(samples) != 1 or rec.end - rec.pos > gap:
+                self.add(rec, group)
+                continue
+            key = (rec.gt.size, rec.phased[0], *samples[0])  # one sample: size = ploidy
+            shape, codes, phased, size = calls.get(key) or calls.setdefault(key, _call(rec))
+            key = (rec.ref, rec.alts, rec.filters)
+            alleles, filters, length = sites.get(key) or sites.setdefault(key, _site(rec))
+            fmt = rec.fmt.data  # one sample's blob: its length is the data's
+            if fmt != no_fields:
+                n = len(fmt)
+                fmt = (heads.get(n) or heads.setdefault(n, _LENGTH.pack(n))) + fmt
+            else:
+                fmt = b""
+            if rec.contig != name:
+                name, contig = rec.contig, rec.contig.encode()
+            ids, info = rec.ids.encode(), rec.info
+            rows.append((contig, rec.pos, rec.pos, rec.end, rec.qual, alleles, ids, filters,
+                         info, group, shape, codes, phased, fmt))
+            added += size + length + len(ids) + len(info) + len(fmt)
+        self.bytes += added
 
     def add(self, rec: ParsedRecord, group: int) -> None:
         shape, codes, phased, fmt = pack_calls(rec)
@@ -139,27 +188,55 @@ class GenotypeRows:
         rows, self._rows, self.bytes = self._rows, [], 0
         if not rows:
             return None
-        ordered = all(a[:2] <= b[:2] for a, b in itertools.pairwise(rows))
-        return cell_columns(rows), ordered
+        columns = cell_columns(rows)
+        return columns, _ordered(rows, cast(np.ndarray, columns["pos"]))
 
     def metadata(self) -> dict[str, str]:
         return {f"{GROUP_META}{k}": json.dumps(list(v)) for k, v in self.groups.items()}
 
 
+def _ordered(rows: Sequence[_Row], anchors: np.ndarray) -> bool:
+    """Whether the cells are in global order: (contig, anchor) never decreases. One contig
+    (the usual buffer) is a check of the anchors alone."""
+    contigs = list(map(itemgetter(0), rows))
+    if contigs.count(contigs[0]) == len(contigs):
+        return bool((anchors[1:] >= anchors[:-1]).all())
+    return all(a[:2] <= b[:2] for a, b in itertools.pairwise(rows))
+
+
 def cell_columns(rows: Sequence[tuple[object, ...]]) -> dict[str, object]:
     """`fednode_genotypes` write columns of cells given as tuples (contig, anchor, real
-    start, end, qual, alleles, id, filters, info, group, shape, gt, phased, fmt)."""
-    fields = list(zip(*rows, strict=True))
+    start, end, qual, alleles, id, filters, info, group, shape, gt, phased, fmt).
+
+    Read column by column (`itemgetter`), not transposed with `zip(*rows)`: that builds
+    one iterator per row and costs several times more per cell.
+    """
+    n = len(rows)
 
     def fixed(i: int, dtype: type[np.generic]) -> np.ndarray:
-        return np.fromiter(fields[i], dtype=dtype, count=len(rows))
+        return np.fromiter(map(itemgetter(i), rows), dtype=dtype, count=n)
 
-    columns: dict[str, object] = {"contig": layout.Var(fields[0]), "pos": fixed(1, np.uint32)}
+    def var(i: int) -> layout.Var:
+        return _var(list(map(itemgetter(i), rows)))
+
+    columns: dict[str, object] = {"contig": var(0), "pos": fixed(1, np.uint32)}
     columns.update(real_start=fixed(2, np.uint32), end=fixed(3, np.uint32))
     columns["qual"] = fixed(4, np.float32)
     for i, name in enumerate(("alleles", "id", "filters", "info"), start=5):
-        columns[name] = layout.Var(fields[i])
+        columns[name] = var(i)
     columns.update(group=fixed(9, np.uint64), shape=fixed(10, np.uint8))
     for i, name in enumerate(("gt", "phased", "fmt"), start=11):
-        columns[name] = layout.Var(fields[i])
+        columns[name] = var(i)
     return columns
+
+
+def _var(values: list[bytes]) -> layout.Var:
+    """`Var(values)`, without a length per cell when every cell holds the same bytes (the
+    contig, an ID of `.`, FILTER `PASS`: most cells of one input)."""
+    first = values[0] if values else None
+    if first is None or values[-1] != first or values.count(first) != len(values):
+        return layout.Var(values)
+    out = layout.Var([])
+    out.offsets = np.arange(len(values), dtype=np.uint64) * np.uint64(len(first))
+    out.data = np.frombuffer(first * len(values), dtype=np.uint8)
+    return out
