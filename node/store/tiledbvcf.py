@@ -58,7 +58,7 @@ from node.store.ingest.ingest_checks import check_assembly, check_samples
 from node.store.ingest.ingest_parallel import TaskRunner, run_partitioned
 from node.store.ingest.ingest_tasks import TaskSpec, plan_tasks
 from node.store.ingest.ingest_writer import IngestWriter
-from node.store.ingest.memory_budget import DEFAULT_MB, HEADER_COST, MemoryBudget
+from node.store.ingest.memory_budget import DEFAULT_MB, MemoryBudget
 from node.store.ingest.vcfio import RecordReader, VcfInput
 from node.store.read.aggregate_index import ContigIndex, build_contig_index
 from node.store.read.batch import GenotypeBatch
@@ -410,9 +410,7 @@ class TileDBVCFStore:
             self._recover()
             self._check_writable()
             inputs = [VcfInput(Path(p), threads=threads) for p in paths]
-            budget = MemoryBudget.of(
-                memory_budget_mb, workers=workers, reserved=HEADER_COST * _header_bytes(inputs)
-            )
+            budget = MemoryBudget.of(memory_budget_mb, workers=workers)
             added, replaced = check_samples(inputs, self._state.samples, replace=replace)
             dataset_assembly = check_assembly(
                 inputs, assembly, self._state.assembly, empty=not self._state.samples
@@ -582,15 +580,6 @@ class _Plan:
     runner: TaskRunner | None
     budget: MemoryBudget  # the whole ingest's
     mine: MemoryBudget  # this process's
-
-
-def _header_bytes(inputs: Sequence[VcfInput]) -> int:
-    """Bytes of the VCF headers stored for every sample of `inputs` (`finish` writes them
-    at once): each input's header without its #CHROM line, once per sample."""
-    return sum(
-        len(inp.samples) * (len(inp.header) - len(inp.header.rstrip("\n").rsplit("\n", 1)[-1]))
-        for inp in inputs
-    )
 
 
 def _fewest_samples(plan: _Plan) -> int:

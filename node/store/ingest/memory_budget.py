@@ -7,8 +7,7 @@ TileDB memory settings, from what each buffered unit was measured to cost at the
 (`bench/budget_bench.py`; tests/store/test_memory_budget.py checks the result in
 a child process). What the process costs before it buffers anything (Python, numpy,
 tiledb, cyvcf2, a TileDB context, thread stacks: about 70 MiB measured) is taken off
-first, and so is what a caller knows it holds besides the buffers (`reserved`), so a
-budget too small for it is refused rather than silently exceeded.
+first, so a budget too small for it is refused rather than silently exceeded.
 
 The samples' VCF headers are not held besides the buffers: `IngestWriter.finish` writes
 them once the buffers are empty, in batches of the `data` batches' size
@@ -34,7 +33,6 @@ __all__ = [
     "COORDINATOR_MB",
     "DEFAULT_MB",
     "HEADER_BATCH_BYTES",
-    "HEADER_COST",
     "MIN_PROCESS_MB",
     "BufferLimits",
     "MemoryBudget",
@@ -71,9 +69,6 @@ _KEY_COST = 700
 #   batches are written after the data buffers are empty. The smallest batch (3 x 4 MiB)
 #   fits the headroom of the smallest budget.
 HEADER_BATCH_BYTES = 4 * MIB
-# Nothing is reserved for the headers any more (they were once written as one column, 3 x
-# their total bytes): kept for the callers' `reserved=HEADER_COST * ...` until they drop it.
-HEADER_COST = 0
 _DATA_SHARE = 0.5  # of what the fixed costs leave; the statistics get the rest
 _KEY_SHARE = 0.4  # of the statistics' share: the aggregate keys held between rows flushes
 
@@ -94,43 +89,28 @@ class BufferLimits:
 
 @dataclass(frozen=True, slots=True)
 class MemoryBudget:
-    """The peak RSS one ingest process may reach, in MiB (`of` checks it); `reserved`:
-    bytes it holds at some point besides its buffers, known before it starts."""
+    """The peak RSS one ingest process may reach, in MiB (`of` checks it)."""
 
     mb: int
-    reserved: int = 0
 
     @classmethod
-    def of(cls, mb: int, *, workers: int = 1, reserved: int = 0) -> MemoryBudget:
-        """A budget for an ingest of `workers` processes (1: this one only) whose writing
-        process reserves `reserved` bytes, or an `InvalidInput` saying why it cannot be
-        met."""
-        budget = cls(mb, reserved)
-        least = MIN_PROCESS_MB + budget._reserved_mb()
-        if mb < least:
-            held = (
-                f"; what it holds besides, about {budget._reserved_mb()} MB more"
-                if reserved
-                else ""
-            )
+    def of(cls, mb: int, *, workers: int = 1) -> MemoryBudget:
+        """A budget for an ingest of `workers` processes (1: this one only), or an
+        `InvalidInput` saying why it cannot be met."""
+        budget = cls(mb)
+        if mb < MIN_PROCESS_MB:
             raise InvalidInput(
                 f"memory budget {mb} MB: an ingest process needs at least {MIN_PROCESS_MB} MB "
                 f"(about {FLOOR_MB} MB before it buffers anything: Python, numpy, TileDB, "
-                f"cyvcf2){held}; use at least {least} MB (--memory-budget-mb or [ingest] "
+                f"cyvcf2); use at least {MIN_PROCESS_MB} MB (--memory-budget-mb or [ingest] "
                 f"memory_budget_mb)"
             )
         if workers > 1:
             budget.for_workers(workers)
         return budget
 
-    def _reserved_mb(self) -> int:
-        """`reserved` as budget: in MiB, with its share of the headroom (the buffers'
-        thresholds take off the exact bytes)."""
-        return round(self.reserved / (MIB * (1 - _HEADROOM)))
-
     def for_workers(self, workers: int) -> MemoryBudget:
-        """Each worker process's share when `workers` of them run beside the coordinator.
-        `reserved` is not theirs: it is the coordinator's (`of` checks that it fits)."""
+        """Each worker process's share when `workers` of them run beside the coordinator."""
         share = (self.mb - COORDINATOR_MB) // max(1, workers)
         if share < MIN_PROCESS_MB:
             least = COORDINATOR_MB + workers * MIN_PROCESS_MB
@@ -143,8 +123,8 @@ class MemoryBudget:
 
     def coordinator(self) -> MemoryBudget:
         """The coordinator's share while workers run (its own writer's thresholds, which
-        also size the header batches it writes after them), and what it reserves."""
-        return MemoryBudget(min(self.mb, COORDINATOR_MB + self._reserved_mb()), self.reserved)
+        also size the header batches it writes after them)."""
+        return MemoryBudget(min(self.mb, COORDINATOR_MB))
 
     def limits(self, *, samples: int) -> BufferLimits:
         """Thresholds for inputs of at least `samples` samples per record (1 when samples'
@@ -172,7 +152,7 @@ class MemoryBudget:
 
     def _free(self) -> int:
         """Bytes the buffers may hold: the budget less headroom and the fixed costs."""
-        return max(0, int(self.mb * (1 - _HEADROOM)) - FLOOR_MB) * MIB - self.reserved
+        return max(0, int(self.mb * (1 - _HEADROOM)) - FLOOR_MB) * MIB
 
     def tiledb_config(self) -> dict[str, str]:
         """TileDB memory settings of the ingest's reads (the stored cells of replaced
