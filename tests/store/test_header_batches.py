@@ -11,7 +11,7 @@ import pytest
 import tiledb
 
 from node.store.dataset import dataset_state, layout
-from node.store.dataset.dataset_state import header_tables, header_texts, shared_header_tables
+from node.store.dataset.dataset_state import header_tables, header_texts
 from node.store.ingest import ingest_writer
 from node.store.ingest.header_batches import header_batches, write_headers
 from node.store.read.vcf_header import stored_headers
@@ -57,8 +57,8 @@ def test_batched_headers_read_back_as_one_column(
     with tiledb.open(uri) as arr:
         assert stored_headers(arr) == headers
         texts = list(header_texts(arr))
-        tables = shared_header_tables(arr)
-        assert tables == header_tables(arr)
+        tables = header_tables(arr)
+    assert tables == {s: layout.header_id_table(h) for s, h in headers.items()}
     assert len(tiledb.array_fragments(uri)) > 10
     assert [s for s, _, _ in texts] == sorted(headers)
     assert sorted(t for _, _, t in texts if t is not None) == sorted({A, B})  # each once
@@ -68,7 +68,7 @@ def test_batched_headers_read_back_as_one_column(
 def test_no_headers_write_nothing(tmp_path: Path) -> None:
     uri = _array(tmp_path, {}, batch_bytes=1 << 20)
     with tiledb.open(uri) as arr:
-        assert shared_header_tables(arr) == {}
+        assert header_tables(arr) == {}
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,6 @@ __all__ = [
     "put_ascii_meta",
     "put_meta",
     "recover_staged",
-    "shared_header_tables",
     "stage",
     "stage_part",
     "write_initial_metadata",
@@ -145,18 +144,10 @@ def load_state(uri: str, ctx: tiledb.Ctx) -> DatasetState:
 
 
 def header_tables(headers: tiledb.Array) -> dict[str, list[str]]:
-    """Per sample, its header's htslib FILTER/INFO/FORMAT id table."""
-    cells = headers[:]
-    return {
-        s.decode(): layout.header_id_table(_text(h))
-        for s, h in zip(cells["sample"], cells["header"], strict=True)
-    }
-
-
-def shared_header_tables(headers: tiledb.Array) -> dict[str, list[str]]:
-    """`header_tables` within an ingest's memory: the headers read a range of samples at a
-    time (`header_texts`), samples of equal tables sharing one list (100,000 samples of
-    one input hold one table, not 100,000; readers group samples by table identity)."""
+    """Per sample, its header's htslib FILTER/INFO/FORMAT id table. The headers are read a
+    range of samples at a time (`header_texts`) and samples of equal tables share one list
+    (100,000 samples of one input hold one table, not 100,000; readers group samples by
+    table identity)."""
     tables: dict[str, list[str]] = {}
     by_digest: dict[bytes, list[str]] = {}
     interned: dict[tuple[str, ...], list[str]] = {}
@@ -202,10 +193,13 @@ def _header_cells(headers: tiledb.Array) -> Iterator[tuple[str, bytes]]:
 
 def _foreign_state(uri: str, ctx: tiledb.Ctx, committed: int | None) -> DatasetState:
     """A dataset TileDB-VCF wrote: samples and assembly from the stored headers."""
+    names, headers = [], []  # each distinct header once (`header_texts`)
     with tiledb.open(f"{uri}/{layout.HEADERS}", ctx=ctx, timestamp=committed) as arr:
-        cells = arr[:]
-    samples = tuple(sorted(s.decode() for s in cells["sample"]))
-    headers = [_text(h) for h in cells["header"]]
+        for sample, _, text in header_texts(arr):
+            names.append(sample)
+            if text is not None:
+                headers.append(text)
+    samples = tuple(sorted(names))
     assembly = next((a for a in map(detect_assembly, headers) if a), "GRCh38")
     contigs = _foreign_contigs(uri, ctx, committed, headers)
     return DatasetState(committed, samples, assembly, contigs, aggregate=False)

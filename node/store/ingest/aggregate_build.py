@@ -44,10 +44,10 @@ from node.store.dataset.dataset_state import (
     DatasetState,
     discard_after,
     exists,
+    header_tables,
     header_texts,
     latest_timestamp,
     load_state,
-    shared_header_tables,
 )
 from node.store.dataset.writer_lock import LockOptions
 from node.store.ingest.genotype_packing import GenotypeCells, Groups
@@ -185,7 +185,7 @@ class _ReadArrays:
     def __init__(self, uri: str, ctx: tiledb.Ctx, t: int) -> None:
         self._data = tiledb.open(f"{uri}/{layout.DATA}", ctx=ctx, timestamp=t)
         with tiledb.open(f"{uri}/{layout.HEADERS}", ctx=ctx, timestamp=t) as headers:
-            self._tables = shared_header_tables(headers)
+            self._tables = header_tables(headers)
 
     def __enter__(self) -> BatchReader:
         return BatchReader(self._data, self._tables)
