@@ -10,7 +10,7 @@ checked against the first on inputs chosen to reach every branch: ploidy 1-3 and
 missing and partly missing calls, phase, multi-allelic and symbolic ALTs, gVCF blocks,
 several records at one position, FORMAT fields of every type, INFO flags, lists and
 missing values. The few-sample records also reach the statistics in blocks of records
-(`IngestWriter.BLOCK_RECORDS`, `StatsCollector.add_block`), checked here against the numpy
+(`IngestWriter.BLOCK_CELLS`, `StatsCollector.add_block`), checked here against the numpy
 paths' record-by-record `add`.
 """
 
@@ -113,12 +113,12 @@ def _write_vcf(path: Path, seed: int) -> None:
 def test_few_sample_paths_store_what_the_numpy_paths_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, version: int, block: int
 ) -> None:
-    """`block`: records handed to the statistics at once (7: blocks end inside runs of
+    """`block`: cells handed to the statistics at once (7: blocks of 2-7 records end inside runs of
     records at one position and inside gVCF blocks)."""
     vcf = tmp_path / "in.vcf"
     _write_vcf(vcf, seed * 10 + version)
     small = TileDBVCFStore.create(str(tmp_path / "small"), variant_stats_version=version)
-    monkeypatch.setattr(IngestWriter, "BLOCK_RECORDS", block)
+    monkeypatch.setattr(IngestWriter, "BLOCK_CELLS", block)
     small.ingest([vcf])
     for module, name in (
         (vcfio, "SMALL_RECORD"),

@@ -82,7 +82,10 @@ class IngestWriter:
     FLUSH_BYTES = 64 << 20
     FLUSH_ROWS = 400_000
     FLUSH_KEYS = 250_000  # aggregate keys held in memory (~700 bytes each at the peak)
-    BLOCK_RECORDS = 1024  # records of a few samples handed to the statistics at once
+    # Records of a few samples go to the builders in blocks of at most this many cells
+    # (samples x records): 1,024 one-sample records, 128 of 8 samples. Buffers are checked
+    # against their thresholds after each block, so a block stays small beside them.
+    BLOCK_CELLS = 1024
     CHUNK_OVERHEAD = 1024  # Python objects per buffered record, counted against FLUSH_BYTES
 
     def __init__(
@@ -177,7 +180,8 @@ class IngestWriter:
         if self.packed is not None:
             group = self.packed.group(inp.samples, index=index)
         # Records of a few samples go to the statistics in blocks (one contig each).
-        size = self.BLOCK_RECORDS if len(inp.samples) <= stats.SMALL else 1
+        n = len(inp.samples)
+        size = max(1, self.BLOCK_CELLS // max(n, 1)) if n <= stats.SMALL else 1
         block: list[ParsedRecord] = []
         for record in inp.records(region):
             if block and (len(block) >= size or record.contig != block[0].contig):
