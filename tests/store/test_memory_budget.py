@@ -252,3 +252,48 @@ def test_write_queue_holds_at_most_depth_jobs_in_flight(depth: int) -> None:
     assert done == 49
     with pytest.raises(ValueError):
         WriteQueue(depth=0)
+
+
+def _per_sample_vcfs(folder: Path, *, files: int, header_kb: int) -> list[Path]:
+    """`files` one-sample VCFs, each with a header of its own of about `header_kb` KB (as
+    GATK's per-sample command lines make real ones differ) and two records."""
+    folder.mkdir()
+    paths = []
+    for i in range(files):
+        filler = [f"##fednode_note{k}=file{i}:{'n' * 90}" for k in range(header_kb * 1024 // 115)]
+        lines = [
+            "##fileformat=VCFv4.2",
+            '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+            "##contig=<ID=1,length=248956422>",
+            *filler,
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tP" + f"{i:05d}",
+            "1\t1000\t.\tA\tG\t50\tPASS\t.\tGT\t0/1",
+            f"1\t{2000 + i}\t.\tC\tT\t50\tPASS\t.\tGT\t1/1",
+        ]
+        path = folder / f"p{i:05d}.vcf"
+        path.write_text("\n".join(lines) + "\n")
+        paths.append(path)
+    return paths
+
+
+def test_many_per_sample_files_with_their_own_headers_keep_to_the_budget(
+    tmp_path: Path,
+) -> None:
+    """300 per-sample files, each with its own 256 KB header (75 MB of header text): the
+    inputs do not hold their headers and the writer writes a whole file's as they come, in
+    batches, so the smallest budget holds (holding each header in its input and again
+    until the end peaked at ~300 MiB); every sample's stored header is its file's."""
+    paths = _per_sample_vcfs(tmp_path / "in", files=300, header_kb=256)
+    listing = tmp_path / "files.txt"
+    listing.write_text("".join(f"{p}\n" for p in paths))
+    home = _home(tmp_path)
+    code, err, peak = _fednode(
+        "ingest", home, "--dataset", "d", "--memory-budget-mb", SMALL, "--files-from", listing
+    )
+    assert code == 0, err
+    assert peak <= SMALL, f"peak RSS {peak} MiB over a {SMALL} MiB budget"
+    with tiledb.open(str(home / "datasets" / "d" / layout.HEADERS)) as arr:
+        stored = stored_headers(arr)
+    expected = {f"P{i:05d}": VcfInput(p).sample_header([]) for i, p in enumerate(paths)}
+    assert len(set(expected.values())) == 300 and min(map(len, expected.values())) > 250_000
+    assert stored == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from node.errors import Conflict, IngestError, InvalidInput
-from node.store.ingest.vcfio import VcfInput, detect_assembly
+from node.store.ingest.vcfio import VcfInput
 
 __all__ = ["check_assembly", "check_samples"]
 
@@ -39,7 +39,7 @@ def check_assembly(
 ) -> str:
     """The dataset's assembly after these inputs (an empty dataset takes theirs)."""
     for inp in inputs:
-        declared = detect_assembly(inp.header) or requested or "GRCh38"
+        declared = inp.assembly or requested or "GRCh38"
         if requested and declared != requested:
             raise IngestError(f"header declares {declared}, not {requested}", path=inp.name)
         if declared != current and not empty:

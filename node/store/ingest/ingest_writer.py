@@ -122,7 +122,9 @@ class IngestWriter:
         self.collector = stats.StatsCollector(variant_stats_version=self.vs_version)
         self.negative = stats.StatsCollector(sign=-1, variant_stats_version=self.vs_version)
         self.contigs: dict[str, str] = {}
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, str] = {}  # region inputs' and tasks' (written by `finish`)
+        self._whole_headers: dict[str, str] = {}  # whole-file inputs', written in batches
+        self._whole_bytes = 0
         self.fragment_samples: dict[str, dict[str, str]] = {
             layout.VARIANT_STATS: {},
             layout.ALLELE_COUNT: {},
@@ -171,7 +173,8 @@ class IngestWriter:
             raise
 
     def _add_file(self, inp: VcfInput, region: Region | None, index: int | None) -> int:
-        table = layout.header_id_table(inp.header)
+        text = inp.header  # read from the file: inputs do not hold theirs
+        table = layout.header_id_table(text)
         ids = {name: i for i, name in enumerate(table)}
         extra: list[str] = self.extra_filters.setdefault(inp.name, [])
         count = 0
@@ -192,10 +195,26 @@ class IngestWriter:
         if block:
             self._add_block(block, inp, ids, extra, group)
         self.flush_data(hold=False, end=True)  # this input's samples: a fragment of their own
-        header = inp.sample_header(extra)
+        header = inp.sample_header(extra, text)
+        # A whole file's samples are this writer's alone: their headers are written in
+        # batches as they come (100,000 per-sample files may hold as many distinct 16 KB
+        # headers). A region's go to `finish`, or to the coordinator with the other
+        # regions' of the same samples (`outcome`).
+        held = self.headers if region is not None else self._whole_headers
         for sample in inp.samples:
-            self.headers[sample] = header
+            held[sample] = header
+        if region is None:
+            self._whole_bytes += len(header) * len(inp.samples)
+            if self._whole_bytes >= HEADER_BATCH_BYTES:
+                self._write_whole_headers()
         return count
+
+    def _write_whole_headers(self) -> None:
+        """Write the whole-file inputs' headers held so far (a fragment per batch)."""
+        held, self._whole_headers, self._whole_bytes = self._whole_headers, {}, 0
+        if held:
+            open_array = lambda: self._open(layout.HEADERS)  # noqa: E731
+            write_headers(open_array, held, batch_bytes=HEADER_BATCH_BYTES)
 
     def _add_block(
         self,
@@ -452,6 +471,7 @@ class IngestWriter:
             self.flush_stats(self.collector)
             self.writes.join()
             self.stats_writes.join()
+            self._write_whole_headers()
         except BaseException:
             self._abort_writes()
             raise

@@ -115,12 +115,11 @@ class VcfInput:
         vcf = self._open()
         try:
             self.samples: tuple[str, ...] = tuple(vcf.samples)
-            self.header: str = vcf.raw_header
+            # Not the header text: 100,000 per-sample inputs of 16 KB headers would hold
+            # 1.6 GB (`header` reads it again); what the ingest needs before it is kept.
+            self.assembly = detect_assembly(vcf.raw_header)
             self._info_types = _types(vcf, "INFO")
             self._format_types = _types(vcf, "FORMAT")
-            self.filters = {
-                h.info().get("ID", "") for h in vcf.header_iter() if h.type == "FILTER"
-            }
         finally:
             vcf.close()
         self.is_bcf = _is_bcf(path)
@@ -134,9 +133,19 @@ class VcfInput:
         except Exception as exc:  # cyvcf2 raises bare OSError/Exception
             raise IngestError(f"cannot read VCF/BCF: {exc}", path=self.name) from exc
 
-    def sample_header(self, extra_lines: list[str]) -> str:
-        """The header as TileDB-VCF stores it: htslib's text, #CHROM line without samples."""
-        lines = self.header.rstrip("\n").split("\n")
+    @property
+    def header(self) -> str:
+        """The header's text (htslib's), read from the file."""
+        vcf = self._open()
+        try:
+            return str(vcf.raw_header)
+        finally:
+            vcf.close()
+
+    def sample_header(self, extra_lines: list[str], header: str | None = None) -> str:
+        """The header as TileDB-VCF stores it: htslib's text, #CHROM line without samples
+        (`header`: the text when the caller has read it)."""
+        lines = (self.header if header is None else header).rstrip("\n").split("\n")
         chrom = lines[-1].split("\t")[:8]
         return "\n".join([*lines[:-1], *extra_lines, "\t".join(chrom)]) + "\n"
 
@@ -373,13 +382,17 @@ class RegionError(IngestError):
 
 
 def _types(vcf: cyvcf2.VCF, kind: str) -> dict[str, int]:
-    """htslib value type of each INFO or FORMAT key the header declares."""
+    """htslib value type of each INFO or FORMAT key the header declares; inputs declaring
+    the same share one dict (thousands of per-sample inputs of one pipeline)."""
     out = {}
     for h in vcf.header_iter():
         if h.type == kind:
             info = h.info()
             out[info.get("ID", "")] = _TYPES.get(info.get("Type", ""), layout.HT_STR)
-    return out
+    return _SHARED_TYPES.setdefault(tuple(out.items()), out)
+
+
+_SHARED_TYPES: dict[tuple[tuple[str, int], ...], dict[str, int]] = {}
 
 
 def locate_error(path: Path, *, threads: int = 1) -> None:
