@@ -19,7 +19,8 @@ import pytest
 from node.store.dataset import layout
 from node.store.dataset.write_buffers import VarChunk
 from node.store.ingest.calls import allele_rows
-from node.store.ingest.sample_stats_rows import SampleStatsRows, _SmallFieldStats
+from node.store.ingest.sample_stats_fields import SmallFieldStats
+from node.store.ingest.sample_stats_rows import SampleStatsRows
 from node.store.ingest.vcfio import ParsedRecord
 
 _REFS = ("A", "C", "G", "T", "GT", "TAC", "a")
@@ -230,7 +231,7 @@ def test_values_of_one_sample_fold_as_one_by_one() -> None:
     rng = random.Random(9)
     values = [_int(rng) for _ in range(5000)]
     values = [v for v in values if v != layout.INT32_MISSING]
-    block, single = _SmallFieldStats(1), _SmallFieldStats(1)
+    block, single = SmallFieldStats(1), SmallFieldStats(1)
     block.add_values(0, np.array(values, dtype=np.int32))
     block.add_values(0, np.zeros(0, dtype=np.int32))
     for v in values:
