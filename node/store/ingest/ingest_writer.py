@@ -133,6 +133,8 @@ class IngestWriter:
         self.max_length = 0
         self.wrote_coverage = False
         self._encoded: dict[str, tuple[layout.VarChunk, np.ndarray | None]] = {}
+        self._filter_blobs: dict[tuple[str, ...], bytes] = {}  # the current input's
+        self._texts: dict[object, bytes] = {}  # encoded alleles and IDs
         self._sites: list[_Site] = []  # site fields of each chunk of cells
         self._contig: bytes | None = None  # of the buffered cells (one contig at a time)
         self._last_pos = 0  # of the last record buffered
@@ -174,6 +176,7 @@ class IngestWriter:
 
     def _add_file(self, inp: VcfInput, region: Region | None, index: int | None) -> int:
         text = inp.header  # read from the file: inputs do not hold theirs
+        self._filter_blobs = {}
         table = layout.header_id_table(text)
         ids = {name: i for i, name in enumerate(table)}
         extra: list[str] = self.extra_filters.setdefault(inp.name, [])
@@ -237,9 +240,15 @@ class IngestWriter:
         # Every sample's call is stored, ./. included: records read back as in the input.
         if inp.samples:
             names = self._names(inp)
+            blobs = self._filter_blobs  # this input's: its header numbers the FILTERs
             for rec in block:
-                filter_ids = [len(rec.filters), *(_filter_id(f, ids, extra) for f in rec.filters)]
-                self._cells(rec, names, struct.pack(f"<{len(filter_ids)}i", *filter_ids))
+                found = blobs.get(rec.filters)
+                if found is None:
+                    numbers = [_filter_id(f, ids, extra) for f in rec.filters]
+                    found = blobs[rec.filters] = struct.pack(
+                        f"<{1 + len(numbers)}i", len(numbers), *numbers
+                    )
+                self._cells(rec, names, contig, found)
         else:
             for rec in block:  # FILTERs the header lacks are declared all the same
                 for f in rec.filters:
@@ -273,6 +282,7 @@ class IngestWriter:
         self,
         rec: ParsedRecord,
         names: tuple[layout.VarChunk, np.ndarray | None],
+        contig: bytes,
         filter_ids: bytes,
     ) -> None:
         """Cells of every sample, as whole-record column chunks (no object per cell)."""
@@ -281,9 +291,17 @@ class IngestWriter:
         if order is not None:
             fmt, fmt_gt = fmt.take(order), fmt_gt.take(order)
         n = len(samples)
-        alleles = (",".join((rec.ref, *rec.alts)) + "\0").encode()
-        ids = (rec.ids + "\0").encode()
-        contig = rec.contig.encode()
+        texts = self._texts  # (REF, ALTs) and IDs repeat: each encoded once
+        alleles = texts.get((rec.ref, rec.alts))
+        if alleles is None:
+            if len(texts) >= _TEXTS:
+                texts.clear()
+            alleles = texts[(rec.ref, rec.alts)] = (",".join((rec.ref, *rec.alts)) + "\0").encode()
+        ids = texts.get(rec.ids)
+        if ids is None:
+            if len(texts) >= _TEXTS:
+                texts.clear()
+            ids = texts[rec.ids] = (rec.ids + "\0").encode()
         size = (
             len(fmt.data)
             + len(fmt_gt.data)
@@ -545,6 +563,7 @@ class IngestWriter:
                 put_meta(arr.meta, name, "max_length", max(old, value))
 
 
+_TEXTS = 1 << 16  # encoded alleles/IDs kept (`_cells`)
 _CELL_COLUMNS = ("sample", "fmt", "fmt_GT")  # per-sample chunks; site fields in _Site
 # contig, start_pos (anchor), real start, end, qual, alleles, id, filter_ids, info, cells,
 # bytes counted against FLUSH_BYTES

@@ -37,6 +37,7 @@ Region = tuple[str, int, int]  # contig, 0-based start, end (exclusive): records
 
 _TYPES = {"Flag": layout.HT_FLAG, "Integer": layout.HT_INT, "Float": layout.HT_REAL}
 _MISSING_REAL = struct.pack("<I", 0x7F800001)
+_I32, _F32 = struct.Struct("<i"), struct.Struct("<f")
 _ASSEMBLY_PATTERNS = (
     (re.compile(r"GRCh38|hg38|GCA_000001405\.15|GCF_000001405\.(2[6-9]|[3-9]\d)", re.I), "GRCh38"),
     (
@@ -125,7 +126,8 @@ class VcfInput:
         self.is_bcf = _is_bcf(path)
         self._header_lines = 0 if self.is_bcf else _count_header_lines(path)
         self._fmt_keys: dict[str, tuple[bytes, int]] = {}  # key -> (key\0, htslib type)
-        self._info_keys: dict[str, tuple[bytes, int]] = {}
+        # INFO key -> key\0, htslib type, and both followed by a count of 1
+        self._info_keys: dict[str, tuple[bytes, int, bytes]] = {}
 
     def _open(self) -> cyvcf2.VCF:
         try:
@@ -346,10 +348,15 @@ class VcfInput:
             found = self._info_keys.get(key)
             if found is None:
                 htype = self._info_types.get(key, layout.HT_STR)
-                found = self._info_keys[key] = (key.encode() + b"\0", htype)
-            prefix, htype = found
-            if htype == layout.HT_INT and type(value) is int:
-                parts.append(prefix + struct.pack("<iii", htype, 1, value))
+                prefix = key.encode() + b"\0"
+                one = prefix + struct.pack("<ii", htype, 1)
+                found = self._info_keys[key] = (prefix, htype, one)
+            prefix, htype, one = found
+            kind = type(value)  # one value, of the declared type: its bytes as they are
+            if kind is int and htype == layout.HT_INT:
+                parts.append(one + _I32.pack(value))
+            elif kind is float and htype == layout.HT_REAL:
+                parts.append(one + _F32.pack(value))
             else:
                 count, raw = _encode_values(htype, value)
                 parts.append(prefix + struct.pack("<ii", htype, count) + raw)
