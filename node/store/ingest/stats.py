@@ -39,13 +39,13 @@ from node.store.ingest.allele_count_rows import (
 from node.store.ingest.calls import Calls, allele_rows
 from node.store.ingest.sample_stats_rows import SampleStatsRows
 from node.store.ingest.vs_rows import VariantStatsRows, normalise_stats_allele
-
-if TYPE_CHECKING:
-    from node.store.ingest.vcfio import ParsedRecord
 from node.store.read.stats_lookup import Point as Point
 from node.store.read.stats_lookup import point_ranges as point_ranges
 from node.store.read.stats_lookup import text_of
 from node.store.read.stats_lookup import variant_stats_lookup as variant_stats_lookup
+
+if TYPE_CHECKING:
+    from node.store.ingest.vcfio import ParsedRecord
 
 __all__ = [
     "ZERO_STATS",
@@ -61,6 +61,7 @@ _text = text_of  # the read path decodes TileDB text with it
 _NON_VARIANT = {"<NON_REF>", "<*>", "*", "."}
 _SV_TYPES = {"DEL", "INS", "DUP", "INV", "CNV", "BND"}
 SMALL = 8  # records of at most this many samples take the plain-Python path
+_SHAPES = 1 << 16  # `_Shape`s kept (distinct calls of a few samples)
 FednodeKey = tuple[str, int, str, str]  # canonical contig, pos, ref, alt ("" = site row)
 
 
@@ -288,6 +289,8 @@ class StatsCollector:
             allele=probe.keys.get(("1", 0, "N", "A")),
             classes=tuple((int(alt == "A"), gt, n) for (alt, gt), n in classes.items()),
         )
+        if len(self._shapes) >= _SHAPES:  # few distinct calls in practice; bounded anyway
+            self._shapes.clear()
         self._shapes[calls] = shape
         return shape
 
