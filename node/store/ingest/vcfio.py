@@ -53,6 +53,8 @@ _REF_ALTS = {"<NON_REF>", "<*>"}
 # both paths give the same record).
 SMALL_RECORD = 8
 _NO_FORMAT = struct.pack("<I", 0)
+# a FORMAT column's blob count, and per key but GT: key, key NUL, htslib type, empty part
+_FmtFields = tuple[bytes, list[tuple[str, bytes, int, bytes]]]
 # genotypes, phase, FORMAT blobs, GT blobs, allele lists (few samples) of one record
 _Calls = tuple[np.ndarray, np.ndarray, layout.VarChunk, layout.VarChunk, "list[list[int]] | None"]
 
@@ -125,9 +127,13 @@ class VcfInput:
             vcf.close()
         self.is_bcf = _is_bcf(path)
         self._header_lines = 0 if self.is_bcf else _count_header_lines(path)
-        self._fmt_keys: dict[str, tuple[bytes, int]] = {}  # key -> (key\0, htslib type)
+        # FORMAT column -> `_fields_of` it (few-sample records)
+        self._fmt_fields: dict[tuple[str, ...], _FmtFields] = {}
         # INFO key -> key\0, htslib type, and both followed by a count of 1
         self._info_keys: dict[str, tuple[bytes, int, bytes]] = {}
+        # The calls of a few samples repeat (a one-sample VCF has a handful of distinct
+        # GTs): each distinct one's arrays, blobs and allele lists are built once, read-only.
+        self._calls_seen: dict[tuple[object, ...], _SmallGT] = {}
 
     def _open(self) -> cyvcf2.VCF:
         try:
@@ -280,14 +286,17 @@ class VcfInput:
         n = len(self.samples)
         fmt_keys = v.FORMAT
         if n and "GT" in fmt_keys:
-            arr = v.genotype.array()
-            raw = arr.tolist()
-            top = max(max(r[:-1]) for r in raw)
+            raw = v.genotype.array().tolist()
+            key = tuple(raw[0]) if n == 1 else tuple(map(tuple, raw))
+            found = self._calls_seen.get(key)
+            if found is None:
+                found = _small_gt(raw)
+                if len(self._calls_seen) >= _CALLS_SEEN:
+                    self._calls_seen.clear()
+                self._calls_seen[key] = found
+            top, gt, phased, fmt_gt, rows = found
             if top >= n_alleles:
                 raise self._error(index, f"genotype allele index {top} >= {n_alleles} alleles")
-            gt, phased = arr[:, :-1], arr[:, -1].astype(bool)
-            rows = [[a for a in r[:-1] if a != -2] for r in raw]
-            fmt_gt = _gt_blobs_rows(raw)
         else:
             gt, phased = np.full((n, 1), -1, dtype=np.int16), np.zeros(n, dtype=bool)
             rows = [[-1] for _ in range(n)]
@@ -296,36 +305,44 @@ class VcfInput:
 
     def _fmt_blobs_small(self, v: cyvcf2.Variant, fmt_keys: list[str], n: int) -> layout.VarChunk:
         """`_fmt_blobs` for a few samples, the same bytes."""
-        keys = [k for k in fmt_keys if k != "GT"]
-        if not keys:
+        found = self._fmt_fields.get(tuple(fmt_keys))
+        if found is None:
+            found = self._fmt_fields[tuple(fmt_keys)] = self._fields_of(fmt_keys)
+        head, fields = found
+        if not fields:
             return layout.VarChunk.repeat(_NO_FORMAT, n)
-        parts = [[struct.pack("<I", len(keys))] for _ in range(n)]
-        for key in keys:
-            found = self._fmt_keys.get(key)
-            if found is None:
-                htype = self._format_types.get(key, layout.HT_STR)
-                found = self._fmt_keys[key] = (key.encode() + b"\0", htype)
-            prefix, htype = found
-            arr = v.format(key)
-            if arr is None:
-                empty = prefix + struct.pack("<ii", htype, 0)
-                for p in parts:
-                    p.append(empty)
-            elif htype == layout.HT_STR or arr.dtype.kind in "USO":
-                for p, x in zip(parts, np.asarray(arr).reshape(n, -1)[:, 0].tolist(), strict=True):
-                    text = str(x).encode()
-                    p.append(prefix + struct.pack("<ii", htype, len(text)) + text)
-            elif htype == layout.HT_REAL:
-                mat = np.ascontiguousarray(arr, dtype="<f4").reshape(n, -1)
-                head = prefix + struct.pack("<ii", htype, mat.shape[1])
-                for p, row in zip(parts, mat, strict=True):
-                    p.append(head + row.tobytes())
-            else:
-                for p, ints in zip(parts, arr.reshape(n, -1).tolist(), strict=True):
+        if n == 1:  # one sample's blob: no per-sample lists
+            blob = [head]
+            for key, prefix, htype, empty in fields:
+                arr = v.format(key)
+                if arr is None:
+                    blob.append(empty)
+                elif htype == layout.HT_INT and arr.dtype.char == "i":
+                    ints = arr.ravel().tolist()
                     if layout.INT32_VECTOR_END in ints:
                         ints = [x for x in ints if x != layout.INT32_VECTOR_END]
-                    p.append(prefix + _ints(len(ints) + 2).pack(htype, len(ints), *ints))
+                    blob.append(prefix + _ints(len(ints) + 2).pack(htype, len(ints), *ints))
+                else:
+                    blob.append(_format_parts(arr, prefix, htype, 1)[0])
+            return layout.VarChunk.of([b"".join(blob)])
+        parts = [[head] for _ in range(n)]
+        for key, prefix, htype, empty in fields:
+            arr = v.format(key)
+            values = [empty] * n if arr is None else _format_parts(arr, prefix, htype, n)
+            for p, value in zip(parts, values, strict=True):
+                p.append(value)
         return layout.VarChunk.of([b"".join(p) for p in parts])
+
+    def _fields_of(self, fmt_keys: list[str]) -> _FmtFields:
+        """The blob count of a FORMAT column and each key's but GT: key, `key` NUL, htslib
+        type, and the key's part when a record has no value for it."""
+        fields = []
+        for key in fmt_keys:
+            if key != "GT":
+                htype = self._format_types.get(key, layout.HT_STR)
+                prefix = key.encode() + b"\0"
+                fields.append((key, prefix, htype, prefix + struct.pack("<ii", htype, 0)))
+        return struct.pack("<I", len(fields)), fields
 
     def _genotypes(
         self, v: cyvcf2.Variant, n_alleles: int, index: int
@@ -501,6 +518,42 @@ def _gt_blobs(gt: np.ndarray, phased: np.ndarray) -> layout.VarChunk:
             for i, w in enumerate(widths)
         ]
     )
+
+
+_CALLS_SEEN = 4096  # distinct calls kept per input (`VcfInput._calls_seen`)
+# the highest allele index, genotypes, phase, GT blobs and allele lists of one record's calls
+_SmallGT = tuple[int, np.ndarray, np.ndarray, layout.VarChunk, list[list[int]]]
+
+
+def _small_gt(raw: list[list[int]]) -> _SmallGT:
+    """The calls of a few samples from cyvcf2's `genotype.array().tolist()` rows (alleles,
+    then phase): shared between the records with the same calls, so the arrays are made
+    read-only (no reader writes them)."""
+    top = max(max(r[:-1]) for r in raw)
+    arr = np.array(raw, dtype=np.int16)
+    gt, phased = arr[:, :-1], arr[:, -1].astype(bool)
+    gt.setflags(write=False)
+    phased.setflags(write=False)
+    rows = [[a for a in r[:-1] if a != -2] for r in raw]
+    return top, gt, phased, _gt_blobs_rows([list(r) for r in raw]), rows
+
+
+def _format_parts(arr: np.ndarray, prefix: bytes, htype: int, n: int) -> list[bytes]:
+    """Each of `n` samples' part of their `fmt` blobs for one FORMAT key (`arr`: cyvcf2's
+    `format()` of it), as `_format_values` encodes them, without numpy per sample."""
+    if htype == layout.HT_STR or arr.dtype.kind in "USO":
+        texts = [str(x).encode() for x in np.asarray(arr).reshape(n, -1)[:, 0].tolist()]
+        return [prefix + struct.pack("<ii", htype, len(t)) + t for t in texts]
+    if htype == layout.HT_REAL:
+        mat = np.ascontiguousarray(arr, dtype="<f4").reshape(n, -1)
+        head = prefix + struct.pack("<ii", htype, mat.shape[1])
+        return [head + row.tobytes() for row in mat]
+    out = []
+    for ints in arr.reshape(n, -1).tolist():
+        if layout.INT32_VECTOR_END in ints:
+            ints = [x for x in ints if x != layout.INT32_VECTOR_END]
+        out.append(prefix + _ints(len(ints) + 2).pack(htype, len(ints), *ints))
+    return out
 
 
 def _gt_blobs_rows(raw: list[list[int]]) -> layout.VarChunk:
