@@ -452,8 +452,11 @@ def _count_header_lines(path: Path) -> int:
     return count
 
 
+_HAS_FILTERS = hasattr(cyvcf2.Variant, "FILTERS")  # cyvcf2 >= 0.31's list of FILTERs
+
+
 def _filters(v: cyvcf2.Variant) -> tuple[str, ...]:
-    text = v.FILTERS if hasattr(v, "FILTERS") else None
+    text = v.FILTERS if _HAS_FILTERS else None
     if text is not None:
         return tuple(text)
     raw = v.FILTER
