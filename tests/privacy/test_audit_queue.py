@@ -85,8 +85,10 @@ async def test_batches_linger_under_concurrency_but_a_lone_entry_does_not_wait(
         assert sum(log.batches) == 320 and verify(log.path).ok
         counts[linger] = len(log.batches)
     # Lingering, nearly every batch holds all 8 clients' entries (closed-loop clients
-    # never have more than one entry waiting each); without it, fewer per batch.
-    assert 320 / counts[0.005] >= 6 and counts[0.005] < counts[0.0], counts
+    # never have more than one entry waiting each); without it, as many or fewer per batch
+    # (fewer on an idle machine; on a loaded one the writer's own delay batches them too,
+    # so the two can be equal: a CI run had 42 batches each).
+    assert 320 / counts[0.005] >= 6 and counts[0.005] <= counts[0.0], counts
 
     # Alone (the previous batch held one entry): written at once, no linger.
     log = Recording(tmp_path / "alone.jsonl", flush_s=0)
