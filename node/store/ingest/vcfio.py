@@ -310,7 +310,7 @@ class VcfInput:
             found = self._fmt_fields[tuple(fmt_keys)] = self._fields_of(fmt_keys)
         head, fields = found
         if not fields:
-            return layout.VarChunk.repeat(_NO_FORMAT, n)
+            return _no_format(n)
         if n == 1:  # one sample's blob: no per-sample lists
             blob = [head]
             for key, prefix, htype, empty in fields:
@@ -384,7 +384,7 @@ class VcfInput:
         keys = [k for k in v.FORMAT if k != "GT"]
         n = len(self.samples)
         if not keys:
-            return layout.VarChunk.repeat(_NO_FORMAT, n)  # GT only: one blob
+            return _no_format(n)  # GT only: one blob
         per_sample: list[list[bytes]] = [[] for _ in range(n)]
         for key in keys:
             htype = self._format_types.get(key, layout.HT_STR)
@@ -571,6 +571,15 @@ def _gt_blobs_rows(raw: list[list[int]]) -> layout.VarChunk:
             codes[1:] = [c | 1 for c in codes[1:]]
         cells.append(_ints(2 + len(codes)).pack(layout.HT_INT, len(codes), *codes))
     return layout.VarChunk.of(cells)
+
+
+@functools.lru_cache(maxsize=64)
+def _no_format(n: int) -> layout.VarChunk:
+    """The `fmt` blobs of `n` samples with no FORMAT field but GT, shared by the records
+    (their bytes are immutable and their lengths read-only)."""
+    chunk = layout.VarChunk.repeat(_NO_FORMAT, n)
+    chunk.lengths.setflags(write=False)
+    return chunk
 
 
 @functools.cache
