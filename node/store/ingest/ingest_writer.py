@@ -216,8 +216,7 @@ class IngestWriter:
         """Write the whole-file inputs' headers held so far (a fragment per batch)."""
         held, self._whole_headers, self._whole_bytes = self._whole_headers, {}, 0
         if held:
-            open_array = lambda: self._open(layout.HEADERS)  # noqa: E731
-            write_headers(open_array, held, batch_bytes=HEADER_BATCH_BYTES)
+            write_headers(lambda: self._open(layout.HEADERS), held, batch_bytes=HEADER_BATCH_BYTES)
 
     def _add_block(
         self,
