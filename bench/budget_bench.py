@@ -7,7 +7,7 @@ each budget, interleaved in one run, on the cases that peaked highest before bud
 Cases: `cohort`, 2,504 samples x about 20,000 records (`generate_cohort`, 4.4 Mb, as
 `bench.ingest_bench`'s default); `single`, one sample x 1 M SNV records
 (`ingest_bench._single`); `1000g`, the 1000 Genomes 2,504 x 1,042 test file of ../shared
-(~200-byte INFO in every cell, 2,504 headers of 15.9 KB: refused below about 330 MB). Per
+(~200-byte INFO in every cell, 2,504 headers of 15.9 KB). Per
 case and budget: median wall time, CPU, the largest single
 process's peak RSS (`wait4`, which also counts what the child shared with this process
 before exec: this process stays near 80 MiB) and the process tree's sampled peak, and the

@@ -404,13 +404,12 @@ class TileDBVCFStore:
         together when they run on this machine (`memory_budget`)."""
         local = runner is not None and runner.shares_machine
         workers = runner.workers if runner is not None and local else 1
-        MemoryBudget.of(memory_budget_mb, workers=workers)  # before the lock is waited for
+        budget = MemoryBudget.of(memory_budget_mb, workers=workers)  # before the lock wait
         options = lock or LockOptions()
         with self._ingest_lock, options.hold(self.uri):
             self._recover()
             self._check_writable()
             inputs = [VcfInput(Path(p), threads=threads) for p in paths]
-            budget = MemoryBudget.of(memory_budget_mb, workers=workers)
             added, replaced = check_samples(inputs, self._state.samples, replace=replace)
             dataset_assembly = check_assembly(
                 inputs, assembly, self._state.assembly, empty=not self._state.samples

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ __all__ = [
     "STATE",
     "DatasetState",
     "Staging",
+    "declared_contigs",
     "discard_after",
     "exists",
     "header_tables",
@@ -205,15 +206,20 @@ def _foreign_state(uri: str, ctx: tiledb.Ctx, committed: int | None) -> DatasetS
     return DatasetState(committed, samples, assembly, contigs, aggregate=False)
 
 
-def _foreign_contigs(
-    uri: str, ctx: tiledb.Ctx, committed: int | None, headers: Sequence[str]
-) -> dict[str, str]:
-    names = {
+def declared_contigs(headers: Iterable[str]) -> set[str]:
+    """The contig names `headers` declare (`##contig=<ID=...`)."""
+    return {
         line[13:].split(",")[0].rstrip(">")
         for h in headers
         for line in h.splitlines()
         if line.startswith("##contig=<ID=")
     }
+
+
+def _foreign_contigs(
+    uri: str, ctx: tiledb.Ctx, committed: int | None, headers: Sequence[str]
+) -> dict[str, str]:
+    names = declared_contigs(headers)
     # Fragment non-empty domains settle most names without reading cells.
     data = f"{uri}/{layout.DATA}"
     spans = [_text_span(f.nonempty_domain[0]) for f in tiledb.array_fragments(data, ctx=ctx)]

@@ -42,6 +42,7 @@ from node.store.dataset.dataset_state import (
     COMMITTED,
     STATE,
     DatasetState,
+    declared_contigs,
     discard_after,
     exists,
     header_tables,
@@ -290,13 +291,9 @@ def _present_contigs(uri: str, ctx: tiledb.Ctx) -> dict[str, str]:
     data = f"{uri}/{layout.DATA}"
     spans = [tuple(map(_text, f.nonempty_domain[0])) for f in tiledb.array_fragments(data, ctx=ctx)]
     with tiledb.open(f"{uri}/{layout.HEADERS}", ctx=ctx) as headers:
-        names = {
-            line[13:].split(",")[0].rstrip(">")
-            for _, _, text in header_texts(headers)
-            if text is not None  # each distinct header once, not once per sample
-            for line in text.splitlines()
-            if line.startswith("##contig=<ID=")
-        } | {lo for lo, hi in spans if lo == hi}
+        # each distinct header once, not once per sample
+        texts = (text for _, _, text in header_texts(headers) if text is not None)
+        names = declared_contigs(texts) | {lo for lo, hi in spans if lo == hi}
     small = tiledb.Ctx({**ctx.config().dict(), "py.init_buffer_bytes": str(1 << 16)})
     present = {}
     with tiledb.open(data, ctx=small) as arr:

@@ -9,14 +9,15 @@ a child process). What the process costs before it buffers anything (Python, num
 tiledb, cyvcf2, a TileDB context, thread stacks: about 70 MiB measured) is taken off
 first, so a budget too small for it is refused rather than silently exceeded.
 
-The samples' VCF headers are not held besides the buffers: `IngestWriter.finish` writes
-them once the buffers are empty, in batches of the `data` batches' size
-(`header_batches`), so their cost is within what the buffers were allowed, whatever the
-sample count.
+The samples' VCF headers are not held besides the buffers: a writer writes a whole
+file's samples' headers in batches of `HEADER_BATCH_BYTES` as it goes, and `finish` the
+rest (region tasks' samples) once the buffers are empty (`header_batches`), so their cost
+is one batch, whatever the sample count.
 
 A partitioned ingest splits the budget (`for_workers`): the coordinating process keeps
 `COORDINATOR_MB` (it waits and merges outcomes while the workers run, and writes the
-headers once they have exited) and each worker process gets an equal share of the rest;
+region tasks' headers once they have exited) and each worker process gets an equal share
+of the rest;
 on a remote Dask cluster every task gets the whole budget (its worker's machine holds it).
 
 Thresholds never exceed `IngestWriter`'s class constants (larger batches write no
@@ -65,9 +66,9 @@ _ROW_COST = 250
 # - per aggregate key: dict entry, key tuple, counts, `key_info`, the row lists.
 _KEY_COST = 700
 # - per byte of a batch of the samples' stored VCF headers (`header_batches`: the encoded
-#   texts, the joined column, TileDB's sorted copy; ~3): far below `_DATA_COST`, and the
-#   batches are written after the data buffers are empty. The smallest batch (3 x 4 MiB)
-#   fits the headroom of the smallest budget.
+#   texts, the joined column, TileDB's sorted copy; ~3): a batch of 4 MiB (~12 MB) is
+#   written while the buffers may be full, within the headroom of the smallest budget
+#   (20 MB of 200); `finish` writes larger ones once the buffers are empty.
 HEADER_BATCH_BYTES = 4 * MIB
 _DATA_SHARE = 0.5  # of what the fixed costs leave; the statistics get the rest
 _KEY_SHARE = 0.4  # of the statistics' share: the aggregate keys held between rows flushes
@@ -159,7 +160,7 @@ class MemoryBudget:
         samples, array metadata): within a quarter of what the fixed costs leave, and never
         below what one tile of a large fragment needs. TileDB's writers hold what they are
         given, which `limits` bounds."""
-        free = max(0, self._free())
+        free = self._free()
         return {
             "sm.mem.total_budget": str(max(64 * MIB, free // 4)),
             # tiledb-py's first read buffer per attribute (a `data` read has 12 and offsets)
