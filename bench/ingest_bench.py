@@ -18,7 +18,9 @@ cost (issue 18 item 1). `--split N` ingests N single-sample BCFs (`bcftools +spl
 first N samples of the 1000 Genomes chr22 test file in ../shared, 3,042 records each) in one
 command, beside `tiledbvcf store -t 2` of the same files (mode `tiledbvcf`, the real
 TileDB-VCF 0.40.2 of ../shared/tiledbvcf-bin) and `bcftools view -Ob` of each file in turn
-(issue 18 item 2).
+(issue 18 item 2). Modes `read1` and `read2` run `bench.read_floor` on the files with 1 or 2
+processes: cyvcf2 reading every stored value and doing nothing with it, the floor of any
+ingest that parses through cyvcf2.
 """
 
 from __future__ import annotations
@@ -228,6 +230,10 @@ def main(argv: list[str] | None = None) -> None:
             if mode == "tiledbvcf":
                 timings[mode].append(_tiledbvcf_store(work, vcfs, i))
                 continue
+            if mode.startswith("read"):
+                timings[mode].append(_run([sys.executable, "-m", "bench.read_floor",
+                                           "--processes", mode[4:], *map(str, vcfs)]))
+                continue
             dataset = f"d{mode}_{i}"
             timings[mode].append(_run(_ingest_args(home, dataset, vcfs, mode)))
             shutil.rmtree(home / "datasets" / dataset)
@@ -236,9 +242,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{', '.join(f'{r.wall:.2f}' for r in timings['bcftools'])})")
     one = statistics.median(r.wall for r in timings["1"]) if "1" in timings else None
     for mode in modes:
-        name = {"1": "1 worker", "dask": "dask local", "tiledbvcf": "tiledbvcf"}.get(
-            mode, f"{mode} workers")
-        speed = one if mode not in ("1", "tiledbvcf") else None
+        name = {"1": "1 worker", "dask": "dask local", "tiledbvcf": "tiledbvcf",
+                "read1": "read 1", "read2": "read 2"}.get(mode, f"{mode} workers")
+        speed = one if mode not in ("1", "tiledbvcf", "read1", "read2") else None
         print(_describe(name, timings[mode], cells, base, speed))
     if "tiledbvcf" in timings:
         theirs = statistics.median(r.wall for r in timings["tiledbvcf"])

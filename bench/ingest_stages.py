@@ -1,11 +1,11 @@
 """Where a few-sample ingest spends its CPU, per stage and per record (issue 18 items 1, 2).
 
-    python -m bench.ingest_stages [VCF] [--records 200000] [--runs 3]
+    python -m bench.ingest_stages [VCF ...] [--records 200000] [--runs 3]
 
-Ingests the file (default: a simulated one-sample VCF of `--records` SNVs, GT:GQ:DP, as
-`bench.ingest_bench --single`) into a new dataset in this process, `--runs` times, with a
-CPU timer (`time.thread_time`: the calling thread's CPU) around each stage of the main
-thread: parsing (`VcfInput._parse`), the `data` cells, each statistics builder's block
+Ingests the files in one ingest (default: a simulated one-sample VCF of `--records` SNVs,
+GT:GQ:DP, as `bench.ingest_bench --single`) into a new dataset in this process, `--runs`
+times, with a CPU timer (`time.thread_time`: the calling thread's CPU) around each stage of
+the main thread: parsing (`VcfInput._parse`), the `data` cells, each statistics builder's block
 (`StatsCollector._aggregate_block`, `VariantStatsRows.add_block`,
 `AlleleCountRows.add_block`, `SampleStatsRows.add_block`), the packed genotypes
 (`GenotypeRows.add_block`), and the flushes' main-thread part. "writer threads" is the
@@ -68,7 +68,7 @@ def _timed(totals: dict[str, float], stage: str, method: Callable[..., Any]) -> 
     return timed
 
 
-def _ingest(vcf: Path, work: Path) -> tuple[dict[str, float], int]:
+def _ingest(vcfs: list[Path], work: Path) -> tuple[dict[str, float], int]:
     """One ingest with every stage timed: CPU seconds per stage, and the record count."""
     totals: dict[str, float] = defaultdict(float)
     saved = [(cls, name, getattr(cls, name)) for _, cls, name in STAGES]
@@ -77,7 +77,7 @@ def _ingest(vcf: Path, work: Path) -> tuple[dict[str, float], int]:
     try:
         store = TileDBVCFStore.create(str(work))
         process, thread = time.process_time(), time.thread_time()
-        records = store.ingest([vcf]).records
+        records = store.ingest(vcfs).records
         main_thread = time.thread_time() - thread
         totals["whole ingest (process)"] = time.process_time() - process
         totals["writer threads"] = totals["whole ingest (process)"] - main_thread
@@ -88,32 +88,34 @@ def _ingest(vcf: Path, work: Path) -> tuple[dict[str, float], int]:
     return totals, records
 
 
-def _bcftools_cpu(vcf: Path) -> float:
+def _bcftools_cpu(vcfs: list[Path]) -> float:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(["bcftools", "view", "-Ob", "-o", os.devnull, str(vcf)], check=True)
+    for vcf in vcfs:
+        subprocess.run(["bcftools", "view", "-Ob", "-o", os.devnull, str(vcf)], check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.ingest_stages", description=__doc__)
-    parser.add_argument("vcf", type=Path, nargs="?")
+    parser.add_argument("vcfs", type=Path, nargs="*")
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fednode-stages-") as tmp:
         work = Path(tmp)
-        vcf = args.vcf or _single(work, args.records)
+        vcfs = args.vcfs or [_single(work, args.records)]
         per_stage: dict[str, list[float]] = defaultdict(list)
         base: list[float] = []
         records = 0
         for run in range(args.runs):
-            base.append(_bcftools_cpu(vcf))
-            totals, records = _ingest(vcf, work / f"ds{run}")
+            base.append(_bcftools_cpu(vcfs))
+            totals, records = _ingest(vcfs, work / f"ds{run}")
             for stage, seconds in totals.items():
                 per_stage[stage].append(seconds)
         bcftools = statistics.median(base)
-        print(f"{vcf.name}: {records} records, {args.runs} runs (CPU medians)")
+        name = vcfs[0].name if len(vcfs) == 1 else f"{len(vcfs)} files"
+        print(f"{name}: {records} records, {args.runs} runs (CPU medians)")
         print(f"{'stage':34s} {'us/record':>10s} {'x bcftools':>11s}")
         rows = [(s, statistics.median(v)) for s, v in per_stage.items()]
         rows.append(("bcftools view -Ob", bcftools))

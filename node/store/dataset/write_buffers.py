@@ -121,35 +121,12 @@ def write_columns(
 
     `ordered`: the caller knows the cells are in the array's global order (no sort).
     """
+    from node.store.dataset import write_query  # imports this module
     from node.store.ingest.global_order import sorted_columns  # imports this module
 
-    lt = tiledb.libtiledb
-    query = lt.Query(lt.Context(array.ctx), array.array, lt.QueryType.WRITE)
-    query.layout = lt.LayoutType.UNORDERED
+    layout = write_query.UNORDERED
     if array.schema.sparse and array.schema.allows_duplicates:
         if not ordered:
             columns = sorted_columns(array.schema, columns)
-        query.layout = lt.LayoutType.GLOBAL_ORDER
-    keep: list[tuple[np.ndarray, np.ndarray]] = []
-    for name, column in columns.items():
-        if isinstance(column, Null):
-            validity = np.zeros(column.values.size, dtype=np.uint8)
-            query.set_data_buffer(name, column.values, np.uint64(column.values.size))
-            query.set_validity_buffer(name, validity, np.uint64(validity.size))
-            keep.append((column.values, validity))
-        elif isinstance(column, Var):
-            data, offsets = column.data, column.offsets
-            query.set_data_buffer(name, data, np.uint64(data.size))
-            query.set_offsets_buffer(name, offsets, np.uint64(offsets.size))
-            keep.append((data, offsets))
-        else:
-            values = np.ascontiguousarray(column)
-            query.set_data_buffer(name, values, np.uint64(values.size))
-            if array.schema.has_attr(name) and array.schema.attr(name).isnullable:
-                validity = np.ones(values.size, dtype=np.uint8)
-                query.set_validity_buffer(name, validity, np.uint64(validity.size))
-                keep.append((validity, values))
-            keep.append((values, values))
-    query._submit()
-    query.finalize()
-    return str(query.fragment_uri(0)) if query.fragment_num() > 0 else None
+        layout = write_query.GLOBAL_ORDER
+    return write_query.write_once(array, columns, layout)

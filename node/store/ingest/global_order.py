@@ -16,6 +16,7 @@ import numpy as np
 import tiledb
 
 from node.store.dataset.write_buffers import Null, Var
+from node.store.dataset.write_query import GLOBAL_ORDER, WriteQuery
 
 __all__ = ["FragmentStream", "sorted_columns"]
 
@@ -117,10 +118,12 @@ class FragmentStream:
     """
 
     def __init__(self, array: tiledb.Array) -> None:
-        lt = tiledb.libtiledb
         self._array = array
-        self._query = lt.Query(lt.Context(array.ctx), array.array, lt.QueryType.WRITE)
-        self._query.layout = lt.LayoutType.GLOBAL_ORDER
+        try:
+            self._query = WriteQuery(array, GLOBAL_ORDER)
+        except BaseException:
+            array.close()
+            raise
         self.last: tuple[bytes, int] | None = None
 
     @property
@@ -129,43 +132,25 @@ class FragmentStream:
 
     def submit(self, columns: Mapping[str, object], last: tuple[bytes, int]) -> None:
         """Append `columns` (already in global order, after every cell submitted so far)."""
-        keep = []  # the buffers must outlive the submission
-        for name, column in columns.items():
-            keep.append(_set_buffers(self._query, self._array.schema, name, column))
-        self._query._submit()
+        self._query.set_columns(columns)
+        self._query.submit()
         self.last = last
 
     def finalize(self) -> str | None:
         """Commit the fragment (none when nothing was submitted); returns its URI."""
         try:
             if self.last is None:
+                self._query.free()
                 return None
-            self._query.finalize()
-            return str(self._query.fragment_uri(0))
+            return self._query.finalize()
         finally:
             self._array.close()
 
     def abandon(self) -> None:
         """Close without committing: the fragment's files stay invisible."""
-        self._array.close()
+        try:
+            self._query.free()
+        finally:
+            self._array.close()
 
 
-def _set_buffers(
-    query: tiledb.libtiledb.Query, schema: tiledb.ArraySchema, name: str, column: object
-) -> tuple[np.ndarray, ...]:
-    if isinstance(column, Null):
-        validity = np.zeros(column.values.size, dtype=np.uint8)
-        query.set_data_buffer(name, column.values, np.uint64(column.values.size))
-        query.set_validity_buffer(name, validity, np.uint64(validity.size))
-        return column.values, validity
-    if isinstance(column, Var):
-        query.set_data_buffer(name, column.data, np.uint64(column.data.size))
-        query.set_offsets_buffer(name, column.offsets, np.uint64(column.offsets.size))
-        return column.data, column.offsets
-    values = np.ascontiguousarray(column)
-    query.set_data_buffer(name, values, np.uint64(values.size))
-    if schema.has_attr(name) and schema.attr(name).isnullable:
-        validity = np.ones(values.size, dtype=np.uint8)
-        query.set_validity_buffer(name, validity, np.uint64(validity.size))
-        return values, validity
-    return (values,)

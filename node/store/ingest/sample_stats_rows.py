@@ -32,6 +32,7 @@ import tiledb
 
 from node.store.dataset import layout
 from node.store.dataset.write_buffers import Var, VarChunk
+from node.store.dataset.write_query import UNORDERED, write_once
 from node.store.ingest.calls import Calls, allele_rows
 from node.store.ingest.sample_stats_fields import (
     FIELDS,
@@ -365,24 +366,5 @@ def merge_sample_stats(parts: Sequence[Mapping[str, object]]) -> dict[str, objec
 def write_sample_stats(array: tiledb.Array, columns: Mapping[str, object]) -> None:
     """One unordered write of `take()`'s columns, nullable ones with their validity
     (`write_buffers.write_columns` writes a nullable column all valid or all null)."""
-    lt = tiledb.libtiledb
-    query = lt.Query(lt.Context(array.ctx), array.array, lt.QueryType.WRITE)
-    query.layout = lt.LayoutType.UNORDERED
-    keep: list[object] = []
-    samples = Var.text(columns["sample"])  # type: ignore[arg-type]
-    query.set_data_buffer("sample", samples.data, np.uint64(samples.data.size))
-    query.set_offsets_buffer("sample", samples.offsets, np.uint64(samples.offsets.size))
-    keep.append(samples)
-    for name, column in columns.items():
-        if name == "sample":
-            continue
-        if isinstance(column, tuple):
-            values, validity = (np.ascontiguousarray(c) for c in column)
-            query.set_validity_buffer(name, validity, np.uint64(validity.size))
-            keep.append(validity)
-        else:
-            values = np.ascontiguousarray(column)
-        query.set_data_buffer(name, values, np.uint64(values.size))
-        keep.append(values)
-    query._submit()
-    query.finalize()
+    sample = Var.text(columns["sample"])  # type: ignore[arg-type]
+    write_once(array, {**columns, "sample": sample}, UNORDERED)
