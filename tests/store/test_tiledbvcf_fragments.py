@@ -149,3 +149,32 @@ def test_replaced_samples_export_their_new_records_sorted(
     assert_exports_sorted_and_indexable(tiledbvcf, uri, sorted(inputs), tmp_path / "z")
     assert assert_exports_equal_inputs(tiledbvcf, uri, inputs, tmp_path / "v") > 100
     assert_fednode_reads_agree(uri)
+
+
+@pytest.mark.parametrize("batch", [SMALL_BATCH, 1 << 18, 1 << 20, 64 << 20])
+def test_small_inputs_share_fragments_and_export_sorted(
+    tiledbvcf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """Single-sample inputs whose cells all fit in the buffer share a `data` fragment; an
+    input written in part before it ended closes its fragment. One-contig inputs (pooled)
+    alternate with three-contig ones (each contig change writes the pool); at every batch
+    size each sample exports sorted and equal to its input, and the cells equal those of
+    one ingest per input."""
+    cohort = generate_cohort(tmp_path / "c.vcf.gz", samples=8, length=60_000, seed=5,
+                             contigs=("9", "10", "X"), groups=8)
+    one = []  # inputs of one contig, their header as the others'
+    for i, path in enumerate(cohort.paths[:6]):
+        one.append(tmp_path / f"one{i}.vcf.gz")
+        sh(f"bcftools view -r 10 -Oz -o {one[-1]} {path} && bcftools index -t {one[-1]}")
+    paths = [*one[:3], cohort.paths[6], *one[3:], cohort.paths[7]]
+    _ingest(tmp_path / "apart", [[p] for p in paths])
+    monkeypatch.setattr(IngestWriter, "FLUSH_BYTES", batch)
+    uri = tmp_path / "ds"
+    _ingest(uri, [paths])
+    assert _data_cells(uri) == _data_cells(tmp_path / "apart")
+    if batch == 64 << 20:  # all pooled: a fragment per run of one-contig inputs and contig
+        assert _data_fragments(uri) < len(paths)
+    inputs = _inputs(paths)
+    assert_exports_sorted_and_indexable(tiledbvcf, uri, sorted(inputs), tmp_path / "z")
+    assert assert_exports_equal_inputs(tiledbvcf, uri, inputs, tmp_path / "v") > 500
+    assert_fednode_reads_agree(uri)

@@ -10,7 +10,8 @@ written without a sort. Fragments are written by two background threads (`WriteQ
 batch is parsed.
 
 `data` gets one fragment per input and contig run (TileDB-VCF's layout: a batch of samples
-over all positions), written batch by batch through one global-order query
+over all positions; inputs whose cells all stay in the buffer until they end share one),
+written batch by batch through one global-order query
 (`FragmentStream`). TileDB-VCF reads `data` unordered, i.e. fragment after fragment in
 (timestamp, name) order; with position slices of one timestamp that order is random and
 each exported sample came out unsorted. A batch holds back the cells at or after the last
@@ -139,6 +140,7 @@ class IngestWriter:
         self._contig: bytes | None = None  # of the buffered cells (one contig at a time)
         self._last_pos = 0  # of the last record buffered
         self._held = 0  # bytes of the cells a flush held back
+        self._batches = 0  # `data` batches handed to the writer thread so far
         self._data_stream: FragmentStream | None = None  # the open `data` fragment
         # Two writer threads: `data` and `fednode_genotypes` on one, the statistics arrays
         # on the other. Each array's fragments keep their order (one thread per array),
@@ -180,7 +182,7 @@ class IngestWriter:
         table = layout.header_id_table(text)
         ids = {name: i for i, name in enumerate(table)}
         extra: list[str] = self.extra_filters.setdefault(inp.name, [])
-        count = 0
+        count, batches = 0, self._batches
         self.flush_samples.update(inp.samples)  # the samples of the fragments written next
         group = 0
         if self.packed is not None:
@@ -197,7 +199,12 @@ class IngestWriter:
             count += 1
         if block:
             self._add_block(block, inp, ids, extra, group)
-        self.flush_data(hold=False, end=True)  # this input's samples: a fragment of their own
+        if self._batches != batches:
+            # Part of this input was written: the fragment must end with it, or another
+            # input's cells could continue it before this input's earlier positions.
+            self.flush_data(hold=False, end=True)
+        # Else every cell of the input is still buffered, all going into one fragment:
+        # small inputs share fragments (TileDB-VCF's batches of samples), fewer and fuller.
         header = inp.sample_header(extra, text)
         # A whole file's samples are this writer's alone: their headers are written in
         # batches as they come (100,000 per-sample files may hold as many distinct 16 KB
@@ -366,6 +373,7 @@ class IngestWriter:
         # Each chunk is one record (or anchor copy) in sample order: the batch is in global
         # order when start_pos strictly increases from chunk to chunk.
         ordered = all(a[1] < b[1] for a, b in itertools.pairwise(chosen))
+        self._batches += 1
         self.writes.submit(lambda: self._write_data(batch, chosen, ordered, end))
 
     def flush_genotypes(self) -> None:
