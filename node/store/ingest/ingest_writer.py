@@ -200,8 +200,9 @@ class IngestWriter:
         if block:
             self._add_block(block, inp, ids, extra, group)
         if self._batches != batches:
-            # Part of this input was written: the fragment must end with it, or another
-            # input's cells could continue it before this input's earlier positions.
+            # Part of this input was written: its fragment ends here, or its held-back
+            # cells could go into a later fragment with the next input's earlier
+            # positions, and TileDB-VCF (fragments in name order) export it unsorted.
             self.flush_data(hold=False, end=True)
         # Else every cell of the input is still buffered, all going into one fragment:
         # small inputs share fragments (TileDB-VCF's batches of samples), fewer and fuller.

@@ -364,7 +364,6 @@ def merge_sample_stats(parts: Sequence[Mapping[str, object]]) -> dict[str, objec
 
 
 def write_sample_stats(array: tiledb.Array, columns: Mapping[str, object]) -> None:
-    """One unordered write of `take()`'s columns, nullable ones with their validity
-    (`write_buffers.write_columns` writes a nullable column all valid or all null)."""
+    """One unordered write of `take()`'s columns, nullable ones as (values, validity)."""
     sample = Var.text(columns["sample"])  # type: ignore[arg-type]
     write_once(array, {**columns, "sample": sample}, UNORDERED)
