@@ -56,7 +56,10 @@ def _lib() -> ctypes.CDLL:
     handles its objects hand out belong to that copy."""
     mapped = Path("/proc/self/maps").read_text().splitlines()
     paths = {line.split(None, 5)[-1] for line in mapped if "libtiledb" in line}
-    found = sorted(p for p in paths if Path(p).name.startswith("libtiledb") and ".so" in p)
+    found = sorted(
+        p for p in paths
+        if Path(p).name.startswith("libtiledb") and ".so" in p and "cpython" not in p
+    )  # tiledb-py's own extension module is named libtiledb.cpython-*.so
     if not found:
         raise tiledb.TileDBError("the TileDB library tiledb-py loaded was not found")
     lib = ctypes.CDLL(found[0])
