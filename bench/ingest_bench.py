@@ -20,7 +20,8 @@ command, beside `tiledbvcf store -t 2` of the same files (mode `tiledbvcf`, the 
 TileDB-VCF 0.40.2 of ../shared/tiledbvcf-bin) and `bcftools view -Ob` of each file in turn
 (issue 18 item 2). Modes `read1` and `read2` run `bench.read_floor` on the files with 1 or 2
 processes: cyvcf2 reading every stored value and doing nothing with it, the floor of any
-ingest that parses through cyvcf2.
+ingest that parses through cyvcf2. Mode `cyvcf2` is one worker with the block reader off
+(FEDNODE_BLOCK_READER=0: every record through the cyvcf2 parser), the baseline of it.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ class Run:
     tree_rss: int  # the process tree's sampled peak (bytes)
 
 
-def _run(args: list[str]) -> Run:
+def _run(args: list[str], env: dict[str, str] | None = None) -> Run:
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     peak = [0]
     done = threading.Event()
     threading.Thread(target=_sample, args=(proc.pid, peak, done), daemon=True).start()
@@ -235,7 +236,11 @@ def main(argv: list[str] | None = None) -> None:
                                            "--processes", mode[4:], *map(str, vcfs)]))
                 continue
             dataset = f"d{mode}_{i}"
-            timings[mode].append(_run(_ingest_args(home, dataset, vcfs, mode)))
+            if mode == "cyvcf2":  # one worker, every record through the cyvcf2 parser
+                env = {**os.environ, "FEDNODE_BLOCK_READER": "0"}
+                timings[mode].append(_run(_ingest_args(home, dataset, vcfs, "1"), env))
+            else:
+                timings[mode].append(_run(_ingest_args(home, dataset, vcfs, mode)))
             shutil.rmtree(home / "datasets" / dataset)
     base = statistics.median(r.wall for r in timings["bcftools"])
     print(f"{'bcftools':>10}: median {base:.2f} s (`bcftools view -Ob`, runs "
@@ -243,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     one = statistics.median(r.wall for r in timings["1"]) if "1" in timings else None
     for mode in modes:
         name = {"1": "1 worker", "dask": "dask local", "tiledbvcf": "tiledbvcf",
-                "read1": "read 1", "read2": "read 2"}.get(mode, f"{mode} workers")
+                "read1": "read 1", "read2": "read 2", "cyvcf2": "1, cyvcf2"}.get(
+                    mode, f"{mode} workers")
         speed = one if mode not in ("1", "tiledbvcf", "read1", "read2") else None
         print(_describe(name, timings[mode], cells, base, speed))
     if "tiledbvcf" in timings:

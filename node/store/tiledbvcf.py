@@ -409,7 +409,8 @@ class TileDBVCFStore:
         with self._ingest_lock, options.hold(self.uri):
             self._recover()
             self._check_writable()
-            inputs = [VcfInput(Path(p), threads=threads) for p in paths]
+            blocks = budget.block_reader()
+            inputs = [VcfInput(Path(p), threads=threads, blocks=blocks) for p in paths]
             added, replaced = check_samples(inputs, self._state.samples, replace=replace)
             dataset_assembly = check_assembly(
                 inputs, assembly, self._state.assembly, empty=not self._state.samples
@@ -440,7 +441,9 @@ class TileDBVCFStore:
             progress=bar,
             genotypes=self._state.genotypes,
             group_timestamp=t_write,
-            limits=plan.mine.limits(samples=_fewest_samples(plan)),
+            limits=plan.mine.limits(
+                samples=_fewest_samples(plan), blocks=any(i.blocks for i in plan.inputs)
+            ),
         )
         try:
             if plan.replaced:

@@ -24,6 +24,7 @@ from node.store.dataset import layout
 from node.store.ingest.ingest_tasks import TaskResult, TaskSpec, run_task
 from node.store.ingest.ingest_writer import IngestWriter
 from node.store.ingest.memory_budget import (
+    BLOCK_READER_MB,
     COORDINATOR_MB,
     DEFAULT_MB,
     MIN_PROCESS_MB,
@@ -99,6 +100,26 @@ def test_many_sample_ingest_keeps_to_a_small_budget(tmp_path: Path) -> None:
 def test_one_sample_ingest_keeps_to_a_small_budget(tmp_path: Path) -> None:
     """One sample: the aggregate keys and statistics rows are what the budget bounds."""
     _budget_holds(tmp_path, _single(tmp_path, 75_000), SMALL)
+
+
+def test_one_sample_ingest_by_blocks_keeps_to_its_budget(tmp_path: Path) -> None:
+    """The smallest budget with room for the block reader (numba and LLVM): read by
+    blocks, its fixed cost taken off the buffers' share, within the budget."""
+    budget = MIN_PROCESS_MB + BLOCK_READER_MB
+    assert MemoryBudget(budget).block_reader() and not MemoryBudget(budget - 1).block_reader()
+    _budget_holds(tmp_path, _single(tmp_path, 150_000), budget)
+
+
+def test_the_block_reader_is_used_where_the_budget_has_room(tmp_path: Path) -> None:
+    vcf = _single(tmp_path, 10)
+    for budget, blocks in ((SMALL, False), (MIN_PROCESS_MB + BLOCK_READER_MB, True)):
+        inp = VcfInput(vcf, blocks=MemoryBudget(budget).block_reader())
+        assert inp.blocks is blocks
+        assert sum(1 for _ in inp.records()) == 10
+        assert inp.block_records == (10 if blocks else 0)
+    roomy = MemoryBudget(DEFAULT_MB)
+    with_blocks = roomy.limits(samples=1, blocks=True)
+    assert with_blocks.flush_bytes < roomy.limits(samples=1).flush_bytes
 
 
 G1000 = "beacon-testdata/cnag-beacon2-cbi-tools/integration_assets/test_1000G.vcf.gz"

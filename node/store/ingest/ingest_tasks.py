@@ -199,9 +199,16 @@ def run_task(spec: TaskSpec) -> TaskResult:
     """Ingest the task's records into a new staging part (run in a worker process)."""
     ctx = tiledb.Ctx(dict(spec.config))
     part = stage_part(Staging(spec.dataset, spec.staging), ctx, uuid.uuid4().hex)
-    inputs = [(VcfInput(Path(spec.path), threads=spec.threads), spec.index, spec.region)]
-    inputs += [(VcfInput(Path(p), threads=spec.threads), i, None) for p, i in spec.more]
+    budget = MemoryBudget(spec.memory_budget_mb)
+    blocks = budget.block_reader()
+    inputs = [
+        (VcfInput(Path(spec.path), threads=spec.threads, blocks=blocks), spec.index, spec.region)
+    ]
+    inputs += [
+        (VcfInput(Path(p), threads=spec.threads, blocks=blocks), i, None) for p, i in spec.more
+    ]
     samples = min(len(inp.samples) for inp, _, _ in inputs)  # fewest: most keys per row
+    reads_blocks = any(inp.blocks and region is None for inp, _, region in inputs)
     writer = IngestWriter(
         spec.dataset,
         ctx,
@@ -211,7 +218,7 @@ def run_task(spec: TaskSpec) -> TaskResult:
         progress=False,
         genotypes=spec.genotypes,
         group_timestamp=spec.base,
-        limits=MemoryBudget(spec.memory_budget_mb).limits(samples=samples),
+        limits=budget.limits(samples=samples, blocks=reads_blocks),
     )
     try:
         records = sum(

@@ -7,7 +7,9 @@ TileDB memory settings, from what each buffered unit was measured to cost at the
 (`bench/budget_bench.py`; tests/store/test_memory_budget.py checks the result in
 a child process). What the process costs before it buffers anything (Python, numpy,
 tiledb, cyvcf2, a TileDB context, thread stacks: about 70 MiB measured) is taken off
-first, so a budget too small for it is refused rather than silently exceeded.
+first, so a budget too small for it is refused rather than silently exceeded. The block
+reader of few-sample inputs (`bcf_blocks`) costs another `BLOCK_READER_MB`: it is used only
+when the budget has room for it (`block_reader`), and then taken off too.
 
 The samples' VCF headers are not held besides the buffers: a writer writes a whole
 file's samples' headers in batches of `HEADER_BATCH_BYTES` as it goes, and `finish` the
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from node.errors import InvalidInput
 
 __all__ = [
+    "BLOCK_READER_MB",
     "COORDINATOR_MB",
     "DEFAULT_MB",
     "HEADER_BATCH_BYTES",
@@ -44,6 +47,9 @@ DEFAULT_MB = 500  # issue 18: any input and sample count within 500 MB
 FLOOR_MB = 100  # fixed cost of an ingest process: 65-80 MiB measured, and allocator slack
 MIN_PROCESS_MB = 200  # below it write batches get so small that fragments multiply
 COORDINATOR_MB = 100  # a partitioned ingest's coordinator while its workers run
+# The block reader's fixed cost (`bcf_blocks`): numba and LLVM (88 MiB of it the library's
+# code, mapped from disk) and the kernels loaded from numba's cache, ~150 MiB measured.
+BLOCK_READER_MB = 150
 _QUEUE_DEPTH_2_MB = 1000  # from this budget one more batch may wait for the writer
 # What the allocators keep of freed buffers grows with the length of an ingest (40 MiB more
 # at the peak of 20,000 records of 2,504 samples than of 5,000, at 300 MB): a tenth of the
@@ -127,16 +133,22 @@ class MemoryBudget:
         also size the header batches it writes after them)."""
         return MemoryBudget(min(self.mb, COORDINATOR_MB))
 
-    def limits(self, *, samples: int) -> BufferLimits:
+    def block_reader(self) -> bool:
+        """Whether few-sample inputs may be read by blocks: the budget has room for the
+        block reader's fixed cost beside the least an ingest process needs."""
+        return self.mb >= MIN_PROCESS_MB + BLOCK_READER_MB
+
+    def limits(self, *, samples: int, blocks: bool = False) -> BufferLimits:
         """Thresholds for inputs of at least `samples` samples per record (1 when samples'
-        stored statistics are negated: their rows come one sample at a time).
+        stored statistics are negated: their rows come one sample at a time); `blocks`:
+        some are read by blocks (`block_reader`), whose fixed cost is taken off first.
 
         Aggregate keys are written only when a rows flush finds `flush_keys` of them, so
         between two rows flushes the keys grow by up to one per row when a record has
         one sample (its site and allele keys against its 1-3 rows), by about
         2 / (samples + 1) per row in general: the rows threshold leaves room for them.
         """
-        free = self._free()
+        free = max(0, self._free() - (BLOCK_READER_MB * MIB if blocks else 0))
         depth = 2 if self.mb >= _QUEUE_DEPTH_2_MB else 1
         data_cost = _DATA_COST + (depth - 1) * _DATA_COST_PER_WAITING
         stats = free * (1 - _DATA_SHARE)

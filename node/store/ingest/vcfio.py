@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import gzip
+import os
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cyvcf2
 import numpy as np
@@ -21,6 +23,9 @@ import numpy as np
 from node.errors import IngestError
 from node.store.dataset import layout
 from node.store.read.cell_reader import RecordReader, StoredCall
+
+if TYPE_CHECKING:
+    from node.store.ingest.bcf_blocks import BlockReader
 
 __all__ = [
     "ParsedRecord",
@@ -52,6 +57,10 @@ _REF_ALTS = {"<NON_REF>", "<*>"}
 # call is most of a one-sample record's parsing (tests/store/test_small_paths.py checks
 # both paths give the same record).
 SMALL_RECORD = 8
+# Records of at most SMALL_RECORD samples of a whole file are read through the block
+# reader (`bcf_blocks`; FEDNODE_BLOCK_READER=0: through cyvcf2 only, for comparisons).
+BLOCKS = os.environ.get("FEDNODE_BLOCK_READER", "1") != "0"
+_TEXTS = 4096  # distinct allele and ID texts kept per input
 _NO_FORMAT = struct.pack("<I", 0)
 # a FORMAT column's blob count, and per key but GT: key, key NUL, htslib type, empty part
 _FmtFields = tuple[bytes, list[tuple[str, bytes, int, bytes]]]
@@ -106,10 +115,12 @@ class ParsedRecord:
 class VcfInput:
     """One VCF/BCF file (bgzipped or plain, indexed or not)."""
 
-    def __init__(self, path: Path, *, threads: int = 1) -> None:
+    def __init__(self, path: Path, *, threads: int = 1, blocks: bool = True) -> None:
         """Reads the header and closes the file: an ingest of thousands of per-sample
         files holds one open at a time (each open reader costs htslib buffers and a
-        descriptor), reopening it to read its records."""
+        descriptor), reopening it to read its records. `blocks`: the whole file may be
+        read by the block reader (`bcf_blocks`) when its records have few samples (the
+        caller says no when its memory budget has no room for it)."""
         self.path = path
         self.name = str(path)
         self._threads = max(1, threads)
@@ -125,6 +136,7 @@ class VcfInput:
             self._format_types = _types(vcf, "FORMAT")
         finally:
             vcf.close()
+        self.blocks = blocks and BLOCKS and len(self.samples) <= SMALL_RECORD
         self.is_bcf = _is_bcf(path)
         self._header_lines = 0 if self.is_bcf else _count_header_lines(path)
         # FORMAT column -> `_fields_of` it (few-sample records)
@@ -134,6 +146,7 @@ class VcfInput:
         # The calls of a few samples repeat (a one-sample VCF has a handful of distinct
         # GTs): each distinct one's arrays, blobs and allele lists are built once, read-only.
         self._calls_seen: dict[tuple[object, ...], _SmallGT] = {}
+        self.block_records = 0  # records the last `records` read through the block reader
 
     def _open(self) -> cyvcf2.VCF:
         try:
@@ -170,9 +183,16 @@ class VcfInput:
             yield from self._region_records(region)
             return
         index = 0
+        if self.blocks and len(self.samples) <= SMALL_RECORD:
+            stopped = yield from self._block_records()
+            if stopped is None:
+                return
+            index = stopped  # read on from there through cyvcf2
         vcf = self._open()
         try:
             iterator = iter(vcf)
+            for _ in range(index):
+                next(iterator)  # read by the block reader
             while True:
                 try:
                     variant = next(iterator)
@@ -189,6 +209,131 @@ class VcfInput:
                 index += 1
         finally:
             vcf.close()
+
+    def _block_records(self) -> Generator[ParsedRecord, None, int | None]:
+        """`records` through the block reader (`bcf_blocks`); returns None at the end of
+        the file, else the number of records read when the rest must be read through
+        cyvcf2 (a record the decoder does not reproduce exactly, an htslib error, or
+        numba unavailable: 0)."""
+        try:
+            from node.store.ingest.bcf_blocks import BlockReader
+
+            reader = BlockReader(
+                self.name,
+                threads=self._threads,
+                samples=len(self.samples),
+                info_types=self._info_types,
+                format_types=self._format_types,
+            )
+        except (ImportError, OSError):
+            return 0
+        n = len(self.samples)
+        index, first_line = 0, self.where(0)
+        alleles: dict[bytes, tuple[str, tuple[str, ...]]] = {}  # as bytes -> REF, ALTs
+        id_texts: dict[bytes, str] = {}
+        filters: dict[tuple[int, ...], tuple[str, ...]] = {}
+        with reader:
+            contigs = reader.contigs
+            for block in reader:
+                txt, flt, info, fmt = block.txt, block.flt, block.info, block.fmt
+                gtv, fmt_len = block.gtv, block.fmt_len
+                for i, (
+                    pos,
+                    rlen,
+                    rid,
+                    a0,
+                    a1,
+                    d0,
+                    d1,
+                    f0,
+                    f1,
+                    i0,
+                    i1,
+                    m0,
+                    m1,
+                    g0,
+                    ploidy,
+                    qual,
+                ) in enumerate(zip(*block.columns, block.qual, strict=True)):
+                    end = pos + rlen - 1
+                    if pos < 0 or end < pos:
+                        raise self._error(index, f"invalid POS/END {pos + 1}/{pos + rlen}")
+                    if not 0 <= rid < len(contigs) or contigs[rid] is None:
+                        reader.refresh()  # a contig the VCF's header lacks
+                        contigs = reader.contigs
+                        if not 0 <= rid < len(contigs) or contigs[rid] is None:
+                            self.block_records = index
+                            return index
+                    key = txt[a0:a1]
+                    found = alleles.get(key)
+                    if found is None:
+                        if len(alleles) >= _TEXTS:
+                            alleles.clear()
+                        parts = key.decode().split(",")
+                        found = alleles[key] = (parts[0], tuple(parts[1:]))
+                    ref, alts = found
+                    key = txt[d0:d1]
+                    ids = id_texts.get(key)
+                    if ids is None:
+                        if len(id_texts) >= _TEXTS:
+                            id_texts.clear()
+                        ids = id_texts[key] = key.decode()
+                    fkey = tuple(flt[f0:f1])
+                    names = filters.get(fkey)
+                    if names is None:
+                        names = self._filter_names(fkey, reader)
+                        if names is None:
+                            self.block_records = index
+                            return index
+                        filters[fkey] = names
+                    if ploidy:
+                        width = ploidy + 1
+                        raw: list[list[int]]
+                        if n == 1:
+                            row = gtv[g0 : g0 + width]
+                            gkey: tuple[object, ...] = tuple(row)
+                            raw = [row]
+                        else:
+                            raw = [gtv[g0 + s * width : g0 + (s + 1) * width] for s in range(n)]
+                            gkey = tuple(map(tuple, raw))
+                        gt, phased, fmt_gt, rows = self._seen_calls(gkey, raw, 1 + len(alts), index)
+                    else:
+                        gt, phased, fmt_gt, rows = _no_calls(n)
+                    blob = fmt[m0:m1]
+                    if n == 1:
+                        chunk = _no_format(1) if blob == _NO_FORMAT else layout.VarChunk.of([blob])
+                    else:
+                        chunk = layout.VarChunk(blob, fmt_len[i].copy())
+                    yield ParsedRecord(
+                        line=first_line + index,
+                        contig=contigs[rid] or "",
+                        pos=pos,
+                        end=end,
+                        ref=ref,
+                        alts=alts,
+                        ids=ids,
+                        qual=qual,
+                        filters=names,
+                        info=info[i0:i1],
+                        gt=gt,
+                        phased=phased,
+                        fmt=chunk,
+                        fmt_gt=fmt_gt,
+                        rows=rows,
+                    )
+                    index += 1
+            self.block_records = index
+            return None if reader.stopped is None else index
+
+    @staticmethod
+    def _filter_names(ids: tuple[int, ...], reader: BlockReader) -> tuple[str, ...] | None:
+        """FILTER names of header ids (None: an id the header does not name)."""
+        for _ in range(2):
+            keys = reader.keys
+            if all(0 <= i < len(keys) and keys[i] is not None for i in ids):
+                return tuple(keys[i] for i in ids)  # type: ignore[misc]
+            reader.refresh()
+        return None
 
     def index_file(self) -> Path | None:
         """The .tbi or .csi index beside the file (region queries need one)."""
@@ -287,21 +432,30 @@ class VcfInput:
         fmt_keys = v.FORMAT
         if n and "GT" in fmt_keys:
             raw = v.genotype.array().tolist()
+            if len(raw[0]) == 2:  # haploid: no phase (cyvcf2 reads it past the call)
+                for row in raw:
+                    row[1] = 0
             key = tuple(raw[0]) if n == 1 else tuple(map(tuple, raw))
-            found = self._calls_seen.get(key)
-            if found is None:
-                found = _small_gt(raw)
-                if len(self._calls_seen) >= _CALLS_SEEN:
-                    self._calls_seen.clear()
-                self._calls_seen[key] = found
-            top, gt, phased, fmt_gt, rows = found
-            if top >= n_alleles:
-                raise self._error(index, f"genotype allele index {top} >= {n_alleles} alleles")
+            gt, phased, fmt_gt, rows = self._seen_calls(key, raw, n_alleles, index)
         else:
-            gt, phased = np.full((n, 1), -1, dtype=np.int16), np.zeros(n, dtype=bool)
-            rows = [[-1] for _ in range(n)]
-            fmt_gt = _gt_blobs_small(gt, phased)
+            gt, phased, fmt_gt, rows = _no_calls(n)
         return gt, phased, self._fmt_blobs_small(v, fmt_keys, n), fmt_gt, rows
+
+    def _seen_calls(
+        self, key: tuple[object, ...], raw: list[list[int]], n_alleles: int, index: int
+    ) -> tuple[np.ndarray, np.ndarray, layout.VarChunk, list[list[int]]]:
+        """The calls of a few samples (`raw`: cyvcf2's `genotype.array().tolist()` rows,
+        `key` their tuple), built once per distinct calls (`_calls_seen`)."""
+        found = self._calls_seen.get(key)
+        if found is None:
+            found = _small_gt(raw)
+            if len(self._calls_seen) >= _CALLS_SEEN:
+                self._calls_seen.clear()
+            self._calls_seen[key] = found
+        top, gt, phased, fmt_gt, rows = found
+        if top >= n_alleles:
+            raise self._error(index, f"genotype allele index {top} >= {n_alleles} alleles")
+        return gt, phased, fmt_gt, rows
 
     def _fmt_blobs_small(self, v: cyvcf2.Variant, fmt_keys: list[str], n: int) -> layout.VarChunk:
         """`_fmt_blobs` for a few samples, the same bytes."""
@@ -352,6 +506,8 @@ class VcfInput:
             return np.full((n, 1), -1, dtype=np.int16), np.zeros(n, dtype=bool)
         arr = v.genotype.array()
         gt, phased = arr[:, :-1].astype(np.int16), arr[:, -1].astype(bool)
+        if gt.shape[1] == 1:
+            phased[:] = False  # haploid: no phase (cyvcf2 reads it past the call)
         if gt.size and int(gt.max()) >= n_alleles:
             raise self._error(
                 index, f"genotype allele index {int(gt.max())} >= {n_alleles} alleles"
@@ -586,6 +742,12 @@ def _no_format(n: int) -> layout.VarChunk:
 def _ints(count: int) -> struct.Struct:
     """The packer of `count` little-endian int32s."""
     return struct.Struct(f"<{count}i")
+
+
+def _no_calls(n: int) -> tuple[np.ndarray, np.ndarray, layout.VarChunk, list[list[int]]]:
+    """The calls of `n` samples of a record without GT: all missing."""
+    gt, phased = np.full((n, 1), -1, dtype=np.int16), np.zeros(n, dtype=bool)
+    return gt, phased, _gt_blobs_small(gt, phased), [[-1] for _ in range(n)]
 
 
 def _gt_blobs_small(gt: np.ndarray, phased: np.ndarray) -> layout.VarChunk:
