@@ -5,7 +5,9 @@
 Ingests the files in one ingest (default: a simulated one-sample VCF of `--records` SNVs,
 GT:GQ:DP, as `bench.ingest_bench --single`) into a new dataset in this process, `--runs`
 times, with a CPU timer (`time.thread_time`: the calling thread's CPU) around each stage of
-the main thread: parsing (`VcfInput._parse`), the `data` cells, each statistics builder's block
+the main thread: parsing (`VcfInput._parse`, cyvcf2; few-sample files: the block
+reader's `_read` and `_decode`, the `ParsedRecord`s made of its blocks counted in "main
+thread, other"), the `data` cells, each statistics builder's block
 (`StatsCollector._aggregate_block`, `VariantStatsRows.add_block`,
 `AlleleCountRows.add_block`, `SampleStatsRows.add_block`), the packed genotypes
 (`GenotypeRows.add_block`), and the flushes' main-thread part. "writer threads" is the
@@ -31,6 +33,7 @@ from typing import Any
 from bench.ingest_bench import _single
 from node.store.ingest import (
     allele_count_rows,
+    bcf_blocks,
     genotype_rows,
     ingest_writer,
     sample_stats_rows,
@@ -44,7 +47,9 @@ __all__ = ["main"]
 
 # (stage, class, method): each timed on the thread that calls it
 STAGES: list[tuple[str, type, str]] = [
-    ("parse", vcfio.VcfInput, "_parse"),
+    ("parse (cyvcf2)", vcfio.VcfInput, "_parse"),
+    ("block read (htslib)", bcf_blocks.BlockReader, "_read"),
+    ("block decode", bcf_blocks.BlockReader, "_decode"),
     ("data cells", ingest_writer.IngestWriter, "_cells"),
     ("fednode aggregate", stats.StatsCollector, "_aggregate_block"),
     ("variant_stats rows", vs_rows.VariantStatsRows, "add_block"),

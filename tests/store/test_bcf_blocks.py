@@ -220,3 +220,23 @@ def test_htslib_symbols_stay_local(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert _same(vcf, monkeypatch) == len(_DECODED)
     with pytest.raises(AttributeError):
         ctypes.CDLL(None).bcf_read  # noqa: B018
+
+
+def test_a_block_reader_that_cannot_start_leaves_the_file_to_cyvcf2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """numba unable to compile (here: made to fail) costs speed, not the ingest."""
+    from node.store.ingest import bcf_blocks
+
+    vcf = tmp_path / "edge.vcf"
+    vcf.write_text(_HEADER + "\n".join(_DECODED) + "\n")
+    plain, _ = _records(vcf, False, monkeypatch)
+
+    def broken() -> None:
+        raise RuntimeError("no LLVM today")
+
+    monkeypatch.setattr(bcf_blocks, "_prepare", broken)
+    blocks, count = _records(vcf, True, monkeypatch)
+    assert count == 0
+    assert [_fields(r) for r in blocks] == [_fields(r) for r in plain]
+    assert "no LLVM today" in caplog.text

@@ -14,6 +14,7 @@ cyvcf2 parser's, with its line.
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -62,6 +63,7 @@ class BlockReader:
         info_types: Mapping[str, int],
         format_types: Mapping[str, int],
     ) -> None:
+        _prepare()
         self._lib = lib = htslib()
         self._samples = samples
         self._info_types, self._format_types = info_types, format_types
@@ -128,10 +130,7 @@ class BlockReader:
     def __iter__(self) -> Iterator[Block]:
         pending = False
         while True:
-            n, status = kernels.read_records(
-                self._fp, self._hdr, self._rec, pending,
-                self._fixed, self._shared, self._soff, self._indiv, self._ioff,
-            )  # fmt: skip
+            n, status = self._read(pending)
             pending = status == 1
             if n == 0 and pending:  # one record larger than the buffers
                 shared, indiv = _kstring_lengths(self._rec)
@@ -150,6 +149,13 @@ class BlockReader:
                 return
             if status == -1:
                 return
+
+    def _read(self, pending: bool) -> tuple[int, int]:
+        """`bcf_kernels.read_records` into this reader's arrays."""
+        return kernels.read_records(  # type: ignore[no-any-return]
+            self._fp, self._hdr, self._rec, pending,
+            self._fixed, self._shared, self._soff, self._indiv, self._ioff,
+        )  # fmt: skip
 
     def _decode(self, n: int) -> tuple[Block, str | None]:
         out, refreshed = self._out, False
@@ -196,6 +202,27 @@ class BlockReader:
             fmt_len=out.fmt_len[:n].astype(np.uint64),
             gtv=out.gtv[: _gt_end(out, n)].tolist(),
         )
+
+
+@functools.cache
+def _prepare() -> None:
+    """Compile the kernels, or load them from numba's cache, once per process, before a
+    reader opens a file: a failure here (numba unable to compile) leaves the file to the
+    cyvcf2 parser instead of failing the ingest half-way."""
+    rec = htslib().bcf_init()
+    try:
+        fixed = np.zeros((1, 6), np.int64)
+        buffer, offsets = np.empty(1, np.uint8), np.zeros(2, np.int64)
+        kernels.read_records(0, 0, rec, True, fixed, buffer, offsets, buffer, offsets)
+    finally:
+        htslib().bcf_destroy(rec)
+    out, empty = _Outputs(1, 1), np.zeros(1, np.int32)
+    names = np.frombuffer(b"\0", np.uint8)  # read-only, as the readers' key names and flag
+    kernels.decode(
+        0, fixed, buffer, offsets, buffer, offsets, 1, names, offsets, empty, empty, -1,
+        names, out.txt, out.rec_txt, out.flt, out.rec_flt, out.info, out.rec_info, out.fmt,
+        out.fmt_len, out.rec_fmt, out.gtv, out.rec_gt,
+    )  # fmt: skip
 
 
 def _gt_end(out: _Outputs, n: int) -> int:

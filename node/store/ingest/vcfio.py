@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import logging
 import os
 import re
 import struct
@@ -61,6 +62,7 @@ SMALL_RECORD = 8
 # reader (`bcf_blocks`; FEDNODE_BLOCK_READER=0: through cyvcf2 only, for comparisons).
 BLOCKS = os.environ.get("FEDNODE_BLOCK_READER", "1") != "0"
 _TEXTS = 4096  # distinct allele and ID texts kept per input
+_log = logging.getLogger(__name__)
 _NO_FORMAT = struct.pack("<I", 0)
 # a FORMAT column's blob count, and per key but GT: key, key NUL, htslib type, empty part
 _FmtFields = tuple[bytes, list[tuple[str, bytes, int, bytes]]]
@@ -225,7 +227,10 @@ class VcfInput:
                 info_types=self._info_types,
                 format_types=self._format_types,
             )
-        except (ImportError, OSError):
+        except OSError:
+            return 0  # htslib cannot open it: cyvcf2 says why
+        except Exception as exc:  # numba missing or unable to compile: cyvcf2 reads it
+            _log.warning("block reader unavailable (%s): %s read through cyvcf2", exc, self.name)
             return 0
         n = len(self.samples)
         index, first_line = 0, self.where(0)
