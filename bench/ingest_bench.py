@@ -21,7 +21,7 @@ TileDB-VCF 0.40.2 of ../shared/tiledbvcf-bin) and `bcftools view -Ob` of each fi
 (issue 18 item 2). Modes `read1` and `read2` run `bench.read_floor` on the files with 1 or 2
 processes: cyvcf2 reading every stored value and doing nothing with it, the floor of any
 ingest that parses through cyvcf2. Mode `cyvcf2` is one worker with the block reader off
-(FEDNODE_BLOCK_READER=0: every record through the cyvcf2 parser), the baseline of it.
+(FEDNODE_INGEST__BLOCK_READER=false: every record through the cyvcf2 parser), its baseline.
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             dataset = f"d{mode}_{i}"
             if mode == "cyvcf2":  # one worker, every record through the cyvcf2 parser
-                env = {**os.environ, "FEDNODE_BLOCK_READER": "0"}
+                env = {**os.environ, "FEDNODE_INGEST__BLOCK_READER": "false"}
                 timings[mode].append(_run(_ingest_args(home, dataset, vcfs, "1"), env))
             else:
                 timings[mode].append(_run(_ingest_args(home, dataset, vcfs, mode)))

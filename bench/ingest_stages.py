@@ -1,6 +1,6 @@
 """Where a few-sample ingest spends its CPU, per stage and per record (issue 18 items 1, 2).
 
-    python -m bench.ingest_stages [VCF ...] [--records 200000] [--runs 3]
+    python -m bench.ingest_stages [VCF ...] [--records 200000] [--runs 3] [--cyvcf2]
 
 Ingests the files in one ingest (default: a simulated one-sample VCF of `--records` SNVs,
 GT:GQ:DP, as `bench.ingest_bench --single`) into a new dataset in this process, `--runs`
@@ -106,7 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("vcfs", type=Path, nargs="*")
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cyvcf2", action="store_true",
+                        help="every record through the cyvcf2 parser (no block reader)")
     args = parser.parse_args(argv)
+    vcfio.BLOCKS = not args.cyvcf2
     with tempfile.TemporaryDirectory(prefix="fednode-stages-") as tmp:
         work = Path(tmp)
         vcfs = args.vcfs or [_single(work, args.records)]

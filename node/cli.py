@@ -105,6 +105,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             lock=lock,
             runner=runner,
             memory_budget_mb=budget_mb,
+            block_reader=settings.ingest.block_reader,
         )
     finally:
         store.close()

@@ -396,6 +396,7 @@ class TileDBVCFStore:
         lock: LockOptions | None = None,
         runner: TaskRunner | None = None,
         memory_budget_mb: int = DEFAULT_MB,
+        block_reader: bool = True,
     ) -> IngestSummary:
         """Ingest `paths` atomically, holding the dataset's writer lock (`lock`: how long
         to wait for it). `runner`: run the work as partitioned tasks (worker processes, a
@@ -409,7 +410,7 @@ class TileDBVCFStore:
         with self._ingest_lock, options.hold(self.uri):
             self._recover()
             self._check_writable()
-            blocks = budget.block_reader()
+            blocks = block_reader and budget.block_reader()
             inputs = [VcfInput(Path(p), threads=threads, blocks=blocks) for p in paths]
             added, replaced = check_samples(inputs, self._state.samples, replace=replace)
             dataset_assembly = check_assembly(
@@ -420,7 +421,7 @@ class TileDBVCFStore:
             ctx = _ctx({**mine.tiledb_config(), **self._config, **_thread_config(threads)})
             bar = progress and sys.stderr.isatty()
             staging = stage(self.uri, self._ctx, t_delete + 1)
-            plan = _Plan(inputs, replaced, t_delete, threads, runner, budget, mine)
+            plan = _Plan(inputs, replaced, t_delete, threads, runner, budget, mine, block_reader)
             writer, parts, records = self._write(plan, staging, ctx, bar)
             self._commit(writer.timestamp, writer, added, dataset_assembly, staging, parts)
         return IngestSummary(len(inputs), tuple(added), tuple(replaced), records, dataset_assembly)
@@ -485,6 +486,7 @@ class TileDBVCFStore:
             staging=staging.root,
             config={**task.tiledb_config(), **self._config, **_thread_config(plan.threads)},
             memory_budget_mb=task.mb,
+            block_reader=plan.block_reader,
             t_write=t_write,
             aggregate=self._state.aggregate,
             genotypes=self._state.genotypes,
@@ -582,6 +584,7 @@ class _Plan:
     runner: TaskRunner | None
     budget: MemoryBudget  # the whole ingest's
     mine: MemoryBudget  # this process's
+    block_reader: bool  # `[ingest] block_reader`: few-sample files may be read by blocks
 
 
 def _fewest_samples(plan: _Plan) -> int:

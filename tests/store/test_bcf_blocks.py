@@ -240,3 +240,36 @@ def test_a_block_reader_that_cannot_start_leaves_the_file_to_cyvcf2(
     assert count == 0
     assert [_fields(r) for r in blocks] == [_fields(r) for r in plain]
     assert "no LLVM today" in caplog.text
+
+
+def test_the_setting_turns_the_block_reader_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[ingest] block_reader = false` (FEDNODE_INGEST__BLOCK_READER): every record through
+    cyvcf2, in this process and in `--workers` tasks."""
+    from node.config import Settings
+    from node.store.ingest import ingest_tasks
+    from node.store.tiledbvcf import TileDBVCFStore
+
+    assert Settings().ingest.block_reader is True
+    monkeypatch.setenv("FEDNODE_INGEST__BLOCK_READER", "false")
+    assert Settings().ingest.block_reader is False
+    vcf = tmp_path / "edge.vcf"
+    vcf.write_text(_HEADER + "\n".join(_DECODED) + "\n")
+    used: list[str] = []
+    real = vcfio.VcfInput._block_records
+
+    def spy(self: vcfio.VcfInput):  # type: ignore[no-untyped-def]
+        used.append(self.name)
+        return (yield from real(self))
+
+    monkeypatch.setattr(vcfio.VcfInput, "_block_records", spy)
+    TileDBVCFStore.create(str(tmp_path / "off")).ingest([vcf], block_reader=False)
+    assert used == []
+    TileDBVCFStore.create(str(tmp_path / "on")).ingest([vcf])
+    assert used == [str(vcf)]
+    spec = ingest_tasks.plan_tasks(
+        [vcfio.VcfInput(vcf)], workers=1, dataset="d", staging="s", config={}, t_write=1,
+        aggregate=True, genotypes=True, block_reader=False,
+    )  # fmt: skip
+    assert [s.block_reader for s in spec] == [False]

@@ -55,6 +55,7 @@ class TaskSpec:
     # Whole files (path, index) ingested after `path` by the same writer: many small
     # inputs (per-sample files) share a task, not pay a task's fixed cost each.
     more: tuple[tuple[str, int], ...] = ()
+    block_reader: bool = True  # `[ingest] block_reader` (and the budget's room: `run_task`)
 
     def describe(self) -> str:
         if self.more:
@@ -84,6 +85,7 @@ def plan_tasks(
     genotypes: bool,
     threads: int = 1,
     memory_budget_mb: int = DEFAULT_MB,
+    block_reader: bool = True,
 ) -> list[TaskSpec]:
     """Tasks for `workers`: every input split by contig, and contigs into regions of about
     equal compressed size (from the index's bins), when the input is indexed and large
@@ -116,6 +118,7 @@ def plan_tasks(
                     genotypes,
                     threads,
                     memory_budget_mb,
+                    block_reader=block_reader,
                 )
             )
     return _batch_whole_files(specs, pieces)
@@ -200,7 +203,7 @@ def run_task(spec: TaskSpec) -> TaskResult:
     ctx = tiledb.Ctx(dict(spec.config))
     part = stage_part(Staging(spec.dataset, spec.staging), ctx, uuid.uuid4().hex)
     budget = MemoryBudget(spec.memory_budget_mb)
-    blocks = budget.block_reader()
+    blocks = spec.block_reader and budget.block_reader()
     inputs = [
         (VcfInput(Path(spec.path), threads=spec.threads, blocks=blocks), spec.index, spec.region)
     ]

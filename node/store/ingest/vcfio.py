@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import gzip
 import logging
-import os
 import re
 import struct
 from collections.abc import Generator, Iterator
@@ -59,8 +58,9 @@ _REF_ALTS = {"<NON_REF>", "<*>"}
 # both paths give the same record).
 SMALL_RECORD = 8
 # Records of at most SMALL_RECORD samples of a whole file are read through the block
-# reader (`bcf_blocks`; FEDNODE_BLOCK_READER=0: through cyvcf2 only, for comparisons).
-BLOCKS = os.environ.get("FEDNODE_BLOCK_READER", "1") != "0"
+# reader (`bcf_blocks`) unless the caller says otherwise (`[ingest] block_reader`, the
+# memory budget) or this is false (tests).
+BLOCKS = True
 _TEXTS = 4096  # distinct allele and ID texts kept per input
 _log = logging.getLogger(__name__)
 _NO_FORMAT = struct.pack("<I", 0)
