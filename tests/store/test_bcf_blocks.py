@@ -8,6 +8,8 @@ them. Errors are the cyvcf2 parser's, with the same file and line.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import math
 import random
 import subprocess
@@ -273,3 +275,48 @@ def test_the_setting_turns_the_block_reader_off(
         aggregate=True, genotypes=True, block_reader=False,
     )  # fmt: skip
     assert [s.block_reader for s in spec] == [False]
+
+
+def _corrupt_second_info(tmp_path: Path) -> Path:
+    """An uncompressed BCF whose second record's INFO value claims two int8s where it has
+    one: the second is the next record's first byte, though the record's lengths are
+    intact (htslib reads it)."""
+    vcf = tmp_path / "three.vcf"
+    rows = [f"1\t{100 + i}\t.\tA\tC\t7\tPASS\tDP=5\tGT\t0/1" for i in range(3)]
+    vcf.write_text(_HEADER + "\n".join(rows) + "\n")
+    bcf = tmp_path / "three.bcf"
+    subprocess.run(["bcftools", "view", "-Ou", "-o", str(bcf), str(vcf)], check=True,
+                   capture_output=True)  # fmt: skip
+    raw = bytearray(gzip.decompress(bcf.read_bytes()))  # BGZF blocks: raw BCF bytes
+    assert raw[:5] == b"BCF\x02\x02"
+    at = 9 + int.from_bytes(raw[5:9], "little")  # the first record
+    shared, indiv = (int.from_bytes(raw[at + k : at + k + 4], "little") for k in (0, 4))
+    at += 8 + shared + indiv  # the second
+    # shared: 24 fixed bytes, ID ".", alleles A and C, FILTER PASS, INFO key DP, its value
+    value = at + 8 + 24 + 1 + 4 + 2 + 2
+    assert raw[at + 8 + 24 : value - 1] == b"\x07\x17A\x17C\x11\x00\x11"
+    assert raw[value : value + 2] == b"\x11\x05" and value + 2 == at + 8 + shared
+    raw[value] = 0x21
+    bcf.write_bytes(bytes(raw))
+    return bcf
+
+
+def test_a_record_running_past_its_end_is_not_read_past_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record whose values run past its end is handed to cyvcf2 (which reports it),
+    the records before it read by blocks: htslib's own check of a BCF record
+    (`bcf_record_check`) refuses it before the decoder sees it; the decoder checks every
+    typed value against its record's bytes as well, so bytes htslib let through are never
+    read past."""
+    bcf = _corrupt_second_info(tmp_path)
+    monkeypatch.setattr(vcfio, "BLOCKS", False)
+    first = _fields(next(iter(vcfio.VcfInput(bcf).records())))
+    monkeypatch.setattr(vcfio, "BLOCKS", True)
+    inp = vcfio.VcfInput(bcf)
+    records = inp.records()
+    assert _fields(next(records)) == first
+    with contextlib.suppress(IngestError):  # cyvcf2's concern from here
+        for _ in records:
+            pass
+    assert inp.block_records == 1

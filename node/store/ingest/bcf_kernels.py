@@ -141,15 +141,27 @@ def _missing(v, t):
 
 
 @njit(inline="always")
-def _typed(buf, p):
-    """A typed value's descriptor at `p`: (type, count, where its values start)."""
+def _typed(buf, p, end, times):
+    """A typed value's descriptor at `p`: (type, count, where its values start); count -1
+    when the descriptor, or `times` x count values of its type, would pass `end` (the
+    record's last byte: a malformed record is never read past), or the type is not BCF's."""
+    if p >= end:
+        return 0, -1, p
     b = np.int64(buf[p])
     t, c = b & 15, b >> 4
     p += 1
     if c == 15:
+        if p >= end:
+            return 0, -1, p
         tt = np.int64(buf[p]) & 15
+        if not (tt == 1 or tt == 2 or tt == 3) or p + 1 + _size(tt) > end:
+            return 0, -1, p
         c = _int(buf, p + 1, tt)
         p += 1 + _size(tt)
+    if not (t == 0 or t == 1 or t == 2 or t == 3 or t == 5 or t == 7) or c < 0:
+        return 0, -1, p
+    if p + times * c * _size(t) > end:
+        return 0, -1, p
     return t, c, p
 
 
@@ -222,8 +234,8 @@ def decode(
             return i, FULL
         p = s0
         # ID
-        t, c, p = _typed(shared, p)
-        if t != 7 and c:
+        t, c, p = _typed(shared, p, s1, 1)
+        if c < 0 or (t != 7 and c):
             return i, UNSUPPORTED
         length = _text(shared, p, c)
         if length < 0:
@@ -241,8 +253,8 @@ def decode(
         # alleles: REF,ALT,...
         rec_txt[i, 0] = tq
         for a in range(n_allele):
-            t, c, p = _typed(shared, p)
-            if t != 7 and c:
+            t, c, p = _typed(shared, p, s1, 1)
+            if c < 0 or (t != 7 and c):
                 return i, UNSUPPORTED
             length = _text(shared, p, c)
             if length < 0 or (a == 0 and length == 0):
@@ -258,7 +270,9 @@ def decode(
         if n_allele == 0:
             return i, UNSUPPORTED
         # FILTER
-        t, c, p = _typed(shared, p)
+        t, c, p = _typed(shared, p, s1, 1)
+        if c < 0 or (c and not (t == 1 or t == 2 or t == 3)):
+            return i, UNSUPPORTED
         rec_flt[i, 0] = fq
         for j in range(c):
             flt[fq] = _int(shared, p + j * _size(t), t)
@@ -269,13 +283,17 @@ def decode(
         rec_info[i, 0] = iq
         iq = _put32(info, iq, n_info)
         for _ in range(n_info):
-            tk, _, p = _typed(shared, p)
+            tk, ck, p = _typed(shared, p, s1, 1)
+            if ck != 1 or not (tk == 1 or tk == 2 or tk == 3):
+                return i, UNSUPPORTED
             k = _int(shared, p, tk)
             p += _size(tk)
             if k < 0 or k >= info_ht.size or poff[k + 1] == poff[k]:
                 return i, NEW_KEY
             ht = info_ht[k]
-            t, c, p = _typed(shared, p)
+            t, c, p = _typed(shared, p, s1, 1)
+            if c < 0:
+                return i, UNSUPPORTED
             size = _size(t)
             iq = _prefix(info, iq, prefix, poff, k)
             if ht == _HT_FLAG:
@@ -333,12 +351,16 @@ def decode(
         p = i0
         others = 0
         for e in range(n_fmt):
-            tk, _, p = _typed(indiv, p)
+            tk, ck, p = _typed(indiv, p, i1, 1)
+            if ck != 1 or not (tk == 1 or tk == 2 or tk == 3):
+                return i, UNSUPPORTED
             k = _int(indiv, p, tk)
             p += _size(tk)
             if k < 0 or k >= fmt_ht.size or poff[k + 1] == poff[k]:
                 return i, NEW_KEY
-            t, c, p = _typed(indiv, p)
+            t, c, p = _typed(indiv, p, i1, n_samples)
+            if c < 0:
+                return i, UNSUPPORTED
             entries[e, 0], entries[e, 1], entries[e, 2], entries[e, 3] = k, t, c, p
             p += n_samples * c * _size(t)
             if k == gt_key:
