@@ -20,6 +20,7 @@ own semantics instead, row for row (`allele_count_rows`, `vs_rows`, `sample_stat
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -458,7 +459,10 @@ class StatsCollector:
 
     def fednode_rows(self) -> dict[str, object]:
         keys = list(self.keys)
-        counts = np.array(list(self.keys.values()), dtype=np.int64).reshape(-1, 6)
+        width = len(layout.FEDNODE_COUNTS)
+        counts = np.fromiter(  # one pass over the count lists, no array per key
+            itertools.chain.from_iterable(self.keys.values()), np.int64, len(keys) * width
+        ).reshape(-1, width)
         info = [self.key_info[k] for k in keys]
         self.keys, self.key_info = {}, {}
         out: dict[str, object] = {
