@@ -20,7 +20,6 @@ import pytest
 
 from node.errors import IngestError
 from node.store.ingest import vcfio
-from tests.conftest import SHARED
 from tests.store.test_small_paths import _write_vcf
 
 
@@ -178,9 +177,7 @@ def test_errors_name_the_same_line(
     assert f":{_HEADER.count(chr(10)) + len(_DECODED) + 1}" in messages[1]
 
 
-def test_few_sample_files_of_shared(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not SHARED.is_dir():
-        pytest.skip(f"../shared not present at {SHARED}")
+def test_few_sample_files_of_shared(monkeypatch: pytest.MonkeyPatch, shared_dir: Path) -> None:
     files = [
         "beacon-testdata/ega-beacon2-ri-tools-v2/vcf/case1C_subset.vcf.gz",
         "htsget-testdata/bcf/sample1-bcbio-cancer.bcf",
@@ -193,7 +190,7 @@ def test_few_sample_files_of_shared(monkeypatch: pytest.MonkeyPatch) -> None:
         "tiledbvcf-fixture/inputs/synthetic_gvcf/G1.bcf",
     ]
     for name in files:
-        path = SHARED / name
+        path = shared_dir / name
         n = sum(1 for _ in vcfio.VcfInput(path).records())
         assert _same(path, monkeypatch) == n, name  # all of it by blocks
 

@@ -13,7 +13,6 @@ cyvcf2 parser's, with its line.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -31,13 +30,12 @@ _F32_MISSING = 0x7F800001
 
 @dataclass(slots=True)
 class Block:
-    """Decoded records [0, n) of a block (see `bcf_kernels.decode` for the arrays), by
-    column: `columns` holds, each as a list over the records, the position (0-based),
-    rlen, contig id, the alleles' start and end and the ID's in `txt`, the FILTER ids'
-    start and end in `flt`, the info blob's in `info`, the fmt blobs' in `fmt`, the
-    genotypes' start in `gtv` and the ploidy (0: no GT)."""
+    """Decoded records of a block (see `bcf_kernels.decode` for the arrays), by column:
+    `columns` holds, each as a list over the records, the position (0-based), rlen,
+    contig id, the alleles' start and end and the ID's in `txt`, the FILTER ids' start and
+    end in `flt`, the info blob's in `info`, the fmt blobs' in `fmt`, the genotypes' start
+    in `gtv` and the ploidy (0: no GT)."""
 
-    n: int
     columns: list[list[int]]
     qual: list[float]  # NaN: missing
     txt: bytes
@@ -82,7 +80,7 @@ class BlockReader:
         except BaseException:
             self.close()
             raise
-        self._names()
+        self.refresh()
         self._flag = np.frombuffer(layout.FLAG_VALUE, np.uint8)
         self._fixed = np.empty((self.BLOCK, 6), np.int64)
         self._shared = np.empty(1 << 20, np.uint8)
@@ -109,7 +107,7 @@ class BlockReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _names(self) -> None:
+    def refresh(self) -> None:
         """The header's key and contig names by id (htslib adds keys and contigs a VCF's
         header lacks as it reads records: called again when a record names a new one)."""
         self.keys = self._lib.names(self._hdr, DT_ID)
@@ -124,22 +122,19 @@ class BlockReader:
         self._fmt_ht = np.array([fmt.get(k, layout.HT_STR) for k in keys], np.int32)
         self._gt_key = keys.index("GT") if "GT" in keys else -1
 
-    def refresh(self) -> None:
-        self._names()
-
     def __iter__(self) -> Iterator[Block]:
         pending = False
         while True:
             n, status = self._read(pending)
             pending = status == 1
             if n == 0 and pending:  # one record larger than the buffers
-                shared, indiv = _kstring_lengths(self._rec)
+                shared, indiv = self._lib.record_lengths(self._rec)
                 self._shared = np.empty(max(2 * self._shared.size, shared), np.uint8)
                 self._indiv = np.empty(max(2 * self._indiv.size, indiv), np.uint8)
                 continue
             if n:
                 block, stop = self._decode(n)
-                if block.n:
+                if block is not None:
                     yield block
                 if stop is not None:
                     self.stopped = stop
@@ -157,7 +152,8 @@ class BlockReader:
             self._fixed, self._shared, self._soff, self._indiv, self._ioff,
         )  # fmt: skip
 
-    def _decode(self, n: int) -> tuple[Block, str | None]:
+    def _decode(self, n: int) -> tuple[Block | None, str | None]:
+        """Records [0, n) decoded (None: not the first), and why the blocks end there."""
         out, refreshed = self._out, False
         while True:
             done, status = kernels.decode(
@@ -170,7 +166,7 @@ class BlockReader:
                 out.grow()
                 continue
             if status == kernels.NEW_KEY and not refreshed:
-                self._names()  # keys htslib added while reading the block
+                self.refresh()  # keys htslib added while reading the block
                 refreshed = True
                 continue
             stop = None
@@ -178,9 +174,10 @@ class BlockReader:
                 stop = "a key the header does not name"
             elif status == kernels.UNSUPPORTED:
                 stop = "a value the block decoder does not reproduce"
-            return self._block(done), stop
+            return (self._block(done) if done else None), stop
 
     def _block(self, n: int) -> Block:
+        """Records [0, n) (n > 0) as `Block` columns."""
         out, fixed = self._out, self._fixed[:n]
         bits = fixed[:, 3].astype(np.uint32)
         qual = bits.view(np.float32).astype(np.float64)
@@ -189,18 +186,16 @@ class BlockReader:
         parts = (out.rec_txt, out.rec_flt, out.rec_info, out.rec_fmt, fmt_end, out.rec_gt)
         columns = np.concatenate([fixed[:, :3], *(p[:n] for p in parts)], axis=1)
         last = n - 1
+        start, ploidy = out.rec_gt[last]
         return Block(
-            n=n,
-            columns=columns.T.tolist() if n else [[] for _ in range(15)],
+            columns=columns.T.tolist(),
             qual=qual.tolist(),
-            txt=out.txt[: out.rec_txt[last, 1] if n else 0].tobytes(),
-            flt=out.flt[: out.rec_flt[last, 1] if n else 0].tolist(),
-            info=out.info[: out.rec_info[last, 1] if n else 0].tobytes(),
-            fmt=out.fmt[
-                : int(out.rec_fmt[last, 0] + out.fmt_len[last].sum()) if n else 0
-            ].tobytes(),
+            txt=out.txt[: out.rec_txt[last, 1]].tobytes(),
+            flt=out.flt[: out.rec_flt[last, 1]].tolist(),
+            info=out.info[: out.rec_info[last, 1]].tobytes(),
+            fmt=out.fmt[: fmt_end[last, 0]].tobytes(),
             fmt_len=out.fmt_len[:n].astype(np.uint64),
-            gtv=out.gtv[: _gt_end(out, n)].tolist(),
+            gtv=out.gtv[: start + (out.samples * (ploidy + 1) if ploidy else 0)].tolist(),
         )
 
 
@@ -223,13 +218,6 @@ def _prepare() -> None:
         names, out.txt, out.rec_txt, out.flt, out.rec_flt, out.info, out.rec_info, out.fmt,
         out.fmt_len, out.rec_fmt, out.gtv, out.rec_gt,
     )  # fmt: skip
-
-
-def _gt_end(out: _Outputs, n: int) -> int:
-    if not n:
-        return 0
-    start, ploidy = out.rec_gt[n - 1]
-    return int(start + (out.samples * (ploidy + 1) if ploidy else 0))
 
 
 class _Outputs:
@@ -259,34 +247,10 @@ class _Outputs:
         self._alloc()
 
 
-def _kstring_lengths(rec: int) -> tuple[int, int]:
-    """The lengths of the record's `shared` and `indiv` bytes (bcf1_t offsets 32, 56)."""
-    return (
-        ctypes.c_uint64.from_address(rec + 32).value,
-        ctypes.c_uint64.from_address(rec + 56).value,
-    )
-
-
 def warm() -> None:
     """Compile the kernels into numba's cache (`NUMBA_CACHE_DIR`, else beside this
-    package) by reading a one-record VCF: an image built with this step starts ingests
-    without the compilation (~10 s)."""
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "warm.vcf"
-        path.write_text(
-            "##fileformat=VCFv4.2\n##contig=<ID=1>\n"
-            '##FORMAT=<ID=GT,Number=1,Type=String,Description="g">\n'
-            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS\n"
-            "1\t1\t.\tA\tC\t.\t.\t.\tGT\t0/1\n"
-        )
-        with BlockReader(
-            str(path), threads=1, samples=1, info_types={}, format_types={}
-        ) as reader:
-            if sum(block.n for block in reader) != 1:
-                raise RuntimeError("the block reader did not read its warm-up record")
+    package): an image built with this step starts ingests without the compilation."""
+    _prepare()
 
 
 if __name__ == "__main__":

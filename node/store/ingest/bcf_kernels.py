@@ -23,7 +23,7 @@ import llvmlite.binding as llvm
 import numpy as np
 from numba import njit, types
 
-from node.store.ingest.htslib_api import REC_SIZE, htslib
+from node.store.ingest.htslib_api import REC_INDIV, REC_SHARED, REC_SIZE, htslib
 
 __all__ = ["DONE", "FULL", "NEW_KEY", "UNSUPPORTED", "decode", "read_records"]
 
@@ -34,6 +34,8 @@ llvm.add_symbol("fednode_bcf_read", ctypes.cast(htslib().bcf_read, ctypes.c_void
 _U64 = types.uint64
 _bcf_read = types.ExternalFunction("fednode_bcf_read", types.int32(_U64, _U64, _U64))
 _memmove = types.ExternalFunction("memmove", _U64(_U64, _U64, _U64))
+
+_SHARED_L, _INDIV_L = REC_SHARED // 8, REC_INDIV // 8  # int64 words of bcf1_t
 
 # decode's outcomes
 DONE, FULL, UNSUPPORTED, NEW_KEY = 0, 1, 2, 3
@@ -61,7 +63,8 @@ def read_records(fp, hdr, rec, pending, fixed, shared, soff, indiv, ioff):
             if ret != 0:
                 return n, min(ret, -1)
         _memmove(scratch.ctypes.data, rec, REC_SIZE)
-        ls, ps, li, pi = scratch[4], scratch[6], scratch[7], scratch[9]
+        ls, ps = scratch[_SHARED_L], scratch[_SHARED_L + 2]  # kstring {l, m, s}
+        li, pi = scratch[_INDIV_L], scratch[_INDIV_L + 2]
         if sl + ls > shared.size or il + li > indiv.size:
             return n, 1
         fixed[n, 0] = scratch[0]
@@ -163,6 +166,20 @@ def _typed(buf, p, end, times):
     if p + times * c * _size(t) > end:
         return 0, -1, p
     return t, c, p
+
+
+@njit(inline="always")
+def _key(buf, p, end, poff):
+    """A key id (a typed int) at `p`: (id, where its value starts, DONE, or UNSUPPORTED
+    when it is no key, or NEW_KEY when `poff` names no key of that id)."""
+    t, c, p = _typed(buf, p, end, 1)
+    if c != 1 or not (t == 1 or t == 2 or t == 3):
+        return 0, p, UNSUPPORTED
+    k = _int(buf, p, t)
+    p += _size(t)
+    if k < 0 or k >= poff.size - 1 or poff[k + 1] == poff[k]:
+        return k, p, NEW_KEY
+    return k, p, DONE
 
 
 @njit(inline="always")
@@ -283,13 +300,9 @@ def decode(
         rec_info[i, 0] = iq
         iq = _put32(info, iq, n_info)
         for _ in range(n_info):
-            tk, ck, p = _typed(shared, p, s1, 1)
-            if ck != 1 or not (tk == 1 or tk == 2 or tk == 3):
-                return i, UNSUPPORTED
-            k = _int(shared, p, tk)
-            p += _size(tk)
-            if k < 0 or k >= info_ht.size or poff[k + 1] == poff[k]:
-                return i, NEW_KEY
+            k, p, status = _key(shared, p, s1, poff)
+            if status != DONE:
+                return i, status
             ht = info_ht[k]
             t, c, p = _typed(shared, p, s1, 1)
             if c < 0:
@@ -351,13 +364,9 @@ def decode(
         p = i0
         others = 0
         for e in range(n_fmt):
-            tk, ck, p = _typed(indiv, p, i1, 1)
-            if ck != 1 or not (tk == 1 or tk == 2 or tk == 3):
-                return i, UNSUPPORTED
-            k = _int(indiv, p, tk)
-            p += _size(tk)
-            if k < 0 or k >= fmt_ht.size or poff[k + 1] == poff[k]:
-                return i, NEW_KEY
+            k, p, status = _key(indiv, p, i1, poff)
+            if status != DONE:
+                return i, status
             t, c, p = _typed(indiv, p, i1, n_samples)
             if c < 0:
                 return i, UNSUPPORTED

@@ -26,6 +26,7 @@ _P = ctypes.c_uint64  # a pointer, as an integer
 HDR_N, HDR_ID = 0, 16
 DT_ID, DT_CTG = 0, 1  # the dictionary of FILTER/INFO/FORMAT keys; of contigs
 REC_SIZE = 80  # bcf1_t up to the end of the `indiv` kstring
+REC_SHARED, REC_INDIV = 32, 56  # bcf1_t's `shared` and `indiv` kstrings: {l, m, s}
 
 
 class Htslib:
@@ -45,6 +46,14 @@ class Htslib:
         self.bcf_read = _fn(lib, "bcf_read", [_P, _P, _P], ctypes.c_int)
         libc = ctypes.CDLL(None)
         self.memmove = _fn(libc, "memmove", [_P, _P, _P], _P)
+
+    @staticmethod
+    def record_lengths(rec: int) -> tuple[int, int]:
+        """The lengths of a record's `shared` and `indiv` bytes."""
+        return (
+            ctypes.c_uint64.from_address(rec + REC_SHARED).value,
+            ctypes.c_uint64.from_address(rec + REC_INDIV).value,
+        )
 
     def names(self, hdr: int, dictionary: int) -> list[str | None]:
         """The keys of one of the header's dictionaries, by id (None: an unused id)."""

@@ -185,7 +185,7 @@ class VcfInput:
             yield from self._region_records(region)
             return
         index = 0
-        if self.blocks and len(self.samples) <= SMALL_RECORD:
+        if self.blocks:
             stopped = yield from self._block_records()
             if stopped is None:
                 return
