@@ -2,10 +2,8 @@
 
 Every fragment is written at the ingest's timestamp into the ingest's staging copies of
 the arrays (`dataset_state.Staging`; see `tiledbvcf` for the commit protocol). Cells are
-buffered as whole-record column chunks (`layout.VarChunk`), so no Python object is made per
-sample and record. Each record's cells are laid out in sample-name order, so a batch of
-records in increasing position order is already in the `data` array's global order and is
-written without a sort. Fragments are written by two background threads (`WriteQueue`s:
+held as columns a block of records at a time (`data_cells.DataCells`), so no Python object
+is made per sample and record. Fragments are written by two background threads (`WriteQueue`s:
 `data` and `fednode_genotypes` on one, the statistics arrays on the other) while the next
 batch is parsed.
 
@@ -24,9 +22,7 @@ written by the same queue at the same timestamp, so it commits or vanishes with 
 
 from __future__ import annotations
 
-import bisect
 import gc
-import itertools
 import struct
 import sys
 from collections.abc import Iterator, Mapping
@@ -40,15 +36,15 @@ from tqdm import tqdm
 from node.domain import normalize_contig
 from node.store.dataset import layout
 from node.store.dataset.dataset_state import Staging, put_meta
-from node.store.dataset.write_buffers import VarChunk
 from node.store.ingest import stats
+from node.store.ingest.data_cells import DataCells, Table
 from node.store.ingest.genotype_rows import GenotypeRows
 from node.store.ingest.global_order import FragmentStream, sorted_columns
 from node.store.ingest.header_batches import write_headers
 from node.store.ingest.memory_budget import HEADER_BATCH_BYTES, BufferLimits
 from node.store.ingest.sample_stats_rows import merge_sample_stats, write_sample_stats
 from node.store.ingest.vcfio import ParsedRecord, Region, StoredCall, VcfInput
-from node.store.ingest.vs_rows import RowBatch, gather_text
+from node.store.ingest.vs_rows import RowBatch
 from node.store.ingest.write_queue import WriteQueue
 
 __all__ = ["IngestWriter", "Outcome"]
@@ -87,7 +83,6 @@ class IngestWriter:
     # (samples x records): 1,024 one-sample records, 128 of 8 samples. Buffers are checked
     # against their thresholds after each block, so a block stays small beside them.
     BLOCK_CELLS = 1024
-    CHUNK_OVERHEAD = 1024  # Python objects per buffered record, counted against FLUSH_BYTES
 
     def __init__(
         self,
@@ -115,8 +110,7 @@ class IngestWriter:
         self.packed = GenotypeRows(group_timestamp or timestamp) if genotypes else None
         self.absorbed = Outcome()  # tasks' outcomes, merged (`absorb`)
         self.extra_filters: dict[str, list[str]] = {}
-        self.cols: dict[str, list[VarChunk]] = {name: [] for name in _CELL_COLUMNS}
-        self.bytes = 0
+        self.cells = DataCells()
         # variant_stats rows are written in the version the array was created with
         with tiledb.open(f"{uri}/{layout.VARIANT_STATS}", ctx=ctx) as arr:
             self.vs_version = int(arr.meta.get("version", layout.VARIANT_STATS_VERSION))
@@ -135,11 +129,8 @@ class IngestWriter:
         self.wrote_coverage = False
         self._encoded: dict[str, tuple[layout.VarChunk, np.ndarray | None]] = {}
         self._filter_blobs: dict[tuple[str, ...], bytes] = {}  # the current input's
-        self._texts: dict[object, bytes] = {}  # encoded alleles and IDs
-        self._sites: list[_Site] = []  # site fields of each chunk of cells
         self._contig: bytes | None = None  # of the buffered cells (one contig at a time)
         self._last_pos = 0  # of the last record buffered
-        self._held = 0  # bytes of the cells a flush held back
         self._batches = 0  # `data` batches handed to the writer thread so far
         self._data_stream: FragmentStream | None = None  # the open `data` fragment
         # Two writer threads: `data` and `fednode_genotypes` on one, the statistics arrays
@@ -246,16 +237,12 @@ class IngestWriter:
         self._contig, self._last_pos = contig, last.pos
         # Every sample's call is stored, ./. included: records read back as in the input.
         if inp.samples:
-            names = self._names(inp)
             blobs = self._filter_blobs  # this input's: its header numbers the FILTERs
-            for rec in block:
-                found = blobs.get(rec.filters)
-                if found is None:
-                    numbers = [_filter_id(f, ids, extra) for f in rec.filters]
-                    found = blobs[rec.filters] = struct.pack(
-                        f"<{1 + len(numbers)}i", len(numbers), *numbers
-                    )
-                self._cells(rec, names, contig, found)
+            filters = [
+                blobs.get(rec.filters) or self._filter_blob(rec.filters, ids, extra)
+                for rec in block
+            ]
+            self.cells.add(block, contig, *self._names(inp), filters)
         else:
             for rec in block:  # FILTERs the header lacks are declared all the same
                 for f in rec.filters:
@@ -265,7 +252,7 @@ class IngestWriter:
             self.packed.add_block(block, group)
             if self.packed.bytes >= self.FLUSH_BYTES:
                 self.flush_genotypes()
-        if self.bytes - self._held >= self.FLUSH_BYTES:
+        if self.cells.bytes - self.cells.held >= self.FLUSH_BYTES:
             self.flush_data()
         if self.collector.pending() >= self.FLUSH_ROWS:
             self.flush_stats(self.collector, final=False)
@@ -285,45 +272,12 @@ class IngestWriter:
             )
         return found
 
-    def _cells(
-        self,
-        rec: ParsedRecord,
-        names: tuple[layout.VarChunk, np.ndarray | None],
-        contig: bytes,
-        filter_ids: bytes,
-    ) -> None:
-        """Cells of every sample, as whole-record column chunks (no object per cell)."""
-        samples, order = names
-        fmt, fmt_gt = rec.fmt, rec.fmt_gt
-        if order is not None:
-            fmt, fmt_gt = fmt.take(order), fmt_gt.take(order)
-        n = len(samples)
-        texts = self._texts  # (REF, ALTs) and IDs repeat: each encoded once
-        alleles = texts.get((rec.ref, rec.alts))
-        if alleles is None:
-            if len(texts) >= _TEXTS:
-                texts.clear()
-            alleles = texts[(rec.ref, rec.alts)] = (",".join((rec.ref, *rec.alts)) + "\0").encode()
-        ids = texts.get(rec.ids)
-        if ids is None:
-            if len(texts) >= _TEXTS:
-                texts.clear()
-            ids = texts[rec.ids] = (rec.ids + "\0").encode()
-        size = (
-            len(fmt.data)
-            + len(fmt_gt.data)
-            + n * (len(contig) + len(alleles) + len(ids) + len(filter_ids) + len(rec.info) + 16)
-        )
-        # Anchor copies strictly before end_pos, as TileDB-VCF writes them (checked on the
-        # fixture: no copy when end_pos - start is a multiple of the gap).
-        for anchor in range(rec.pos, max(rec.end, rec.pos + 1), layout.ANCHOR_GAP):
-            c = self.cols
-            c["sample"].append(samples)
-            c["fmt"].append(fmt)
-            c["fmt_GT"].append(fmt_gt)
-            site = (contig, anchor, rec.pos, rec.end, rec.qual, alleles, ids, filter_ids, rec.info)
-            self._sites.append((*site, n, size + self.CHUNK_OVERHEAD))
-            self.bytes += size + self.CHUNK_OVERHEAD
+    def _filter_blob(self, names: tuple[str, ...], ids: dict[str, int], extra: list[str]) -> bytes:
+        """A record's filter_ids as stored (int32 count, then each FILTER's header id)."""
+        numbers = [_filter_id(f, ids, extra) for f in names]
+        blob = struct.pack(f"<{1 + len(numbers)}i", len(numbers), *numbers)
+        self._filter_blobs[names] = blob
+        return blob
 
     def negate(self, cells: Iterator[StoredCall]) -> None:
         try:
@@ -352,30 +306,17 @@ class IngestWriter:
         return tiledb.open(self.staging.array(name), "w", ctx=self.ctx, timestamp=self.timestamp)
 
     def flush_data(self, *, hold: bool = True, end: bool = False) -> None:
-        """Hand the buffered cells to the writer thread (which builds the columns).
+        """Hand the held cells to the writer thread.
 
         `hold`: keep the cells at or after the last record's position for the next batch
         (later records may sort before them). `end`: close the `data` fragment after.
         """
-        c, sites = self.cols, self._sites
-        order = sorted(range(len(sites)), key=lambda i: sites[i][1])  # one contig
-        cut = len(order)
-        if hold:
-            cut = bisect.bisect_left(order, self._last_pos, key=lambda i: sites[i][1])
-        kept = order[cut:]
-        self.cols = {name: [c[name][i] for i in kept] for name in _CELL_COLUMNS}
-        self._sites = [sites[i] for i in kept]
-        self.bytes = self._held = sum(s[10] for s in self._sites)
-        now = order[:cut]
-        if not now and not end:
+        taken = self.cells.take(hold_from=self._last_pos if hold else None)
+        table, ordered = taken if taken is not None else (None, False)
+        if (table is None or not len(table)) and not end:
             return
-        batch = {name: [c[name][i] for i in now] for name in _CELL_COLUMNS}
-        chosen = [sites[i] for i in now]
-        # Each chunk is one record (or anchor copy) in sample order: the batch is in global
-        # order when start_pos strictly increases from chunk to chunk.
-        ordered = all(a[1] < b[1] for a, b in itertools.pairwise(chosen))
         self._batches += 1
-        self.writes.submit(lambda: self._write_data(batch, chosen, ordered, end))
+        self.writes.submit(lambda: self._write_data(table, ordered, end))
 
     def flush_genotypes(self) -> None:
         taken = None if self.packed is None else self.packed.take()
@@ -387,19 +328,18 @@ class IngestWriter:
         with self._open(layout.FEDNODE_GENOTYPES) as arr:
             layout.write_columns(arr, columns, ordered=ordered)
 
-    def _write_data(
-        self, c: dict[str, list[VarChunk]], sites: list[_Site], ordered: bool, end: bool
-    ) -> None:
+    def _write_data(self, table: Table | None, ordered: bool, end: bool) -> None:
         """Append the batch to the open `data` fragment (a new one when it cannot continue
         the fragment's global order: unsorted input, or a contig sorting before the last)."""
-        if sites:
-            first, last = sites[0][:2], sites[-1][:2]
+        if table is not None and len(table):
+            first = (table.contig, int(table.anchor[0]))
+            last = (table.contig, int(table.anchor[-1]))
             stream = self._data_stream
             if stream is not None and stream.last is not None and first <= stream.last:
                 self._close_data_fragment()
             if self._data_stream is None:
                 self._data_stream = FragmentStream(self._open(layout.DATA))
-            columns = self._data_columns(c, sites)
+            columns = table.columns()
             if not ordered:
                 columns = sorted_columns(self._data_stream.schema, columns)
             self._data_stream.submit(columns, last)
@@ -410,36 +350,6 @@ class IngestWriter:
         stream, self._data_stream = self._data_stream, None
         if stream is not None:
             stream.finalize()
-
-    def _data_columns(self, c: dict[str, list[VarChunk]], sites: list[_Site]) -> dict[str, object]:
-        """Site fields are kept once per chunk and repeated here, vectorised."""
-        count = np.fromiter((s[9] for s in sites), dtype=np.int64, count=len(sites))
-        chunk_of_cell = np.repeat(np.arange(len(sites)), count)
-
-        def repeat(i: int, dtype: type[np.generic]) -> np.ndarray:
-            return np.repeat(np.fromiter((s[i] for s in sites), dtype, len(sites)), count)
-
-        def text(i: int) -> layout.Var:
-            return gather_text([s[i] for s in sites], chunk_of_cell)  # type: ignore[misc]
-
-        filter_ids = text(7)
-        filter_ids.data = filter_ids.data.view("<i4")
-        columns: dict[str, object] = {
-            "contig": text(0),
-            "start_pos": repeat(1, np.uint32),
-            "sample": layout.var_of_chunks(c["sample"]),
-            "real_start_pos": repeat(2, np.uint32),
-            "end_pos": repeat(3, np.uint32),
-            "qual": repeat(4, np.float32),
-            "alleles": text(5),
-            "id": text(6),
-            "filter_ids": filter_ids,
-            "info": text(8),
-            "fmt": layout.var_of_chunks(c["fmt"]),
-            "fmt_GT": layout.var_of_chunks(c["fmt_GT"]),
-        }
-        columns["qual"] = layout.htslib_missing(columns["qual"])
-        return columns
 
     def flush_stats(self, collector: stats.StatsCollector, *, final: bool = True) -> None:
         """Write pending rows; the aggregate only when big or final (few fragments)."""
@@ -569,13 +479,6 @@ class IngestWriter:
                 old = int(current.meta.get("max_length", 0))
             with self._open(name) as arr:
                 put_meta(arr.meta, name, "max_length", max(old, value))
-
-
-_TEXTS = 1 << 16  # encoded alleles/IDs kept (`_cells`)
-_CELL_COLUMNS = ("sample", "fmt", "fmt_GT")  # per-sample chunks; site fields in _Site
-# contig, start_pos (anchor), real start, end, qual, alleles, id, filter_ids, info, cells,
-# bytes counted against FLUSH_BYTES
-_Site = tuple[bytes, int, int, int, float, bytes, bytes, bytes, bytes, int, int]
 
 
 @contextmanager
