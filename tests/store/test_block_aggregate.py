@@ -12,14 +12,17 @@ keys may already be there.
 
 from __future__ import annotations
 
+import copy
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from node.store.ingest.allele_count_rows import AlleleCountRows, genotype_classes_small
 from node.store.ingest.stats import StatsCollector
 from node.store.ingest.vcfio import ParsedRecord, VcfInput
+from node.store.read.aggregate_index import index_of_rows
 
 _HEADER = """##fileformat=VCFv4.2
 ##contig=<ID=chr1,length=1000000>
@@ -106,13 +109,24 @@ def _rows(record: ParsedRecord) -> list[list[int]]:
     return record.rows
 
 
+def _aggregate(collector: StatsCollector) -> dict[str, tuple[object, ...]]:
+    """The aggregate rows held (without taking them) as the read side sums them
+    (`index_of_rows`): per contig, each ALT's counts, end and IDs, each site's counts."""
+    rows = copy.deepcopy(collector).fednode_rows()
+    contigs = np.asarray(rows.pop("contig"), dtype=object)
+    columns = {k: np.asarray(v) for k, v in rows.items()}
+    out: dict[str, tuple[object, ...]] = {}
+    for contig in sorted(set(contigs.tolist())):
+        index = index_of_rows({k: v[contigs == contig] for k, v in columns.items()}, None, contig)
+        alleles = list(zip(index.pos.tolist(), [index.names[i] for i in index.ref],
+                           [index.names[i] for i in index.alt], index.counts.tolist(),
+                           index.end.tolist(), index.record_ids, strict=True))
+        out[contig] = (alleles, index.site_pos.tolist(), index.site_counts.tolist())
+    return out
+
+
 def _state(collector: StatsCollector) -> tuple[object, ...]:
-    return (
-        list(collector.keys.items()),
-        list(collector.key_info.items()),
-        dict(collector.coverage.cols),
-        collector._last_site,
-    )
+    return (_aggregate(collector), dict(collector.coverage.cols), collector._last_site)
 
 
 @pytest.mark.parametrize("sign", [1, -1])

@@ -353,7 +353,8 @@ class IngestWriter:
 
     def flush_stats(self, collector: stats.StatsCollector, *, final: bool = True) -> None:
         """Write pending rows; the aggregate only when big or final (few fragments)."""
-        if self.aggregate and collector.keys and (final or len(collector.keys) >= self.FLUSH_KEYS):
+        held = collector.aggregate_rows()
+        if self.aggregate and held and (final or held >= self.FLUSH_KEYS):
             rows = collector.fednode_rows()
             lengths = np.asarray(rows["end"], dtype=np.int64) - np.asarray(
                 rows["pos"], dtype=np.int64

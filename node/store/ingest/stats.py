@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,7 @@ import numpy as np
 from node.domain import ZERO_STATS, normalize_contig
 from node.store.dataset import layout
 from node.store.dataset.write_buffers import VarChunk
+from node.store.ingest.aggregate_runs import AggregateRuns
 from node.store.ingest.allele_count_rows import (
     AlleleCountRows,
     Classes,
@@ -64,6 +65,7 @@ _SV_TYPES = {"DEL", "INS", "DUP", "INV", "CNV", "BND"}
 SMALL = 8  # records of at most this many samples take the plain-Python path
 _SHAPES = 1 << 16  # `_Shape`s kept (distinct calls of a few samples)
 FednodeKey = tuple[str, int, str, str]  # canonical contig, pos, ref, alt ("" = site row)
+_WIDTH = len(layout.FEDNODE_COUNTS)
 
 
 @functools.lru_cache(maxsize=1 << 10)
@@ -111,8 +113,8 @@ class _Shape:
     same alleles (at most a few hundred distinct calls of a few samples)."""
 
     local: list[int]  # each sample's called alleles, `_last_site`'s value ([]: none called)
-    site: list[int]  # the site row's counts
-    allele: list[int] | None  # the ALT row's counts (None: no carrier)
+    index: int  # the row of its counts in `StatsCollector._shape_counts` (site, then ALT)
+    allele: bool  # whether it has an ALT row (a carrier)
     classes: tuple[tuple[int, str, int], ...]  # (0 REF / 1 ALT, gt class, samples)
 
 
@@ -138,6 +140,9 @@ class StatsCollector:
         self.sample_stats = SampleStatsRows()
         self._variant_stats = sign > 0 or variant_stats_version < 3
         self._shapes: dict[tuple[object, ...], _Shape] = {}  # by a record's calls
+        self._shape_counts: list[list[int]] = []  # each shape's site and ALT row counts
+        self._table: np.ndarray | None = None  # `_shape_counts` as an array
+        self.runs = AggregateRuns()  # the aggregate rows of the block path
 
     @property
     def max_length(self) -> int:
@@ -224,17 +229,24 @@ class StatsCollector:
         `genotype_classes_small` of each record in turn give.
 
         A record of one ALT at a position new to its samples (nearly every record of a
-        one-sample VCF) adds what its calls' `_Shape` says; any other record goes through
-        `_add_small`, with `_last_site` brought up to date around it.
+        one-sample VCF) adds what its calls' `_Shape` says, as columns (`runs`: no Python
+        object per row); any other record goes through `_add_small`, with `_last_site`
+        brought up to date around it.
         """
         group = tuple(samples)
-        keys, key_info, shapes = self.keys, self.key_info, self._shapes
+        shapes = self._shapes
+        if len(shapes) >= _SHAPES:  # few distinct calls in practice; bounded anyway
+            shapes.clear()
+            self._shape_counts.clear()
+        codes, code = self.runs.codes, self.runs.code
         state = self._last_site.get(group)  # kept here, written back around `_add_small`
-        positive = self.sign > 0  # a new key's counts as they are (see `_key`)
         contig = canonical = ""
         out: list[Classes] = []
+        runs = _BlockRuns()  # the common records' rows, added to `runs` per contig
         for r, row in zip(records, rows, strict=True):
             if r.contig != contig:
+                self._add_runs(contig, canonical, runs)
+                runs = _BlockRuns()
                 contig, canonical = r.contig, _canonical(r.contig)
             alts, pos = r.alts, r.pos
             shape = None
@@ -253,26 +265,58 @@ class StatsCollector:
                 out.append({})
                 continue
             state = ((canonical, pos), shape.local)
-            key: FednodeKey = (canonical, pos, "", "")
-            if positive and key not in keys:
-                keys[key], key_info[key] = shape.site.copy(), (pos, ".", contig)
-            else:
-                self._key(key, shape.site.copy(), (pos, ".", contig))
-            if shape.allele is not None:
-                key = (canonical, pos, r.ref, alts[0])
-                if positive and key not in keys:
-                    keys[key], key_info[key] = shape.allele.copy(), (r.end, r.ids, contig)
-                else:
-                    self._key(key, shape.allele.copy(), (r.end, r.ids, contig))
+            runs.site.append(shape.index)
+            runs.site_pos.append(pos)
+            if shape.allele:
+                pair = (r.ref, alts[0])
+                runs.alt.append(shape.index)
+                runs.alt_pos.append(pos)
+                runs.alt_pair.append(codes.get(pair) or code(pair))
+                runs.alt_ids.append(codes.get(r.ids) or code(r.ids))
+                runs.alt_end.append(r.end)
             found = shape.classes
             if len(found) == 1:
                 index, gt, n = found[0]
                 out.append({(alts[0] if index else r.ref, gt): n})
             else:
                 out.append({(alts[0] if i else r.ref, gt): n for i, gt, n in found})
+        self._add_runs(contig, canonical, runs)
         if state is not None:
             self._last_site[group] = state
         return out
+
+    def _add_runs(self, contig: str, canonical: str, rows: _BlockRuns) -> None:
+        """`_aggregate_block`'s rows of one contig, their counts from their shapes
+        (`_shape_counts`: the site row's, then the ALT row's)."""
+        if not rows.site:
+            return
+        runs = self.runs
+        if self._table is None or len(self._table) != len(self._shape_counts):
+            self._table = np.array(self._shape_counts, dtype=np.int64).reshape(-1, 2 * _WIDTH)
+        table = self._table * self.sign
+        name, source = runs.code(canonical), runs.code(contig)
+        n = len(rows.site)
+        pos = np.array(rows.site_pos, dtype=np.int64)
+        runs.add(
+            np.full(n, name, np.int64),
+            pos,
+            np.full(n, runs.site, np.int64),
+            np.full(n, runs.no_id, np.int64),
+            np.full(n, source, np.int64),
+            pos,  # a site row ends where it starts
+            table[np.array(rows.site, dtype=np.int64), :_WIDTH],
+        )
+        n = len(rows.alt)
+        if n:
+            runs.add(
+                np.full(n, name, np.int64),
+                np.array(rows.alt_pos, dtype=np.int64),
+                np.array(rows.alt_pair, dtype=np.int64),
+                np.array(rows.alt_ids, dtype=np.int64),
+                np.full(n, source, np.int64),
+                np.array(rows.alt_end, dtype=np.int64),
+                table[np.array(rows.alt, dtype=np.int64), _WIDTH:],
+            )
 
     def _shape(self, calls: tuple[object, ...], rows: list[list[int]]) -> _Shape | None:
         """The `_Shape` of `rows` (a record's calls, keyed `calls`), cached; None when
@@ -284,14 +328,15 @@ class StatsCollector:
         probe._add_small("1", 0, 0, "N", ("A",), rows, group, False, ".")
         state = probe._last_site.get(group)
         classes = genotype_classes_small(rows, ("N", "A"))
+        site = probe.keys.get(("1", 0, "", ""), [0] * _WIDTH)
+        allele = probe.keys.get(("1", 0, "N", "A"))
         shape = _Shape(
             local=[int(v) for v in state[1]] if state is not None else [],
-            site=probe.keys.get(("1", 0, "", ""), []),
-            allele=probe.keys.get(("1", 0, "N", "A")),
+            index=len(self._shape_counts),
+            allele=allele is not None,
             classes=tuple((int(alt == "A"), gt, n) for (alt, gt), n in classes.items()),
         )
-        if len(self._shapes) >= _SHAPES:  # few distinct calls in practice; bounded anyway
-            self._shapes.clear()
+        self._shape_counts.append([*site, *(allele or [0] * _WIDTH)])
         self._shapes[calls] = shape
         return shape
 
@@ -439,11 +484,11 @@ class StatsCollector:
         sign = self.sign
         for i, c in enumerate(counts):
             current[i] += sign * c
-        known = self.key_info[key]
-        if known[1] != info[1]:
-            merged = ";".join(sorted(set(known[1].split(";")) | set(info[1].split(";")) - {"."}))
-            info = (max(known[0], info[0]), merged or ".", known[2])
-        self.key_info[key] = info
+        known = self.key_info[key]  # as the read side folds rows (`aggregate_runs`)
+        ids = known[1]
+        if ids != info[1]:
+            ids = ";".join(sorted((set(ids.split(";")) | set(info[1].split(";"))) - {".", ""}))
+        self.key_info[key] = (max(known[0], info[0]), ids or ".", known[2])
 
     def _coverage(self, contig: str, pos: int, end: int, an: int, n_called: int) -> None:
         anchors = range(pos, end + 1, layout.ANCHOR_GAP)
@@ -457,27 +502,51 @@ class StatsCollector:
                 n_called=n_called * self.sign,
             )
 
+    def aggregate_rows(self) -> int:
+        """Aggregate rows held (at least the number of distinct keys)."""
+        return len(self.keys) + self.runs.rows
+
     def fednode_rows(self) -> dict[str, object]:
-        keys = list(self.keys)
-        width = len(layout.FEDNODE_COUNTS)
-        counts = np.fromiter(  # one pass over the count lists, no array per key
-            itertools.chain.from_iterable(self.keys.values()), np.int64, len(keys) * width
-        ).reshape(-1, width)
-        info = [self.key_info[k] for k in keys]
-        self.keys, self.key_info = {}, {}
-        out: dict[str, object] = {
-            "contig": [k[0] for k in keys],
-            "pos": np.array([k[1] for k in keys], dtype=np.uint32),
-            "ref": [k[2] for k in keys],
-            "alt": [k[3] for k in keys],
-            "end": np.array([i[0] for i in info], dtype=np.uint32),
-            "id": [i[1] for i in info],
-            "source_contig": [i[2] for i in info],
-        }
-        for i, name in enumerate(layout.FEDNODE_COUNTS):
-            out[name] = counts[:, i].astype(np.int32)
-        return out
+        """The held aggregate rows, one per key (the record path's `keys` and the block
+        path's `runs` folded together), as columns; empties both."""
+        keys, runs = self.keys, self.runs
+        if keys:
+            code = runs.code
+            info = [self.key_info[k] for k in keys]
+            n = len(keys)
+
+            def codes(values: Iterator[object]) -> np.ndarray:
+                return np.fromiter(map(code, values), np.int64, n)
+
+            runs.add(
+                codes(k[0] for k in keys),
+                np.fromiter((k[1] for k in keys), np.int64, n),
+                codes((k[2], k[3]) for k in keys),
+                codes(i[1] for i in info),
+                codes(i[2] for i in info),
+                np.fromiter((i[0] for i in info), np.int64, n),
+                np.fromiter(  # one pass over the count lists, no array per key
+                    itertools.chain.from_iterable(keys.values()), np.int64, n * _WIDTH
+                ).reshape(-1, _WIDTH),
+            )
+            self.keys, self.key_info = {}, {}
+        return runs.take()
 
     def take_sample_stats(self) -> dict[str, object]:
         """One `sample_stats` row per sample (see `sample_stats_rows.SampleStatsRows.take`)."""
         return self.sample_stats.take()
+
+
+@dataclass(slots=True)
+class _BlockRuns:
+    """The aggregate rows of a block's common records on one contig (`_aggregate_block`):
+    each site row's shape and position; each ALT row's shape, position, (REF, ALT) and ID
+    codes and end."""
+
+    site: list[int] = field(default_factory=list)
+    site_pos: list[int] = field(default_factory=list)
+    alt: list[int] = field(default_factory=list)
+    alt_pos: list[int] = field(default_factory=list)
+    alt_pair: list[int] = field(default_factory=list)
+    alt_ids: list[int] = field(default_factory=list)
+    alt_end: list[int] = field(default_factory=list)

@@ -132,8 +132,9 @@ class AggregateRows:
         return names
 
     def _take(self, collector: StatsCollector) -> None:
-        if collector.keys:
-            self._rows += len(collector.keys)
+        held = collector.aggregate_rows()
+        if held:
+            self._rows += held
             for name, values in collector.fednode_rows().items():
                 self.stats[name].append(np.asarray(values))
         if len(collector.coverage):
