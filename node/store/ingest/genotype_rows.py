@@ -84,8 +84,10 @@ def _pack_small(rec: ParsedRecord) -> tuple[int, bytes, bytes, bytes]:
     phase = bits.to_bytes((len(rows) + 7) // 8, "little")
     n = len(rows)
     fmt = rec.fmt
-    blobs = b"" if fmt.data == _NO_FIELDS * n else (
-        struct.pack(f"<{n}I", *fmt.lengths.tolist()) + fmt.data
+    blobs = (
+        b""
+        if fmt.data == _NO_FIELDS * n
+        else (struct.pack(f"<{n}I", *fmt.lengths.tolist()) + fmt.data)
     )
     return ploidy | (WIDE if wide else 0), packed, phase, blobs
 
@@ -113,13 +115,17 @@ def _format_blobs(fmt: VarChunk) -> bytes:
 
 
 class GenotypeRows:
-    """Buffered cells of one ingest; `take` hands them over as write columns."""
+    """Buffered cells of one ingest; `take` hands them over as write columns.
+
+    Cells are held in parts, in the order they came: the columns of a block of one-sample
+    records (`add_block`), or row tuples (`add`: any other record).
+    """
 
     def __init__(self, timestamp: int) -> None:
         self.timestamp = timestamp
         self.groups: dict[int, tuple[str, ...]] = {}
         self.bytes = 0
-        self._rows: list[_Row] = []
+        self._parts: list[_Columns | list[_Row]] = []
 
     def group(self, samples: Sequence[str], *, index: int | None = None) -> int:
         """The group of the next input's records (its samples in input order); `index`:
@@ -134,39 +140,80 @@ class GenotypeRows:
     def add_block(self, records: Sequence[ParsedRecord], group: int) -> None:
         """`add` of consecutive records of one input: the same cells in the same order.
 
-        A one-sample record of one cell (the usual case) skips `pack_calls` and most of the
-        encoding: its calls, FORMAT blob lengths and site fields (alleles, FILTER) repeat
-        from record to record, so each distinct one is packed once per block. Any other
-        record (several samples, a long record with anchor copies) goes through `add`.
+        A block of one-sample records (the usual case) is held as columns, without
+        `pack_calls` or a tuple per record: its calls, FORMAT blob lengths and site fields
+        (alleles, FILTER) repeat from record to record, so each distinct one is packed once
+        per block. A block of any other records goes through `add`.
         """
-        rows = self._rows
+        if not records:
+            return
+        if any(r.rows is None or len(r.rows) != 1 for r in records):
+            for rec in records:
+                self.add(rec, group)
+            return
+        k = len(records)
         calls: dict[tuple[object, ...], tuple[int, bytes, bytes, int]] = {}
         sites: dict[tuple[object, ...], tuple[bytes, bytes, int]] = {}
-        heads: dict[int, bytes] = {}
-        name, contig = "", b""
-        added, gap, no_fields = 0, layout.ANCHOR_GAP, _NO_FIELDS
-        for rec in records:
-            samples = rec.rows
-            if samples is None or len(samples) != 1 or rec.end - rec.pos > gap:
-                self.add(rec, group)
-                continue
-            key = (rec.gt.size, rec.phased[0], *samples[0])  # one sample: size = ploidy
-            shape, codes, phased, size = calls.get(key) or calls.setdefault(key, _call(rec))
-            key = (rec.ref, rec.alts, rec.filters)
-            alleles, filters, length = sites.get(key) or sites.setdefault(key, _site(rec))
-            fmt = rec.fmt.data  # one sample's blob: its length is the data's
-            if fmt != no_fields:
-                n = len(fmt)
-                fmt = (heads.get(n) or heads.setdefault(n, _LENGTH.pack(n))) + fmt
-            else:
-                fmt = b""
-            if rec.contig != name:
-                name, contig = rec.contig, rec.contig.encode()
-            ids, info = rec.ids.encode(), rec.info
-            rows.append((contig, rec.pos, rec.pos, rec.end, rec.qual, alleles, ids, filters,
-                         info, group, shape, codes, phased, fmt))
-            added += size + length + len(ids) + len(info) + len(fmt)
-        self.bytes += added
+        contigs: dict[str, bytes] = {}
+        packed = [
+            calls.get(key) or calls.setdefault(key, _call(rec))
+            for rec, key in zip(
+                records,
+                # one sample: gt.size is its ploidy
+                [(r.gt.size, r.phased[0], *r.rows[0]) for r in records],  # type: ignore[index]
+                strict=True,
+            )
+        ]
+        site = [
+            sites.get(key) or sites.setdefault(key, _site(rec))
+            for rec, key in zip(records, [(r.ref, r.alts, r.filters) for r in records], strict=True)
+        ]
+        fmt = [_sample_blob(r.fmt.data) for r in records]  # one sample's blob: its length
+        ids = [r.ids.encode() for r in records]
+        info = [r.info for r in records]
+        pos = np.fromiter((r.pos for r in records), np.int64, k)
+        end = np.fromiter((r.end for r in records), np.int64, k)
+        columns: _Columns = {
+            "contig": [
+                contigs.get(r.contig) or contigs.setdefault(r.contig, r.contig.encode())
+                for r in records
+            ],
+            "pos": pos,
+            "real_start": pos,
+            "end": end,
+            "qual": np.fromiter((r.qual for r in records), np.float32, k),
+            "alleles": [s[0] for s in site],
+            "id": ids,
+            "filters": [s[1] for s in site],
+            "info": info,
+            "group": np.full(k, group, dtype=np.uint64),
+            "shape": np.fromiter((p[0] for p in packed), np.uint8, k),
+            "gt": [p[1] for p in packed],
+            "phased": [p[2] for p in packed],
+            "fmt": fmt,
+        }
+        size = (
+            np.fromiter((p[3] for p in packed), np.int64, k)
+            + np.fromiter((s[2] for s in site), np.int64, k)
+            + np.fromiter(map(len, ids), np.int64, k)
+            + np.fromiter(map(len, info), np.int64, k)
+            + np.fromiter(map(len, fmt), np.int64, k)
+        )
+        # Anchor copies at the positions `data` uses (as `add` makes them)
+        gap = layout.ANCHOR_GAP
+        copies = (np.maximum(end, pos + 1) - pos + gap - 1) // gap
+        if (copies > 1).any():
+            chosen = np.repeat(np.arange(k), copies)
+            picked = chosen.tolist()
+            columns = {
+                name: value[chosen] if isinstance(value, np.ndarray) else [value[i] for i in picked]
+                for name, value in columns.items()
+            }
+            first = np.repeat(np.cumsum(copies) - copies, copies)
+            columns["pos"] = pos[chosen] + gap * (np.arange(len(chosen)) - first)
+            size = size[chosen]
+        self._parts.append(columns)
+        self.bytes += int(size.sum())
 
     def add(self, rec: ParsedRecord, group: int) -> None:
         shape, codes, phased, fmt = pack_calls(rec)
@@ -178,55 +225,105 @@ class GenotypeRows:
         )
         contig = rec.contig.encode()
         size = len(codes) + len(phased) + len(fmt) + sum(map(len, site)) + 256
+        last = self._parts[-1] if self._parts else None
+        if not isinstance(last, list):
+            last = []
+            self._parts.append(last)
         for anchor in range(rec.pos, max(rec.end, rec.pos + 1), layout.ANCHOR_GAP):
             row = (contig, anchor, rec.pos, rec.end, rec.qual, *site, group, shape)
-            self._rows.append((*row, codes, phased, fmt))
+            last.append((*row, codes, phased, fmt))
             self.bytes += size
 
     def take(self) -> tuple[dict[str, object], bool] | None:
         """The buffered cells as columns, and whether they are in global order."""
-        rows, self._rows, self.bytes = self._rows, [], 0
-        if not rows:
+        parts, self._parts, self.bytes = self._parts, [], 0
+        held = [p if isinstance(p, dict) else _row_columns(p) for p in parts]
+        held = [p for p in held if len(p["contig"])]
+        if not held:
             return None
-        columns = cell_columns(rows)
-        return columns, _ordered(rows, cast(np.ndarray, columns["pos"]))
+        columns = _columns(held)
+        return columns, _ordered(
+            [c for p in held for c in p["contig"]],
+            cast(np.ndarray, columns["pos"]),
+        )
 
     def metadata(self) -> dict[str, str]:
         return {f"{GROUP_META}{k}": json.dumps(list(v)) for k, v in self.groups.items()}
 
 
-def _ordered(rows: Sequence[_Row], anchors: np.ndarray) -> bool:
+# a part's columns: numbers as arrays (any int/float dtype), texts as lists of bytes
+_Columns = dict[str, "np.ndarray | list[bytes]"]
+_FIXED = {
+    "pos": np.uint32,
+    "real_start": np.uint32,
+    "end": np.uint32,
+    "qual": np.float32,
+    "group": np.uint64,
+    "shape": np.uint8,
+}
+_NAMES = (
+    "contig",
+    "pos",
+    "real_start",
+    "end",
+    "qual",
+    "alleles",
+    "id",
+    "filters",
+    "info",
+    "group",
+    "shape",
+    "gt",
+    "phased",
+    "fmt",
+)
+
+
+def _sample_blob(data: bytes) -> bytes:
+    """One sample's FORMAT blobs as `_format_blobs` stores them."""
+    if data == _NO_FIELDS:
+        return b""
+    return _LENGTH.pack(len(data)) + data
+
+
+def _ordered(contigs: list[bytes], anchors: np.ndarray) -> bool:
     """Whether the cells are in global order: (contig, anchor) never decreases. One contig
     (the usual buffer) is a check of the anchors alone."""
-    contigs = list(map(itemgetter(0), rows))
     if contigs.count(contigs[0]) == len(contigs):
         return bool((anchors[1:] >= anchors[:-1]).all())
-    return all(a[:2] <= b[:2] for a, b in itertools.pairwise(rows))
+    keys = list(zip(contigs, anchors.tolist(), strict=True))
+    return all(a <= b for a, b in itertools.pairwise(keys))
 
 
 def cell_columns(rows: Sequence[tuple[object, ...]]) -> dict[str, object]:
     """`fednode_genotypes` write columns of cells given as tuples (contig, anchor, real
-    start, end, qual, alleles, id, filters, info, group, shape, gt, phased, fmt).
+    start, end, qual, alleles, id, filters, info, group, shape, gt, phased, fmt)."""
+    return _columns([_row_columns(rows)])
 
-    Read column by column (`itemgetter`), not transposed with `zip(*rows)`: that builds
-    one iterator per row and costs several times more per cell.
-    """
+
+def _row_columns(rows: Sequence[tuple[object, ...]]) -> _Columns:
+    """Cells given as tuples as a part's columns: read column by column (`itemgetter`),
+    not transposed with `zip(*rows)`, which builds one iterator per row and costs several
+    times more per cell."""
     n = len(rows)
+    out: _Columns = {}
+    for i, name in enumerate(_NAMES):
+        dtype = _FIXED.get(name)
+        values = map(itemgetter(i), rows)
+        out[name] = list(values) if dtype is None else np.fromiter(values, dtype, n)
+    return out
 
-    def fixed(i: int, dtype: type[np.generic]) -> np.ndarray:
-        return np.fromiter(map(itemgetter(i), rows), dtype=dtype, count=n)
 
-    def var(i: int) -> layout.Var:
-        return _var(list(map(itemgetter(i), rows)))
-
-    columns: dict[str, object] = {"contig": var(0), "pos": fixed(1, np.uint32)}
-    columns.update(real_start=fixed(2, np.uint32), end=fixed(3, np.uint32))
-    columns["qual"] = fixed(4, np.float32)
-    for i, name in enumerate(("alleles", "id", "filters", "info"), start=5):
-        columns[name] = var(i)
-    columns.update(group=fixed(9, np.uint64), shape=fixed(10, np.uint8))
-    for i, name in enumerate(("gt", "phased", "fmt"), start=11):
-        columns[name] = var(i)
+def _columns(parts: Sequence[_Columns]) -> dict[str, object]:
+    """The write columns of the parts' cells, part after part."""
+    columns: dict[str, object] = {}
+    for name in _NAMES:
+        dtype = _FIXED.get(name)
+        values = [p[name] for p in parts]
+        if dtype is not None:
+            columns[name] = np.concatenate(values).astype(dtype)
+        else:
+            columns[name] = _var([v for part in values for v in part])
     return columns
 
 
