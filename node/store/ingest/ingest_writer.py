@@ -3,9 +3,9 @@
 Every fragment is written at the ingest's timestamp into the ingest's staging copies of
 the arrays (`dataset_state.Staging`; see `tiledbvcf` for the commit protocol). Cells are
 held as columns a block of records at a time (`data_cells.DataCells`), so no Python object
-is made per sample and record. Fragments are written by two background threads (`WriteQueue`s:
-`data` and `fednode_genotypes` on one, the statistics arrays on the other) while the next
-batch is parsed.
+is made per sample and record. Fragments are written by three background threads
+(`WriteQueue`s: `data`, `fednode_genotypes`, the statistics arrays) while the next batch
+is parsed.
 
 `data` gets one fragment per input and contig run (TileDB-VCF's layout: a batch of samples
 over all positions; inputs whose cells all stay in the buffer until they end share one),
@@ -17,7 +17,7 @@ record's position (that record, records at the same position, anchor copies ahea
 next batch continues the global order.
 
 With `genotypes`, each record also becomes one `fednode_genotypes` cell (`GenotypeRows`),
-written by the same queue at the same timestamp, so it commits or vanishes with `data`.
+written at the same timestamp, so it commits or vanishes with `data`.
 """
 
 from __future__ import annotations

@@ -238,6 +238,7 @@ class StatsCollector:
         if len(shapes) >= _SHAPES:  # few distinct calls in practice; bounded anyway
             shapes.clear()
             self._shape_counts.clear()
+            self._table = None
         codes, code = self.runs.codes, self.runs.code
         state = self._last_site.get(group)  # kept here, written back around `_add_small`
         contig = canonical = ""
