@@ -62,6 +62,7 @@ SMALL_RECORD = 8
 # memory budget) or this is false (tests).
 BLOCKS = True
 _TEXTS = 4096  # distinct allele and ID texts kept per input
+_THREADED_BYTES = 4 << 20  # files from this size are decompressed by htslib's threads
 _log = logging.getLogger(__name__)
 _NO_FORMAT = struct.pack("<I", 0)
 # a FORMAT column's blob count, and per key but GT: key, key NUL, htslib type, empty part
@@ -125,10 +126,14 @@ class VcfInput:
         caller says no when its memory budget has no room for it)."""
         self.path = path
         self.name = str(path)
-        self._threads = max(1, threads)
         if not path.is_file():
             raise IngestError("no such file", path=self.name)
-        vcf = self._open()
+        # htslib's decompression threads for the records of large files only: each open
+        # with threads starts and stops a pool (~0.6 ms), more than a small file's
+        # records take to decompress (per-sample files are ~40 KB)
+        large = path.stat().st_size >= _THREADED_BYTES
+        self._threads = max(1, threads) if large else 1
+        vcf = self._open(header=True)
         try:
             self.samples: tuple[str, ...] = tuple(vcf.samples)
             # Not the header text: 100,000 per-sample inputs of 16 KB headers would hold
@@ -150,16 +155,17 @@ class VcfInput:
         self._calls_seen: dict[tuple[object, ...], _SmallGT] = {}
         self.block_records = 0  # records the last `records` read through the block reader
 
-    def _open(self) -> cyvcf2.VCF:
+    def _open(self, *, header: bool = False) -> cyvcf2.VCF:
+        """`header`: only the header is read (no decompression threads)."""
         try:
-            return cyvcf2.VCF(self.name, threads=self._threads)
+            return cyvcf2.VCF(self.name, threads=1 if header else self._threads)
         except Exception as exc:  # cyvcf2 raises bare OSError/Exception
             raise IngestError(f"cannot read VCF/BCF: {exc}", path=self.name) from exc
 
     @property
     def header(self) -> str:
         """The header's text (htslib's), read from the file."""
-        vcf = self._open()
+        vcf = self._open(header=True)
         try:
             return str(vcf.raw_header)
         finally:
@@ -352,7 +358,7 @@ class VcfInput:
 
     def contig_names(self) -> list[str]:
         """The header's contigs in order (a BCF's CSI numbers its references so)."""
-        vcf = self._open()
+        vcf = self._open(header=True)
         try:
             return list(vcf.seqnames)
         finally:
