@@ -44,6 +44,7 @@ __all__ = [
     "Null",
     "Var",
     "VarChunk",
+    "anchor_copies",
     "decode_blob",
     "decode_field",
     "encode_blob",
@@ -299,6 +300,19 @@ def write_columns(
     return write_buffers.write_columns(
         array, {name: htslib_missing(column) for name, column in columns.items()}, ordered=ordered
     )
+
+
+def anchor_copies(pos: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Records' cells with anchor copies, as TileDB-VCF writes them: one every
+    ANCHOR_GAP from the start, strictly before end_pos (so a record shorter than the gap
+    has none). Returns each cell's record index and start_pos, or None when no record
+    needs a copy."""
+    copies = (np.maximum(end, pos + 1) - pos + ANCHOR_GAP - 1) // ANCHOR_GAP
+    if not (copies > 1).any():
+        return None
+    record = np.repeat(np.arange(len(pos)), copies)
+    first = np.repeat(np.cumsum(copies) - copies, copies)
+    return record, pos[record] + ANCHOR_GAP * (np.arange(len(record)) - first)
 
 
 def htslib_missing(column: object) -> object:

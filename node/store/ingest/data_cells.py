@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from node.store.dataset import layout
-from node.store.dataset.write_buffers import VarChunk
+from node.store.dataset.write_buffers import VarChunk, var_of_chunks
 from node.store.ingest.vs_rows import gather_text
 
 if TYPE_CHECKING:
@@ -145,13 +145,10 @@ class Table:
 
         filter_ids = gather_text(self.filters, chunk_of_cell)
         filter_ids.data = filter_ids.data.view("<i4")
-        contig = layout.Var([])
-        contig.offsets = np.arange(n, dtype=np.uint64) * np.uint64(len(self.contig))
-        contig.data = np.frombuffer(self.contig * n, dtype=np.uint8)
         return {
-            "contig": contig,
+            "contig": gather_text([self.contig], np.zeros(n, dtype=np.int64)),
             "start_pos": repeat(self.anchor, np.uint32),
-            "sample": _var(self.sample),
+            "sample": var_of_chunks([self.sample]),
             "real_start_pos": repeat(self.real_start, np.uint32),
             "end_pos": repeat(self.end, np.uint32),
             "qual": layout.htslib_missing(repeat(self.qual, np.float32)),
@@ -159,8 +156,8 @@ class Table:
             "id": gather_text(self.ids, chunk_of_cell),
             "filter_ids": filter_ids,
             "info": gather_text(self.info, chunk_of_cell),
-            "fmt": _var(self.fmt),
-            "fmt_GT": _var(self.fmt_gt),
+            "fmt": var_of_chunks([self.fmt]),
+            "fmt_GT": var_of_chunks([self.fmt_gt]),
         }
 
 
@@ -229,15 +226,10 @@ class DataCells:
             fmt_cells,
             gt_cells,
         )
-        # Anchor copies strictly before end_pos, as TileDB-VCF writes them (checked on the
-        # fixture: no copy when end_pos - start is a multiple of the gap).
-        gap = layout.ANCHOR_GAP
-        copies = (np.maximum(end, pos + 1) - pos + gap - 1) // gap
-        if (copies > 1).any():
-            table = table.take(np.repeat(np.arange(k), copies))
-            table.anchor = table.anchor + gap * (
-                np.arange(len(table)) - np.repeat(np.cumsum(copies) - copies, copies)
-            )
+        copies = layout.anchor_copies(pos, end)
+        if copies is not None:
+            table = table.take(copies[0])
+            table.anchor = copies[1]
         self._tables.append(table)
         self.bytes += int(table.size.sum())
 
@@ -304,13 +296,3 @@ def _slice_cells(column: VarChunk, start: int, stop: int) -> VarChunk:
     lengths = column.lengths[start:stop]
     skip = int(column.lengths[:start].sum())
     return VarChunk(column.data[skip : skip + int(lengths.sum())], lengths)
-
-
-def _var(column: VarChunk) -> layout.Var:
-    out = layout.Var([])
-    out.offsets = np.zeros(len(column.lengths), dtype=np.uint64)
-    if len(column.lengths) > 1:
-        np.cumsum(column.lengths[:-1], out=out.offsets[1:])
-    if column.data:
-        out.data = np.frombuffer(column.data, dtype=np.uint8)
-    return out

@@ -199,18 +199,15 @@ class GenotypeRows:
             + np.fromiter(map(len, info), np.int64, k)
             + np.fromiter(map(len, fmt), np.int64, k)
         )
-        # Anchor copies at the positions `data` uses (as `add` makes them)
-        gap = layout.ANCHOR_GAP
-        copies = (np.maximum(end, pos + 1) - pos + gap - 1) // gap
-        if (copies > 1).any():
-            chosen = np.repeat(np.arange(k), copies)
+        copies = layout.anchor_copies(pos, end)  # at the positions `data` uses
+        if copies is not None:
+            chosen, anchors = copies
             picked = chosen.tolist()
             columns = {
                 name: value[chosen] if isinstance(value, np.ndarray) else [value[i] for i in picked]
                 for name, value in columns.items()
             }
-            first = np.repeat(np.cumsum(copies) - copies, copies)
-            columns["pos"] = pos[chosen] + gap * (np.arange(len(chosen)) - first)
+            columns["pos"] = anchors
             size = size[chosen]
         self._parts.append(columns)
         self.bytes += int(size.sum())

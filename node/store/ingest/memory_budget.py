@@ -69,7 +69,8 @@ _DATA_COST_PER_WAITING = 2  # one more batch waiting for the writer (chunks only
 # - per pending statistics row: numpy chunks, the columns built on the writer thread and
 #   TileDB's sort of an unordered write;
 _ROW_COST = 250
-# - per aggregate key: dict entry, key tuple, counts, `key_info`, the row lists.
+# - per aggregate key: dict entry, key tuple, counts, `key_info`, the row lists (the block
+#   path's rows, held as columns by `aggregate_runs`, cost far less: counted the same).
 _KEY_COST = 700
 # - per byte of a batch of the samples' stored VCF headers (`header_batches`: the encoded
 #   texts, the joined column, TileDB's sorted copy; ~3): a batch of 4 MiB (~12 MB) is
